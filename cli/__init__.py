@@ -1,0 +1,1 @@
+"""The ``copycat`` command line."""

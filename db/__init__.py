@@ -1,0 +1,1 @@
+"""Postgres/SQLite persistence: SQLAlchemy models, sessions, migrations and named queries."""

@@ -1,0 +1,1 @@
+"""Celery wiring: the app, queues, task definitions, signal handlers and settings."""

@@ -1,0 +1,193 @@
+"""The one configuration object: every knob, its environment variable and its default.
+
+Variables use the ``COPYCAT_`` prefix and ``__`` between a group and its field, e.g.
+``COPYCAT_EMBED__MODEL=sscd`` or ``COPYCAT_MILVUS__URI=http://milvus:19530``. Only ``tasks/``, ``cli/``
+and the storage adapters read settings; the pipeline stages in ``workers/`` take plain arguments.
+
+With nothing set, everything runs embedded under one data directory (``COPYCAT_HOME``): SQLite, a
+Milvus Lite file, objects in a local folder and tasks executed in-process. Point the URLs at
+Postgres, Redis, an S3 server and a Milvus server for production.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from workers.errors import ConfigError
+
+
+class DatabaseSettings(BaseModel):
+    url: str = Field("", description="SQLAlchemy URL; empty means SQLite file $COPYCAT_HOME/copycat.db")
+    pool_size: int = Field(5, ge=1, description="connections kept per process (ignored by SQLite)")
+
+
+class BrokerSettings(BaseModel):
+    url: str = Field("", description="Celery broker, e.g. redis://127.0.0.1:6379/0; empty runs tasks in-process")
+    result_backend: str = Field("", description="Celery result backend; empty uses the broker URL")
+    task_time_limit_s: int = Field(3600, ge=10, description="hard limit for one task")
+    max_retries: int = Field(5, ge=0, description="retries for transient faults (S3, Milvus, DB down)")
+    retry_backoff_max_s: int = Field(300, ge=1, description="cap of the exponential retry delay")
+    prefetch_multiplier: int = Field(1, ge=1, description="tasks a worker process reserves ahead")
+    reconcile_interval_s: int = Field(300, ge=10, description="period of the bucket reconciliation sweep")
+
+
+class S3Settings(BaseModel):
+    endpoint: str = Field("", description="host:port of an S3 server (MinIO, SeaweedFS); empty stores objects"
+                          " in the folder $COPYCAT_HOME/objects")
+    access_key: str = Field("", description="S3 access key")
+    secret_key: str = Field("", description="S3 secret key")
+    secure: bool = Field(False, description="use HTTPS")
+    region: str = Field("", description="bucket region, if the server needs one")
+    uploads_bucket: str = Field("copycat-uploads", description="videos to index are put here")
+    queries_bucket: str = Field("copycat-queries", description="videos to search with are put here")
+    matrices_bucket: str = Field("copycat-matrices", description="per-video frame matrices (.npy)")
+
+
+class MilvusSettings(BaseModel):
+    uri: str = Field("", description="Milvus server URI (http://host:19530) or a Milvus Lite file; empty means"
+                     " $COPYCAT_HOME/milvus.db")
+    token: str = Field("", description="user:password or API token of the Milvus server")
+    collection_prefix: str = Field("copycat_frames", description="collection name = prefix + '_' + model")
+    index_type: str = Field("HNSW", description="vector index type (HNSW, IVF_FLAT, FLAT, ...)")
+    hnsw_m: int = Field(16, ge=4, description="HNSW graph degree")
+    hnsw_ef_construction: int = Field(200, ge=8, description="HNSW build-time breadth")
+    search_ef: int = Field(128, ge=8, description="HNSW search breadth (must be >= search limit)")
+    insert_batch: int = Field(5000, ge=1, description="vectors per insert call")
+    search_batch: int = Field(256, ge=1, description="query vectors per search call")
+
+
+class DecodeSettings(BaseModel):
+    fps: float = Field(1.0, gt=0, le=30, description="frames sampled per second of video")
+    timeout_s: float = Field(1800.0, gt=0, description="wall-clock limit for decoding one video")
+    chunk_frames: int = Field(64, ge=1, description="frames read from ffmpeg at a time (bounds memory)")
+    max_errors: int = Field(0, ge=0, description="decoder errors tolerated before a video counts as corrupt")
+    max_duration_s: float = Field(6 * 3600.0, gt=0, description="longer videos are refused")
+
+
+class EmbedSettings(BaseModel):
+    model: str = Field("sscd_distilled", description="sscd_distilled, sscd, or torch (TorchScript/state dict)")
+    model_path: str = Field("", description="checkpoint file for the torch backend")
+    model_name: str = Field("", description="name recorded for a torch model (default: the file stem)")
+    arch: str = Field("", description="timm architecture for a state-dict checkpoint, e.g."
+                      " tf_efficientnetv2_m_in21ft1k (ISC)")
+    input_size: int = Field(0, ge=0, description="square input side in pixels; 0 means the model's default")
+    resize: Literal["", "squash", "crop"] = Field("", description="squash to a square, or short side + centre"
+                                                 " crop; empty means the model's default")
+    device: str = Field("auto", description="auto (CUDA when present), cuda, cuda:N or cpu")
+    batch_size: int = Field(32, ge=1, description="frames per model call")
+    threads: int = Field(0, ge=0, description="CPU threads for inference; 0 lets the runtime decide")
+    matrix_dtype: Literal["float16", "float32"] = Field("float16", description="dtype of stored frame matrices")
+
+
+class SelectSettings(BaseModel):
+    search_limit: int = Field(64, ge=1, le=16384, description="Milvus hits per query frame")
+    top_k: int = Field(5, ge=1, description="candidate videos localised per query")
+    reduce: Literal["sum", "mean", "max", "min", "count"] = Field("sum", description="hit aggregation")
+
+
+class LocaliseSettings(BaseModel):
+    tn_max_step: int = Field(10, ge=2, description="largest temporal jump between matched frames")
+    tn_top_k: int = Field(5, ge=1, description="reference frames kept per query frame")
+    max_path: int = Field(10, ge=0, description="segments tried per pair is max_path + 1")
+    min_sim: float = Field(0.2, description="minimum frame similarity on a path and per segment")
+    min_length: int = Field(5, ge=0, description="shortest segment span, in frames")
+    max_iou: float = Field(0.3, ge=0, le=1, description="overlap above which a later segment is dropped")
+    trim: bool = Field(True, description="drop path ends whose similarity is below min_sim")
+    merge_gap: int = Field(2, ge=0, description="join segments on one diagonal separated by at most this")
+    device: str = Field("auto", description="device for the similarity matmul")
+
+
+class QuerySettings(BaseModel):
+    min_score: float = Field(0.5, description="matches whose video score is below this are not reported")
+    exclude_self: bool = Field(False, description="drop candidates with the query's own content")
+
+
+class DnsSettings(BaseModel):
+    weights_dir: str = Field("", description="folder with the official DnS .pth files; empty = $COPYCAT_HOME/weights")
+    enabled: bool = Field(False, description="compute DnS representations at ingest and re-rank at query")
+    student: Literal["fg_att_student", "fg_bin_student"] = Field("fg_att_student",
+                                                                 description="fine-grained student used")
+    rerank_percentage: float = Field(0.25, ge=0, le=1, description="share of candidates the fine student re-scores")
+    coarse_top_k: int = Field(20, ge=1, description="videos fetched by the coarse video-level search")
+    dedup_threshold: float = Field(0.8, description="coarse similarity above which videos are duplicates")
+    allow_random_weights: bool = Field(False, description="run with random init when weights are missing")
+
+
+class FlowerSettings(BaseModel):
+    address: str = Field("127.0.0.1", description="address Flower binds")
+    port: int = Field(5555, ge=1, le=65535, description="Flower port")
+    basic_auth: str = Field("", description="user:password required by Flower")
+
+
+class Settings(BaseSettings):
+    """Everything Copycat can be told; see the README's configuration table."""
+
+    model_config = SettingsConfigDict(env_prefix="COPYCAT_", env_nested_delimiter="__", extra="ignore")
+
+    home: Path = Field(Path("copycat-data"), description="data directory for all embedded state")
+    log_level: str = Field("INFO", description="DEBUG, INFO, WARNING or ERROR")
+    database: DatabaseSettings = DatabaseSettings()
+    broker: BrokerSettings = BrokerSettings()
+    s3: S3Settings = S3Settings()
+    milvus: MilvusSettings = MilvusSettings()
+    decode: DecodeSettings = DecodeSettings()
+    embed: EmbedSettings = EmbedSettings()
+    select: SelectSettings = SelectSettings()
+    localise: LocaliseSettings = LocaliseSettings()
+    query: QuerySettings = QuerySettings()
+    dns: DnsSettings = DnsSettings()
+    flower: FlowerSettings = FlowerSettings()
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        if value.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+            raise ValueError(f"unknown log level {value!r}")
+        return value.upper()
+
+    @property
+    def database_url(self) -> str:
+        return self.database.url or f"sqlite:///{(self.home / 'copycat.db').resolve()}"
+
+    @property
+    def milvus_uri(self) -> str:
+        return self.milvus.uri or str((self.home / "milvus.db").resolve())
+
+    @property
+    def objects_dir(self) -> Path:
+        return (self.home / "objects").resolve()
+
+    @property
+    def scratch_dir(self) -> Path:
+        return (self.home / "scratch").resolve()
+
+    @property
+    def weights_dir(self) -> Path:
+        return Path(self.dns.weights_dir) if self.dns.weights_dir else (self.home / "weights").resolve()
+
+    @property
+    def embedded(self) -> bool:
+        """True when tasks run in the calling process (no broker configured)."""
+        return not self.broker.url
+
+
+def load_settings() -> Settings:
+    """Read the environment; a bad value stops start-up with the variable's name."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"COPYCAT_{'__'.join(str(p).upper() for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+        )
+        raise ConfigError(f"invalid configuration: {problems}") from exc
+
+
+@cache
+def get_settings() -> Settings:
+    """The process-wide settings, read once."""
+    return load_settings()

@@ -1,0 +1,1 @@
+"""Copycat's pipeline stages: decode, embed, index, store, select, localise, DnS, evaluate."""

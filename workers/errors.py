@@ -1,0 +1,112 @@
+"""Error families that tell an operator what to do.
+
+``InputError``: the input itself is bad (not a video, truncated, too long). Retrying cannot help; the job
+is marked ``failed`` with the error's ``code`` and message.
+``TransientError``: a service (S3, Milvus, the database) is unreachable or overloaded. Tasks retry these
+with exponential backoff and jitter.
+``ConfigError``: the deployment is wrong (bad setting, missing weights, model mismatch). Fix and rerun.
+"""
+
+from __future__ import annotations
+
+
+class CopycatError(Exception):
+    """Base of every error Copycat raises on purpose."""
+
+    code = "error"
+
+
+class InputError(CopycatError):
+    """The input cannot be processed; retrying will not help."""
+
+    code = "bad_input"
+
+
+class EmptyFile(InputError):
+    """The file has zero bytes."""
+
+    code = "empty_file"
+
+
+class NotAVideo(InputError):
+    """ffprobe cannot read the file as a media container."""
+
+    code = "not_a_video"
+
+
+class NoVideoStream(InputError):
+    """The container holds no video stream (audio-only, subtitles, a still image's cover art)."""
+
+    code = "no_video_stream"
+
+
+class TruncatedVideo(InputError):
+    """The file ends early: the container index is missing or the stream stops mid-way."""
+
+    code = "truncated"
+
+
+class CorruptVideo(InputError):
+    """The decoder reported errors while reading frames."""
+
+    code = "corrupt"
+
+
+class DecodeTimeout(InputError):
+    """Decoding took longer than the configured limit."""
+
+    code = "decode_timeout"
+
+
+class VideoTooLong(InputError):
+    """The video is longer than the configured maximum duration."""
+
+    code = "too_long"
+
+
+class ObjectMissing(InputError):
+    """The object named by a job does not exist (deleted before it was processed)."""
+
+    code = "object_missing"
+
+
+class TransientError(CopycatError):
+    """A dependency is unavailable for now; the task is retried with backoff."""
+
+    code = "transient"
+
+
+class StorageUnavailable(TransientError):
+    """The object store did not answer or answered with a server error."""
+
+    code = "storage_unavailable"
+
+
+class VectorStoreUnavailable(TransientError):
+    """Milvus did not answer or refused the request for a transient reason."""
+
+    code = "milvus_unavailable"
+
+
+class DatabaseUnavailable(TransientError):
+    """The database did not answer."""
+
+    code = "database_unavailable"
+
+
+class ConfigError(CopycatError):
+    """The deployment is misconfigured: a setting, a missing model file, a model/index mismatch."""
+
+    code = "config"
+
+
+class ModelMismatch(ConfigError):
+    """Vectors from one model were about to be mixed with an index or query built by another."""
+
+    code = "model_mismatch"
+
+
+class WeightsMissing(ConfigError):
+    """A model's weight file is not where the settings say it is."""
+
+    code = "weights_missing"
