@@ -1,0 +1,363 @@
+"""Where DnS weight files come from, what they must contain, and strict loading.
+
+Nothing here downloads on its own: ``download_weights`` runs only when an operator asks for it (the
+``copycat weights`` command). Loading never falls back to random weights unless the caller says
+``allow_random=True``, because a randomly initialised model returns plausible-looking but meaningless scores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import logging
+import os
+import urllib.error
+import urllib.request
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from workers.dns.extractor import REGION_DIMS, FeatureExtractor
+from workers.dns.resnet import EXPANSION, STAGES
+from workers.errors import ConfigError, WeightsMissing
+
+log = logging.getLogger(__name__)
+
+_DNS_URL = "https://mever.iti.gr/distill-and-select/models/"
+
+
+@dataclass(frozen=True)
+class WeightFile:
+    """One downloadable weight file and the models that need it."""
+
+    name: str
+    url: str
+    used_by: tuple[str, ...]
+    sha256_prefix: str | None = None
+
+
+RESNET50 = WeightFile(
+    "resnet50-0676ba61.pth",
+    "https://download.pytorch.org/models/resnet50-0676ba61.pth",
+    ("feature_extractor",),
+    sha256_prefix="0676ba61",
+)
+PCA_WHITENING = WeightFile(
+    "pca_resnet50_vcdb_1M.pth", "http://ndd.iti.gr/visil/pca_resnet50_vcdb_1M.pth", ("feature_extractor",)
+)
+MODEL_FILES: dict[str, WeightFile] = {
+    name: WeightFile(file, _DNS_URL + file, (name,))
+    for name, file in (
+        ("fg_att_student", "dns_fg_att_student.pth"),
+        ("fg_bin_student", "dns_fg_bin_student.pth"),
+        ("cg_student", "dns_cg_student.pth"),
+        ("selector_att", "dns_selector_cg-fg_att.pth"),
+        ("selector_bin", "dns_selector_cg-fg_bin.pth"),
+    )
+}
+"""The official DnS checkpoint of each trained model (spec §10)."""
+ALL_FILES: tuple[WeightFile, ...] = (RESNET50, PCA_WHITENING, *MODEL_FILES.values())
+
+
+class WeightsNotFound(WeightsMissing):
+    """A DnS weight file is neither at the given path nor in the weights folder."""
+
+
+class BadCheckpoint(ConfigError):
+    """A weight file exists but cannot be read, or its keys/shapes do not match the model."""
+
+    code = "bad_checkpoint"
+
+
+def _bn_shapes(prefix: str, channels: int) -> dict[str, tuple[int, ...]]:
+    shapes = {f"{prefix}.{k}": (channels,) for k in ("weight", "bias", "running_mean", "running_var")}
+    return shapes | {f"{prefix}.num_batches_tracked": ()}
+
+
+def _resnet50_shapes() -> dict[str, tuple[int, ...]]:
+    """torchvision resnet50 state_dict: 53 convs, 53 BNs (5 entries each) and fc."""
+    shapes = {"conv1.weight": (64, 3, 7, 7), **_bn_shapes("bn1", 64)}
+    in_channels = 64
+    for stage, (width, blocks) in enumerate(STAGES, start=1):
+        out_channels = width * EXPANSION
+        for block in range(blocks):
+            p = f"layer{stage}.{block}"
+            shapes |= {f"{p}.conv1.weight": (width, in_channels, 1, 1), **_bn_shapes(f"{p}.bn1", width)}
+            shapes |= {f"{p}.conv2.weight": (width, width, 3, 3), **_bn_shapes(f"{p}.bn2", width)}
+            shapes |= {f"{p}.conv3.weight": (out_channels, width, 1, 1), **_bn_shapes(f"{p}.bn3", out_channels)}
+            if block == 0:
+                shapes |= {f"{p}.downsample.0.weight": (out_channels, in_channels, 1, 1)}
+                shapes |= _bn_shapes(f"{p}.downsample.1", out_channels)
+            in_channels = out_channels
+    return shapes | {"fc.weight": (1000, 2048), "fc.bias": (1000,)}
+
+
+_ATTENTION = {
+    "attention.transform.weight": (512, 512),
+    "attention.transform.bias": (512,),
+    "attention.context_vector.weight": (1, 512),
+}
+_COMPARATOR = {
+    "visil_head.conv1.weight": (32, 1, 3, 3),
+    "visil_head.conv1.bias": (32,),
+    "visil_head.conv2.weight": (64, 32, 3, 3),
+    "visil_head.conv2.bias": (64,),
+    "visil_head.conv3.weight": (128, 64, 3, 3),
+    "visil_head.conv3.bias": (128,),
+    "visil_head.fconv.weight": (1, 128, 1, 1),
+    "visil_head.fconv.bias": (1,),
+}
+_TRANSFORMER = {
+    "transformer.layers.0.self_attn.in_proj_weight": (1536, 512),
+    "transformer.layers.0.self_attn.in_proj_bias": (1536,),
+    "transformer.layers.0.self_attn.out_proj.weight": (512, 512),
+    "transformer.layers.0.self_attn.out_proj.bias": (512,),
+    "transformer.layers.0.linear1.weight": (2048, 512),
+    "transformer.layers.0.linear1.bias": (2048,),
+    "transformer.layers.0.linear2.weight": (512, 2048),
+    "transformer.layers.0.linear2.bias": (512,),
+    "transformer.layers.0.norm1.weight": (512,),
+    "transformer.layers.0.norm1.bias": (512,),
+    "transformer.layers.0.norm2.weight": (512,),
+    "transformer.layers.0.norm2.bias": (512,),
+    "transformer.norm.weight": (512,),
+    "transformer.norm.bias": (512,),
+}
+_NETVLAD = {
+    "netvlad.centroids": (64, 512),
+    "netvlad.conv.weight": (64, 512, 1, 1),
+    "netvlad.reduction_layer.weight": (1024, 32768),
+    "netvlad.norm.weight": (1024,),
+    "netvlad.norm.bias": (1024,),
+}
+_SELECTOR_MLP = {
+    "mlp.model.0.weight": (100, 3),
+    **_bn_shapes("mlp.model.1", 100),
+    "mlp.model.4.weight": (100, 100),
+    **_bn_shapes("mlp.model.5", 100),
+    "mlp.model.8.weight": (1, 100),
+    "mlp.model.8.bias": (1,),
+}
+
+EXPECTED_SHAPES: dict[str, dict[str, tuple[int, ...]]] = {
+    "resnet50": _resnet50_shapes(),
+    "feature_extractor": {
+        "normalizer.scale": (1,),
+        "normalizer.mean": (3,),
+        "normalizer.std": (3,),
+        **{f"cnn.{k}": v for k, v in _resnet50_shapes().items()},
+        "pca.mean": (REGION_DIMS,),
+        "pca.DVt": (REGION_DIMS, 512),
+    },
+    "fg_att_student": _ATTENTION | _COMPARATOR,
+    "fg_bin_student": {"binarization.W": (512, 512)} | _COMPARATOR,
+    "cg_student": _ATTENTION | _TRANSFORMER | _NETVLAD,
+    "selector_att": _ATTENTION | _COMPARATOR | _SELECTOR_MLP,
+    "selector_bin": _ATTENTION | _COMPARATOR | _SELECTOR_MLP,
+}
+"""state_dict key -> shape of every model, as in the official files (spec §2.5, §4.5, §5, §6.2)."""
+
+
+def resolve_weight_file(
+    file: WeightFile, path: str | os.PathLike[str] | None = None, weights_dir: str | os.PathLike[str] | None = None
+) -> Path:
+    """The explicit ``path`` if given, else ``weights_dir / file.name``; raise ``WeightsNotFound`` if absent."""
+    hint = f"download {file.url} (or run `copycat weights --download`)"
+    if path is not None:
+        candidate = Path(path)
+        if not candidate.is_file():
+            raise WeightsNotFound(f"{file.name}: no file at {candidate}; {hint} and point the path at it")
+        return candidate
+    if weights_dir is None:
+        raise WeightsNotFound(f"{file.name}: no path and no weights folder given; {hint} into the weights folder")
+    candidate = Path(weights_dir) / file.name
+    if not candidate.is_file():
+        raise WeightsNotFound(f"{file.name} is missing from {Path(weights_dir)}; {hint} to {candidate}")
+    return candidate
+
+
+def read_checkpoint(path: Path) -> object:
+    """``torch.load`` without running arbitrary pickled code (argparse.Namespace is allowed for ``args``).
+
+    ``.npz`` files (the reference's older PCA format) are read with numpy.
+    """
+    try:
+        if path.suffix == ".npz":
+            with np.load(path) as data:
+                return {key: torch.from_numpy(data[key]) for key in data.files}
+        with torch.serialization.safe_globals([argparse.Namespace]):
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise BadCheckpoint(f"cannot read {path}: {exc}") from exc
+
+
+def unwrap_state_dict(obj: object, source: Path) -> Mapping[str, torch.Tensor]:
+    """Official files are ``{"model": state_dict, ...}``; bare state_dicts (towhee's format) pass through."""
+    if isinstance(obj, Mapping) and isinstance(obj.get("model"), Mapping):
+        obj = obj["model"]
+    if not isinstance(obj, Mapping) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise BadCheckpoint(f"{source} holds neither a state_dict nor a {{'model': state_dict}} checkpoint")
+    return obj
+
+
+def check_state_dict(
+    state_dict: Mapping[str, torch.Tensor], expected: Mapping[str, tuple[int, ...]], source: str
+) -> None:
+    """Raise ``BadCheckpoint`` listing missing, unexpected and wrongly shaped keys."""
+    missing = sorted(expected.keys() - state_dict.keys())
+    unexpected = sorted(state_dict.keys() - expected.keys())
+    wrong = sorted(
+        f"{k} {tuple(state_dict[k].shape)} != {expected[k]}"
+        for k in expected.keys() & state_dict.keys()
+        if tuple(state_dict[k].shape) != tuple(expected[k])
+    )
+    problems = [
+        f"{label}: {', '.join(items[:8])}{' ...' if len(items) > 8 else ''}"
+        for label, items in (("missing keys", missing), ("unexpected keys", unexpected), ("wrong shapes", wrong))
+        if items
+    ]
+    if problems:
+        raise BadCheckpoint(f"{source} does not match the model: " + "; ".join(problems))
+
+
+def load_strict(module: nn.Module, path: Path, expected: Mapping[str, tuple[int, ...]]) -> None:
+    """Load a checkpoint file into ``module`` after checking every key and shape."""
+    state_dict = unwrap_state_dict(read_checkpoint(path), path)
+    check_state_dict(state_dict, expected, str(path))
+    module.load_state_dict(state_dict, strict=True)
+
+
+def load_model_weights(
+    module: nn.Module,
+    model_name: str,
+    path: str | os.PathLike[str] | None = None,
+    weights_dir: str | os.PathLike[str] | None = None,
+    allow_random: bool = False,
+) -> Path | None:
+    """Load a student's or selector's official weights; return the file used (None if left random).
+
+    An explicit ``path`` must exist. A file missing from ``weights_dir`` is an error unless ``allow_random``.
+    """
+    if model_name not in MODEL_FILES:
+        raise ValueError(f"unknown DnS model {model_name!r}; expected one of {sorted(MODEL_FILES)}")
+    try:
+        file = resolve_weight_file(MODEL_FILES[model_name], path, weights_dir)
+    except WeightsNotFound:
+        if path is not None or not allow_random:
+            raise
+        log.warning("%s: weights missing, using random initialisation (allow_random=True)", model_name)
+        return None
+    load_strict(module, file, EXPECTED_SHAPES[model_name])
+    return file
+
+
+def load_extractor_weights(
+    extractor: FeatureExtractor,
+    path: str | os.PathLike[str] | None = None,
+    weights_dir: str | os.PathLike[str] | None = None,
+    allow_random: bool = False,
+) -> list[Path]:
+    """Fill the extractor from a full extractor state_dict at ``path``, or from the ResNet and PCA files.
+
+    Returns the files used. Missing files in ``weights_dir`` are an error unless ``allow_random``.
+    """
+    if path is not None:
+        file = Path(path)
+        if not file.is_file():
+            raise WeightsNotFound(f"feature extractor: no file at {file}")
+        load_strict(extractor, file, EXPECTED_SHAPES["feature_extractor"])
+        return [file]
+    used = []
+    for weight_file in (RESNET50, PCA_WHITENING):
+        try:
+            file = resolve_weight_file(weight_file, None, weights_dir)
+        except WeightsNotFound:
+            if not allow_random:
+                raise
+            log.warning("%s missing, feature extractor part left random (allow_random=True)", weight_file.name)
+            continue
+        if weight_file is RESNET50:
+            load_strict(extractor.cnn, file, EXPECTED_SHAPES["resnet50"])
+        else:
+            load_pca(extractor, file)
+        used.append(file)
+    return used
+
+
+def load_pca(extractor: FeatureExtractor, path: Path) -> None:
+    """Build ``pca.mean``/``pca.DVt`` from a ``{mean, d, V}`` file (spec §2.4)."""
+    white = read_checkpoint(path)
+    dims = REGION_DIMS
+    expected = {"mean": (dims,), "d": (dims,), "V": (dims, dims)}
+    if not isinstance(white, Mapping):
+        raise BadCheckpoint(f"{path} is not a {{mean, d, V}} PCA file")
+    check_state_dict({k: torch.as_tensor(white[k]) for k in expected if k in white}, expected, str(path))
+    extractor.pca.set_whitening(white["mean"], white["d"], white["V"])
+
+
+@dataclass(frozen=True)
+class WeightStatus:
+    """Whether one weight file is present in a folder."""
+
+    file: WeightFile
+    path: Path
+    present: bool
+
+
+def weights_status(folder: str | os.PathLike[str]) -> list[WeightStatus]:
+    """Every file DnS inference needs, with where it should be and whether it is there."""
+    return [WeightStatus(f, Path(folder) / f.name, (Path(folder) / f.name).is_file()) for f in ALL_FILES]
+
+
+@dataclass(frozen=True)
+class DownloadResult:
+    """Outcome for one file: ``present`` (already there), ``downloaded`` or ``failed`` (with ``error``)."""
+
+    file: WeightFile
+    path: Path
+    outcome: str
+    error: str | None = None
+
+
+def download_weights(
+    folder: str | os.PathLike[str], files: Iterable[WeightFile] = ALL_FILES, timeout: float = 60.0
+) -> list[DownloadResult]:
+    """Fetch the missing files into ``folder``; failures are reported, never raised.
+
+    Each file is written to ``<name>.part`` and renamed only when complete (and its hash prefix matches,
+    where the name carries one), so an interrupted download never looks like a weight file.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    results = []
+    for file in files:
+        target = folder / file.name
+        if target.is_file():
+            results.append(DownloadResult(file, target, "present"))
+            continue
+        try:
+            _fetch(file, target, timeout)
+        except (urllib.error.URLError, OSError, ValueError) as exc:
+            results.append(DownloadResult(file, target, "failed", f"{file.url}: {exc}"))
+        else:
+            results.append(DownloadResult(file, target, "downloaded"))
+    return results
+
+
+def _fetch(file: WeightFile, target: Path, timeout: float) -> None:
+    part = target.with_name(target.name + ".part")
+    digest = hashlib.sha256()
+    try:
+        with urllib.request.urlopen(file.url, timeout=timeout) as response, part.open("wb") as out:
+            while chunk := response.read(1 << 20):
+                digest.update(chunk)
+                out.write(chunk)
+        if file.sha256_prefix and not digest.hexdigest().startswith(file.sha256_prefix):
+            raise ValueError(f"sha256 {digest.hexdigest()[:8]} does not match {file.sha256_prefix}")
+        part.replace(target)
+    finally:
+        part.unlink(missing_ok=True)
