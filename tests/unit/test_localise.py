@@ -1,0 +1,348 @@
+"""Tests for workers/localise.py: TN boxes (exact VCSL semantics), its options, seconds and the video score."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+from workers.localise import (
+    Localizer,
+    TemporalNetwork,
+    boxes_to_segments,
+    merge_diagonal,
+    tn_boxes,
+    video_score,
+)
+from workers.types import Segment
+
+
+def reference_tn(
+    sim: np.ndarray,
+    tn_max_step: int = 10,
+    tn_top_k: int = 5,
+    max_path: int = 10,
+    min_sim: float = 0.2,
+    min_length: int = 5,
+    max_iou: float = 0.3,
+) -> list[tuple[list[int], float]]:
+    """Slow but obvious TN, written line by line from spec §2 with dicts standing in for networkx.
+
+    ``succ[u]`` / ``pred[v]`` are insertion-ordered dicts of edge weights, as in a networkx DiGraph.
+    """
+    s = np.asarray(sim, dtype=np.float64).tolist()
+    t_q, t_r = len(s), len(s[0])
+    k = min(tn_top_k, t_r)
+    topk = [sorted(range(t_r), key=lambda j: -s[q][j])[:k] for q in range(t_q)]  # sorted() is stable
+    pair = {0: (-1, -1)}
+    for q in range(t_q):
+        for rank in range(k):
+            pair[1 + q * k + rank] = (q, topk[q][rank])
+    succ: dict[int, dict[int, float]] = {v: {} for v in pair}
+    pred: dict[int, dict[int, float]] = {v: {} for v in pair}
+
+    def add_edge(u: int, v: int, w: float) -> None:
+        succ[u][v] = w
+        pred[v][u] = w
+
+    for qi in range(t_q):
+        reached: set[int] = set()
+        for qj in range(qi + 1, min(t_q, qi + tn_max_step)):
+            new: set[int] = set()
+            for r in range(k):
+                for c in range(k):
+                    ri, rj = topk[qi][c], topk[qj][r]
+                    c2 = 0 < rj - ri < tn_max_step
+                    c3 = not any(ri < x < rj for x in reached)
+                    if c2 and c3 and s[qj][rj] >= min_sim:
+                        add_edge(1 + qi * k + c, 1 + qj * k + r, s[qj][rj])
+                        new.add(rj)
+            reached |= new
+    sink = len(pair) - 1
+    qs, rs = pair[sink]
+    for i in range(sink):
+        qi, ri = pair[i]
+        if qs > qi and rs > ri and qs - qi <= tn_max_step and rs - ri <= tn_max_step:
+            add_edge(i, sink, 0.0)
+
+    indegree = {v: len(pred[v]) for v in pair}
+    generation = [v for v in sorted(pair) if indegree[v] == 0]
+    order = []
+    while generation:
+        order.extend(generation)
+        following = []
+        for u in generation:
+            for v in succ[u]:
+                indegree[v] -= 1
+                if indegree[v] == 0:
+                    following.append(v)
+        generation = following
+
+    boxes: list[tuple[list[int], float]] = []
+    for _ in range(max_path + 1):
+        dist: dict[int, tuple[float, int]] = {}
+        for v in order:
+            options = [(dist[u][0] + w, u) for u, w in pred[v].items()]
+            best = max(options, key=lambda x: x[0]) if options else (0.0, v)
+            dist[v] = best if best[0] >= 0 else (0.0, v)
+        v = max(dist, key=lambda x: dist[x][0])
+        path = [v]
+        while dist[v][1] != v:
+            v = dist[v][1]
+            path.append(v)
+        path.reverse()
+        for u, v in zip(path, path[1:], strict=False):
+            add_edge(u, v, 0.0)
+        path = [v for v in path if v not in (0, sink)]
+        if not path:
+            break
+        score = 0.0
+        for v in path:
+            score += s[pair[v][0]][pair[v][1]]
+        qq, rr = [pair[v][0] for v in path], [pair[v][1] for v in path]
+        box = [min(qq), min(rr), max(qq), max(rr)] if score > 0 else [0, 0, 0, 0]
+        ave_len = ((box[3] - box[1]) + (box[2] - box[0])) / 2
+        ious = [0.0]
+        for b, _ in boxes:
+            inter = max(0, min(box[2], b[2]) - max(box[0], b[0]) + 1) * max(
+                0, min(box[3], b[3]) - max(box[1], b[1]) + 1
+            )
+            areas = (box[2] - box[0] + 1) * (box[3] - box[1] + 1) + (b[2] - b[0] + 1) * (b[3] - b[1] + 1)
+            ious.append(inter / (areas - inter))
+        if (
+            ave_len > 0
+            and score / ave_len > min_sim
+            and min(box[3] - box[1], box[2] - box[0]) > min_length
+            and max(ious) < max_iou
+        ):
+            boxes.append((box, score / ave_len))
+    return boxes
+
+
+def unit_rows(n: int, dim: int = 256, seed: int = 0) -> np.ndarray:
+    """float64 [n, dim] random unit vectors from ``np.random.default_rng(seed)``."""
+    x = np.random.default_rng(seed).standard_normal((n, dim))
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def noise(t_q: int, t_r: int, low: float = -0.1, high: float = 0.1, seed: int = 0) -> np.ndarray:
+    """float64 [t_q, t_r] similarities of unrelated frames, all below the default min_sim."""
+    return np.random.default_rng(seed).uniform(low, high, (t_q, t_r))
+
+
+def plant(sim: np.ndarray, q0: int, r0: int, n: int, value: float = 0.9) -> np.ndarray:
+    """Copy of n frames: query q0 + i matches reference r0 + i."""
+    sim[np.arange(q0, q0 + n), np.arange(r0, r0 + n)] = value
+    return sim
+
+
+def random_case(rng: np.random.Generator) -> tuple[np.ndarray, dict]:
+    """A small matrix with 0-3 planted diagonal copies (ties in 40% of cases) and random hyperparameters."""
+    t_q, t_r = int(rng.integers(1, 41)), int(rng.integers(1, 51))
+    sim = rng.uniform(-0.3, 0.4, (t_q, t_r))
+    for _ in range(rng.integers(0, 4)):
+        q0, r0, n = rng.integers(0, t_q), rng.integers(0, t_r), rng.integers(2, 30)
+        n = min(n, t_q - q0, t_r - r0)
+        sim[np.arange(q0, q0 + n), np.arange(r0, r0 + n)] = rng.uniform(0.3, 1.0, n)
+    if rng.random() < 0.4:
+        sim = np.round(sim, 1)  # many exact ties: exercises every tie-breaking rule
+    params = {
+        "tn_max_step": int(rng.integers(1, 13)),
+        "tn_top_k": int(rng.integers(1, 9)),
+        "max_path": int(rng.integers(0, 13)),
+        "min_sim": float(rng.choice([-0.1, 0.0, 0.1, 0.2, 0.3, 0.5])),
+        "min_length": int(rng.integers(0, 7)),
+        "max_iou": float(rng.choice([0.0, 0.3, 0.5, 1.0])),
+    }
+    return sim, params
+
+
+# Hand-built matrices.
+
+
+def test_identity_is_one_diagonal_box() -> None:
+    """Self-similarity of 20 distinct frames: one box over everything, towhee score 20/19."""
+    assert tn_boxes(np.eye(20)) == [([0, 0, 19, 19], 20 / 19)]
+
+
+def test_offset_copy() -> None:
+    """Query 0-19 copies reference 7-26."""
+    boxes = tn_boxes(plant(noise(20, 40), 0, 7, 20))
+    assert [b for b, _ in boxes] == [[0, 7, 19, 26]]
+    assert boxes[0][1] == pytest.approx(0.9 * 20 / 19)
+
+
+def test_two_separated_copies_in_extraction_order() -> None:
+    """The longer copy is extracted first; each copy's first node has no possible predecessor."""
+    sim = plant(plant(noise(60, 60), 0, 30, 25), 30, 0, 20)
+    assert [b for b, _ in tn_boxes(sim)] == [[0, 30, 24, 54], [30, 0, 49, 19]]
+
+
+def test_no_copy_gives_nothing() -> None:
+    assert tn_boxes(noise(30, 40)) == []
+
+
+def test_single_query_frame_gives_nothing() -> None:
+    sim = np.ones((1, 10))
+    assert tn_boxes(sim) == [] == reference_tn(sim)
+
+
+def test_empty_matrix_gives_nothing() -> None:
+    assert tn_boxes(np.zeros((0, 5))) == [] == tn_boxes(np.zeros((5, 0)))
+
+
+def test_fewer_reference_frames_than_top_k() -> None:
+    assert tn_boxes(np.eye(3), min_length=1) == [([0, 0, 2, 2], 3 / 2)]
+    sim = plant(noise(12, 3), 0, 0, 3)
+    assert tn_boxes(sim, min_length=0) == reference_tn(sim, min_length=0)
+
+
+def test_negative_similarities_are_used_raw() -> None:
+    """Strongly negative background changes nothing; only C4 and acceptance threshold similarities."""
+    assert tn_boxes(noise(30, 30, -1.0, -0.5)) == []
+    sim = plant(noise(30, 30, -1.0, -0.5), 0, 3, 20)
+    assert [b for b, _ in tn_boxes(sim)] == [[0, 3, 19, 22]]
+
+
+def test_not_a_matrix_is_rejected() -> None:
+    with pytest.raises(ValueError, match="2-D"):
+        tn_boxes(np.ones(5))
+    with pytest.raises(ValueError, match="tn_max_step"):
+        tn_boxes(np.eye(5), tn_max_step=0)
+
+
+# Published behaviour of the reference.
+
+
+def test_self_match_of_53_random_vectors() -> None:
+    """Spec §2.7: [[0,0,52,52],[5,2,24,24]]; the second box reuses nodes of the first path.
+
+    Reproduced by float64 ``np.random.default_rng(0).standard_normal((53, 256))`` with rows normalised.
+    The legacy ``np.random.seed(0); np.random.randn`` data (float64 or float32) gives only the first box,
+    and float32 default_rng data gives [6, 9, 24, 24] second: the second box depends on the random data.
+    """
+    x = unit_rows(53)
+    assert [b for b, _ in tn_boxes(x @ x.T)] == [[0, 0, 52, 52], [5, 2, 24, 24]]
+
+
+@pytest.mark.parametrize("n", [53, 168, 84])
+def test_towhee_scores_of_self_matches(n: int) -> None:
+    """towhee published 53/52, 168/167 and 84/83 for self-matches of these lengths (spec §3)."""
+    x = unit_rows(n)
+    box, score = tn_boxes(x @ x.T)[0]
+    assert box == [0, 0, n - 1, n - 1]
+    assert score == pytest.approx(n / (n - 1), rel=1e-7)
+
+
+def test_matches_obvious_reference_on_random_cases() -> None:
+    rng = np.random.default_rng(2024)
+    found = 0
+    for _ in range(200):
+        sim, params = random_case(rng)
+        expected = reference_tn(sim, **params)
+        assert tn_boxes(sim, **params) == expected, (sim.shape, params)
+        found += bool(expected)
+    assert found > 50  # the cases do exercise accepted boxes
+
+
+def test_600_by_600_is_fast() -> None:
+    x = unit_rows(600, dim=64)
+    sim = (x @ x.T).astype(np.float32)
+    start = time.perf_counter()
+    tn_boxes(sim, tn_top_k=10)
+    assert time.perf_counter() - start < 2.0  # ~0.2 s on one idle core
+
+
+# Options beyond the reference.
+
+
+def late_copy() -> np.ndarray:
+    """Query 5-19 copies reference 12-26 over a background of zeros (top-k of those rows: references 0-4)."""
+    return plant(np.zeros((20, 40)), 5, 12, 15)
+
+
+def test_path_starts_before_the_copy_unless_trimmed() -> None:
+    """TN never thresholds a path's first node: (0, 3) -> (5, 12) is a valid first edge."""
+    assert [b for b, _ in tn_boxes(late_copy())] == [[0, 3, 19, 26]]
+    assert tn_boxes(late_copy(), trim=True) == [([5, 12, 19, 26], pytest.approx(0.9 * 15 / 14))]
+
+
+def test_merge_gap_joins_fragments_of_one_diagonal() -> None:
+    """Two 20-frame copies on the same diagonal with 12 frames between: too far apart for one TN path."""
+    sim = plant(plant(np.zeros((60, 60)), 0, 0, 20), 32, 32, 20)
+    assert [b for b, _ in tn_boxes(sim)] == [[0, 0, 19, 19], [32, 32, 51, 51]]
+    assert [b for b, _ in tn_boxes(sim, merge_gap=11)] == [[0, 0, 19, 19], [32, 32, 51, 51]]
+    assert tn_boxes(sim, merge_gap=12) == [([0, 0, 51, 51], pytest.approx(0.9 * 20 / 19))]
+
+
+def test_merge_diagonal_weights_scores_by_query_length() -> None:
+    boxes = [([12, 13, 20, 21], 0.5), ([0, 0, 9, 9], 1.0)]
+    assert merge_diagonal(boxes, merge_gap=3) == [([0, 0, 20, 21], pytest.approx((10 * 1.0 + 9 * 0.5) / 19))]
+    assert merge_diagonal(boxes, merge_gap=2) == sorted(boxes)
+
+
+def test_merge_diagonal_keeps_other_diagonals_apart() -> None:
+    boxes = [([0, 0, 9, 9], 1.0), ([10, 20, 19, 29], 1.0)]
+    assert merge_diagonal(boxes, merge_gap=100) == boxes
+
+
+# Seconds, video score and the Localizer.
+
+
+def test_boxes_to_segments_counts_whole_frames() -> None:
+    """At 2 frames/s, inclusive frames 2-5 are seconds [1, 3); the result is sorted by query start."""
+    segments = boxes_to_segments([([10, 0, 11, 1], 0.5), ([2, 3, 5, 7], 1.0)], fps=2.0)
+    assert segments == [Segment(1.0, 3.0, 1.5, 4.0, 1.0), Segment(5.0, 6.0, 0.0, 1.0, 0.5)]
+
+
+def test_video_score_is_score_weighted_coverage() -> None:
+    segments = [Segment(0.0, 10.0, 0.0, 10.0, 1.0), Segment(5.0, 20.0, 30.0, 45.0, 0.5)]
+    assert video_score(segments, query_duration=40.0) == pytest.approx((10 * 1.0 + 10 * 0.5) / 40)
+    assert video_score([], query_duration=40.0) == 0.0
+
+
+def test_video_score_equals_towhee_duplicate_filter_at_one_fps() -> None:
+    rng = np.random.default_rng(3)
+    t_q = 50
+    boxes = []
+    for _ in range(4):
+        qs, rs = int(rng.integers(0, 40)), int(rng.integers(0, 40))
+        boxes.append(([qs, rs, qs + int(rng.integers(0, 10)), rs + 5], float(rng.uniform(0.2, 1.1))))
+    w = np.zeros(t_q)
+    for (qs, _, qe, _), score in boxes:
+        w[qs : qe + 1] = np.maximum(w[qs : qe + 1], score)
+    assert video_score(boxes_to_segments(boxes, fps=1.0), query_duration=t_q) == pytest.approx(w.sum() / t_q)
+
+
+def test_temporal_network_localizes_a_copy_in_seconds() -> None:
+    """The query is reference frames 10-39 sampled at 2 frames/s: query [0, 15) s ~ reference [5, 20) s.
+
+    TN also returns a weaker box inside the copy (a second path reusing the first one's nodes).
+    """
+    reference = unit_rows(60).astype(np.float32)
+    localizer = TemporalNetwork(device="cpu")
+    assert isinstance(localizer, Localizer)
+    segments = localizer.localize(reference[10:40], reference, fps=2.0)
+    assert segments[0] == Segment(0.0, 15.0, 5.0, 20.0, pytest.approx(30 / 29, rel=1e-6))
+    assert [s.query_start for s in segments] == sorted(s.query_start for s in segments)
+    assert all(s.query_start - s.ref_start == -5.0 and s.score < segments[0].score for s in segments[1:])
+
+
+def test_temporal_network_merge_gap_reads_one_copy_as_one_segment() -> None:
+    reference = unit_rows(60).astype(np.float32)
+    segments = TemporalNetwork(merge_gap=0, device="cpu").localize(reference[10:40], reference, fps=2.0)
+    assert [(s.query_start, s.query_end, s.ref_start, s.ref_end) for s in segments] == [(0, 15, 5, 20)]
+
+
+def test_temporal_network_accepts_float16_on_the_auto_device() -> None:
+    reference = unit_rows(60)
+    full = TemporalNetwork().localize(reference[10:40], reference, 1.0)
+    half = TemporalNetwork().localize(reference[10:40].astype(np.float16), reference.astype(np.float16), 1.0)
+    assert (half[0].query_start, half[0].query_end, half[0].ref_start, half[0].ref_end) == (0, 30, 10, 40)
+    assert half[0].score == pytest.approx(full[0].score, rel=1e-3)
+
+
+def test_temporal_network_rejects_mismatched_features() -> None:
+    with pytest.raises(ValueError, match="T_q, D"):
+        TemporalNetwork(device="cpu").localize(np.ones((5, 8)), np.ones((5, 16)), 1.0)
