@@ -1,0 +1,82 @@
+"""Candidate selection: which indexed videos the query's frame-level nearest-neighbour hits point to.
+
+This is towhee's ``select_video`` (spec §4): group the hits of all query frames by the video that owns the hit
+frame, reduce each group's scores to one number, and keep the ``top_k`` videos with the highest aggregate.
+Unlike towhee the result carries the aggregate (``Candidate.score``), ties are broken by video id, and videos
+can be excluded (typically the query itself).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable
+
+import numpy as np
+
+from workers.types import Candidate, Hit
+
+REDUCERS = ("sum", "mean", "max", "min", "count")
+"""How a video's hit scores become one number; ``count`` is the number of hits."""
+
+
+def select_candidates(
+    video_ids: np.ndarray,
+    scores: np.ndarray,
+    reduce: str = "sum",
+    top_k: int | None = None,
+    exclude: Collection[str] = (),
+) -> list[Candidate]:
+    """Aggregate parallel hit arrays per video and rank the videos.
+
+    Args:
+        video_ids: str or int [H], the video owning each hit (repeats).
+        scores: float [H], each hit's similarity (higher is better).
+        reduce: one of ``REDUCERS``.
+        top_k: keep at most this many videos; None keeps all.
+        exclude: video ids (as strings) to leave out.
+
+    Returns:
+        Candidates by aggregate score, descending; equal scores in ascending video id order (numeric for int
+        ids). ``Candidate.video_id`` is ``str(video_id)``.
+    """
+    ids = np.asarray(video_ids)
+    values = np.asarray(scores, dtype=np.float64)
+    if ids.ndim != 1 or ids.shape != values.shape:
+        raise ValueError(f"video_ids and scores must be parallel 1-D arrays, got {ids.shape} and {values.shape}")
+    if reduce not in REDUCERS:
+        raise ValueError(f"unknown reduce {reduce!r}; expected one of {', '.join(REDUCERS)}")
+    if top_k is not None and top_k < 0:
+        raise ValueError(f"top_k must be >= 0 or None, got {top_k}")
+    if ids.size == 0:
+        return []
+
+    videos, group = np.unique(ids, return_inverse=True)  # videos sorted ascending
+    if reduce in ("max", "min"):
+        order = np.argsort(group, kind="stable")
+        starts = np.searchsorted(group[order], np.arange(len(videos)))
+        aggregate = (np.maximum if reduce == "max" else np.minimum).reduceat(values[order], starts)
+    else:
+        count = np.bincount(group, minlength=len(videos)).astype(np.float64)
+        total = np.bincount(group, weights=values, minlength=len(videos))
+        aggregate = {"sum": total, "mean": total / count, "count": count}[reduce]
+
+    kept = np.arange(len(videos))
+    if exclude:
+        kept = kept[~np.isin(videos.astype(str), list(exclude))]
+    ranked = kept[np.argsort(-aggregate[kept], kind="stable")][:top_k]
+    return [
+        Candidate(video_id=str(video), score=score)
+        for video, score in zip(videos[ranked].tolist(), aggregate[ranked].tolist(), strict=True)
+    ]
+
+
+def aggregate_hits(
+    hits: Iterable[Hit],
+    reduce: str = "sum",
+    top_k: int | None = None,
+    exclude: Collection[str] = (),
+) -> list[Candidate]:
+    """``select_candidates`` on ``Hit`` objects (all query frames' hits together)."""
+    pairs = [(hit.video_id, hit.score) for hit in hits]
+    video_ids = np.array([video for video, _ in pairs], dtype=str)
+    scores = np.array([score for _, score in pairs], dtype=np.float64)
+    return select_candidates(video_ids, scores, reduce=reduce, top_k=top_k, exclude=exclude)
