@@ -73,6 +73,7 @@ class EmbedSettings(BaseModel):
     model: str = Field("sscd_distilled", description="sscd_distilled, sscd, or torch (TorchScript/state dict)")
     model_path: str = Field("", description="checkpoint file for the torch backend")
     model_name: str = Field("", description="name recorded for a torch model (default: the file stem)")
+    dim: int = Field(0, ge=0, description="output size of a TorchScript model (ISC defaults to 256)")
     arch: str = Field("", description="timm architecture for a state-dict checkpoint, e.g."
                       " tf_efficientnetv2_m_in21ft1k (ISC)")
     input_size: int = Field(0, ge=0, description="square input side in pixels; 0 means the model's default")

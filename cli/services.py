@@ -1,0 +1,129 @@
+"""Local service processes started without Docker: SeaweedFS S3 and the Milvus Lite server.
+
+Used by ``copycat up`` and by the integration tests, so both run the real servers the same way.
+Each server is bound to loopback, writes under its own data folder and is stopped with its process group.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+def free_port(with_grpc: bool = False) -> int:
+    """A free loopback port; with ``with_grpc`` also ``port + 10000`` (SeaweedFS's gRPC convention)."""
+    rng = random.Random()
+    for _ in range(200):
+        port = rng.randrange(20000, 45000)
+        if not _bindable(port) or (with_grpc and not _bindable(port + 10000)):
+            continue
+        return port
+    raise RuntimeError("no free port pair found on 127.0.0.1")
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def port_open(host: str, port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex((host, port)) == 0
+
+
+def venv_binary(name: str) -> str:
+    """A console script installed next to this interpreter (the venv's bin/), else on PATH."""
+    candidate = Path(sys.executable).parent / name
+    found = str(candidate) if candidate.exists() else shutil.which(name)
+    if not found:
+        raise FileNotFoundError(f"{name} not found next to {sys.executable} or on PATH")
+    return found
+
+
+@dataclass
+class ManagedProcess:
+    """A child process in its own process group, with its output in a log file."""
+
+    name: str
+    args: list[str]
+    log_path: Path
+    env: dict[str, str] | None = None
+    process: subprocess.Popen | None = field(default=None, init=False)
+
+    def start(self) -> None:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen(self.args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                        env=self.env, start_new_session=True)
+        log.close()
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def stop(self, timeout: float = 15.0) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        os.killpg(self.process.pid, signal.SIGTERM)
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(5)
+
+    def log_tail(self, lines: int = 20) -> str:
+        if not self.log_path.exists():
+            return ""
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+    def wait_for_port(self, port: int, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not self.running:
+                raise RuntimeError(f"{self.name} exited with {self.process.returncode}:\n{self.log_tail()}")
+            if port_open("127.0.0.1", port):
+                return
+            time.sleep(0.2)
+        raise TimeoutError(f"{self.name} did not listen on port {port} within {timeout:.0f} s:\n{self.log_tail()}")
+
+
+def seaweed_s3(data_dir: Path, *, port: int, access_key: str, secret_key: str) -> ManagedProcess:
+    """SeaweedFS ``weed mini`` (master, volume, filer, S3) on loopback, S3 on ``port``, telemetry off.
+
+    Every other listener gets a free port, so several instances (tests, a dev stack) can coexist.
+    """
+    data_dir.mkdir(parents=True, exist_ok=True)
+    config = data_dir / "s3.json"
+    config.write_text(json.dumps({"identities": [{
+        "name": "copycat",
+        "credentials": [{"accessKey": access_key, "secretKey": secret_key}],
+        "actions": ["Admin", "Read", "List", "Tagging", "Write"],
+    }]}))
+    ports = {flag: free_port(with_grpc=True) for flag in ("master.port", "volume.port", "filer.port", "admin.port")}
+    args = [venv_binary("weed"), "mini", f"-dir={data_dir}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
+            "-master.telemetry=false", "-webdav=false", "-admin.ui=false", "-s3.port.iceberg=0", "-s3.port.lance=0",
+            f"-s3.config={config}", f"-s3.port={port}", "-master.volumeSizeLimitMB=256",
+            *(f"-{flag}={value}" for flag, value in ports.items())]
+    return ManagedProcess("seaweedfs", args, data_dir / "weed.log")
+
+
+def milvus_lite_server(data_dir: Path, *, port: int) -> ManagedProcess:
+    """The Milvus Lite gRPC server, so several worker processes can share one Milvus Lite data folder."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    args = [venv_binary("milvus-lite"), "server", "--data-dir", str(data_dir), "--host", "127.0.0.1",
+            "--port", str(port)]
+    return ManagedProcess("milvus-lite", args, data_dir / "milvus-lite.log")

@@ -1,0 +1,131 @@
+"""Named queries on query jobs and their results. Every status change of a job goes through here."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session, selectinload
+
+from db.models import JobStatus, QueryJob, QueryMatch, QuerySegment, utcnow
+from workers.types import Match
+
+
+def create_job(session: Session, *, source: str, name: str, bucket: str, key: str,
+               params: dict[str, Any], job_id: str | None = None) -> QueryJob:
+    job = QueryJob(id=job_id or str(uuid.uuid4()), source=source, name=name, bucket=bucket, key=key,
+                   params=params, status=JobStatus.PENDING, timings={})
+    session.add(job)
+    session.flush()
+    return job
+
+
+def start_job(session: Session, job_id: str, **fields: Any) -> QueryJob:
+    """Mark a job running; a re-run starts from a clean slate (its earlier results are removed)."""
+    job = _get(session, job_id)
+    session.execute(delete(QueryMatch).where(QueryMatch.job_id == job_id))
+    job.status = JobStatus.RUNNING
+    job.failure_code = job.failure_detail = None
+    job.started_at, job.finished_at = utcnow(), None
+    for name, value in fields.items():
+        setattr(job, name, value)
+    return job
+
+
+def update_job(session: Session, job_id: str, **fields: Any) -> QueryJob:
+    job = _get(session, job_id)
+    for name, value in fields.items():
+        setattr(job, name, value)
+    return job
+
+
+def add_timing(session: Session, job_id: str, stage: str, seconds: float) -> None:
+    job = _get(session, job_id)
+    job.timings = {**(job.timings or {}), stage: round(seconds, 4)}
+
+
+def finish_job(session: Session, job_id: str, matches: Sequence[Match], names: dict[str, str]) -> QueryJob:
+    """Store the matches (replacing any earlier ones) and mark the job done."""
+    job = _get(session, job_id)
+    session.execute(delete(QueryMatch).where(QueryMatch.job_id == job_id))
+    for rank, match in enumerate(matches):
+        row = QueryMatch(job_id=job_id, rank=rank, video_id=match.video_id, name=names.get(match.video_id, ""),
+                         score=float(match.score), video_similarity=match.video_similarity)
+        row.segments = [
+            QuerySegment(query_start=s.query_start, query_end=s.query_end, ref_start=s.ref_start,
+                         ref_end=s.ref_end, score=float(s.score))
+            for s in match.segments
+        ]
+        session.add(row)
+    job.status = JobStatus.DONE
+    job.finished_at = utcnow()
+    return job
+
+
+def mark_failed(session: Session, job_id: str, code: str, detail: str) -> QueryJob | None:
+    job = session.get(QueryJob, job_id)
+    if job is None:
+        return None
+    job.status = JobStatus.FAILED
+    job.failure_code = code
+    job.failure_detail = detail[:4000]
+    job.finished_at = utcnow()
+    return job
+
+
+def get_job(session: Session, job_id: str) -> QueryJob | None:
+    query = (select(QueryJob).where(QueryJob.id == job_id)
+             .options(selectinload(QueryJob.matches).selectinload(QueryMatch.segments)))
+    return session.scalars(query).first()
+
+
+def find_job_by_object(session: Session, bucket: str, key: str) -> QueryJob | None:
+    query = select(QueryJob).where(QueryJob.bucket == bucket, QueryJob.key == key).order_by(QueryJob.created_at)
+    return session.scalars(query).first()
+
+
+def list_jobs(session: Session, limit: int = 50, status: str | None = None) -> Sequence[QueryJob]:
+    query = select(QueryJob).order_by(QueryJob.created_at.desc()).limit(limit)
+    if status:
+        query = query.where(QueryJob.status == status)
+    return session.scalars(query).all()
+
+
+def result_json(job: QueryJob) -> dict[str, Any]:
+    """The documented result shape that scripts and evaluations rely on."""
+    done = job.status == JobStatus.DONE
+    error = None
+    if job.status == JobStatus.FAILED:
+        error = f"{job.failure_code}: {job.failure_detail}" if job.failure_code else job.failure_detail
+    matches = []
+    for match in job.matches if done else []:
+        item: dict[str, Any] = {
+            "video_id": match.video_id,
+            "name": match.name,
+            "score": float(match.score),
+            "segments": [
+                {"query_start": s.query_start, "query_end": s.query_end, "ref_start": s.ref_start,
+                 "ref_end": s.ref_end, "score": s.score}
+                for s in match.segments
+            ],
+        }
+        if match.video_similarity is not None:
+            item["video_similarity"] = float(match.video_similarity)
+        matches.append(item)
+    return {
+        "job_id": job.id,
+        "query": job.source,
+        "status": job.status,
+        "error": error,
+        "timings": dict(job.timings or {}),
+        "matches": matches,
+    }
+
+
+def _get(session: Session, job_id: str) -> QueryJob:
+    job = session.get(QueryJob, job_id)
+    if job is None:
+        raise LookupError(f"query job {job_id} is not in the database")
+    return job

@@ -1,0 +1,134 @@
+"""SQLAlchemy 2 models: videos, query jobs, their matches and segments."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dict[str, Any]: JSON, datetime: DateTime(timezone=True)}
+
+
+class VideoStatus(StrEnum):
+    PENDING = "pending"
+    DECODING = "decoding"
+    EMBEDDING = "embedding"
+    INDEXING = "indexing"
+    INDEXED = "indexed"
+    FAILED = "failed"
+
+
+class JobStatus(StrEnum):
+    PENDING = "pending"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+
+
+class Video(Base):
+    """An indexed (or failed) reference video: one object in the uploads bucket."""
+
+    __tablename__ = "videos"
+    __table_args__ = (UniqueConstraint("bucket", "key", name="uq_videos_object"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    name: Mapped[str] = mapped_column(String(1024))
+    bucket: Mapped[str] = mapped_column(String(255))
+    key: Mapped[str] = mapped_column(String(1024))
+    size: Mapped[int | None] = mapped_column(BigInteger)
+    etag: Mapped[str | None] = mapped_column(String(128))
+    sha256: Mapped[str | None] = mapped_column(String(64), index=True)
+    status: Mapped[str] = mapped_column(String(16), default=VideoStatus.PENDING, index=True)
+    failure_code: Mapped[str | None] = mapped_column(String(64))
+    failure_detail: Mapped[str | None] = mapped_column(Text)
+    model: Mapped[str | None] = mapped_column(String(128))
+    dim: Mapped[int | None] = mapped_column(Integer)
+    fps: Mapped[float | None] = mapped_column(Float, doc="frames sampled per second")
+    duration: Mapped[float | None] = mapped_column(Float)
+    frame_count: Mapped[int | None] = mapped_column(Integer)
+    width: Mapped[int | None] = mapped_column(Integer)
+    height: Mapped[int | None] = mapped_column(Integer)
+    source_fps: Mapped[float | None] = mapped_column(Float)
+    codec: Mapped[str | None] = mapped_column(String(64))
+    matrix_bucket: Mapped[str | None] = mapped_column(String(255))
+    matrix_key: Mapped[str | None] = mapped_column(String(1024))
+    matrix_dtype: Mapped[str | None] = mapped_column(String(16))
+    timings: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    indexed_at: Mapped[datetime | None] = mapped_column()
+
+
+class QueryJob(Base):
+    """One search: a query video against the index, and its outcome."""
+
+    __tablename__ = "query_jobs"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    source: Mapped[str] = mapped_column(String(2048), doc="what the user asked with: s3://bucket/key or a file")
+    name: Mapped[str] = mapped_column(String(1024))
+    bucket: Mapped[str] = mapped_column(String(255))
+    key: Mapped[str] = mapped_column(String(1024))
+    sha256: Mapped[str | None] = mapped_column(String(64))
+    params: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    status: Mapped[str] = mapped_column(String(16), default=JobStatus.PENDING, index=True)
+    failure_code: Mapped[str | None] = mapped_column(String(64))
+    failure_detail: Mapped[str | None] = mapped_column(Text)
+    model: Mapped[str | None] = mapped_column(String(128))
+    duration: Mapped[float | None] = mapped_column(Float)
+    frame_count: Mapped[int | None] = mapped_column(Integer)
+    matrix_key: Mapped[str | None] = mapped_column(String(1024))
+    timings: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    started_at: Mapped[datetime | None] = mapped_column()
+    finished_at: Mapped[datetime | None] = mapped_column()
+
+    matches: Mapped[list[QueryMatch]] = relationship(
+        back_populates="job", cascade="all, delete-orphan", order_by="QueryMatch.rank"
+    )
+
+
+class QueryMatch(Base):
+    """A reference video found for a query job; ``name`` is kept so results outlive a deleted video."""
+
+    __tablename__ = "query_matches"
+    __table_args__ = (Index("ix_query_matches_job", "job_id", "rank"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    job_id: Mapped[str] = mapped_column(ForeignKey("query_jobs.id", ondelete="CASCADE"))
+    rank: Mapped[int] = mapped_column(Integer)
+    video_id: Mapped[str] = mapped_column(String(36), index=True)
+    name: Mapped[str] = mapped_column(String(1024))
+    score: Mapped[float] = mapped_column(Float)
+    video_similarity: Mapped[float | None] = mapped_column(Float)
+
+    job: Mapped[QueryJob] = relationship(back_populates="matches")
+    segments: Mapped[list[QuerySegment]] = relationship(
+        back_populates="match", cascade="all, delete-orphan", order_by="QuerySegment.query_start"
+    )
+
+
+class QuerySegment(Base):
+    """A copied segment pair, in seconds."""
+
+    __tablename__ = "query_segments"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    match_id: Mapped[int] = mapped_column(ForeignKey("query_matches.id", ondelete="CASCADE"), index=True)
+    query_start: Mapped[float] = mapped_column(Float)
+    query_end: Mapped[float] = mapped_column(Float)
+    ref_start: Mapped[float] = mapped_column(Float)
+    ref_end: Mapped[float] = mapped_column(Float)
+    score: Mapped[float] = mapped_column(Float)
+
+    match: Mapped[QueryMatch] = relationship(back_populates="segments")

@@ -1,0 +1,136 @@
+"""Named queries on reference videos. Every status change of a video goes through here."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.orm import Session
+
+from db.models import Video, VideoStatus, utcnow
+
+VIDEO_NAMESPACE = uuid.UUID("5b0f6a1e-7c3d-4e8a-9a59-0c0b8f1d2c3e")
+IN_PROGRESS = (VideoStatus.PENDING, VideoStatus.DECODING, VideoStatus.EMBEDDING, VideoStatus.INDEXING)
+
+
+def video_id_for(bucket: str, key: str) -> str:
+    """Stable id of the object ``bucket/key``: the same upload always maps to the same row and vectors."""
+    return str(uuid.uuid5(VIDEO_NAMESPACE, f"{bucket}/{key}"))
+
+
+def register_upload(session: Session, bucket: str, key: str, *, size: int | None, etag: str | None,
+                    retry_failed: bool = False, stale_after: timedelta | None = None) -> tuple[Video, bool]:
+    """Record an object in the uploads bucket; returns the row and whether it needs (re)ingesting.
+
+    A new object or a changed ETag (overwrite) is queued. A failed row is queued again only with
+    ``retry_failed`` (a sweep must not retry a broken file forever), and a row stuck in progress for
+    longer than ``stale_after`` (its worker died) is queued again. An indexed row with the same ETag is not.
+    """
+    video_id = video_id_for(bucket, key)
+    video = session.get(Video, video_id, with_for_update=True)
+    if video is None:
+        video = Video(id=video_id, name=key.rsplit("/", 1)[-1], bucket=bucket, key=key, size=size, etag=etag,
+                      status=VideoStatus.PENDING, timings={})
+        session.add(video)
+        session.flush()
+        return video, True
+    changed = bool(etag) and etag != video.etag
+    stuck = (stale_after is not None and video.status in IN_PROGRESS
+             and _aware(video.updated_at) < utcnow() - stale_after)
+    if changed or (retry_failed and video.status == VideoStatus.FAILED) or stuck:
+        video.size, video.etag = size, etag
+        _reset(video)
+        return video, True
+    return video, False
+
+
+def set_status(session: Session, video_id: str, status: VideoStatus, **fields: Any) -> Video:
+    """Move a video to ``status`` and record the given columns."""
+    video = _get(session, video_id)
+    video.status = status
+    for name, value in fields.items():
+        setattr(video, name, value)
+    if status == VideoStatus.INDEXED:
+        video.indexed_at = utcnow()
+    return video
+
+
+def add_timing(session: Session, video_id: str, stage: str, seconds: float) -> None:
+    video = _get(session, video_id)
+    video.timings = {**(video.timings or {}), stage: round(seconds, 4)}
+
+
+def mark_failed(session: Session, video_id: str, code: str, detail: str) -> Video | None:
+    """Record why a video could not be indexed; a missing row (deleted meanwhile) is ignored."""
+    video = session.get(Video, video_id)
+    if video is None:
+        return None
+    video.status = VideoStatus.FAILED
+    video.failure_code = code
+    video.failure_detail = detail[:4000]
+    return video
+
+
+def get_video(session: Session, video_id: str) -> Video | None:
+    return session.get(Video, video_id)
+
+
+def find_by_object(session: Session, bucket: str, key: str) -> Video | None:
+    return session.get(Video, video_id_for(bucket, key))
+
+
+def list_videos(session: Session, status: str | None = None, limit: int | None = None) -> Sequence[Video]:
+    query = select(Video).order_by(Video.created_at, Video.name)
+    if status:
+        query = query.where(Video.status == status)
+    if limit:
+        query = query.limit(limit)
+    return session.scalars(query).all()
+
+
+def videos_by_ids(session: Session, ids: Sequence[str]) -> dict[str, Video]:
+    if not ids:
+        return {}
+    return {v.id: v for v in session.scalars(select(Video).where(Video.id.in_(list(ids))))}
+
+
+def ids_with_sha256(session: Session, sha256: str) -> set[str]:
+    return set(session.scalars(select(Video.id).where(Video.sha256 == sha256)))
+
+
+def count_by_status(session: Session) -> dict[str, int]:
+    rows = session.execute(select(Video.status, func.count()).group_by(Video.status)).all()
+    return {status: count for status, count in rows}
+
+
+def indexed_models(session: Session) -> set[str]:
+    """Models that built the indexed videos (used to refuse mixing models)."""
+    return set(session.scalars(select(Video.model).where(Video.status == VideoStatus.INDEXED).distinct()))
+
+
+def delete_video(session: Session, video_id: str) -> bool:
+    return session.execute(delete(Video).where(Video.id == video_id)).rowcount > 0
+
+
+def _reset(video: Video) -> None:
+    video.status = VideoStatus.PENDING
+    video.failure_code = video.failure_detail = None
+    video.timings = {}
+    video.indexed_at = None
+
+
+def _get(session: Session, video_id: str) -> Video:
+    video = session.get(Video, video_id)
+    if video is None:
+        raise LookupError(f"video {video_id} is not in the database")
+    return video
+
+
+def _aware(moment: datetime) -> datetime:
+    """SQLite returns naive datetimes; everything here is UTC."""
+    from datetime import UTC
+
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)

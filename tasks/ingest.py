@@ -1,0 +1,130 @@
+"""Ingest tasks: an uploaded video becomes frame vectors in Milvus and a frame matrix in object storage.
+
+``copycat.ingest.embed`` (queue ``embed``, next to the model): download, decode + embed, store the matrix.
+``copycat.ingest.index`` (queue ``index``): replace the video's vectors in Milvus, mark it ``indexed``.
+``copycat.ingest.remove`` (queue ``index``): the object was deleted; drop its vectors, matrix and row.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from celery import shared_task
+
+from db import videos
+from db.models import VideoStatus
+from db.session import session_scope
+from tasks import context
+from tasks.base import TASK_OPTIONS, VideoTask
+from workers.errors import ModelMismatch
+from workers.pipeline import EmbeddedVideo, ProgressFn, embed_file
+from workers.stores.objects import load_matrix, save_matrix, sha256_file
+from workers.types import VideoInfo
+
+log = logging.getLogger(__name__)
+
+# Set by the CLI in embedded mode to draw a progress bar while a video is embedded in-process.
+progress_hook: ContextVar[ProgressFn | None] = ContextVar("progress_hook", default=None)
+
+
+def matrix_key(video_id: str, model: str) -> str:
+    return f"videos/{model}/{video_id}.npy"
+
+
+@shared_task(name="copycat.ingest.embed", base=VideoTask, **TASK_OPTIONS)
+def embed_video(self: VideoTask, video_id: str) -> dict[str, Any]:
+    """Decode and embed one uploaded video, store its frame matrix, then queue its indexing."""
+    cfg, store, model = context.settings(), context.objects(), context.embedder()
+    with session_scope(context.engine()) as session:
+        video = videos.set_status(session, video_id, VideoStatus.DECODING, model=model.name, dim=model.dim,
+                                  failure_code=None, failure_detail=None)
+        video.attempts += 1
+        bucket, key, name = video.bucket, video.key, video.name
+    embedded = embed_object(bucket, key, name, on_probe=lambda info: _mark_embedding(video_id, info))
+    key_out = matrix_key(video_id, model.name)
+    tick = time.perf_counter()
+    save_matrix(store, cfg.s3.matrices_bucket, key_out, embedded.features.astype(cfg.embed.matrix_dtype))
+    embedded.timings["store_matrix"] = round(time.perf_counter() - tick, 4)
+    with session_scope(context.engine()) as session:
+        videos.set_status(session, video_id, VideoStatus.INDEXING, size=embedded.size, etag=embedded.etag,
+                          sha256=embedded.sha256, frame_count=embedded.features.shape[0], fps=embedded.fps,
+                          matrix_bucket=cfg.s3.matrices_bucket, matrix_key=key_out,
+                          matrix_dtype=cfg.embed.matrix_dtype, timings=embedded.timings)
+    index_video.delay(video_id)
+    log.info("video %s (%s): %d frames embedded with %s in %.1f s", video_id, name, embedded.features.shape[0],
+             model.name, sum(embedded.timings.values()))
+    return {"video_id": video_id, "frames": int(embedded.features.shape[0])}
+
+
+@dataclass
+class EmbeddedObject(EmbeddedVideo):
+    """An embedded video from the object store, with what identifies the bytes that were read."""
+
+    size: int = 0
+    etag: str = ""
+    sha256: str = ""
+
+
+def embed_object(bucket: str, key: str, name: str, on_probe: Callable[[VideoInfo], None]) -> EmbeddedObject:
+    """Download an object to scratch space, decode + embed it with the configured model, clean up."""
+    cfg = context.settings()
+    started = time.perf_counter()
+    with context.scratch_file(name) as path:
+        obj = context.objects().get_file(bucket, key, path)
+        downloaded = time.perf_counter() - started
+        sha256 = sha256_file(path)
+        result = embed_file(path, context.embedder(), fps=cfg.decode.fps, chunk_frames=cfg.decode.chunk_frames,
+                            timeout_s=cfg.decode.timeout_s, max_errors=cfg.decode.max_errors,
+                            max_duration_s=cfg.decode.max_duration_s, on_probe=on_probe,
+                            progress=progress_hook.get())
+    timings = {"download": round(downloaded, 4), **result.timings}
+    return EmbeddedObject(result.info, result.features, result.fps, timings, size=obj.size, etag=obj.etag,
+                          sha256=sha256)
+
+
+@shared_task(name="copycat.ingest.index", base=VideoTask, **TASK_OPTIONS)
+def index_video(self: VideoTask, video_id: str) -> dict[str, Any]:
+    """Make Milvus hold exactly this video's frame vectors, then mark it indexed."""
+    index = context.vectors()
+    with session_scope(context.engine()) as session:
+        video = videos.get_video(session, video_id)
+        if video is None or video.matrix_key is None:
+            log.info("video %s vanished or has no matrix; nothing to index", video_id)
+            return {"video_id": video_id, "vectors": 0}
+        if video.model != index.model:
+            raise ModelMismatch(f"video {video.name} was embedded with {video.model!r} but the index uses "
+                                f"{index.model!r}; re-ingest it with the configured model")
+        bucket, key = video.matrix_bucket, video.matrix_key
+    tick = time.perf_counter()
+    matrix = load_matrix(context.objects(), bucket, key).astype(np.float32)
+    count = index.replace_video(video_id, matrix)
+    with session_scope(context.engine()) as session:
+        videos.add_timing(session, video_id, "index", time.perf_counter() - tick)
+        videos.set_status(session, video_id, VideoStatus.INDEXED)
+    return {"video_id": video_id, "vectors": count}
+
+
+@shared_task(name="copycat.ingest.remove", base=VideoTask, **TASK_OPTIONS)
+def remove_video(self: VideoTask, video_id: str) -> dict[str, Any]:
+    """Forget a deleted upload: its vectors, its matrix object and its row."""
+    with session_scope(context.engine()) as session:
+        video = videos.get_video(session, video_id)
+        matrix = (video.matrix_bucket, video.matrix_key) if video and video.matrix_key else None
+    context.vectors().delete_video(video_id)
+    if matrix:
+        context.objects().remove(*matrix)
+    with session_scope(context.engine()) as session:
+        removed = videos.delete_video(session, video_id)
+    return {"video_id": video_id, "removed": removed}
+
+
+def _mark_embedding(video_id: str, info: VideoInfo) -> None:
+    with session_scope(context.engine()) as session:
+        videos.set_status(session, video_id, VideoStatus.EMBEDDING, duration=info.duration, width=info.width,
+                          height=info.height, source_fps=info.fps, codec=info.codec)

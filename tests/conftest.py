@@ -1,0 +1,144 @@
+"""Shared fixtures: real PostgreSQL, Redis, SeaweedFS S3 and Milvus Lite (file and server).
+
+Outside CI a missing PostgreSQL or Redis skips the tests that need it; in CI (``CI=true``) it fails them,
+so a green CI run always means the services were really exercised.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from cli.services import free_port, milvus_lite_server, port_open, seaweed_s3
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+CLIPS = SHARED / "data" / "clips"
+BROKEN = SHARED / "data" / "broken"
+PG_HOST, PG_PORT = os.environ.get("COPYCAT_TEST_PG_HOST", "127.0.0.1"), 5432
+REDIS_PORT = 6379
+S3_KEYS = ("copycat", "copycat-test-secret")
+IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+
+
+def require(condition: bool, what: str) -> None:
+    if condition:
+        return
+    if IN_CI:
+        pytest.fail(f"{what} is required in CI but not available")
+    pytest.skip(f"{what} not available")
+
+
+@pytest.fixture(scope="session")
+def clips_dir() -> Path:
+    require(CLIPS.is_dir(), f"shared clips at {CLIPS}")
+    return CLIPS
+
+
+@pytest.fixture(scope="session")
+def broken_dir() -> Path:
+    require(BROKEN.is_dir(), f"shared broken files at {BROKEN}")
+    return BROKEN
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> Iterator[str]:
+    """A fresh, empty PostgreSQL database for this test session."""
+    require(port_open(PG_HOST, PG_PORT), f"PostgreSQL on {PG_HOST}:{PG_PORT}")
+    import psycopg
+
+    name = f"copycat_test_{uuid.uuid4().hex[:8]}"
+    admin = f"host={PG_HOST} port={PG_PORT} user=postgres dbname=postgres"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    yield f"postgresql+psycopg://postgres@{PG_HOST}:{PG_PORT}/{name}"
+    from db.session import get_engine
+
+    get_engine.cache_clear()
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    require(port_open("127.0.0.1", REDIS_PORT), f"Redis on 127.0.0.1:{REDIS_PORT}")
+    import redis
+
+    url = f"redis://127.0.0.1:{REDIS_PORT}/9"
+    redis.Redis.from_url(url).flushdb()
+    return url
+
+
+@pytest.fixture(scope="session")
+def seaweed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A SeaweedFS S3 server on a free loopback port; yields its endpoint host:port."""
+    require(shutil.which("weed") is not None or (Path(os.sys.executable).parent / "weed").exists(), "weed binary")
+    port = free_port(with_grpc=True)
+    server = seaweed_s3(tmp_path_factory.mktemp("seaweed"), port=port, access_key=S3_KEYS[0],
+                        secret_key=S3_KEYS[1])
+    server.start()
+    try:
+        server.wait_for_port(port, timeout=60)
+        _wait_s3_ready(f"127.0.0.1:{port}")
+        yield f"127.0.0.1:{port}"
+    finally:
+        server.stop()
+
+
+def _wait_s3_ready(endpoint: str, timeout: float = 60.0) -> None:
+    """The S3 port opens before the filer behind it is ready; retry a bucket call until it works."""
+    import time
+
+    from workers.errors import StorageUnavailable
+    from workers.stores.objects import S3ObjectStore
+
+    store = S3ObjectStore(endpoint, *S3_KEYS, timeout_s=5)
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            store.ensure_bucket("copycat-ready-check")
+            return
+        except StorageUnavailable:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+
+
+@pytest.fixture(scope="session")
+def milvus_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A Milvus Lite server (the multi-process mode); yields its URI."""
+    port = free_port()
+    server = milvus_lite_server(tmp_path_factory.mktemp("milvus-server"), port=port)
+    server.start()
+    try:
+        server.wait_for_port(port, timeout=120)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.stop()
+
+
+@pytest.fixture(params=["lite", "server"])
+def milvus_uri(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Both ways Copycat talks to Milvus: an embedded Milvus Lite file and a Milvus server URI."""
+    if request.param == "lite":
+        return str(tmp_path / "milvus.db")
+    return request.getfixturevalue("milvus_server")
+
+
+@pytest.fixture
+def copycat_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Path]:
+    """An empty COPYCAT_HOME for one test; cached resources are rebuilt from the environment."""
+    from tasks import context
+
+    for key in list(os.environ):
+        if key.startswith("COPYCAT_"):
+            monkeypatch.delenv(key)
+    home = tmp_path / "copycat-home"
+    monkeypatch.setenv("COPYCAT_HOME", str(home))
+    context.reset()
+    yield home
+    context.reset()

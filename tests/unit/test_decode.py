@@ -1,0 +1,138 @@
+"""Decode: frame counts, sizes, streaming and the errors bad files produce."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from workers.decode import FrameGeometry, decode_all, expected_frames, probe, sample_frames
+from workers.errors import (
+    CorruptVideo,
+    DecodeTimeout,
+    EmptyFile,
+    NotAVideo,
+    NoVideoStream,
+    TruncatedVideo,
+    VideoTooLong,
+)
+
+
+def ffmpeg(*args: str) -> None:
+    subprocess.run(["ffmpeg", "-v", "error", "-y", *args], check=True)
+
+
+@pytest.fixture(scope="module")
+def cut_10_4(clips_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The first 10.4 s of a real clip, re-encoded so the stream really lasts 10.4 s."""
+    out = tmp_path_factory.mktemp("decode") / "clip03_0-10.4.mp4"
+    ffmpeg("-i", str(clips_dir / "clip03_bigbuckbunny.webm"), "-t", "10.4", "-an", "-c:v", "libx264",
+           "-preset", "ultrafast", str(out))
+    return out
+
+
+@pytest.mark.parametrize(("duration", "fps", "frames"), [(10.4, 1.0, 10), (10.6, 1.0, 11), (10.0, 1.0, 10),
+                                                          (0.2, 1.0, 1), (10.4, 2.0, 21)])
+def test_expected_frame_rule(duration: float, fps: float, frames: int) -> None:
+    assert expected_frames(duration, fps) == frames
+
+
+def test_sampling_follows_the_documented_rule(cut_10_4: Path) -> None:
+    info = probe(cut_10_4)
+    assert info.duration == pytest.approx(10.4, abs=0.05)
+    for fps in (1.0, 2.0):
+        frames = decode_all(cut_10_4, FrameGeometry(64), fps=fps)
+        assert frames.shape[0] == expected_frames(info.duration, fps)
+
+
+@pytest.mark.parametrize("geometry", [FrameGeometry(224, "squash"), FrameGeometry(160, "crop"),
+                                      FrameGeometry(224, "crop", short_side=256)])
+def test_frames_have_the_model_size(clips_dir: Path, geometry: FrameGeometry) -> None:
+    frames = decode_all(clips_dir / "clip19_pillow.mp4", geometry)  # portrait 368x480
+    assert frames.dtype == np.uint8
+    assert frames.shape == (7, geometry.size, geometry.size, 3)
+    assert frames.std() > 10  # real picture content, not a blank frame
+
+
+def test_frames_stream_in_bounded_chunks(clips_dir: Path) -> None:
+    path = clips_dir / "clip06_bottles.mp4"  # 40 frames at 1 fps
+    chunks = list(sample_frames(path, probe(path), FrameGeometry(32), chunk_frames=7))
+    assert [c.shape[0] for c in chunks] == [7, 7, 7, 7, 7, 5]
+
+
+def test_stopping_early_leaves_no_ffmpeg_behind(clips_dir: Path) -> None:
+    path = clips_dir / "clip06_bottles.mp4"
+    stream = sample_frames(path, probe(path), FrameGeometry(32), chunk_frames=2)
+    next(stream)
+    stream.close()
+    leftovers = subprocess.run(["pgrep", "-f", f"ffmpeg.*{path.name}"], capture_output=True, text=True)
+    assert leftovers.stdout.strip() == ""
+
+
+def test_first_video_stream_is_used(clips_dir: Path) -> None:
+    info = probe(clips_dir / "clip18_jwst.mp4")  # two video streams: 320x180 first, 480x270 second
+    assert (info.width, info.height, info.stream_index) == (320, 180, 0)
+    assert info.duration == pytest.approx(13.0, abs=0.05)
+
+
+def test_every_shared_clip_decodes(clips_dir: Path) -> None:
+    for path in sorted(clips_dir.glob("clip*")):
+        info = probe(path)
+        frames = decode_all(path, FrameGeometry(32))
+        assert frames.shape[0] == expected_frames(info.duration, 1.0), path.name
+
+
+def test_corrupt_file_fails_with_decoder_errors(broken_dir: Path) -> None:
+    path = broken_dir / "broken01_decord_corrupted.mp4"
+    with pytest.raises(CorruptVideo, match="Invalid NAL unit size"):
+        decode_all(path, FrameGeometry(32))
+    # Tolerating decoder errors is an explicit choice.
+    assert decode_all(path, FrameGeometry(32), max_errors=100).shape[0] == 5
+
+
+def test_truncated_mp4_without_index(broken_dir: Path) -> None:
+    with pytest.raises(TruncatedVideo, match="cut short"):
+        probe(broken_dir / "broken02_clip05_bikes_TRUNCATED_half.mp4")
+
+
+def test_truncated_mp4_with_index_first(clips_dir: Path, tmp_path: Path) -> None:
+    whole = tmp_path / "faststart.mp4"
+    ffmpeg("-i", str(clips_dir / "clip16_highway.mp4"), "-c", "copy", "-movflags", "+faststart", str(whole))
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+    with pytest.raises(TruncatedVideo, match="ends early"):
+        decode_all(cut, FrameGeometry(32))
+
+
+def test_empty_text_audio_and_image_inputs(tmp_path: Path) -> None:
+    empty = tmp_path / "empty.mp4"
+    empty.write_bytes(b"")
+    text = tmp_path / "notes.mp4"
+    text.write_text("this is not a video")
+    audio = tmp_path / "tone.m4a"
+    ffmpeg("-f", "lavfi", "-i", "sine=duration=2", str(audio))
+    image = tmp_path / "still.png"
+    ffmpeg("-f", "lavfi", "-i", "testsrc=duration=1", "-frames:v", "1", str(image))
+    with pytest.raises(EmptyFile):
+        probe(empty)
+    with pytest.raises(NotAVideo):
+        probe(text)
+    with pytest.raises(NoVideoStream, match="audio"):
+        probe(audio)
+    with pytest.raises(NotAVideo, match="still image"):
+        probe(image)
+    with pytest.raises(NotAVideo, match="does not exist"):
+        probe(tmp_path / "missing.mp4")
+
+
+def test_time_limit_stops_decoding(clips_dir: Path) -> None:
+    path = clips_dir / "clip03_bigbuckbunny.webm"
+    with pytest.raises(DecodeTimeout, match="limit"):
+        decode_all(path, FrameGeometry(224), timeout_s=0.05)
+
+
+def test_length_limit(clips_dir: Path) -> None:
+    with pytest.raises(VideoTooLong):
+        decode_all(clips_dir / "clip03_bigbuckbunny.webm", FrameGeometry(32), max_duration_s=10)

@@ -1,0 +1,271 @@
+"""Decode: sample frames from a video file with ffmpeg, streamed in bounded chunks.
+
+Frame ``i`` stands for seconds ``[i / fps, (i + 1) / fps)``. ffmpeg's ``fps`` filter fills each output
+slot with the input frame nearest to the slot's timestamp (it keeps the last frame before ``(i + 0.5) / fps``),
+so a clip of duration ``d`` yields ``round(d * fps)`` frames: 10.4 s gives 10 frames at 1 fps, 10.6 s gives 11.
+
+Scaling happens inside ffmpeg, so only model-sized RGB frames cross the pipe. A reader thread keeps
+ffmpeg decoding while the caller runs the model on the previous chunk; at most ``queue_chunks + 2``
+chunks are alive at once, whatever the video's length.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import queue
+import subprocess
+import threading
+import time
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import ffmpeg
+import numpy as np
+
+from workers.errors import (
+    CorruptVideo,
+    DecodeTimeout,
+    EmptyFile,
+    NotAVideo,
+    NoVideoStream,
+    TruncatedVideo,
+    VideoTooLong,
+)
+from workers.types import VideoInfo
+
+STDERR_TAIL_LINES = 20
+_ADDRESS = re.compile(r" @ 0x[0-9a-f]+")
+
+
+@dataclass(frozen=True)
+class FrameGeometry:
+    """The square frames a model wants and how to get there from any aspect ratio.
+
+    ``squash`` scales both sides to ``size`` (aspect ratio is not kept). ``crop`` scales the shorter side
+    to ``short_side`` (default ``size``) and cuts the centre ``size`` x ``size``.
+    """
+
+    size: int
+    resize: Literal["squash", "crop"] = "squash"
+    short_side: int | None = None
+
+    def filters(self) -> list[tuple[str, dict[str, object]]]:
+        if self.resize == "squash":
+            return [("scale", {"w": self.size, "h": self.size, "flags": "bicubic"})]
+        side = self.short_side or self.size
+        return [
+            ("scale", {"w": side, "h": side, "force_original_aspect_ratio": "increase", "flags": "bicubic"}),
+            ("crop", {"w": self.size, "h": self.size}),
+        ]
+
+
+def probe(path: Path) -> VideoInfo:
+    """Read container and stream metadata; raise an ``InputError`` naming what is wrong with the file."""
+    if not path.exists():
+        raise NotAVideo(f"{path.name}: file does not exist")
+    if path.stat().st_size == 0:
+        raise EmptyFile(f"{path.name}: the file is empty (0 bytes)")
+    try:
+        meta = ffmpeg.probe(str(path), v="error")
+    except ffmpeg.Error as exc:
+        reason = _last_lines(exc.stderr.decode("utf-8", "replace"), 3)
+        if "moov atom not found" in reason and _looks_like_mp4(path):
+            raise TruncatedVideo(f"{path.name}: the file is cut short (MP4 index missing): {reason}") from None
+        raise NotAVideo(f"{path.name}: not a readable video: {reason or 'ffprobe failed'}") from None
+    except json.JSONDecodeError:
+        raise NotAVideo(f"{path.name}: ffprobe returned unreadable metadata") from None
+
+    videos = [
+        s for s in meta.get("streams", [])
+        if s.get("codec_type") == "video" and not s.get("disposition", {}).get("attached_pic")
+    ]
+    if not videos:
+        kinds = sorted({s.get("codec_type", "?") for s in meta.get("streams", [])}) or ["none"]
+        raise NoVideoStream(f"{path.name}: no video stream (streams: {', '.join(kinds)})")
+    stream = videos[0]
+    duration = _first_positive(stream.get("duration"), meta.get("format", {}).get("duration"))
+    if duration is None:
+        raise NotAVideo(f"{path.name}: the video stream has no duration (a still image or a broken header)")
+    return VideoInfo(
+        duration=duration,
+        width=int(stream.get("width") or 0),
+        height=int(stream.get("height") or 0),
+        fps=_rate(stream.get("avg_frame_rate")) or _rate(stream.get("r_frame_rate")) or 0.0,
+        codec=str(stream.get("codec_name", "unknown")),
+        stream_index=int(stream["index"]),
+    )
+
+
+def expected_frames(duration: float, fps: float) -> int:
+    """Frames ffmpeg's fps filter yields for a stream of ``duration`` seconds (see module docstring)."""
+    return max(1, int(np.floor(duration * fps + 0.5)))
+
+
+def sample_frames(
+    path: Path,
+    info: VideoInfo,
+    geometry: FrameGeometry,
+    *,
+    fps: float = 1.0,
+    chunk_frames: int = 64,
+    timeout_s: float = 1800.0,
+    max_errors: int = 0,
+    max_duration_s: float = float("inf"),
+    queue_chunks: int = 2,
+) -> Iterator[np.ndarray]:
+    """Yield uint8 RGB chunks [n, size, size, 3] of frames sampled at ``fps``, in order.
+
+    Raises ``CorruptVideo`` when ffmpeg reports more than ``max_errors`` decode errors, ``TruncatedVideo``
+    when far fewer frames arrive than the duration promises, ``DecodeTimeout`` past ``timeout_s``.
+    """
+    if info.duration > max_duration_s:
+        raise VideoTooLong(f"{path.name}: {info.duration:.0f} s is longer than the limit of {max_duration_s:.0f} s")
+    stream = ffmpeg.input(str(path))[str(info.stream_index)].filter("fps", fps=fps)
+    for name, kwargs in geometry.filters():
+        stream = stream.filter(name, **kwargs)
+    cmd = (
+        stream.output("pipe:", format="rawvideo", pix_fmt="rgb24")
+        .global_args("-nostdin", "-hide_banner", "-loglevel", "error", "-an", "-sn", "-dn")
+        .compile()
+    )
+    frame_bytes = geometry.size * geometry.size * 3
+    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    stderr_lines: deque[str] = deque(maxlen=STDERR_TAIL_LINES)
+    error_count = [0]
+    timed_out = threading.Event()
+
+    def drain_stderr() -> None:
+        assert proc.stderr is not None
+        for raw in proc.stderr:
+            line = _ADDRESS.sub("", raw.decode("utf-8", "replace")).rstrip()
+            if line:
+                stderr_lines.append(line)
+                error_count[0] += 1
+
+    def kill_on_deadline() -> None:
+        timed_out.set()
+        proc.kill()
+
+    chunks: queue.Queue[np.ndarray | BaseException | None] = queue.Queue(maxsize=queue_chunks)
+    stop = threading.Event()
+
+    def read_chunks() -> None:
+        assert proc.stdout is not None
+        try:
+            while not stop.is_set():
+                data = _read_exact(proc.stdout, frame_bytes * chunk_frames)
+                whole = len(data) // frame_bytes
+                if whole:
+                    frames = np.frombuffer(data[: whole * frame_bytes], np.uint8)
+                    chunks.put(frames.reshape(whole, geometry.size, geometry.size, 3))
+                if len(data) < frame_bytes * chunk_frames:
+                    break
+        except BaseException as exc:  # handed to the consumer, which re-raises it
+            chunks.put(exc)
+        finally:
+            chunks.put(None)
+
+    watchdog = threading.Timer(timeout_s, kill_on_deadline)
+    threads = [threading.Thread(target=drain_stderr, daemon=True), threading.Thread(target=read_chunks, daemon=True)]
+    watchdog.start()
+    for thread in threads:
+        thread.start()
+    started, produced = time.monotonic(), 0
+    try:
+        while (item := chunks.get()) is not None:
+            if isinstance(item, BaseException):
+                raise item
+            produced += item.shape[0]
+            yield item
+        returncode = proc.wait()
+        threads[0].join()
+        if timed_out.is_set():
+            raise DecodeTimeout(
+                f"{path.name}: decoding stopped after {time.monotonic() - started:.0f} s "
+                f"(limit {timeout_s:.0f} s, {produced} frames read)"
+            )
+        detail = " | ".join(stderr_lines)
+        if error_count[0] > max_errors and "partial file" in detail:
+            raise TruncatedVideo(f"{path.name}: the file ends early after {produced} frames: {detail}")
+        if error_count[0] > max_errors:
+            raise CorruptVideo(f"{path.name}: decoder reported {error_count[0]} errors: {detail}")
+        if returncode != 0:
+            raise CorruptVideo(f"{path.name}: ffmpeg exited with {returncode}: {detail or 'no message'}")
+        expected = expected_frames(info.duration, fps)
+        if produced == 0:
+            raise CorruptVideo(f"{path.name}: no frame could be decoded")
+        if produced < 0.8 * expected - 1:
+            raise TruncatedVideo(
+                f"{path.name}: decoded {produced} frames but the stream's duration promises {expected}"
+            )
+    finally:
+        stop.set()
+        watchdog.cancel()
+        if proc.poll() is None:
+            proc.kill()
+        # Unblock a reader waiting on a full queue, then reap everything.
+        while threads[1].is_alive():
+            try:
+                chunks.get(timeout=0.05)
+            except queue.Empty:
+                pass
+        proc.wait()
+        for pipe in (proc.stdout, proc.stderr):
+            if pipe is not None:
+                pipe.close()
+
+
+def decode_all(path: Path, geometry: FrameGeometry, **kwargs: object) -> np.ndarray:
+    """All sampled frames of a short video as uint8 [T, size, size, 3] (tests and small clips only)."""
+    info = probe(path)
+    parts = list(sample_frames(path, info, geometry, **kwargs))  # type: ignore[arg-type]
+    return np.concatenate(parts) if parts else np.zeros((0, geometry.size, geometry.size, 3), np.uint8)
+
+
+def _read_exact(pipe: object, size: int) -> bytes:
+    """Read ``size`` bytes unless the pipe ends first."""
+    parts, remaining = [], size
+    while remaining:
+        data = pipe.read(remaining)  # type: ignore[attr-defined]
+        if not data:
+            break
+        parts.append(data)
+        remaining -= len(data)
+    return b"".join(parts)
+
+
+def _looks_like_mp4(path: Path) -> bool:
+    """An ISO-BMFF file starts with an ``ftyp`` box; without one, 'moov not found' means 'not a video'."""
+    with path.open("rb") as handle:
+        return handle.read(12)[4:8] == b"ftyp"
+
+
+def _rate(value: str | None) -> float | None:
+    if not value or "/" not in value:
+        return None
+    num, den = value.split("/", 1)
+    try:
+        return float(num) / float(den) if float(den) else None
+    except ValueError:
+        return None
+
+
+def _first_positive(*values: object) -> float | None:
+    for value in values:
+        try:
+            number = float(value)  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            continue
+        if number > 0 and np.isfinite(number):
+            return number
+    return None
+
+
+def _last_lines(text: str, count: int) -> str:
+    """The last ``count`` non-empty lines, without ffmpeg's memory addresses, joined for one log line."""
+    lines = [_ADDRESS.sub("", line).strip() for line in text.strip().splitlines() if line.strip()]
+    return " | ".join(lines[-count:])

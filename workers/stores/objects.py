@@ -1,0 +1,249 @@
+"""Object storage: an S3 server through the ``minio`` SDK, or a local folder behind the same interface.
+
+Everything Copycat keeps as a blob goes through ``ObjectStore``: uploaded videos, query videos and the
+per-video frame matrices (``.npy``). Errors come out as Copycat's families: a missing object is an
+``ObjectMissing`` (input problem, no retry), an unreachable server a ``StorageUnavailable`` (retried).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from workers.errors import ConfigError, ObjectMissing, StorageUnavailable
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    bucket: str
+    key: str
+    size: int
+    etag: str
+    last_modified: datetime | None = None
+
+
+class ObjectStore(Protocol):
+    """The operations Copycat needs from a blob store."""
+
+    def ensure_bucket(self, bucket: str) -> None: ...
+    def put_file(self, bucket: str, key: str, path: Path, content_type: str = "application/octet-stream") -> ObjectInfo: ...
+    def put_bytes(self, bucket: str, key: str, data: bytes, content_type: str = "application/octet-stream") -> ObjectInfo: ...
+    def get_file(self, bucket: str, key: str, dest: Path) -> ObjectInfo: ...
+    def get_bytes(self, bucket: str, key: str) -> bytes: ...
+    def stat(self, bucket: str, key: str) -> ObjectInfo | None: ...
+    def list(self, bucket: str, prefix: str = "") -> Iterator[ObjectInfo]: ...
+    def remove(self, bucket: str, key: str) -> None: ...
+
+
+class S3ObjectStore:
+    """Any S3 server (MinIO, SeaweedFS, AWS) through the ``minio`` SDK."""
+
+    def __init__(self, endpoint: str, access_key: str, secret_key: str, *, secure: bool = False,
+                 region: str = "", timeout_s: float = 30.0) -> None:
+        import urllib3
+        from minio import Minio
+
+        http = urllib3.PoolManager(
+            timeout=urllib3.Timeout(connect=5.0, read=timeout_s),
+            retries=urllib3.Retry(total=3, backoff_factor=0.3, status_forcelist=(500, 502, 503, 504)),
+            maxsize=16,
+        )
+        self.endpoint = endpoint
+        self._client = Minio(endpoint, access_key=access_key or None, secret_key=secret_key or None,
+                             secure=secure, region=region or None, http_client=http)
+
+    def ensure_bucket(self, bucket: str) -> None:
+        with _s3_errors(bucket):
+            if not self._client.bucket_exists(bucket):
+                try:
+                    self._client.make_bucket(bucket)
+                except Exception as exc:  # a concurrent creator won the race
+                    if getattr(exc, "code", "") not in {"BucketAlreadyOwnedByYou", "BucketAlreadyExists"}:
+                        raise
+
+    def put_file(self, bucket: str, key: str, path: Path, content_type: str = "application/octet-stream") -> ObjectInfo:
+        with _s3_errors(bucket, key):
+            self._client.fput_object(bucket, key, str(path), content_type=content_type)
+        return self._stat_or_fail(bucket, key)
+
+    def put_bytes(self, bucket: str, key: str, data: bytes, content_type: str = "application/octet-stream") -> ObjectInfo:
+        with _s3_errors(bucket, key):
+            self._client.put_object(bucket, key, io.BytesIO(data), len(data), content_type=content_type)
+        return self._stat_or_fail(bucket, key)
+
+    def get_file(self, bucket: str, key: str, dest: Path) -> ObjectInfo:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        with _s3_errors(bucket, key):
+            obj = self._client.fget_object(bucket, key, str(dest))
+        return ObjectInfo(bucket, key, int(obj.size or dest.stat().st_size), _clean_etag(obj.etag), obj.last_modified)
+
+    def get_bytes(self, bucket: str, key: str) -> bytes:
+        with _s3_errors(bucket, key):
+            response = self._client.get_object(bucket, key)
+            try:
+                return response.read()
+            finally:
+                response.close()
+                response.release_conn()
+
+    def stat(self, bucket: str, key: str) -> ObjectInfo | None:
+        try:
+            with _s3_errors(bucket, key):
+                obj = self._client.stat_object(bucket, key)
+        except ObjectMissing:
+            return None
+        return ObjectInfo(bucket, key, int(obj.size or 0), _clean_etag(obj.etag), obj.last_modified)
+
+    def list(self, bucket: str, prefix: str = "") -> Iterator[ObjectInfo]:
+        with _s3_errors(bucket):
+            for obj in self._client.list_objects(bucket, prefix=prefix or None, recursive=True):
+                if not obj.is_dir:
+                    yield ObjectInfo(bucket, obj.object_name, int(obj.size or 0), _clean_etag(obj.etag),
+                                     obj.last_modified)
+
+    def remove(self, bucket: str, key: str) -> None:
+        with _s3_errors(bucket, key):
+            self._client.remove_object(bucket, key)
+
+    def _stat_or_fail(self, bucket: str, key: str) -> ObjectInfo:
+        info = self.stat(bucket, key)
+        if info is None:
+            raise StorageUnavailable(f"s3://{bucket}/{key} vanished right after it was written")
+        return info
+
+
+class LocalObjectStore:
+    """Buckets as folders under ``root``: the embedded default, no server to run."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def ensure_bucket(self, bucket: str) -> None:
+        (self.root / _safe_part(bucket)).mkdir(parents=True, exist_ok=True)
+
+    def put_file(self, bucket: str, key: str, path: Path, content_type: str = "application/octet-stream") -> ObjectInfo:
+        target = self._path(bucket, key)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=target.parent, delete=False, prefix=".upload-") as tmp:
+            with path.open("rb") as src:
+                shutil.copyfileobj(src, tmp, 1 << 20)
+        os.replace(tmp.name, target)
+        return self._info(bucket, key)
+
+    def put_bytes(self, bucket: str, key: str, data: bytes, content_type: str = "application/octet-stream") -> ObjectInfo:
+        target = self._path(bucket, key)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=target.parent, delete=False, prefix=".upload-") as tmp:
+            tmp.write(data)
+        os.replace(tmp.name, target)
+        return self._info(bucket, key)
+
+    def get_file(self, bucket: str, key: str, dest: Path) -> ObjectInfo:
+        source = self._existing(bucket, key)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, dest)
+        return self._info(bucket, key)
+
+    def get_bytes(self, bucket: str, key: str) -> bytes:
+        return self._existing(bucket, key).read_bytes()
+
+    def stat(self, bucket: str, key: str) -> ObjectInfo | None:
+        return self._info(bucket, key) if self._path(bucket, key).is_file() else None
+
+    def list(self, bucket: str, prefix: str = "") -> Iterator[ObjectInfo]:
+        base = self.root / _safe_part(bucket)
+        if not base.is_dir():
+            raise ObjectMissing(f"bucket {bucket} does not exist under {self.root}")
+        for path in sorted(base.rglob("*")):
+            key = path.relative_to(base).as_posix()
+            if path.is_file() and not path.name.startswith(".upload-") and key.startswith(prefix):
+                yield self._info(bucket, key)
+
+    def remove(self, bucket: str, key: str) -> None:
+        self._path(bucket, key).unlink(missing_ok=True)
+
+    def _path(self, bucket: str, key: str) -> Path:
+        parts = key.split("/")
+        if not key or any(p in {"", ".", ".."} for p in parts):
+            raise ObjectMissing(f"invalid object key {key!r}")
+        return self.root / _safe_part(bucket) / Path(*parts)
+
+    def _existing(self, bucket: str, key: str) -> Path:
+        path = self._path(bucket, key)
+        if not path.is_file():
+            raise ObjectMissing(f"{bucket}/{key} does not exist under {self.root}")
+        return path
+
+    def _info(self, bucket: str, key: str) -> ObjectInfo:
+        path = self._existing(bucket, key)
+        stat = path.stat()
+        return ObjectInfo(bucket, key, stat.st_size, _md5(path), datetime.fromtimestamp(stat.st_mtime, UTC))
+
+
+def save_matrix(store: ObjectStore, bucket: str, key: str, matrix: np.ndarray) -> ObjectInfo:
+    """Store a frame matrix [T, D] as ``.npy`` bytes."""
+    buffer = io.BytesIO()
+    np.save(buffer, matrix, allow_pickle=False)
+    return store.put_bytes(bucket, key, buffer.getvalue(), "application/x-npy")
+
+
+def load_matrix(store: ObjectStore, bucket: str, key: str) -> np.ndarray:
+    """Read back a matrix written by ``save_matrix``."""
+    return np.load(io.BytesIO(store.get_bytes(bucket, key)), allow_pickle=False)
+
+
+def sha256_file(path: Path) -> str:
+    """Content hash of a file: identifies the same footage uploaded under different names."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _md5(path: Path) -> str:
+    digest = hashlib.md5(usedforsecurity=False)
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@contextmanager
+def _s3_errors(bucket: str, key: str = "") -> Iterator[None]:
+    """Translate minio/urllib3 exceptions into Copycat's error families."""
+    from minio.error import S3Error, ServerError
+    from urllib3.exceptions import HTTPError
+
+    where = f"s3://{bucket}/{key}"
+    try:
+        yield
+    except S3Error as exc:
+        if exc.code in {"NoSuchKey", "NoSuchBucket", "NoSuchObject"}:
+            raise ObjectMissing(f"{where} does not exist ({exc.code})") from exc
+        if exc.code in {"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch"}:
+            raise ConfigError(f"{where}: S3 refused the credentials ({exc.code})") from exc
+        raise StorageUnavailable(f"{where}: S3 error {exc.code}: {exc.message}") from exc
+    except (ServerError, HTTPError, ConnectionError, TimeoutError) as exc:
+        raise StorageUnavailable(f"{where}: object store unreachable: {exc}") from exc
+
+
+def _clean_etag(etag: str | None) -> str:
+    return (etag or "").strip('"')
+
+
+def _safe_part(bucket: str) -> str:
+    if not bucket or "/" in bucket or bucket in {".", ".."}:
+        raise ConfigError(f"invalid bucket name {bucket!r}")
+    return bucket
