@@ -1,9 +1,9 @@
 """Localisation: which stretch of the query copies which stretch of a reference.
 
 The first (and default) method is the Temporal Network (TN) of Tan et al. (ACM MM 2009) as modified in VCSL
-(CVPR 2022). ``tn_boxes`` reproduces the VCSL reference ``vcsl/vta.py::tn`` exactly, quirks included (see
-``/work/shared/specs/temporal-network.md`` §2); the improvements measured in that spec's appendix are
-keyword options that are off unless asked for. ``TemporalNetwork`` wraps it behind the one-method
+(CVPR 2022). ``tn_boxes`` reproduces the VCSL reference ``vcsl/vta.py::tn`` exactly, quirks included (spec
+``specs/temporal-network.md`` §2); the improvements measured in that spec's appendix are keyword options
+that are off unless asked for. ``TemporalNetwork`` wraps it behind the one-method
 ``Localizer`` interface: features in, ``Segment``s in seconds out.
 
 Boxes are ``[q_start, r_start, q_end, r_end]`` of *inclusive* frame indices; ``boxes_to_segments`` turns
