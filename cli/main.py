@@ -33,6 +33,8 @@ def cli(ctx: click.Context, verbose: int) -> None:
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for noisy in ("urllib3", "pymilvus", "milvus_lite", "alembic", "celery", "kombu", "faiss"):
         logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
+    # Milvus Lite's embedded gRPC server logs pymilvus's optional AllocTimestamp probe as an error.
+    logging.getLogger("grpc._server").setLevel(logging.CRITICAL)
     ctx.ensure_object(dict)
 
 
@@ -155,6 +157,10 @@ def video_json(video: Any) -> dict[str, Any]:
     }
 
 
+def _clip(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
 def _print_videos(rows: list[Any], as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps([video_json(v) for v in rows], indent=2))
@@ -164,7 +170,7 @@ def _print_videos(rows: list[Any], as_json: bool) -> None:
         return
     click.echo(table(
         [(v.name, f"{v.duration:.1f}s" if v.duration else "", v.frame_count or "", v.model or "", v.status,
-          f"{v.failure_code}: {v.failure_detail}" if v.failure_code else "") for v in rows],
+          _clip(f"{v.failure_code}: {v.failure_detail}", 100) if v.failure_code else "") for v in rows],
         ["name", "duration", "frames", "model", "status", "error"],
     ))
 

@@ -82,7 +82,7 @@ def embed_object(bucket: str, key: str, name: str, on_probe: Callable[[VideoInfo
         result = embed_file(path, context.embedder(), fps=cfg.decode.fps, chunk_frames=cfg.decode.chunk_frames,
                             timeout_s=cfg.decode.timeout_s, max_errors=cfg.decode.max_errors,
                             max_duration_s=cfg.decode.max_duration_s, on_probe=on_probe,
-                            progress=progress_hook.get())
+                            progress=progress_hook.get(), label=name)
     timings = {"download": round(downloaded, 4), **result.timings}
     return EmbeddedObject(result.info, result.features, result.fps, timings, size=obj.size, etag=obj.etag,
                           sha256=sha256)

@@ -19,3 +19,5 @@ def _fresh_resources(**_: object) -> None:
 def _quiet_libraries(logger: logging.Logger, **_: object) -> None:
     for name in ("urllib3", "pymilvus", "milvus_lite", "alembic"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    # Milvus Lite's gRPC server logs pymilvus's optional AllocTimestamp probe as an error.
+    logging.getLogger("grpc._server").setLevel(logging.CRITICAL)

@@ -63,21 +63,25 @@ class FrameGeometry:
         ]
 
 
-def probe(path: Path) -> VideoInfo:
-    """Read container and stream metadata; raise an ``InputError`` naming what is wrong with the file."""
+def probe(path: Path, label: str | None = None) -> VideoInfo:
+    """Read container and stream metadata; raise an ``InputError`` naming what is wrong with the file.
+
+    ``label`` names the video in error messages (the upload's name rather than a scratch file's).
+    """
+    name = label or path.name
     if not path.exists():
-        raise NotAVideo(f"{path.name}: file does not exist")
+        raise NotAVideo(f"{name}: file does not exist")
     if path.stat().st_size == 0:
-        raise EmptyFile(f"{path.name}: the file is empty (0 bytes)")
+        raise EmptyFile(f"{name}: the file is empty (0 bytes)")
     try:
         meta = ffmpeg.probe(str(path), v="error")
     except ffmpeg.Error as exc:
         reason = _last_lines(exc.stderr.decode("utf-8", "replace"), 3)
         if "moov atom not found" in reason and _looks_like_mp4(path):
-            raise TruncatedVideo(f"{path.name}: the file is cut short (MP4 index missing): {reason}") from None
-        raise NotAVideo(f"{path.name}: not a readable video: {reason or 'ffprobe failed'}") from None
+            raise TruncatedVideo(f"{name}: the file is cut short (MP4 index missing): {reason}") from None
+        raise NotAVideo(f"{name}: not a readable video: {reason or 'ffprobe failed'}") from None
     except json.JSONDecodeError:
-        raise NotAVideo(f"{path.name}: ffprobe returned unreadable metadata") from None
+        raise NotAVideo(f"{name}: ffprobe returned unreadable metadata") from None
 
     videos = [
         s for s in meta.get("streams", [])
@@ -85,11 +89,11 @@ def probe(path: Path) -> VideoInfo:
     ]
     if not videos:
         kinds = sorted({s.get("codec_type", "?") for s in meta.get("streams", [])}) or ["none"]
-        raise NoVideoStream(f"{path.name}: no video stream (streams: {', '.join(kinds)})")
+        raise NoVideoStream(f"{name}: no video stream (streams: {', '.join(kinds)})")
     stream = videos[0]
     duration = _first_positive(stream.get("duration"), meta.get("format", {}).get("duration"))
     if duration is None:
-        raise NotAVideo(f"{path.name}: the video stream has no duration (a still image or a broken header)")
+        raise NotAVideo(f"{name}: the video stream has no duration (a still image or a broken header)")
     return VideoInfo(
         duration=duration,
         width=int(stream.get("width") or 0),
@@ -116,17 +120,19 @@ def sample_frames(
     max_errors: int = 0,
     max_duration_s: float = float("inf"),
     queue_chunks: int = 2,
+    label: str | None = None,
 ) -> Iterator[np.ndarray]:
     """Yield uint8 RGB chunks [n, size, size, 3] of frames sampled at ``fps``, in order.
 
     Raises ``CorruptVideo`` when ffmpeg reports more than ``max_errors`` decode errors, ``TruncatedVideo``
     when far fewer frames arrive than the duration promises, ``DecodeTimeout`` past ``timeout_s``.
     """
+    name = label or path.name
     if info.duration > max_duration_s:
-        raise VideoTooLong(f"{path.name}: {info.duration:.0f} s is longer than the limit of {max_duration_s:.0f} s")
+        raise VideoTooLong(f"{name}: {info.duration:.0f} s is longer than the limit of {max_duration_s:.0f} s")
     stream = ffmpeg.input(str(path))[str(info.stream_index)].filter("fps", fps=fps)
-    for name, kwargs in geometry.filters():
-        stream = stream.filter(name, **kwargs)
+    for filter_name, kwargs in geometry.filters():
+        stream = stream.filter(filter_name, **kwargs)
     cmd = (
         stream.output("pipe:", format="rawvideo", pix_fmt="rgb24")
         .global_args("-nostdin", "-hide_banner", "-loglevel", "error", "-an", "-sn", "-dn")
@@ -185,22 +191,22 @@ def sample_frames(
         threads[0].join()
         if timed_out.is_set():
             raise DecodeTimeout(
-                f"{path.name}: decoding stopped after {time.monotonic() - started:.0f} s "
+                f"{name}: decoding stopped after {time.monotonic() - started:.0f} s "
                 f"(limit {timeout_s:.0f} s, {produced} frames read)"
             )
         detail = " | ".join(stderr_lines)
         if error_count[0] > max_errors and "partial file" in detail:
-            raise TruncatedVideo(f"{path.name}: the file ends early after {produced} frames: {detail}")
+            raise TruncatedVideo(f"{name}: the file ends early after {produced} frames: {detail}")
         if error_count[0] > max_errors:
-            raise CorruptVideo(f"{path.name}: decoder reported {error_count[0]} errors: {detail}")
+            raise CorruptVideo(f"{name}: decoder reported {error_count[0]} errors: {detail}")
         if returncode != 0:
-            raise CorruptVideo(f"{path.name}: ffmpeg exited with {returncode}: {detail or 'no message'}")
+            raise CorruptVideo(f"{name}: ffmpeg exited with {returncode}: {detail or 'no message'}")
         expected = expected_frames(info.duration, fps)
         if produced == 0:
-            raise CorruptVideo(f"{path.name}: no frame could be decoded")
+            raise CorruptVideo(f"{name}: no frame could be decoded")
         if produced < 0.8 * expected - 1:
             raise TruncatedVideo(
-                f"{path.name}: decoded {produced} frames but the stream's duration promises {expected}"
+                f"{name}: decoded {produced} frames but the stream's duration promises {expected}"
             )
     finally:
         stop.set()

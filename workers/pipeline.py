@@ -36,10 +36,10 @@ class EmbeddedVideo:
 def embed_file(path: Path, embedder: FrameEmbedder, *, fps: float = 1.0, chunk_frames: int = 64,
                timeout_s: float = 1800.0, max_errors: int = 0, max_duration_s: float = float("inf"),
                on_probe: Callable[[VideoInfo], None] | None = None,
-               progress: ProgressFn | None = None) -> EmbeddedVideo:
+               progress: ProgressFn | None = None, label: str | None = None) -> EmbeddedVideo:
     """Probe, decode at ``fps`` and embed ``path``; decoding of the next chunk overlaps inference."""
     started = time.perf_counter()
-    info = probe(path)
+    info = probe(path, label)
     probed = time.perf_counter()
     if on_probe is not None:
         on_probe(info)
@@ -48,7 +48,8 @@ def embed_file(path: Path, embedder: FrameEmbedder, *, fps: float = 1.0, chunk_f
     done, model_s = 0, 0.0
     embedder.load()
     for chunk in sample_frames(path, info, embedder.geometry, fps=fps, chunk_frames=chunk_frames,
-                               timeout_s=timeout_s, max_errors=max_errors, max_duration_s=max_duration_s):
+                               timeout_s=timeout_s, max_errors=max_errors, max_duration_s=max_duration_s,
+                               label=label):
         tick = time.perf_counter()
         parts.append(embedder.embed(chunk))
         model_s += time.perf_counter() - tick
