@@ -16,11 +16,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from workers.dns.extractor import FeatureExtractor
 from workers.dns.layers import MIN_FRAMES, repeat_to_min_length
 from workers.dns.selector import SelectorNetwork
-from workers.dns.students import CoarseGrainedStudent, FineGrainedStudent
-from workers.dns.weights import load_extractor_weights, load_model_weights
+from workers.dns.students import FineGrainedStudent
+from workers.dns.weights import load_feature_extractor, load_model
 
 MODEL_NAMES = ("feature_extractor", "fg_att_student", "fg_bin_student", "cg_student", "selector_att", "selector_bin")
 TARGET_CHUNK = 2048
@@ -65,20 +64,6 @@ def _resize_like_cv2(x: torch.Tensor, scale: float) -> torch.Tensor:
     return x[..., : round(height * scale), : round(width * scale)]
 
 
-def build_model(model_name: str) -> nn.Module:
-    """An untrained student or selector for a towhee model name (the extractor is built separately)."""
-    match model_name:
-        case "fg_att_student":
-            return FineGrainedStudent("att")
-        case "fg_bin_student":
-            return FineGrainedStudent("bin")
-        case "cg_student":
-            return CoarseGrainedStudent()
-        case "selector_att" | "selector_bin":
-            return SelectorNetwork()
-    raise ValueError(f"unknown DnS model {model_name!r}; expected one of {', '.join(MODEL_NAMES[1:])}")
-
-
 class DistillAndSelect:
     """One DnS model plus (optionally) the frame extractor in front of it; call it on one video.
 
@@ -112,7 +97,7 @@ class DistillAndSelect:
         The extractor sees ``batch_size`` frames at a time, so memory does not grow with video length.
         """
         if self.extractor is None:
-            feats = torch.as_tensor(np.asarray(frames, dtype=np.float32), device=self.device)
+            feats = _as_tensor(frames, self.device)
             if feats.ndim == 2:
                 feats = feats.unsqueeze(1)
             if feats.ndim != 3 or feats.shape[0] == 0:
@@ -167,22 +152,26 @@ def distill_and_select(
     if isinstance(feature_extractor, nn.Module):
         extractor = feature_extractor
     elif feature_extractor == "default":
-        extractor = FeatureExtractor(dims=512)
         own_path = model_weight_path if model_name == "feature_extractor" else None
-        load_extractor_weights(extractor, own_path, weights_dir, allow_random)
+        extractor = load_feature_extractor(own_path, weights_dir, allow_random)
     elif feature_extractor is None and model_name != "feature_extractor":
         extractor = None
     else:
         raise ValueError(f"feature_extractor must be 'default', None or an nn.Module, got {feature_extractor!r}")
     model = None
     if model_name != "feature_extractor":
-        model = build_model(model_name)
-        load_model_weights(model, model_name, model_weight_path, weights_dir, allow_random)
+        model = load_model(model_name, model_weight_path, weights_dir, allow_random)
     return DistillAndSelect(model_name, model, extractor, select_device(device), batch_size, crop)
 
 
 def _module(model: DistillAndSelect | nn.Module) -> nn.Module:
     return model.model if isinstance(model, DistillAndSelect) else model
+
+
+def _as_tensor(x: np.ndarray | torch.Tensor, device: torch.device) -> torch.Tensor:
+    if isinstance(x, torch.Tensor):
+        return x.to(device=device, dtype=torch.float32)
+    return torch.as_tensor(np.asarray(x, dtype=np.float32), device=device)
 
 
 @torch.inference_mode()
@@ -199,8 +188,8 @@ def fine_similarity(
     """
     model = _module(student)
     device = next(model.parameters()).device
-    query = repeat_to_min_length(torch.as_tensor(np.asarray(query_feats, dtype=np.float32), device=device))
-    target = torch.as_tensor(np.asarray(target_feats, dtype=np.float32), device=device)
+    query = repeat_to_min_length(_as_tensor(query_feats, device))
+    target = _as_tensor(target_feats, device)
     chunks = [target[s : s + TARGET_CHUNK] for s in range(0, len(target), TARGET_CHUNK)]
     chunks = [c for c in chunks if len(c) >= MIN_FRAMES] or [repeat_to_min_length(target)]
     sims = [model.calculate_video_similarity(query, chunk).item() for chunk in chunks]

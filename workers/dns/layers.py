@@ -123,7 +123,6 @@ class NetVLAD(nn.Module):
         self.norm = nn.LayerNorm(outdims)
         with torch.no_grad():
             self.conv.weight.copy_(self.centroids[:, :, None, None])
-        nn.init.normal_(self.reduction_layer.weight, std=1 / math.sqrt(clusters * dims))
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """x [B, T, D], mask [B, T] in {0, 1} (1 = real frame) -> [B, outdims].

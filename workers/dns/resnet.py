@@ -65,13 +65,11 @@ class ResNet50(nn.Module):
         self._init_weights()
 
     def _init_weights(self) -> None:
-        """torchvision's initialisation, so a randomly initialised backbone has sane activations."""
+        """torchvision's He init; with PyTorch's default init, random-weight activations decay to denormals
+        through 50 layers and CPU inference slows down twentyfold."""
         for module in self.modules():
             if isinstance(module, nn.Conv2d):
                 nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(module, nn.BatchNorm2d):
-                nn.init.ones_(module.weight)
-                nn.init.zeros_(module.bias)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """[N, 3, H, W] normalised RGB -> layer1..layer4 maps.

@@ -22,7 +22,10 @@ import torch
 from torch import nn
 
 from workers.dns.extractor import REGION_DIMS, FeatureExtractor
+from workers.dns.layers import PCA
 from workers.dns.resnet import EXPANSION, STAGES
+from workers.dns.selector import SelectorNetwork
+from workers.dns.students import CoarseGrainedStudent, FineGrainedStudent
 from workers.errors import ConfigError, WeightsMissing
 
 log = logging.getLogger(__name__)
@@ -224,79 +227,98 @@ def check_state_dict(
         raise BadCheckpoint(f"{source} does not match the model: " + "; ".join(problems))
 
 
-def load_strict(module: nn.Module, path: Path, expected: Mapping[str, tuple[int, ...]]) -> None:
-    """Load a checkpoint file into ``module`` after checking every key and shape."""
+def read_state_dict(path: Path, expected: Mapping[str, tuple[int, ...]]) -> Mapping[str, torch.Tensor]:
+    """The state_dict in a checkpoint file, after checking every key and shape against ``expected``."""
     state_dict = unwrap_state_dict(read_checkpoint(path), path)
     check_state_dict(state_dict, expected, str(path))
-    module.load_state_dict(state_dict, strict=True)
+    return state_dict
 
 
-def load_model_weights(
-    module: nn.Module,
+def build_model(model_name: str) -> nn.Module:
+    """An untrained student or selector for a towhee model name (the extractor is built separately)."""
+    match model_name:
+        case "fg_att_student":
+            return FineGrainedStudent("att")
+        case "fg_bin_student":
+            return FineGrainedStudent("bin")
+        case "cg_student":
+            return CoarseGrainedStudent()
+        case "selector_att" | "selector_bin":
+            return SelectorNetwork()
+    raise ValueError(f"unknown DnS model {model_name!r}; expected one of {', '.join(MODEL_FILES)}")
+
+
+def load_model(
     model_name: str,
     path: str | os.PathLike[str] | None = None,
     weights_dir: str | os.PathLike[str] | None = None,
     allow_random: bool = False,
-) -> Path | None:
-    """Load a student's or selector's official weights; return the file used (None if left random).
+) -> nn.Module:
+    """A student or selector with its official weights, from ``path`` or ``weights_dir``.
 
-    An explicit ``path`` must exist. A file missing from ``weights_dir`` is an error unless ``allow_random``.
+    The checkpoint is found and checked before the model is built, so a bad setup fails fast. An explicit
+    ``path`` must exist; a file missing from ``weights_dir`` is an error unless ``allow_random``.
     """
     if model_name not in MODEL_FILES:
-        raise ValueError(f"unknown DnS model {model_name!r}; expected one of {sorted(MODEL_FILES)}")
+        raise ValueError(f"unknown DnS model {model_name!r}; expected one of {', '.join(MODEL_FILES)}")
     try:
         file = resolve_weight_file(MODEL_FILES[model_name], path, weights_dir)
     except WeightsNotFound:
         if path is not None or not allow_random:
             raise
         log.warning("%s: weights missing, using random initialisation (allow_random=True)", model_name)
-        return None
-    load_strict(module, file, EXPECTED_SHAPES[model_name])
-    return file
+        return build_model(model_name)
+    state_dict = read_state_dict(file, EXPECTED_SHAPES[model_name])
+    model = build_model(model_name)
+    model.load_state_dict(state_dict, strict=True)
+    return model
 
 
-def load_extractor_weights(
-    extractor: FeatureExtractor,
+def load_feature_extractor(
     path: str | os.PathLike[str] | None = None,
     weights_dir: str | os.PathLike[str] | None = None,
     allow_random: bool = False,
-) -> list[Path]:
-    """Fill the extractor from a full extractor state_dict at ``path``, or from the ResNet and PCA files.
+) -> FeatureExtractor:
+    """The extractor from a full extractor state_dict at ``path``, or from the ResNet and PCA files.
 
-    Returns the files used. Missing files in ``weights_dir`` are an error unless ``allow_random``.
+    Missing files in ``weights_dir`` are an error unless ``allow_random`` (then that part stays random).
     """
     if path is not None:
         file = Path(path)
         if not file.is_file():
-            raise WeightsNotFound(f"feature extractor: no file at {file}")
-        load_strict(extractor, file, EXPECTED_SHAPES["feature_extractor"])
-        return [file]
-    used = []
+            raise WeightsNotFound(
+                f"feature extractor: no file at {file}; pass a saved FeatureExtractor state_dict, or no path and "
+                f"a weights folder holding {RESNET50.name} and {PCA_WHITENING.name}"
+            )
+        state_dict = read_state_dict(file, EXPECTED_SHAPES["feature_extractor"])
+        extractor = FeatureExtractor()
+        extractor.load_state_dict(state_dict, strict=True)
+        return extractor
+    found = {}
     for weight_file in (RESNET50, PCA_WHITENING):
         try:
-            file = resolve_weight_file(weight_file, None, weights_dir)
+            found[weight_file] = resolve_weight_file(weight_file, None, weights_dir)
         except WeightsNotFound:
             if not allow_random:
                 raise
             log.warning("%s missing, feature extractor part left random (allow_random=True)", weight_file.name)
-            continue
-        if weight_file is RESNET50:
-            load_strict(extractor.cnn, file, EXPECTED_SHAPES["resnet50"])
-        else:
-            load_pca(extractor, file)
-        used.append(file)
-    return used
+    extractor = FeatureExtractor()
+    if RESNET50 in found:
+        extractor.cnn.load_state_dict(read_state_dict(found[RESNET50], EXPECTED_SHAPES["resnet50"]), strict=True)
+    if PCA_WHITENING in found:
+        load_pca(extractor.pca, found[PCA_WHITENING])
+    return extractor
 
 
-def load_pca(extractor: FeatureExtractor, path: Path) -> None:
+def load_pca(pca: PCA, path: Path) -> None:
     """Build ``pca.mean``/``pca.DVt`` from a ``{mean, d, V}`` file (spec §2.4)."""
     white = read_checkpoint(path)
-    dims = REGION_DIMS
-    expected = {"mean": (dims,), "d": (dims,), "V": (dims, dims)}
     if not isinstance(white, Mapping):
         raise BadCheckpoint(f"{path} is not a {{mean, d, V}} PCA file")
+    dims = pca.mean.shape[0]
+    expected = {"mean": (dims,), "d": (dims,), "V": (dims, dims)}
     check_state_dict({k: torch.as_tensor(white[k]) for k in expected if k in white}, expected, str(path))
-    extractor.pca.set_whitening(white["mean"], white["d"], white["V"])
+    pca.set_whitening(white["mean"], white["d"], white["V"])
 
 
 @dataclass(frozen=True)
