@@ -101,6 +101,9 @@ def reset() -> None:
         fn.cache_clear()
     get_settings.cache_clear()
     get_engine.cache_clear()
+    from tasks.app import get_app
+
+    get_app.cache_clear()
 
 
 @contextmanager

@@ -133,6 +133,7 @@ def milvus_uri(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 def copycat_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Path]:
     """An empty COPYCAT_HOME for one test; cached resources are rebuilt from the environment."""
     from tasks import context
+    from tasks.app import get_app
 
     for key in list(os.environ):
         if key.startswith("COPYCAT_"):
@@ -140,5 +141,6 @@ def copycat_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Pat
     home = tmp_path / "copycat-home"
     monkeypatch.setenv("COPYCAT_HOME", str(home))
     context.reset()
+    get_app()
     yield home
     context.reset()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 
@@ -67,7 +68,7 @@ def test_stopping_early_leaves_no_ffmpeg_behind(clips_dir: Path) -> None:
     stream = sample_frames(path, probe(path), FrameGeometry(32), chunk_frames=2)
     next(stream)
     stream.close()
-    leftovers = subprocess.run(["pgrep", "-f", f"ffmpeg.*{path.name}"], capture_output=True, text=True)
+    leftovers = subprocess.run(["pgrep", "-P", str(os.getpid()), "ffmpeg"], capture_output=True, text=True)
     assert leftovers.stdout.strip() == ""
 
 

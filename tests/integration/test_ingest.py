@@ -1,0 +1,148 @@
+"""Ingest against the real services: SeaweedFS S3, PostgreSQL, Milvus Lite (file and server), Celery."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from db import videos
+from db.session import session_scope
+from tasks import context
+from tests.integration.conftest import wait_until
+
+pytestmark = pytest.mark.services
+
+GOOD = ["clip01_chaplin.mp4", "clip03_bigbuckbunny.webm", "clip10_pancake.mkv", "clip13_makeup.avi",
+        "clip15_grampa.flv", "clip18_jwst.mp4"]
+
+
+def upload(paths: list[Path], prefix: str = "") -> list[str]:
+    """Put files into the uploads bucket with the S3 SDK, as a user would."""
+    cfg = context.settings()
+    keys = []
+    for path in paths:
+        key = f"{prefix}{path.name}"
+        context.objects().put_file(cfg.s3.uploads_bucket, key, path)
+        keys.append(key)
+    return keys
+
+
+def rows_by_name() -> dict[str, videos.Video]:
+    with session_scope(context.engine()) as session:
+        return {v.name: v for v in videos.list_videos(session)}
+
+
+def assert_indexed(video: videos.Video) -> None:
+    """Vectors in Milvus == frames, and a matrix object of the right shape."""
+    from workers.stores.objects import load_matrix
+
+    assert video.status == "indexed", (video.name, video.failure_code, video.failure_detail)
+    assert video.frame_count == round(video.duration * video.fps)
+    assert context.vectors().count(video.id) == video.frame_count
+    matrix = load_matrix(context.objects(), video.matrix_bucket, video.matrix_key)
+    assert matrix.shape == (video.frame_count, 512)
+    assert matrix.dtype == np.float16
+    np.testing.assert_allclose(np.linalg.norm(matrix.astype(np.float32), axis=1), 1.0, atol=2e-3)
+    assert video.model == "sscd_distilled" and video.dim == 512
+    assert video.sha256 and video.etag and video.size
+    assert {"download", "probe", "decode_embed", "store_matrix", "index"} <= set(video.timings)
+
+
+def test_sweep_indexes_good_clips_and_fails_broken_ones(services_env: dict[str, str], clips_dir: Path,
+                                                        broken_dir: Path) -> None:
+    from tasks.ops import sweep
+
+    upload([clips_dir / name for name in GOOD] + sorted(broken_dir.iterdir()), prefix="batch/")
+    counts = sweep()
+    assert counts["queued"] == len(GOOD) + 2
+    rows = rows_by_name()
+    for name in GOOD:
+        assert_indexed(rows[name])
+    assert rows["broken01_decord_corrupted.mp4"].failure_code == "corrupt"
+    assert "Invalid NAL unit size" in rows["broken01_decord_corrupted.mp4"].failure_detail
+    assert rows["broken02_clip05_bikes_TRUNCATED_half.mp4"].failure_code == "truncated"
+    total = context.vectors().count()
+    assert total == sum(rows[name].frame_count for name in GOOD)
+
+    # A second sweep finds nothing new: indexed rows stay, failed ones are not retried forever.
+    assert sweep() == {"queued": 0, "removed": 0, "queries": 0}
+
+    # Re-ingesting a clip (same or new bytes) never duplicates vectors.
+    from tasks.ingest import embed_video
+
+    chaplin = rows["clip01_chaplin.mp4"]
+    embed_video.delay(chaplin.id)
+    embed_video.delay(chaplin.id)
+    assert context.vectors().count() == total
+    assert_indexed(rows_by_name()["clip01_chaplin.mp4"])
+
+
+def test_overwrite_with_shorter_video_drops_stale_frames(services_env: dict[str, str], clips_dir: Path,
+                                                         tmp_path: Path) -> None:
+    import subprocess
+
+    from tasks.ops import sweep
+
+    upload([clips_dir / "clip06_bottles.mp4"])
+    sweep()
+    long_row = rows_by_name()["clip06_bottles.mp4"]
+    assert_indexed(long_row)
+    short = tmp_path / "clip06_bottles.mp4"
+    subprocess.run(["ffmpeg", "-v", "error", "-i", str(clips_dir / "clip06_bottles.mp4"), "-t", "12",
+                    "-c:v", "libx264", "-preset", "ultrafast", str(short)], check=True)
+    upload([short])  # same key, new ETag
+    assert sweep()["queued"] == 1
+    short_row = rows_by_name()["clip06_bottles.mp4"]
+    assert short_row.id == long_row.id
+    assert_indexed(short_row)
+    assert short_row.frame_count == 12
+    assert context.vectors().count() == 12
+
+
+def test_deleted_object_is_forgotten(services_env: dict[str, str], clips_dir: Path) -> None:
+    from tasks.ops import sweep
+
+    upload([clips_dir / "clip01_chaplin.mp4", clips_dir / "clip05_bikes.mp4"])
+    sweep()
+    cfg = context.settings()
+    gone = rows_by_name()["clip05_bikes.mp4"]
+    context.objects().remove(cfg.s3.uploads_bucket, "clip05_bikes.mp4")
+    assert sweep()["removed"] == 1
+    assert set(rows_by_name()) == {"clip01_chaplin.mp4"}
+    assert context.vectors().count(gone.id) == 0
+    assert context.objects().stat(gone.matrix_bucket, gone.matrix_key) is None
+
+
+def test_model_mismatch_is_refused(services_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """A collection built by one model refuses another model's vectors, with a message saying why."""
+    from workers.errors import ModelMismatch
+    from workers.stores.vectors import VectorIndex
+
+    context.vectors().ensure_collection()
+    cfg = context.settings()
+    impostor = VectorIndex(cfg.milvus_uri, "sscd", 512, prefix=cfg.milvus.collection_prefix)
+    impostor.collection = context.vectors().collection
+    with pytest.raises(ModelMismatch, match="built by model 'sscd_distilled'"):
+        impostor.ensure_collection()
+    impostor.close()
+
+
+def test_celery_worker_ingests_through_redis(celery_worker, clips_dir: Path, broken_dir: Path) -> None:  # noqa: ANN001
+    """A real worker process picks the jobs from Redis; every clip ends indexed or failed, none lost."""
+    from tasks.ops import reconcile
+
+    names = GOOD[:3]
+    upload([clips_dir / name for name in names] + [broken_dir / "broken01_decord_corrupted.mp4"])
+    reconcile.delay().get(timeout=60)
+
+    def all_finished() -> bool:
+        rows = rows_by_name()
+        return len(rows) == 4 and all(r.status in {"indexed", "failed"} for r in rows.values())
+
+    wait_until(all_finished, timeout=180, what="all uploads indexed or failed")
+    rows = rows_by_name()
+    for name in names:
+        assert_indexed(rows[name])
+    assert rows["broken01_decord_corrupted.mp4"].status == "failed"
