@@ -1,0 +1,1 @@
+"""Benchmark tooling: fixture queries with known ground truth, built from the shared test clips."""

@@ -1,0 +1,725 @@
+"""Fixture benchmark: query videos with known ground truth, built from the real clips.
+
+Why: copy detection can only be measured against queries whose copied segments are known exactly. This
+module edits the shared clips (``/work/shared/data/clips``, see ``SOURCES.md`` there) with ffmpeg into
+queries and writes down, for each, which reference seconds it copies.
+
+Split. ``REFERENCES`` (14 clips, all >= 9.6 s) are the videos to index. ``HOLDOUT`` (the 6 shortest
+clips, 5-8 s, weak as references) is never indexed: it supplies unrelated queries and the "host" footage
+that reference segments are inserted into or shown over (picture-in-picture).
+
+Usage::
+
+    gt = build_fixtures(Path("/work/shared/data/clips"), Path("/tmp/fixtures"))    # about a minute
+    python -m bench.fixtures OUT_DIR [--quick]                                     # same, plus a table
+
+``quick=True`` builds a small subset (5 references, 9 positive and 2 unrelated queries) for tests.
+``plan_fixtures`` lists the planned queries and their ground truth without encoding anything.
+
+Media. Queries are H.264 mp4 (yuv420p, even sizes, at most 640 px wide, CRF 28, no audio) unless the
+transform is about the codec (``codec``: mpeg4 in avi, VP8 in webm) or is a byte copy (``copy``).
+Single-clip edits keep the source's frame timing; queries spliced from several parts (insert, concat,
+picture-in-picture) are normalised to 25 fps and cut on that grid, so every cut is exact to one frame.
+Reference media are the original clip files, named by absolute path, never copied.
+
+Timeline. A video's time 0 is its first video frame; its duration is that of its first video stream
+(``-map 0:v:0``), measured from packet timestamps: ``last_pts - first_pts + typical frame interval``.
+Containers can say otherwise: clip18's container lasts 16.57 s but its first video stream 13.0 s.
+
+Ground truth (``ground_truth.json`` in the output folder)::
+
+    {"version": int, "quick": bool, "clips_dir": str, "holdout": ["clip08_flower.webm", ...],
+     "text_overlay": "drawtext <font file>" | "drawbox fallback (no font found)",
+     "references": [{"name": "clip01_chaplin.mp4", "path": "/abs/clip01_chaplin.mp4", "duration": 9.64}],
+     "queries": [{"name": "q_clip02_crop15.mp4", "path": "q_clip02_crop15.mp4", "duration": 11.2,
+                  "transform": "crop", "hard": false, "filter": "<ffmpeg graph, for people>",
+                  "matches": [{"reference": "clip02_airfield.mp4", "segments": [[0.0, 0.0, 11.2, 11.2]]}]}]}
+
+``path`` is absolute or relative to the JSON file's folder. Each segment is
+``[query_start, ref_start, query_end, ref_end]`` in seconds, end exclusive, rounded to 0.01 s. A query
+with ``"matches": []`` copies nothing that is indexed and must match nothing. ``"hard": true`` flags
+queries that whole-frame descriptors are known to miss (picture-in-picture). Query file names spell
+their ground truth: ``q_clip04_5-14_in_clip13_at3.mp4`` holds clip04 seconds 5-14 from its second 3.
+
+Text overlays use ffmpeg ``drawtext`` with a DejaVu (or other sans) TrueType font when one is installed;
+without a font they fall back to ``drawbox`` bands and blocks, and ``text_overlay`` in the JSON says which.
+Logos are a small generated badge (``color`` + ``drawbox``), so they need no font.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+VERSION = 1
+"""Bump whenever a planned query or its encoding changes, so cached fixture folders are rebuilt."""
+
+REFERENCES: tuple[str, ...] = (
+    "clip01_chaplin.mp4",
+    "clip02_airfield.mp4",
+    "clip03_bigbuckbunny.webm",
+    "clip04_cockatoo.mp4",
+    "clip05_bikes.mp4",
+    "clip06_bottles.mp4",
+    "clip07_parkinglot.mp4",
+    "clip10_pancake.mkv",
+    "clip11_launch.mp4",
+    "clip12_armwrestle.mp4",
+    "clip14_pool.mp4",
+    "clip16_highway.mp4",
+    "clip18_jwst.mp4",
+    "clip20_bulb.avi",
+)
+HOLDOUT: tuple[str, ...] = (
+    "clip08_flower.webm",
+    "clip09_friday.mp4",
+    "clip13_makeup.avi",
+    "clip15_grampa.flv",
+    "clip17_earth.webm",
+    "clip19_pillow.mp4",
+)
+QUICK_REFERENCES: tuple[str, ...] = (
+    "clip01_chaplin.mp4",
+    "clip05_bikes.mp4",
+    "clip12_armwrestle.mp4",
+    "clip14_pool.mp4",
+    "clip18_jwst.mp4",
+)
+
+GROUND_TRUTH = "ground_truth.json"
+MAX_WIDTH = 640
+SPLICE_FPS = 25
+DURATION_TOLERANCE = 0.12
+"""Seconds a built query may differ from its planned length (1.5 frames at 12.5 fps) before we fail."""
+
+
+def _args(text: str) -> tuple[str, ...]:
+    """Encoder options written as one command-line string, split into arguments."""
+    return tuple(text.split())
+
+
+X264 = _args("-c:v libx264 -preset superfast -crf 28 -pix_fmt yuv420p -threads 2")
+# x264's bitrate mode gives different bytes from run to run when threaded; one thread keeps it repeatable.
+X264_LOW = _args("-c:v libx264 -preset superfast -b:v 100k -maxrate 150k -bufsize 200k -pix_fmt yuv420p -threads 1")
+MPEG4 = _args("-c:v mpeg4 -q:v 7 -pix_fmt yuv420p -threads 2")
+VP8 = _args("-c:v libvpx -deadline good -cpu-used 16 -b:v 400k -pix_fmt yuv420p -threads 2")
+# Drop encoder/version strings and metadata so rebuilding gives the same bytes on the same ffmpeg.
+BITEXACT = ("-map_metadata", "-1", "-fflags", "+bitexact", "-flags:v", "+bitexact", "-an", "-sn", "-dn")
+
+FONT_CANDIDATES = (
+    "/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf",
+    "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
+    "/usr/share/fonts/dejavu/DejaVuSans-Bold.ttf",
+    "/usr/share/fonts/TTF/DejaVuSans-Bold.ttf",
+    "/usr/share/fonts/truetype/liberation/LiberationSans-Bold.ttf",
+    "/usr/share/fonts/truetype/freefont/FreeSansBold.ttf",
+    "/Library/Fonts/Arial.ttf",
+)
+
+Recipe = Literal["edit", "splice", "pip", "copy"]
+
+
+class FixtureBuildError(RuntimeError):
+    """ffmpeg/ffprobe failed, or a built query does not have the length its ground truth assumes."""
+
+
+@dataclass(frozen=True)
+class ClipInfo:
+    """What the planner needs to know about a source clip's first video stream."""
+
+    duration: float
+    width: int
+    height: int
+
+
+@dataclass(frozen=True)
+class Part:
+    """Seconds ``[start, end)`` of ``clip``'s timeline; ``end`` is the clip's duration for a tail."""
+
+    clip: str
+    start: float
+    end: float
+
+    @property
+    def length(self) -> float:
+        return self.end - self.start
+
+
+@dataclass(frozen=True)
+class Match:
+    """Ground truth against one reference: boxes ``(query_start, ref_start, query_end, ref_end)``."""
+
+    reference: str
+    segments: tuple[tuple[float, float, float, float], ...]
+
+
+@dataclass(frozen=True)
+class QuerySpec:
+    """One planned query: how to make it and what it copies.
+
+    ``recipe`` picks the ffmpeg command: ``edit`` runs ``graph`` (``[src]`` to ``[dst]``) over one trimmed
+    part; ``splice`` letterboxes each part onto a ``canvas`` at 25 fps and concatenates them; ``pip`` shows
+    ``parts[1]`` scaled to ``inset`` over ``parts[0]`` scaled to ``canvas``; ``copy`` copies the bytes.
+    """
+
+    name: str
+    transform: str
+    recipe: Recipe
+    parts: tuple[Part, ...]
+    matches: tuple[Match, ...]
+    duration: float
+    graph: str = ""
+    canvas: tuple[int, int] = (0, 0)
+    inset: tuple[int, int] = (0, 0)
+    codec: tuple[str, ...] = X264
+    hard: bool = False
+    quick: bool = False
+
+    @property
+    def sources(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(part.clip for part in self.parts))
+
+
+# ---------------------------------------------------------------------------------------------- planning
+
+
+def plan_fixtures(infos: Mapping[str, ClipInfo], *, quick: bool = False, font: Path | None = None) -> list[QuerySpec]:
+    """Every query of the benchmark with its ground truth, without touching any media.
+
+    ``infos`` maps clip file names to their probed video streams (``probe_clips``); ``font`` is the
+    TrueType file for text overlays, ``None`` for the drawbox fallback.
+    """
+    missing = sorted(set(REFERENCES + HOLDOUT) - set(infos))
+    if missing:
+        raise ValueError(f"plan_fixtures: no ClipInfo for {', '.join(missing)}")
+    p = _Planner(infos, font)
+    specs = [
+        # Re-encode at ~100 kbit/s.
+        p.edit("lowbitrate", "clip01", "null", codec=X264_LOW, quick=True),
+        p.edit("lowbitrate", "clip06", "null", codec=X264_LOW),
+        p.edit("lowbitrate", "clip16", "null", codec=X264_LOW),
+        # Half the width and height.
+        p.edit("resize50", "clip03", "scale=w=trunc(iw/4)*2:h=trunc(ih/4)*2", transform="resize"),
+        p.edit("resize50", "clip12", "scale=w=trunc(iw/4)*2:h=trunc(ih/4)*2", transform="resize"),
+        p.edit("resize50", "clip20", "scale=w=trunc(iw/4)*2:h=trunc(ih/4)*2", transform="resize"),
+        # Crop 10-20 % of each side length, centred or anchored to a corner.
+        p.edit("crop15", "clip02", _crop(0.85, "center"), transform="crop"),
+        p.edit("crop20", "clip11", _crop(0.80, "top-left"), transform="crop"),
+        p.edit("crop10", "clip14", _crop(0.90, "bottom-right"), transform="crop", quick=True),
+        # Mirror.
+        p.edit("flip", "clip05", "hflip", quick=True),
+        p.edit("flip", "clip07", "hflip"),
+        p.edit("flip", "clip10", "hflip"),
+        # Photometric changes.
+        p.edit("bright", "clip04", "eq=brightness=0.15:contrast=1.3", transform="brightness"),
+        p.edit("dark", "clip18", "eq=brightness=-0.1:contrast=0.85:saturation=0.6", transform="brightness", quick=True),
+        p.edit("gamma", "clip20", "eq=gamma=1.6:contrast=1.15:saturation=1.4", transform="brightness"),
+        # Burnt-in text.
+        p.edit("text", "clip12", p.text("clip12", "BREAKING NEWS", "lower-third"), quick=True),
+        p.edit("text", "clip03", p.text("clip03", "SAMPLE", "watermark")),
+        p.edit("text", "clip06", p.text("clip06", "and then we moved the bottles", "subtitle")),
+        # A small badge in a corner.
+        p.edit("logo", "clip01", p.logo("clip01", "top-right")),
+        p.edit("logo", "clip07", p.logo("clip07", "bottom-left")),
+        p.edit("logo", "clip16", p.logo("clip16", "top-left")),
+        # The reference as an inset over unrelated footage (hard for whole-frame descriptors).
+        p.pip("clip12", 0, 6, "clip19", quick=True),
+        p.pip("clip02", 3, 10, "clip15"),
+        p.pip("clip04", 6, 12, "clip13"),
+        # A reference segment inserted into a holdout clip.
+        p.insert("clip05", 2, 8, "clip09", 2, quick=True),
+        p.insert("clip04", 5, 14, "clip13", 3),
+        p.insert("clip06", 10, 20, "clip15", 4),
+        p.insert("clip16", 3, 11, "clip17", 2),
+        p.insert("clip11", 4, 12, "clip08", 1),
+        # The first 5 s cut off.
+        p.edit("trim5", "clip18", "null", start=5, transform="trim", quick=True),
+        p.edit("trim5", "clip03", "null", start=5, transform="trim"),
+        p.edit("trim5", "clip11", "null", start=5, transform="trim"),
+        # Two references back to back.
+        p.concat(("clip01", 1, 8), ("clip12", 2, 9), quick=True),
+        p.concat(("clip10", 2, 9), ("clip20", 4, 12)),
+        # Exact copies (clip18 has two video streams; clip20 is Indeo 4 in avi).
+        p.copy("clip18"),
+        p.copy("clip20"),
+        # Other codecs and containers.
+        p.edit("mpeg4", "clip14", "null", codec=MPEG4, ext="avi", transform="codec"),
+        p.edit("vp8", "clip10", "null", codec=VP8, ext="webm", transform="codec"),
+        # Unrelated: holdout footage only, edited like the positives.
+        # clip15 has a variable frame rate; resample it so the mp4 gets clean timestamps.
+        p.edit("flip", "clip15", "fps=25,hflip", quick=True),
+        p.edit("lowbitrate", "clip09", "null", codec=X264_LOW, quick=True),
+        p.edit("crop15", "clip08", _crop(0.85, "center"), transform="crop"),
+        p.edit("text", "clip13", p.text("clip13", "LIVE", "lower-third")),
+        p.edit("bright", "clip17", "eq=brightness=0.12:contrast=1.25", transform="brightness"),
+        p.edit("resize50", "clip19", "scale=w=trunc(iw/4)*2:h=trunc(ih/4)*2", transform="resize"),
+        p.concat(("clip13", 0, None), ("clip17", 0, None)),
+        p.copy("clip15"),
+    ]
+    return [spec for spec in specs if spec.quick] if quick else specs
+
+
+def references_for(quick: bool) -> tuple[str, ...]:
+    """The clips a benchmark run indexes: all references, or the quick subset."""
+    return QUICK_REFERENCES if quick else REFERENCES
+
+
+def _crop(keep: float, anchor: str) -> str:
+    """A crop filter keeping ``keep`` of each side (even sizes), anchored at the centre or a corner."""
+    x, y = {"center": ("(iw-ow)/2", "(ih-oh)/2"), "top-left": ("0", "0"), "bottom-right": ("iw-ow", "ih-oh")}[anchor]
+    return f"crop=w=trunc(iw*{keep}/2)*2:h=trunc(ih*{keep}/2)*2:x={x}:y={y}"
+
+
+def _even(value: float) -> int:
+    return max(2, int(value) // 2 * 2)
+
+
+def _capped(info: ClipInfo) -> tuple[int, int]:
+    """The clip's size scaled down to at most ``MAX_WIDTH`` wide, both sides even."""
+    scale = min(1.0, MAX_WIDTH / info.width)
+    return _even(info.width * scale), _even(info.height * scale)
+
+
+def _num(value: float) -> str:
+    """Seconds for a file name: ``5`` rather than ``5.0``."""
+    return f"{value:g}"
+
+
+def _box(qs: float, rs: float, qe: float, re: float) -> tuple[float, float, float, float]:
+    return (round(qs, 2), round(rs, 2), round(qe, 2), round(re, 2))
+
+
+class _Planner:
+    """Turns short recipe calls into ``QuerySpec``s, resolving clip names, durations and ground truth."""
+
+    def __init__(self, infos: Mapping[str, ClipInfo], font: Path | None) -> None:
+        self.infos = infos
+        self.font = font
+        self.by_short = {name.split("_")[0]: name for name in REFERENCES + HOLDOUT}
+
+    def clip(self, short: str) -> str:
+        return self.by_short[short]
+
+    def part(self, short: str, start: float, end: float | None) -> Part:
+        """``[start, end)`` of a clip; ``end=None`` runs to the clip's end."""
+        clip = self.clip(short)
+        duration = self.infos[clip].duration
+        end = duration if end is None else end
+        return self._checked(Part(clip, float(start), float(end)), duration)
+
+    def tail(self, short: str, start: float) -> Part:
+        """From ``start`` to the last whole 25 fps frame that starts 0.1 s or more before the clip's end.
+
+        Splices cut a clip's tail there rather than at its end, so the trim filter, not the way ffmpeg
+        times a (variable frame rate) stream's last frame, fixes the query's length.
+        """
+        clip = self.clip(short)
+        duration = self.infos[clip].duration
+        end = math.floor((duration - 0.1) * SPLICE_FPS) / SPLICE_FPS
+        return self._checked(Part(clip, float(start), end), duration)
+
+    @staticmethod
+    def _checked(part: Part, duration: float) -> Part:
+        start, end, clip = part.start, part.end, part.clip
+        if not 0 <= start < end <= duration + 1e-6:
+            raise ValueError(f"{clip}: part {start}-{end} s lies outside its {duration:.2f} s")
+        return part
+
+    def matches(self, placed: Iterable[tuple[float, Part]]) -> tuple[Match, ...]:
+        """Ground truth for parts placed at query offsets; holdout parts copy nothing indexed."""
+        boxes: dict[str, list[tuple[float, float, float, float]]] = {}
+        for offset, part in placed:
+            if part.clip in REFERENCES:
+                box = _box(offset, part.start, offset + part.length, part.end)
+                boxes.setdefault(part.clip, []).append(box)
+        return tuple(Match(ref, tuple(segs)) for ref, segs in boxes.items())
+
+    def prefix(self, clip: str) -> str:
+        return "q_" if clip in REFERENCES else "q_unrelated_"
+
+    def edit(
+        self,
+        label: str,
+        short: str,
+        filters: str,
+        *,
+        start: float = 0.0,
+        transform: str | None = None,
+        codec: tuple[str, ...] = X264,
+        ext: str = "mp4",
+        quick: bool = False,
+    ) -> QuerySpec:
+        part = self.part(short, start, None)
+        graph = filters if "[src]" in filters else f"[src]{filters}[dst]"
+        return QuerySpec(
+            name=f"{self.prefix(part.clip)}{short}_{label}.{ext}",
+            transform=transform or label,
+            recipe="edit",
+            parts=(part,),
+            matches=self.matches([(0.0, part)]),
+            duration=round(part.length, 2),
+            graph=graph,
+            codec=codec,
+            quick=quick,
+        )
+
+    def copy(self, short: str) -> QuerySpec:
+        part = self.part(short, 0, None)
+        ext = part.clip.rsplit(".", 1)[1]
+        return QuerySpec(
+            name=f"{self.prefix(part.clip)}{short}_copy.{ext}",
+            transform="copy",
+            recipe="copy",
+            parts=(part,),
+            matches=self.matches([(0.0, part)]),
+            duration=round(part.length, 2),
+        )
+
+    def insert(self, short: str, a1: float, a2: float, host: str, at: float, *, quick: bool = False) -> QuerySpec:
+        inner = self.part(short, a1, a2)
+        head, tail = self.part(host, 0, at), self.tail(host, at)
+        return QuerySpec(
+            name=f"q_{short}_{_num(a1)}-{_num(a2)}_in_{host}_at{_num(at)}.mp4",
+            transform="insert",
+            recipe="splice",
+            parts=(head, inner, tail),
+            matches=self.matches([(at, inner)]),
+            duration=round(head.length + inner.length + tail.length, 2),
+            canvas=_capped(self.infos[head.clip]),
+            quick=quick,
+        )
+
+    def concat(
+        self, first: tuple[str, float, float | None], second: tuple[str, float, float | None], *, quick: bool = False
+    ) -> QuerySpec:
+        a, b = (self.part(*ab) if ab[2] is not None else self.tail(ab[0], ab[1]) for ab in (first, second))
+        related = a.clip in REFERENCES or b.clip in REFERENCES
+        if related:
+            name = f"q_{first[0]}_{_num(a.start)}-{_num(a.end)}_then_{second[0]}_{_num(b.start)}-{_num(b.end)}.mp4"
+        else:
+            name = f"q_unrelated_{first[0]}_then_{second[0]}.mp4"
+        return QuerySpec(
+            name=name,
+            transform="concat",
+            recipe="splice",
+            parts=(a, b),
+            matches=self.matches([(0.0, a), (a.length, b)]),
+            duration=round(a.length + b.length, 2),
+            canvas=_capped(self.infos[a.clip]),
+            quick=quick,
+        )
+
+    def pip(self, short: str, a1: float, a2: float, host: str, *, quick: bool = False) -> QuerySpec:
+        inset = self.part(short, a1, a2)
+        background = self.part(host, 0, inset.length)
+        width, height = _capped(self.infos[background.clip])
+        ref = self.infos[inset.clip]
+        aspect = ref.width / ref.height
+        # About a quarter of the canvas area, with the reference's aspect, at most 60 % of the width.
+        inset_w = min(math.sqrt(0.25 * width * height * aspect), 0.6 * width)
+        return QuerySpec(
+            name=f"q_{short}_{_num(a1)}-{_num(a2)}_pip_on_{host}.mp4",
+            transform="pip",
+            recipe="pip",
+            parts=(background, inset),
+            matches=self.matches([(0.0, inset)]),
+            duration=round(inset.length, 2),
+            canvas=(width, height),
+            inset=(_even(inset_w), _even(inset_w / aspect)),
+            hard=True,
+            quick=quick,
+        )
+
+    def text(self, short: str, caption: str, style: str) -> str:
+        """A drawtext graph, or bands and blocks standing in for letters when there is no font."""
+        info = self.infos[self.clip(short)]
+        size = max(12, info.height // 12)
+        if self.font is None:
+            blocks = ",".join(
+                f"drawbox=x=iw*{0.08 + 0.07 * i:.2f}:y=ih*0.86:w=iw*0.05:h=ih*0.06:color=white@0.9:t=fill"
+                for i in range(min(10, len(caption.split()) * 3))
+            )
+            return f"[src]drawbox=x=0:y=ih*0.82:w=iw:h=ih*0.14:color=black@0.6:t=fill,{blocks}[dst]"
+        font = f"fontfile='{self.font}'"
+        if style == "lower-third":
+            opts = f"text='{caption}':fontsize={size}:fontcolor=white:x=w*0.05:y=h-th-h*0.08:box=1:boxcolor=black@0.6"
+            opts += f":boxborderw={size // 3}"
+        elif style == "watermark":
+            opts = f"text='{caption}':fontsize={size * 3}:fontcolor=white@0.45:x=(w-tw)/2:y=(h-th)/2"
+        else:
+            opts = f"text='{caption}':fontsize={size}:fontcolor=white:x=(w-tw)/2:y=h-th-h*0.06:borderw=2"
+        return f"[src]drawtext={font}:{opts}[dst]"
+
+    def logo(self, short: str, corner: str) -> str:
+        """A semi-transparent badge (one generated frame, repeated by overlay) in a corner."""
+        info = self.infos[self.clip(short)]
+        w = _even(info.width * 0.18)
+        h = _even(w * 0.45)
+        margin = _even(info.width * 0.02)
+        x = {"top-right": f"W-w-{margin}", "top-left": f"{margin}", "bottom-left": f"{margin}"}[corner]
+        y = f"H-h-{margin}" if corner.startswith("bottom") else f"{margin}"
+        badge = (
+            f"color=c=0x1e64c8:s={w}x{h}:r=1:d=1,format=rgba,"
+            f"drawbox=x=0:y=0:w=iw:h=ih:color=white:t={max(2, h // 16)},"
+            f"drawbox=x={h // 4}:y={h // 4}:w={h // 2}:h={h // 2}:color=0xffcc00:t=fill,"
+            f"drawbox=x={h}:y={h // 3}:w={w - h - h // 4}:h={h // 3}:color=white:t=fill,"
+            "colorchannelmixer=aa=0.85[logo]"
+        )
+        return f"{badge};[src][logo]overlay=x={x}:y={y}[dst]"
+
+
+# ----------------------------------------------------------------------------------------------- probing
+
+
+def probe_clip(path: Path) -> ClipInfo:
+    """Duration and size of the first video stream (not the container's, which can be longer).
+
+    The stream's own duration where the container records one (mp4, avi); otherwise (webm, mkv, flv)
+    the span of its packet timestamps plus one typical frame interval.
+    """
+    out = _run(
+        [
+            "ffprobe",
+            "-v",
+            "error",
+            "-select_streams",
+            "v:0",
+            "-show_entries",
+            "stream=width,height,duration:packet=pts_time",
+            "-of",
+            "json",
+            str(path),
+        ],
+        f"probe {path.name}",
+    )
+    data = json.loads(out)
+    streams = data.get("streams") or []
+    pts = sorted(float(p["pts_time"]) for p in data.get("packets", []) if p.get("pts_time") not in (None, "N/A"))
+    if not streams or not pts:
+        raise FixtureBuildError(f"probe {path.name}: no video stream with timestamps")
+    declared = streams[0].get("duration")
+    if declared not in (None, "N/A") and float(declared) > 0:
+        duration = float(declared)
+    else:  # webm, mkv and flv leave it out: last frame's start plus a typical frame interval
+        steps = [b - a for a, b in zip(pts, pts[1:], strict=False) if b > a]
+        duration = pts[-1] - pts[0] + (statistics.median(steps) if steps else 0.04)
+    return ClipInfo(
+        duration=round(duration, 3),
+        width=int(streams[0]["width"]),
+        height=int(streams[0]["height"]),
+    )
+
+
+def probe_clips(clips_dir: Path, names: Sequence[str] = REFERENCES + HOLDOUT) -> dict[str, ClipInfo]:
+    """``probe_clip`` for each named clip, in parallel; a missing clip is an error that names it."""
+    missing = [name for name in names if not (clips_dir / name).is_file()]
+    if missing:
+        raise FileNotFoundError(f"{clips_dir}: missing clips {', '.join(missing)}")
+    with ThreadPoolExecutor(_jobs()) as pool:
+        infos = list(pool.map(lambda name: probe_clip(clips_dir / name), names))
+    return dict(zip(names, infos, strict=True))
+
+
+def find_font() -> Path | None:
+    """A TrueType font for drawtext: a known path, else what fontconfig offers; ``None`` if neither."""
+    for candidate in FONT_CANDIDATES:
+        if Path(candidate).is_file():
+            return Path(candidate)
+    if shutil.which("fc-match"):
+        proc = subprocess.run(
+            ["fc-match", "--format=%{file}", "sans:bold"], capture_output=True, text=True, check=False
+        )
+        found = Path(proc.stdout.strip()) if proc.returncode == 0 and proc.stdout.strip() else None
+        if found and found.is_file() and not set(str(found)) & set("'\\:,;[]="):
+            return found
+    return None
+
+
+# ---------------------------------------------------------------------------------------------- building
+
+
+def build_fixtures(clips_dir: Path, out_dir: Path, *, quick: bool = False) -> Path:
+    """Build the queries and ``ground_truth.json`` into ``out_dir``; return the JSON's path.
+
+    A folder already holding a complete build of this ``VERSION`` (and the same ``quick``) is returned
+    as it is, so tests can cache it between runs.
+    """
+    clips_dir, out_dir = Path(clips_dir).resolve(), Path(out_dir).resolve()
+    gt_path = out_dir / GROUND_TRUTH
+    if is_complete(gt_path, quick=quick):
+        return gt_path
+    out_dir.mkdir(parents=True, exist_ok=True)
+    infos = probe_clips(clips_dir)
+    font = find_font()
+    specs = plan_fixtures(infos, quick=quick, font=font)
+    with ThreadPoolExecutor(_jobs()) as pool:
+        durations = list(pool.map(lambda spec: _build_query(spec, clips_dir, out_dir), specs))
+    refs = references_for(quick)
+    document = {
+        "version": VERSION,
+        "quick": quick,
+        "clips_dir": str(clips_dir),
+        "holdout": list(HOLDOUT),
+        "text_overlay": f"drawtext {font}" if font else "drawbox fallback (no font found)",
+        "references": [
+            {"name": name, "path": str(clips_dir / name), "duration": round(infos[name].duration, 2)} for name in refs
+        ],
+        "queries": [_query_json(spec, duration) for spec, duration in zip(specs, durations, strict=True)],
+    }
+    tmp = gt_path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(document, indent=2) + "\n")
+    tmp.replace(gt_path)
+    return gt_path
+
+
+def is_complete(gt_path: Path, *, quick: bool) -> bool:
+    """Whether ``gt_path`` is a finished build of this ``VERSION`` whose media files all exist."""
+    try:
+        document = json.loads(gt_path.read_text())
+    except (OSError, ValueError):
+        return False
+    if document.get("version") != VERSION or document.get("quick") != quick:
+        return False
+    entries = document.get("references", []) + document.get("queries", [])
+    return bool(entries) and all(resolve(gt_path, entry["path"]).is_file() for entry in entries)
+
+
+def resolve(gt_path: Path, path: str) -> Path:
+    """A ``path`` from the ground-truth JSON, made absolute against the JSON's folder."""
+    candidate = Path(path)
+    return candidate if candidate.is_absolute() else gt_path.parent / candidate
+
+
+def _query_json(spec: QuerySpec, duration: float) -> dict[str, object]:
+    return {
+        "name": spec.name,
+        "path": spec.name,
+        "duration": round(duration, 2),
+        "transform": spec.transform,
+        "hard": spec.hard,
+        "sources": [{"clip": p.clip, "start": p.start, "end": round(p.end, 3)} for p in spec.parts],
+        "filter": spec.graph,
+        "matches": [{"reference": m.reference, "segments": [list(s) for s in m.segments]} for m in spec.matches],
+    }
+
+
+def _build_query(spec: QuerySpec, clips_dir: Path, out_dir: Path) -> float:
+    """Make one query file (via a temporary name, so a crash leaves no half file) and check its length."""
+    target = out_dir / spec.name
+    tmp = out_dir / f".tmp_{spec.name}"
+    if spec.recipe == "copy":
+        shutil.copyfile(clips_dir / spec.parts[0].clip, tmp)
+    else:
+        inputs, graph = _graph(spec)
+        cmd = ["ffmpeg", "-nostdin", "-v", "error", "-y"]
+        for clip in inputs:
+            cmd += ["-i", str(clips_dir / clip)]
+        cmd += ["-filter_complex", graph, "-map", "[out]", "-fps_mode", "passthrough", *spec.codec, *BITEXACT]
+        if spec.name.endswith(".mp4"):
+            cmd += ["-movflags", "+faststart"]
+        _run([*cmd, str(tmp)], f"build {spec.name}")
+    duration = probe_clip(tmp).duration
+    if abs(duration - spec.duration) > DURATION_TOLERANCE:
+        tmp.unlink(missing_ok=True)
+        raise FixtureBuildError(
+            f"build {spec.name}: came out {duration:.3f} s long, its ground truth assumes {spec.duration:.2f} s"
+        )
+    tmp.replace(target)
+    return duration
+
+
+def _graph(spec: QuerySpec) -> tuple[list[str], str]:
+    """Input clips (one ``-i`` each) and the ``-filter_complex`` graph, ending in ``[out]``."""
+    cap = f"scale=w='min({MAX_WIDTH},iw)':h=-2,setsar=1,format=yuv420p"
+    if spec.recipe == "edit":
+        part = spec.parts[0]
+        trim = f",trim=start={part.start},setpts=PTS-STARTPTS" if part.start > 0 else ""
+        return [part.clip], f"[0:v:0]setpts=PTS-STARTPTS{trim}[src];{spec.graph};[dst]{cap}[out]"
+    width, height = spec.canvas
+    if spec.recipe == "splice":
+        chains = [
+            f"[{i}:v:0]{_cut(part)},scale={width}:{height}:force_original_aspect_ratio=decrease"
+            f":force_divisible_by=2,pad={width}:{height}:(ow-iw)/2:(oh-ih)/2,setsar=1,format=yuv420p[p{i}]"
+            for i, part in enumerate(spec.parts)
+        ]
+        labels = "".join(f"[p{i}]" for i in range(len(spec.parts)))
+        graph = ";".join(chains) + f";{labels}concat=n={len(spec.parts)}:v=1:a=0[out]"
+        return [part.clip for part in spec.parts], graph
+    background, inset = spec.parts
+    inset_w, inset_h = spec.inset
+    margin = _even(width * 0.03)
+    graph = (
+        f"[0:v:0]{_cut(background)},scale={width}:{height},setsar=1[bg];"
+        f"[1:v:0]{_cut(inset)},scale={inset_w}:{inset_h},setsar=1[fg];"
+        f"[bg][fg]overlay=x=W-w-{margin}:y={margin}:shortest=1,format=yuv420p[out]"
+    )
+    return [background.clip, inset.clip], graph
+
+
+def _cut(part: Part) -> str:
+    """Resample to the splice rate, then cut ``[start, end)`` on that frame grid and restart at 0."""
+    return f"setpts=PTS-STARTPTS,fps={SPLICE_FPS},trim=start={part.start}:end={part.end},setpts=PTS-STARTPTS"
+
+
+def _run(cmd: list[str], what: str) -> str:
+    """Run a tool; on failure raise with the tail of its stderr, which says why."""
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise FixtureBuildError(f"{what}: {cmd[0]} could not run: {exc}") from exc
+    if proc.returncode != 0:
+        tail = "\n".join(proc.stderr.strip().splitlines()[-15:])
+        raise FixtureBuildError(f"{what}: {cmd[0]} exited with {proc.returncode}:\n{tail}")
+    return proc.stdout
+
+
+def _jobs() -> int:
+    return max(1, min(4, os.cpu_count() or 1))
+
+
+# ---------------------------------------------------------------------------------------------- command
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m bench.fixtures OUT_DIR [--quick]``: build (or reuse) and print what is there."""
+    parser = argparse.ArgumentParser(prog="python -m bench.fixtures", description=__doc__.split("\n")[0])
+    parser.add_argument("out_dir", type=Path)
+    parser.add_argument("--quick", action="store_true", help="small subset for fast tests")
+    parser.add_argument("--clips", type=Path, default=Path("/work/shared/data/clips"), help="source clips")
+    args = parser.parse_args(argv)
+    started = time.monotonic()
+    gt_path = build_fixtures(args.clips, args.out_dir, quick=args.quick)
+    elapsed = time.monotonic() - started
+    document = json.loads(gt_path.read_text())
+    print(f"{'query':<44} {'transform':<11} {'dur':>6}  ground truth")
+    for query in document["queries"]:
+        truth = "; ".join(
+            f"{m['reference'].split('_')[0]} " + " ".join("[{:g} {:g} {:g} {:g}]".format(*s) for s in m["segments"])
+            for m in query["matches"]
+        )
+        flag = " (hard)" if query["hard"] else ""
+        print(f"{query['name']:<44} {query['transform']:<11} {query['duration']:>6.2f}  {truth or '-'}{flag}")
+    queries = document["queries"]
+    positives = sum(len(q["matches"]) for q in queries)
+    unrelated = sum(1 for q in queries if not q["matches"])
+    print(
+        f"\n{len(document['references'])} references, {len(queries)} queries, {positives} query/reference "
+        f"pairs, {unrelated} unrelated; {elapsed:.1f} s; {gt_path}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
