@@ -57,8 +57,8 @@ def test_extractor_is_deterministic(extractor, frames, features):
 
 
 def test_extractor_does_not_depend_on_batching(extractor, frames, features):
-    """Frame 1 was batched with frame 0 and frame 2 was alone; now they share a batch (and come as a list)."""
-    np.testing.assert_allclose(extractor(list(frames[1:])), features[1:], atol=1e-5)
+    """Frame 1 was batched with frame 0 and frame 2 was alone; now they share a batch (streamed one by one)."""
+    np.testing.assert_allclose(extractor(iter(frames[1:])), features[1:], atol=1e-5)
 
 
 @pytest.mark.parametrize(
@@ -177,7 +177,7 @@ def test_bad_arguments_are_rejected():
     with pytest.raises(ValueError, match="feature_extractor"):
         distill_and_select("cg_student", feature_extractor="resnet", allow_random=True)
     with pytest.raises(ValueError, match="no frames"):
-        api.DistillAndSelect("feature_extractor", None, nn.Identity(), torch.device("cpu"))([])
+        api.DistillAndSelect("feature_extractor", None, nn.Identity(), torch.device("cpu"))(iter([]))
 
 
 def test_device_prefers_cuda_when_available(monkeypatch):

@@ -216,3 +216,33 @@ def test_selector_statistic_is_mean_of_region_mean_similarity():
         expected = selector.visil_head(matrix)[0].mean()
     assert f.shape == (1, 1)
     close(f[0, 0], expected)
+
+
+def pad_batch(*videos: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Zero-pad [T, R, D] videos to one [B, T_max, R, D] batch with a {0, 1} frame mask."""
+    length = max(len(v) for v in videos)
+    batch, mask = torch.zeros(len(videos), length, *videos[0].shape[1:]), torch.zeros(len(videos), length)
+    for b, v in enumerate(videos):
+        batch[b, : len(v)], mask[b, : len(v)] = v, 1
+    return batch, mask
+
+
+def test_fg_padded_batch_matches_single_pairs():
+    """With lengths that are multiples of 4 the comparator's pools line up, so padding changes nothing."""
+    student = FineGrainedStudent("att").eval()
+    q1, q2, t1, t2 = (unit(n, 9, 512, seed=s) for s, n in enumerate((8, 12, 12, 4)))
+    queries, query_mask = pad_batch(q1, q2)
+    targets, target_mask = pad_batch(t1, t2)
+    with torch.no_grad():
+        batched = student.calculate_video_similarity(queries, targets, query_mask, target_mask)
+        single = [[student.calculate_video_similarity(q, t).item() for t in (t1, t2)] for q in (q1, q2)]
+    close(batched, single)
+
+
+def test_selector_padded_batch_matches_single_videos():
+    selector = SelectorNetwork().eval()
+    a, b = unit(8, 9, 512, seed=1), unit(16, 9, 512, seed=2)
+    with torch.no_grad():
+        batched = selector.index_video(*pad_batch(a, b))
+        single = [selector.index_video(a).item(), selector.index_video(b).item()]
+    close(batched[:, 0], single)

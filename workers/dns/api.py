@@ -7,9 +7,10 @@ towhee (crop 256): the released students were trained and evaluated on features 
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable
 
 import numpy as np
 import torch
@@ -25,7 +26,8 @@ MODEL_NAMES = ("feature_extractor", "fg_att_student", "fg_bin_student", "cg_stud
 TARGET_CHUNK = 2048
 """The reference evaluation scores long targets in chunks of this many frames and averages (spec §4.4)."""
 
-Frames = np.ndarray | torch.Tensor | Sequence[np.ndarray]
+Frames = np.ndarray | torch.Tensor | Iterable[np.ndarray]
+"""RGB frames [T, H, W, 3], uint8 or float 0..255: one array, or any iterable of [H, W, 3] arrays."""
 
 
 def select_device(device: str | torch.device | None = None) -> torch.device:
@@ -93,8 +95,9 @@ class DistillAndSelect:
     def features(self, frames: Frames) -> torch.Tensor:
         """Region features [T, R, D] on ``self.device``: extracted from frames, or taken as given.
 
-        Without an extractor the input is already features: [T, R, D], or [T, D] read as R = 1.
-        The extractor sees ``batch_size`` frames at a time, so memory does not grow with video length.
+        Without an extractor the input is already features: [T, R, D], or [T, D] read as R = 1. Frames may
+        come from a generator (e.g. a decoder pipe); the extractor takes ``batch_size`` at a time, so frames
+        and backbone activations are only ever held for one batch.
         """
         if self.extractor is None:
             feats = _as_tensor(frames, self.device)
@@ -103,12 +106,12 @@ class DistillAndSelect:
             if feats.ndim != 3 or feats.shape[0] == 0:
                 raise ValueError(f"expected region features [T, R, D] with T >= 1, got {tuple(feats.shape)}")
             return feats
-        if len(frames) == 0:
+        batches = [
+            self.extractor(preprocess_frames(chunk, crop=self.crop).to(self.device)).float()
+            for chunk in itertools.batched(frames, self.batch_size)
+        ]
+        if not batches:
             raise ValueError("no frames: an empty video has no DnS features")
-        batches = []
-        for start in range(0, len(frames), self.batch_size):
-            batch = preprocess_frames(frames[start : start + self.batch_size], crop=self.crop)
-            batches.append(self.extractor(batch.to(self.device)).float())
         return torch.cat(batches)
 
     @torch.inference_mode()
@@ -144,7 +147,7 @@ def distill_and_select(
     feature_extractor: ``"default"`` (ResNet-50 + PCA from ``weights_dir``; input = RGB frames), None (input =
         features [T, 9, 512]) or a module mapping float [N, crop, crop, 3] 0..255 frames to [N, R, 512].
     allow_random: keep random weights for files missing from ``weights_dir`` (tests only).
-    crop: 224 as the reference loader; 256 reproduces towhee's preprocessing.
+    crop: 224 as the reference loader; 256 is towhee's crop (towhee also resizes with PIL, which differs a little).
     """
     if model_name not in MODEL_NAMES:
         raise ValueError(f"unknown DnS model {model_name!r}; expected one of {', '.join(MODEL_NAMES)}")

@@ -35,7 +35,11 @@ _DNS_URL = "https://mever.iti.gr/distill-and-select/models/"
 
 @dataclass(frozen=True)
 class WeightFile:
-    """One downloadable weight file and the models that need it."""
+    """One downloadable weight file.
+
+    ``used_by`` names the towhee models it holds weights for; the ResNet and PCA files also serve every model
+    that is given frames rather than features. ``sha256_prefix`` is torchvision's hash-in-the-name check.
+    """
 
     name: str
     url: str
@@ -169,7 +173,7 @@ def resolve_weight_file(
     file: WeightFile, path: str | os.PathLike[str] | None = None, weights_dir: str | os.PathLike[str] | None = None
 ) -> Path:
     """The explicit ``path`` if given, else ``weights_dir / file.name``; raise ``WeightsNotFound`` if absent."""
-    hint = f"download {file.url} (or run `copycat weights --download`)"
+    hint = f"download {file.url} (`copycat weights` lists every file)"
     if path is not None:
         candidate = Path(path)
         if not candidate.is_file():
