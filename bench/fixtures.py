@@ -23,8 +23,10 @@ picture-in-picture) are normalised to 25 fps and cut on that grid, so every cut 
 Reference media are the original clip files, named by absolute path, never copied.
 
 Timeline. A video's time 0 is its first video frame; its duration is that of its first video stream
-(``-map 0:v:0``), measured from packet timestamps: ``last_pts - first_pts + typical frame interval``.
-Containers can say otherwise: clip18's container lasts 16.57 s but its first video stream 13.0 s.
+(``-map 0:v:0``): the stream's own duration where the container records one, else (webm, mkv, flv)
+``last_pts - first_pts + typical frame interval``. The container's duration can be longer: clip18's
+container lasts 16.57 s but its first video stream 13.0 s. Every built query is probed the same way and
+the build fails if it is more than ``DURATION_TOLERANCE`` off its plan.
 
 Ground truth (``ground_truth.json`` in the output folder)::
 
@@ -33,11 +35,13 @@ Ground truth (``ground_truth.json`` in the output folder)::
      "references": [{"name": "clip01_chaplin.mp4", "path": "/abs/clip01_chaplin.mp4", "duration": 9.64}],
      "queries": [{"name": "q_clip02_crop15.mp4", "path": "q_clip02_crop15.mp4", "duration": 11.2,
                   "transform": "crop", "hard": false, "filter": "<ffmpeg graph, for people>",
+                  "sources": [{"clip": "clip02_airfield.mp4", "start": 0.0, "end": 11.2}],
                   "matches": [{"reference": "clip02_airfield.mp4", "segments": [[0.0, 0.0, 11.2, 11.2]]}]}]}
 
 ``path`` is absolute or relative to the JSON file's folder. Each segment is
 ``[query_start, ref_start, query_end, ref_end]`` in seconds, end exclusive, rounded to 0.01 s. A query
-with ``"matches": []`` copies nothing that is indexed and must match nothing. ``"hard": true`` flags
+with ``"matches": []`` copies nothing that is indexed and must match nothing. ``transform`` is one of
+lowbitrate, resize, crop, flip, brightness, text, logo, pip, insert, trim, concat, copy, codec. ``"hard": true`` flags
 queries that whole-frame descriptors are known to miss (picture-in-picture). Query file names spell
 their ground truth: ``q_clip04_5-14_in_clip13_at3.mp4`` holds clip04 seconds 5-14 from its second 3.
 
