@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import logging
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +19,6 @@ from workers.errors import CopycatError
 
 VIDEO_SUFFIXES = {".mp4", ".mkv", ".webm", ".avi", ".mov", ".flv", ".m4v", ".mpg", ".mpeg", ".ts", ".wmv",
                   ".3gp", ".ogv"}
-TERMINAL_VIDEO = {"indexed", "failed"}
-TERMINAL_JOB = {"done", "failed"}
 
 
 @click.group()
@@ -38,17 +35,10 @@ def cli(ctx: click.Context, verbose: int) -> None:
     ctx.ensure_object(dict)
 
 
-def _app() -> Any:
-    from tasks.app import get_app
-
-    return get_app()
-
-
 def _session() -> Any:
-    from db.session import session_scope
-    from tasks import context
+    from cli.client import session
 
-    return session_scope(context.engine())
+    return session()
 
 
 def _settings() -> Any:
@@ -77,12 +67,9 @@ def expand_inputs(paths: tuple[Path, ...]) -> list[Path]:
 @click.option("--json", "as_json", is_flag=True, help="Print the resulting rows as JSON.")
 def ingest(paths: tuple[Path, ...], prefix: str, wait: bool, force: bool, as_json: bool) -> None:
     """Upload video files (or folders of them) and index them."""
+    from cli import client
     from db import videos
-    from tasks import context
-    from tasks.ingest import embed_video, progress_hook
 
-    _app()
-    cfg = _settings()
     files = expand_inputs(paths)
     progress = Progress(len(files))
     ids: list[str] = []
@@ -90,49 +77,21 @@ def ingest(paths: tuple[Path, ...], prefix: str, wait: bool, force: bool, as_jso
         for path in files:
             key = f"{prefix.strip('/')}/{path.name}" if prefix.strip("/") else path.name
             progress.start_file(path.name)
-            obj = context.objects().put_file(cfg.s3.uploads_bucket, key, path, "video/octet-stream")
-            with _session() as session:
-                video, needed = videos.register_upload(session, obj.bucket, key, size=obj.size, etag=obj.etag,
-                                                       retry_failed=True)
-                if force and not needed:
-                    videos.set_status(session, video.id, videos.VideoStatus.PENDING)
-                    needed = True
-                video_id = video.id
-            ids.append(video_id)
-            if needed:
-                token = progress_hook.set(progress.frames_done)
-                try:
-                    embed_video.delay(video_id)
-                finally:
-                    progress_hook.reset(token)
+            ids.append(client.ingest_file(path, key, force=force, progress=progress.frames_done))
             progress.finish_file()
     finally:
         progress.close()
-    if wait and not cfg.embedded:
-        _wait_for_videos(ids)
-    with _session() as session:
+    if wait and not _settings().embedded:
+        waiting = Progress(len(ids))
+        try:
+            client.wait_for_videos(ids, on_poll=waiting.set_files_done)
+        finally:
+            waiting.close()
+    with client.session() as session:
         rows = [videos.get_video(session, vid) for vid in ids]
     _print_videos([r for r in rows if r is not None], as_json)
     if any(r is not None and r.status == "failed" for r in rows):
         sys.exit(1)
-
-
-def _wait_for_videos(ids: list[str], poll_s: float = 1.0) -> None:
-    from db import videos
-
-    progress = Progress(len(ids))
-    try:
-        while True:
-            with _session() as session:
-                rows = [videos.get_video(session, vid) for vid in ids]
-            done = sum(1 for r in rows if r is None or r.status in TERMINAL_VIDEO)
-            progress.files_done = done
-            progress.start_file(f"{done} of {len(ids)} finished")
-            if done == len(ids):
-                return
-            time.sleep(poll_s)
-    finally:
-        progress.close()
 
 
 @cli.command("videos")
@@ -187,59 +146,25 @@ def _print_videos(rows: list[Any], as_json: bool) -> None:
 def query(source: str, top_k: int | None, min_score: float | None, reduce: str | None,
           exclude_self: bool | None, wait: bool, timeout: float, as_json: bool) -> None:
     """Find which indexed videos SOURCE (a file or s3://bucket/key) copies, and where."""
-    from db import jobs
-    from tasks import context
-    from tasks.query import default_params, embed_query
+    from cli import client
+    from tasks.query import default_params
 
-    _app()
-    cfg = _settings()
     overrides = {"top_k": top_k, "min_score": min_score, "reduce": reduce, "exclude_self": exclude_self}
     params = {**default_params(), **{k: v for k, v in overrides.items() if v is not None}}
-    if source.startswith("s3://"):
-        bucket, _, key = source[5:].partition("/")
-        if not bucket or not key:
-            raise click.BadParameter("expected s3://bucket/key", param_hint="SOURCE")
-        with _session() as session:
-            job_id = jobs.create_job(session, source=source, name=key.rsplit("/", 1)[-1], bucket=bucket, key=key,
-                                     params=params).id
-    else:
-        path = Path(source)
-        if not path.is_file():
-            raise click.BadParameter(f"{source} is not a file", param_hint="SOURCE")
-        import uuid
-
-        job_id = str(uuid.uuid4())
-        key = f"{job_id}/{path.name}"
-        with _session() as session:
-            jobs.create_job(session, job_id=job_id, source=str(path), name=path.name, bucket=cfg.s3.queries_bucket,
-                            key=key, params=params)
-        context.objects().put_file(cfg.s3.queries_bucket, key, path, "video/octet-stream")
-    embed_query.delay(job_id)
-    if not wait and not cfg.embedded:
+    try:
+        job_id = client.submit_query(source, params)
+    except (ValueError, FileNotFoundError) as exc:
+        raise click.BadParameter(str(exc), param_hint="SOURCE") from exc
+    if not wait and not _settings().embedded:
         click.echo(job_id)
         return
-    result = _wait_for_job(job_id, timeout)
+    try:
+        result = client.wait_for_job(job_id, timeout=timeout)
+    except TimeoutError as exc:
+        raise click.ClickException(str(exc)) from exc
     _print_result(result, as_json)
     if result["status"] == "failed":
         sys.exit(1)
-
-
-def _wait_for_job(job_id: str, timeout: float, poll_s: float = 0.5) -> dict[str, Any]:
-    from db import jobs
-
-    deadline = time.monotonic() + timeout
-    while True:
-        with _session() as session:
-            job = jobs.get_job(session, job_id)
-            result = jobs.result_json(job) if job else None
-        if result is None:
-            raise click.ClickException(f"query job {job_id} vanished")
-        if result["status"] in TERMINAL_JOB:
-            return result
-        if time.monotonic() > deadline:
-            raise click.ClickException(f"query job {job_id} still {result['status']} after {timeout:.0f} s; "
-                                       f"check later with: copycat result {job_id}")
-        time.sleep(poll_s)
 
 
 @cli.command()
@@ -296,12 +221,102 @@ def list_jobs(limit: int, status: str | None, as_json: bool) -> None:
 
 
 @cli.command()
+@click.argument("ground_truth", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--top-k", type=int, default=None, help="Candidate videos per query.")
+@click.option("--min-score", type=float, default=None, help="Video-level decision threshold.")
+@click.option("--skip-hard", is_flag=True, help="Leave out queries flagged hard (picture-in-picture).")
+@click.option("--json", "as_json", is_flag=True, help="Print the full report as JSON.")
+def evaluate(ground_truth: Path, top_k: int | None, min_score: float | None, skip_hard: bool, as_json: bool) -> None:
+    """Segment precision/recall/F1 (VCSL metric) and video-level precision/recall on a labelled set."""
+    from cli.evaluate import run_evaluation
+    from tasks.query import default_params
+
+    overrides = {"top_k": top_k, "min_score": min_score}
+    params = {**default_params(), **{k: v for k, v in overrides.items() if v is not None}}
+    progress = Progress(1)
+    try:
+        report = run_evaluation(ground_truth, params, include_hard=not skip_hard,
+                                on_step=lambda text: progress.start_file(text))
+    finally:
+        progress.close()
+    if as_json:
+        click.echo(json.dumps(report.to_json(), indent=2))
+        return
+    seg, vid = report.segment, report.video
+    click.echo(f"segment level (VCSL micro): precision {seg['precision']:.3f}  recall {seg['recall']:.3f}  "
+               f"F1 {seg['f1']:.3f}  (FRR {seg['frr']:.3f}, FAR {seg['far']:.3f})")
+    click.echo(f"video level: precision {vid['precision']:.3f}  recall {vid['recall']:.3f}")
+    click.echo(table([(name, v["pairs"], f"{v['precision']:.3f}", f"{v['recall']:.3f}")
+                      for name, v in report.per_transform.items()], ["transform", "pairs", "precision", "recall"]))
+
+
+@cli.command()
+@click.option("--clips", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+              help="Folder of videos to index (default: the shared sample clips).")
+def demo(clips: Path | None) -> None:
+    """Index sample clips, forge an edited copy of one inside another, and find it."""
+    import tempfile
+
+    from cli import client
+    from cli.demo import default_clips_dir, expected_segment, forge_query, pick_clips
+    from tasks.query import default_params
+
+    folder = clips or default_clips_dir()
+    if folder is None:
+        raise click.ClickException("no sample clips found; pass --clips DIR with a few videos")
+    files = expand_inputs((folder,))
+    source, host = pick_clips(files)
+    click.echo(f"1. indexing {len(files)} videos from {folder} (embedded mode, state in {_settings().home})")
+    progress = Progress(len(files))
+    try:
+        ids = []
+        for path in files:
+            progress.start_file(path.name)
+            ids.append(client.ingest_file(path, f"demo/{path.name}", progress=progress.frames_done))
+            progress.finish_file()
+        client.wait_for_videos(ids)
+    finally:
+        progress.close()
+    with _session() as session:
+        from db import videos
+
+        rows = [videos.get_video(session, vid) for vid in ids]
+        indexed = sum(1 for r in rows if r and r.status == "indexed")
+    click.echo(f"   {indexed} indexed, {len(ids) - indexed} failed (see: copycat videos)")
+    qs, qe, rs, re_ = expected_segment()
+    with tempfile.TemporaryDirectory() as tmp:
+        query_path = Path(tmp) / f"edited_copy_of_{source.stem}.mp4"
+        forge_query(source, host, query_path)
+        click.echo(f"2. forged {query_path.name}: {source.name} {hms(rs)}-{hms(re_)}, cropped and brightened, "
+                   f"spliced into {host.name} at {hms(qs)}")
+        click.echo(f"   expected: {hms(qs)}-{hms(qe)} ~ {hms(rs)}-{hms(re_)} of {source.name}")
+        click.echo("3. querying")
+        result = client.wait_for_job(client.submit_query(str(query_path), default_params()))
+    _print_result(result, as_json=False)
+
+
+@cli.command()
 def migrate() -> None:
     """Create or upgrade the database schema."""
     from db.migrate import upgrade
 
     upgrade(_settings().database_url)
     click.echo("database schema is up to date")
+
+
+@cli.command()
+@click.option("--markdown", is_flag=True, help="Print a Markdown table (as in the README).")
+def config(markdown: bool) -> None:
+    """Every setting: environment variable, default and meaning."""
+    from tasks.settings import describe_settings
+
+    rows = describe_settings()
+    if markdown:
+        click.echo("| variable | default | meaning |\n|---|---|---|")
+        for name, default, text in rows:
+            click.echo(f"| `{name}` | {f'`{default}`' if default else ''} | {text} |")
+        return
+    click.echo(table(rows, ["variable", "default", "meaning"]))
 
 
 def main() -> None:

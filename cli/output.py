@@ -50,6 +50,11 @@ class Progress:
         self.files_done += 1
         self._draw()
 
+    def set_files_done(self, done: int) -> None:
+        self.files_done = done
+        self._name = f"{done} of {self.total_files} finished"
+        self._draw()
+
     def close(self) -> None:
         if self.enabled:
             self.stream.write("\r\033[K")

@@ -1,0 +1,111 @@
+"""What the command line does on the user's behalf: upload and queue videos, submit queries, wait.
+
+Shared by the ``ingest``, ``query`` and ``evaluate`` commands and by ``demo``. In embedded mode the queued
+tasks run inside ``.delay()``; in queue mode the waits poll the database.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from db import jobs, videos
+from db.models import VideoStatus
+from db.session import session_scope
+from tasks import context
+from tasks.app import get_app
+
+TERMINAL_VIDEO = {VideoStatus.INDEXED, VideoStatus.FAILED}
+TERMINAL_JOB = {"done", "failed"}
+
+
+def session():  # noqa: ANN201 - a context manager yielding a Session
+    return session_scope(context.engine())
+
+
+def ingest_file(path: Path, key: str, *, force: bool = False,
+                progress: Callable[[int, int], None] | None = None) -> str:
+    """Upload ``path`` to the uploads bucket under ``key`` and queue its ingest unless already indexed."""
+    from tasks.ingest import embed_video, progress_hook
+
+    get_app()
+    cfg = context.settings()
+    obj = context.objects().put_file(cfg.s3.uploads_bucket, key, path, "video/octet-stream")
+    with session() as s:
+        video, needed = videos.register_upload(s, obj.bucket, key, size=obj.size, etag=obj.etag, retry_failed=True)
+        if force and not needed:
+            videos.set_status(s, video.id, VideoStatus.PENDING)
+            needed = True
+        video_id = video.id
+    if needed:
+        token = progress_hook.set(progress)
+        try:
+            embed_video.delay(video_id)
+        finally:
+            progress_hook.reset(token)
+    return video_id
+
+
+def wait_for_videos(ids: list[str], *, timeout: float = 24 * 3600, poll_s: float = 1.0,
+                    on_poll: Callable[[int], None] | None = None) -> None:
+    """Block until every video is indexed or failed (or deleted)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        with session() as s:
+            rows = [videos.get_video(s, vid) for vid in ids]
+        done = sum(1 for r in rows if r is None or r.status in TERMINAL_VIDEO)
+        if on_poll is not None:
+            on_poll(done)
+        if done == len(ids):
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{len(ids) - done} of {len(ids)} videos still in progress after {timeout:.0f} s")
+        time.sleep(poll_s)
+
+
+def submit_query(source: str, params: dict[str, Any]) -> str:
+    """Create a query job for a local file (uploaded to the queries bucket) or an ``s3://bucket/key``."""
+    from tasks.query import embed_query
+
+    get_app()
+    cfg = context.settings()
+    if source.startswith("s3://"):
+        bucket, _, key = source[5:].partition("/")
+        if not bucket or not key:
+            raise ValueError(f"expected s3://bucket/key, got {source!r}")
+        with session() as s:
+            job_id = jobs.create_job(s, source=source, name=key.rsplit("/", 1)[-1], bucket=bucket, key=key,
+                                     params=params).id
+    else:
+        path = Path(source)
+        if not path.is_file():
+            raise FileNotFoundError(f"{source} is not a file")
+        job_id = str(uuid.uuid4())
+        key = f"{job_id}/{path.name}"
+        # The row exists before the object, so a bucket sweep never makes a second job for it.
+        with session() as s:
+            jobs.create_job(s, job_id=job_id, source=str(path), name=path.name, bucket=cfg.s3.queries_bucket,
+                            key=key, params=params)
+        context.objects().put_file(cfg.s3.queries_bucket, key, path, "video/octet-stream")
+    embed_query.delay(job_id)
+    return job_id
+
+
+def wait_for_job(job_id: str, *, timeout: float = 3600.0, poll_s: float = 0.5) -> dict[str, Any]:
+    """The job's result JSON once it is done or failed."""
+    deadline = time.monotonic() + timeout
+    while True:
+        with session() as s:
+            job = jobs.get_job(s, job_id)
+            result = jobs.result_json(job) if job else None
+        if result is None:
+            raise LookupError(f"query job {job_id} vanished")
+        if result["status"] in TERMINAL_JOB:
+            return result
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"query job {job_id} still {result['status']} after {timeout:.0f} s; "
+                               f"check later with: copycat result {job_id}")
+        time.sleep(poll_s)
