@@ -92,11 +92,13 @@ class SelectSettings(BaseModel):
 
 
 class LocaliseSettings(BaseModel):
+    """Temporal-network defaults chosen on the fixture benchmark (bench/tune.py; VCSL's are 10/5/10/0.2/5/0.3)."""
+
     tn_max_step: int = Field(10, ge=2, description="largest temporal jump between matched frames")
-    tn_top_k: int = Field(5, ge=1, description="reference frames kept per query frame")
+    tn_top_k: int = Field(10, ge=1, description="reference frames kept per query frame")
     max_path: int = Field(10, ge=0, description="segments tried per pair is max_path + 1")
     min_sim: float = Field(0.2, description="minimum frame similarity on a path and per segment")
-    min_length: int = Field(5, ge=0, description="shortest segment span, in frames")
+    min_length: int = Field(3, ge=0, description="segments must span more than this many frames on both axes")
     max_iou: float = Field(0.3, ge=0, le=1, description="overlap above which a later segment is dropped")
     trim: bool = Field(True, description="drop path ends whose similarity is below min_sim")
     merge_gap: int = Field(2, ge=0, description="join segments on one diagonal separated by at most this")
@@ -104,7 +106,8 @@ class LocaliseSettings(BaseModel):
 
 
 class QuerySettings(BaseModel):
-    min_score: float = Field(0.5, description="matches whose video score is below this are not reported")
+    min_score: float = Field(0.35, description="matches whose video score (best segment score) is below this"
+                             " are not reported; measured in bench/tune.py")
     exclude_self: bool = Field(False, description="drop candidates with the query's own content")
 
 
@@ -192,3 +195,21 @@ def load_settings() -> Settings:
 def get_settings() -> Settings:
     """The process-wide settings, read once."""
     return load_settings()
+
+
+def describe_settings() -> list[tuple[str, str, str]]:
+    """(environment variable, default, description) for every setting, in declaration order."""
+    rows: list[tuple[str, str, str]] = []
+    for name, field in Settings.model_fields.items():
+        annotation = field.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            for sub_name, sub_field in annotation.model_fields.items():
+                rows.append((f"COPYCAT_{name.upper()}__{sub_name.upper()}", _shown(sub_field.default),
+                             sub_field.description or ""))
+        else:
+            rows.append((f"COPYCAT_{name.upper()}", _shown(field.default), field.description or ""))
+    return rows
+
+
+def _shown(value: object) -> str:
+    return "" if value == "" else str(value)

@@ -15,7 +15,7 @@ import numpy as np
 
 from workers.decode import expected_frames, probe, sample_frames
 from workers.embed.base import FrameEmbedder
-from workers.localise import Localizer, video_score
+from workers.localise import Localizer, query_coverage, video_score
 from workers.select import select_candidates
 from workers.stores.vectors import SearchHits
 from workers.types import Match, VideoInfo
@@ -67,7 +67,7 @@ def match_query(query: np.ndarray, *, fps: float, search: Callable[[np.ndarray, 
                 load_reference: Callable[[str], np.ndarray], localizer: Localizer, search_limit: int = 64,
                 top_k: int = 5, reduce: str = "sum", exclude: set[str] | frozenset[str] = frozenset(),
                 min_score: float = 0.0, timings: dict[str, float] | None = None) -> list[Match]:
-    """Query frames [Tq, D] -> matches (best first) whose video score reaches ``min_score``.
+    """Query frames [Tq, D] -> matches whose video score reaches ``min_score``, best first.
 
     One batched search for all frames, hits aggregated per video (``reduce``), the ``top_k`` candidates
     localised with ``localizer`` against their full frame matrices.
@@ -82,6 +82,7 @@ def match_query(query: np.ndarray, *, fps: float, search: Callable[[np.ndarray, 
     timings["select"] = time.perf_counter() - tick
 
     matches: list[Match] = []
+    coverage: dict[str, float] = {}
     load_s = localise_s = 0.0
     for candidate in candidates:
         tick = time.perf_counter()
@@ -90,10 +91,11 @@ def match_query(query: np.ndarray, *, fps: float, search: Callable[[np.ndarray, 
         tick = time.perf_counter()
         segments = localizer.localize(query, reference, fps)
         localise_s += time.perf_counter() - tick
-        score = video_score(segments, query.shape[0] / fps)
+        score = video_score(segments)
         if segments and score >= min_score:
             matches.append(Match(candidate.video_id, score, segments))
+            coverage[candidate.video_id] = query_coverage(segments, query.shape[0] / fps)
     timings["load_candidates"] = load_s
     timings["localise"] = localise_s
-    matches.sort(key=lambda m: (-m.score, m.video_id))
+    matches.sort(key=lambda m: (-round(m.score, 3), -coverage[m.video_id], m.video_id))
     return matches

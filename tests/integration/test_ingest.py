@@ -10,7 +10,7 @@ import pytest
 from db import videos
 from db.session import session_scope
 from tasks import context
-from tests.integration.conftest import wait_until
+from tests.conftest import wait_until
 
 pytestmark = pytest.mark.services
 

@@ -78,8 +78,8 @@ def test_sscd_sees_copies_and_tells_clips_apart(model: str, frames: dict[str, np
     np.testing.assert_allclose(np.sum(a * same, axis=1), 1.0, atol=1e-4)
     # A brightened, noisy copy of the same frames still matches far better than other footage.
     rng = np.random.default_rng(0)
-    edited = np.clip(frames["clip01_chaplin.mp4"].astype(np.int16) * 1.2 + rng.normal(0, 8, a.shape[:1] + (224, 224, 3)),
-                     0, 255).astype(np.uint8)
+    noise = rng.normal(0, 8, a.shape[:1] + (224, 224, 3))
+    edited = np.clip(frames["clip01_chaplin.mp4"].astype(np.int16) * 1.2 + noise, 0, 255).astype(np.uint8)
     copy_sim = np.sum(a * embedder.embed(edited), axis=1)
     others = np.concatenate([embedder.embed(frames["clip04_cockatoo.mp4"]),
                              embedder.embed(frames["clip16_highway.mp4"])])

@@ -12,6 +12,7 @@ from workers.localise import (
     TemporalNetwork,
     boxes_to_segments,
     merge_diagonal,
+    query_coverage,
     tn_boxes,
     video_score,
 )
@@ -296,13 +297,20 @@ def test_boxes_to_segments_counts_whole_frames() -> None:
     assert segments == [Segment(1.0, 3.0, 1.5, 4.0, 1.0), Segment(5.0, 6.0, 0.0, 1.0, 0.5)]
 
 
-def test_video_score_is_score_weighted_coverage() -> None:
+def test_video_score_is_the_best_segment_score() -> None:
+    """A short strong copy inside a long query counts as much as a full copy."""
+    segments = [Segment(0.0, 10.0, 0.0, 10.0, 0.6), Segment(5.0, 20.0, 30.0, 45.0, 0.9)]
+    assert video_score(segments) == pytest.approx(0.9)
+    assert video_score([]) == 0.0
+
+
+def test_query_coverage_is_score_weighted_coverage() -> None:
     segments = [Segment(0.0, 10.0, 0.0, 10.0, 1.0), Segment(5.0, 20.0, 30.0, 45.0, 0.5)]
-    assert video_score(segments, query_duration=40.0) == pytest.approx((10 * 1.0 + 10 * 0.5) / 40)
-    assert video_score([], query_duration=40.0) == 0.0
+    assert query_coverage(segments, query_duration=40.0) == pytest.approx((10 * 1.0 + 10 * 0.5) / 40)
+    assert query_coverage([], query_duration=40.0) == 0.0
 
 
-def test_video_score_equals_towhee_duplicate_filter_at_one_fps() -> None:
+def test_query_coverage_equals_towhee_duplicate_filter_at_one_fps() -> None:
     rng = np.random.default_rng(3)
     t_q = 50
     boxes = []
@@ -312,7 +320,7 @@ def test_video_score_equals_towhee_duplicate_filter_at_one_fps() -> None:
     w = np.zeros(t_q)
     for (qs, _, qe, _), score in boxes:
         w[qs : qe + 1] = np.maximum(w[qs : qe + 1], score)
-    assert video_score(boxes_to_segments(boxes, fps=1.0), query_duration=t_q) == pytest.approx(w.sum() / t_q)
+    assert query_coverage(boxes_to_segments(boxes, fps=1.0), query_duration=t_q) == pytest.approx(w.sum() / t_q)
 
 
 def test_temporal_network_localizes_a_copy_in_seconds() -> None:

@@ -1,0 +1,186 @@
+"""The DnS stage on the real services (PostgreSQL, SeaweedFS S3, Milvus Lite file and server), random weights.
+
+Random weights make every score meaningless, so these tests check what is stored where, with which shape,
+and that the query stage runs and reports ``video_similarity``; the numbers themselves are unit-tested.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from cli import client
+from db import dns as dns_db
+from db import jobs, videos
+from db.session import session_scope
+from tasks import context, dns
+from workers.stores.objects import load_matrix
+
+pytestmark = pytest.mark.services
+
+BIKES, EARTH = "clip05_bikes.mp4", "clip17_earth.webm"  # 10 s and 5 s
+
+
+@pytest.fixture
+def dns_env(services_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+    settings = {"ENABLED": "true", "ALLOW_RANDOM_WEIGHTS": "true", "WEIGHTS_DIR": str(tmp_path / "no-weights"),
+                "RERANK_PERCENTAGE": "0.5"}
+    for name, value in settings.items():
+        monkeypatch.setenv(f"COPYCAT_DNS__{name}", value)
+    context.reset()
+    dns.reset()
+    torch.manual_seed(0)
+    yield services_env
+    dns.reset()
+
+
+def ingest_with_dns(clips_dir: Path, names: list[str]) -> dict[str, str]:
+    """Upload + index each clip (frame pipeline), then run ``copycat.dns.index`` on it; name -> video id."""
+    ids = {name: client.ingest_file(clips_dir / name, name) for name in names}
+    for video_id in ids.values():
+        assert dns.index_video_dns.delay(video_id).get()["student"] == "fg_att_student"
+    return ids
+
+
+@pytest.mark.slow
+def test_index_stores_coarse_vector_fine_index_and_selector_stat(dns_env: dict[str, str], clips_dir: Path):
+    ids = ingest_with_dns(clips_dir, [BIKES, EARTH])
+    index = dns.video_vectors()
+    assert index.collection == f"{dns_env['COPYCAT_MILVUS__COLLECTION_PREFIX']}_dns_cg_student"
+    assert index.count() == 2
+    stored = index.get(list(ids.values()))
+    assert {vid: vec.shape for vid, vec in stored.items()} == {vid: (1024,) for vid in ids.values()}
+    for vector in stored.values():
+        assert np.linalg.norm(vector) == pytest.approx(1.0, abs=1e-4)
+
+    cfg = context.settings()
+    with session_scope(context.engine()) as session:
+        for name, video_id in ids.items():
+            video, row = videos.get_video(session, video_id), dns_db.get_video_dns(session, video_id)
+            assert video.status == "indexed" and "dns" in video.timings
+            assert (row.student, row.fine_dtype, row.fine_bucket) == ("fg_att_student", "float32",
+                                                                      cfg.s3.matrices_bucket)
+            assert row.frames == video.frame_count == {BIKES: 10, EARTH: 5}[name]
+            assert np.isfinite(row.selector_stat)
+            fine = load_matrix(context.objects(), row.fine_bucket, row.fine_key)
+            assert fine.shape == (row.frames, 9, 512) and fine.dtype == np.float32
+
+    # Indexing again replaces, never duplicates.
+    dns.index_video_dns.delay(ids[EARTH]).get()
+    assert index.count() == 2
+
+    # A deleted video takes its vector, fine object and row with it.
+    with session_scope(context.engine()) as session:
+        gone = dns_db.get_video_dns(session, ids[EARTH])
+        fine_object = (gone.fine_bucket, gone.fine_key)
+    dns.forget_video(ids[EARTH])
+    with session_scope(context.engine()) as session:
+        videos.delete_video(session, ids[EARTH])
+    with session_scope(context.engine()) as session:
+        assert dns_db.get_video_dns(session, ids[EARTH]) is None
+    assert index.count() == 1 and index.get([ids[EARTH]]) == {}
+    assert context.objects().stat(*fine_object) is None
+
+
+def submit_query(path: Path) -> str:
+    """A query job for a local file, as ``copycat query`` creates it (without running it yet)."""
+    from tasks.query import default_params
+
+    cfg, job_id = context.settings(), str(uuid.uuid4())
+    key = f"{job_id}/{path.name}"
+    with session_scope(context.engine()) as session:
+        jobs.create_job(session, job_id=job_id, source=str(path), name=path.name, bucket=cfg.s3.queries_bucket,
+                        key=key, params=default_params())
+    context.objects().put_file(cfg.s3.queries_bucket, key, path)
+    return job_id
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("milvus_uri", ["lite"], indirect=True)
+def test_query_with_dns_reports_video_similarity(dns_env: dict[str, str], clips_dir: Path,
+                                                 monkeypatch: pytest.MonkeyPatch):
+    """The hook as ``match_job`` calls it: after the frame-level matching, ``dns_rerank`` adds the DnS scores."""
+    import tasks.query
+    from tasks.query import embed_query
+
+    ids = ingest_with_dns(clips_dir, [BIKES, EARTH])
+    job_id = submit_query(clips_dir / BIKES)
+    frame_matching = tasks.query.match_query
+
+    def match_query_then_dns(query: np.ndarray, **kw):
+        matches = frame_matching(query, **kw)
+        return dns.dns_rerank(job_id, matches, query=query, fps=kw["fps"], load_reference=kw["load_reference"],
+                              top_k=kw["top_k"], min_score=kw["min_score"], exclude=kw["exclude"],
+                              timings=kw["timings"])
+
+    monkeypatch.setattr(tasks.query, "match_query", match_query_then_dns)
+    embed_query.delay(job_id)
+    with session_scope(context.engine()) as session:
+        result = jobs.result_json(jobs.get_job(session, job_id))
+    assert result["status"] == "done", result["error"]
+    assert result["matches"][0]["name"] == BIKES and result["matches"][0]["segments"]
+    for match in result["matches"]:
+        assert isinstance(match["video_similarity"], float)
+    assert {"dns_embed", "dns_search", "dns_select", "dns_fine", "dns_localise"} <= set(result["timings"])
+
+    # A copy the frame search missed is found through DnS and localised like any candidate.
+    with session_scope(context.engine()) as session:
+        matrix_key = jobs.get_job(session, job_id).matrix_key
+    cfg = context.settings()
+    query = load_matrix(context.objects(), cfg.s3.matrices_bucket, matrix_key).astype(np.float32)
+
+    def load_reference(video_id: str) -> np.ndarray:
+        with session_scope(context.engine()) as session:
+            video = videos.get_video(session, video_id)
+        return load_matrix(context.objects(), video.matrix_bucket, video.matrix_key).astype(np.float32)
+
+    timings: dict[str, float] = {}
+    found = dns.dns_rerank(job_id, [], query=query, fps=1.0, load_reference=load_reference, top_k=2, min_score=0.3,
+                           timings=timings)
+    assert ids[BIKES] in {m.video_id for m in found}
+    bikes = next(m for m in found if m.video_id == ids[BIKES])
+    assert bikes.segments and bikes.video_similarity is not None
+    assert timings["dns_localise"] > 0
+
+    # Excluded videos are neither candidates nor added.
+    assert dns.dns_rerank(job_id, [], query=query, fps=1.0, load_reference=load_reference, top_k=2, min_score=0.3,
+                          exclude={ids[BIKES], ids[EARTH]}) == []
+
+
+@pytest.mark.parametrize("milvus_uri", ["lite"], indirect=True)
+def test_dedup_groups_near_duplicate_videos(dns_env: dict[str, str]):
+    """Hand-made coarse vectors: two copies of one video and one of another; a fourth stands alone."""
+    from cli.dns_commands import dedup
+
+    names = ["flower.mp4", "flower_reupload.mp4", "earth.mp4", "earth_cropped.mp4", "bikes.mp4"]
+    rows = {}
+    with session_scope(context.engine()) as session:
+        for name in names:
+            rows[name] = videos.register_upload(session, "uploads", name, size=1, etag=name)[0].id
+    basis = np.eye(1024, dtype=np.float32)
+    vectors = {"flower.mp4": basis[0], "flower_reupload.mp4": 0.99 * basis[0] + 0.141 * basis[1],
+               "earth.mp4": basis[2], "earth_cropped.mp4": 0.95 * basis[2] + 0.312 * basis[3],
+               "bikes.mp4": basis[4]}
+    for name, vector in vectors.items():
+        dns.video_vectors().upsert(rows[name], vector / np.linalg.norm(vector))
+
+    result = CliRunner().invoke(dedup, ["--json", "--threshold", "0.9"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert data["videos"] == 5 and data["threshold"] == 0.9
+    groups = [sorted(v["name"] for v in g["videos"]) for g in data["groups"]]
+    assert sorted(groups) == [["earth.mp4", "earth_cropped.mp4"], ["flower.mp4", "flower_reupload.mp4"]]
+
+    # The default threshold (0.8) comes from the settings; the text output names the videos.
+    text = CliRunner().invoke(dedup, []).output
+    assert "2 group(s) of near-duplicates among 5 videos" in text and "flower_reupload.mp4" in text
+    assert "bikes.mp4" not in text
+    strict = json.loads(CliRunner().invoke(dedup, ["--json", "--threshold", "0.98"]).output)
+    assert [[v["name"] for v in g["videos"]] for g in strict["groups"]] in (
+        [["flower.mp4", "flower_reupload.mp4"]], [["flower_reupload.mp4", "flower.mp4"]])
