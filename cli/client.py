@@ -29,7 +29,7 @@ def session():  # noqa: ANN201 - a context manager yielding a Session
 def ingest_file(path: Path, key: str, *, force: bool = False,
                 progress: Callable[[int, int], None] | None = None) -> str:
     """Upload ``path`` to the uploads bucket under ``key`` and queue its ingest unless already indexed."""
-    from tasks.ingest import embed_video, progress_hook
+    from tasks.ingest import enqueue_ingest, progress_hook
 
     get_app()
     cfg = context.settings()
@@ -43,7 +43,7 @@ def ingest_file(path: Path, key: str, *, force: bool = False,
     if needed:
         token = progress_hook.set(progress)
         try:
-            embed_video.delay(video_id)
+            enqueue_ingest(video_id, path.name)
         finally:
             progress_hook.reset(token)
     return video_id
@@ -68,7 +68,7 @@ def wait_for_videos(ids: list[str], *, timeout: float = 24 * 3600, poll_s: float
 
 def submit_query(source: str, params: dict[str, Any]) -> str:
     """Create a query job for a local file (uploaded to the queries bucket) or an ``s3://bucket/key``."""
-    from tasks.query import embed_query
+    from tasks.query import enqueue_query
 
     get_app()
     cfg = context.settings()
@@ -90,7 +90,7 @@ def submit_query(source: str, params: dict[str, Any]) -> str:
             jobs.create_job(s, job_id=job_id, source=str(path), name=path.name, bucket=cfg.s3.queries_bucket,
                             key=key, params=params)
         context.objects().put_file(cfg.s3.queries_bucket, key, path, "video/octet-stream")
-    embed_query.delay(job_id)
+    enqueue_query(job_id, source.rsplit("/", 1)[-1])
     return job_id
 
 

@@ -296,6 +296,90 @@ def demo(clips: Path | None) -> None:
 
 
 @cli.command()
+def watch() -> None:
+    """Queue uploads and query drops as they arrive (bucket notifications, or periodic sweeps)."""
+    import signal
+    import threading
+
+    from tasks.app import get_app
+    from tasks.watcher import run_watcher
+
+    get_app()
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    run_watcher(stop)
+
+
+@cli.command()
+def flower() -> None:
+    """Flower, the Celery dashboard, with the address and basic auth from the settings."""
+    import os
+
+    cfg = _settings().flower
+    env = dict(os.environ)
+    args = [sys.executable, "-m", "celery", "-A", "tasks.worker", "flower", f"--address={cfg.address}",
+            f"--port={cfg.port}"]
+    if cfg.basic_auth:
+        args.append(f"--basic-auth={cfg.basic_auth}")
+    elif cfg.address in {"127.0.0.1", "localhost", "::1"}:
+        env["FLOWER_UNAUTHENTICATED_API"] = "true"  # loopback only: the API is for this machine's user
+    else:
+        raise click.ClickException(f"Flower would listen on {cfg.address} without a password; set "
+                                   "COPYCAT_FLOWER__BASIC_AUTH=user:password")
+    if not _settings().broker.url:
+        raise click.ClickException("Flower needs a broker: set COPYCAT_BROKER__URL")
+    os.execve(sys.executable, args, env)
+
+
+@cli.command()
+def up() -> None:
+    """Start the whole system on this machine without Docker; Ctrl-C stops it."""
+    from cli.stack import run_stack
+
+    try:
+        run_stack(_settings(), click.echo)
+    except RuntimeError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def status(as_json: bool) -> None:
+    """Queue lengths, workers, and videos and query jobs per state."""
+    from sqlalchemy import func, select
+
+    from cli.stack import queue_lengths
+    from db import videos
+    from db.models import QueryJob
+
+    cfg = _settings()
+    with _session() as session:
+        video_states = videos.count_by_status(session)
+        job_states = dict(session.execute(select(QueryJob.status, func.count()).group_by(QueryJob.status)).all())
+    workers: dict[str, list[str]] = {}
+    queues: dict[str, int | None] = {}
+    if cfg.broker.url:
+        from tasks.app import get_app
+
+        replies = get_app().control.inspect(timeout=1.0).active_queues() or {}
+        workers = {name: sorted(q["name"] for q in qs) for name, qs in replies.items()}
+        queues = queue_lengths(cfg.broker.url)
+    data = {"mode": "embedded" if cfg.embedded else "queue", "queues": queues, "workers": workers,
+            "videos": video_states, "query_jobs": job_states}
+    if as_json:
+        click.echo(json.dumps(data, indent=2))
+        return
+    click.echo(f"mode: {data['mode']}")
+    if cfg.broker.url:
+        click.echo(table([(q, n if n is not None else "?") for q, n in queues.items()], ["queue", "waiting"]))
+        click.echo(table([(w, ", ".join(qs)) for w, qs in workers.items()], ["worker", "queues"])
+                   if workers else "no workers answered")
+    click.echo(table(sorted(video_states.items()), ["video state", "count"]) if video_states else "no videos")
+    click.echo(table(sorted(job_states.items()), ["job state", "count"]) if job_states else "no query jobs")
+
+
+@cli.command()
 def migrate() -> None:
     """Create or upgrade the database schema."""
     from db.migrate import upgrade

@@ -11,6 +11,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from db.models import Video, VideoStatus, utcnow
+from db.session import advisory_lock
 
 VIDEO_NAMESPACE = uuid.UUID("5b0f6a1e-7c3d-4e8a-9a59-0c0b8f1d2c3e")
 IN_PROGRESS = (VideoStatus.PENDING, VideoStatus.DECODING, VideoStatus.EMBEDDING, VideoStatus.INDEXING)
@@ -30,6 +31,7 @@ def register_upload(session: Session, bucket: str, key: str, *, size: int | None
     longer than ``stale_after`` (its worker died) is queued again. An indexed row with the same ETag is not.
     """
     video_id = video_id_for(bucket, key)
+    advisory_lock(session, f"video:{video_id}")
     video = session.get(Video, video_id, with_for_update=True)
     if video is None:
         video = Video(id=video_id, name=key.rsplit("/", 1)[-1], bucket=bucket, key=key, size=size, etag=etag,

@@ -39,8 +39,8 @@ TASK_MODULES = ("tasks.ingest", "tasks.query", "tasks.ops")
 
 def create_app(settings: Settings) -> Celery:
     broker = settings.broker
-    app = Celery("copycat", broker=broker.url or "memory://localhost//", backend=broker.result_backend or broker.url or None,
-                 include=list(TASK_MODULES))
+    app = Celery("copycat", broker=broker.url or "memory://localhost//",
+                 backend=broker.result_backend or broker.url or None, include=list(TASK_MODULES))
     app.conf.update(
         task_serializer="json",
         result_serializer="json",

@@ -33,6 +33,19 @@ log = logging.getLogger(__name__)
 progress_hook: ContextVar[ProgressFn | None] = ContextVar("progress_hook", default=None)
 
 
+def enqueue_ingest(video_id: str, name: str) -> None:
+    """Queue the ingest of a registered video; Flower shows the video's name next to its id."""
+    embed_video.apply_async(args=[video_id], argsrepr=_describe(video_id, name))
+
+
+def enqueue_remove(video_id: str, name: str) -> None:
+    remove_video.apply_async(args=[video_id], argsrepr=_describe(video_id, name))
+
+
+def _describe(object_id: str, name: str) -> str:
+    return f"({object_id!r}, name={name!r})"
+
+
 def matrix_key(video_id: str, model: str) -> str:
     return f"videos/{model}/{video_id}.npy"
 
@@ -56,7 +69,7 @@ def embed_video(self: VideoTask, video_id: str) -> dict[str, Any]:
                           sha256=embedded.sha256, frame_count=embedded.features.shape[0], fps=embedded.fps,
                           matrix_bucket=cfg.s3.matrices_bucket, matrix_key=key_out,
                           matrix_dtype=cfg.embed.matrix_dtype, timings=embedded.timings)
-    index_video.delay(video_id)
+    index_video.apply_async(args=[video_id], argsrepr=_describe(video_id, name))
     log.info("video %s (%s): %d frames embedded with %s in %.1f s", video_id, name, embedded.features.shape[0],
              model.name, sum(embedded.timings.values()))
     return {"video_id": video_id, "frames": int(embedded.features.shape[0])}

@@ -1,74 +1,98 @@
-"""Operations tasks: the reconciliation sweep that makes sure no upload is ever missed."""
+"""Keeping the database in step with the buckets: event handling and the reconciliation sweep.
+
+Bucket events (MinIO notifications, see ``tasks/watcher.py``) are the fast path; the sweep is the safety
+net that works on any S3 server: it lists both buckets and queues every upload that has no row or a
+stale ETag, every query object without a job, and the removal of every video whose object is gone. Both
+paths go through ``db.videos.register_upload``, so an object seen by both is still processed once.
+"""
 
 from __future__ import annotations
 
 import logging
 from datetime import timedelta
-from typing import Any
 
 from celery import shared_task
+from sqlalchemy import select
 
 from db import jobs, videos
-from db.models import QueryJob, Video
-from db.session import session_scope
+from db.models import Video
+from db.session import advisory_lock, session_scope
 from tasks import context
 from tasks.base import TASK_OPTIONS, CopycatTask
+from tasks.ingest import enqueue_ingest, enqueue_remove
+from tasks.query import default_params, enqueue_query
+from workers.stores.events import ObjectEvent
 
 log = logging.getLogger(__name__)
 
 
 @shared_task(name="copycat.ops.reconcile", base=CopycatTask, **TASK_OPTIONS)
 def reconcile(self: CopycatTask) -> dict[str, int]:
-    """Compare the buckets with the database and queue whatever is missing, changed or gone.
-
-    Works on any S3 server (it only lists), so uploads made while the event listener was down, or on a
-    server without notifications, are still indexed.
-    """
+    """The periodic sweep (Celery beat)."""
     return sweep()
 
 
 def sweep() -> dict[str, int]:
-    from sqlalchemy import select
-
-    from tasks.ingest import embed_video, remove_video
-    from tasks.query import embed_query
-
+    """Queue whatever the buckets hold that the database does not know, and forget what is gone."""
     cfg, store = context.settings(), context.objects()
-    stale_after = timedelta(seconds=cfg.broker.task_time_limit_s * 2)
     counts = {"queued": 0, "removed": 0, "queries": 0}
     present: set[str] = set()
     for obj in store.list(cfg.s3.uploads_bucket):
         present.add(obj.key)
-        with session_scope(context.engine()) as session:
-            video, needed = videos.register_upload(session, obj.bucket, obj.key, size=obj.size, etag=obj.etag,
-                                                   stale_after=stale_after)
-            video_id = video.id
-        if needed:
-            embed_video.delay(video_id)
+        if register_upload(obj.bucket, obj.key, obj.size, obj.etag):
             counts["queued"] += 1
     with session_scope(context.engine()) as session:
-        rows = session.execute(select(Video.id, Video.key).where(Video.bucket == cfg.s3.uploads_bucket)).all()
-    for video_id, key in rows:
+        rows = session.execute(select(Video.id, Video.key, Video.name)
+                               .where(Video.bucket == cfg.s3.uploads_bucket)).all()
+    for video_id, key, name in rows:
         if key not in present:
-            remove_video.delay(video_id)
+            enqueue_remove(video_id, name)
             counts["removed"] += 1
     for obj in store.list(cfg.s3.queries_bucket):
-        job_id = register_query_object(obj.bucket, obj.key)
-        if job_id:
-            embed_query.delay(job_id)
+        if register_query_object(obj.bucket, obj.key):
             counts["queries"] += 1
     log.info("reconcile: %d uploads queued, %d removed, %d queries queued", counts["queued"], counts["removed"],
              counts["queries"])
     return counts
 
 
-def register_query_object(bucket: str, key: str) -> str | None:
-    """Create a query job for an object dropped in the queries bucket; None if it already has one."""
-    from tasks.query import default_params
+def handle_event(event: ObjectEvent) -> bool:
+    """Act on one bucket event; returns whether anything was queued."""
+    cfg = context.settings()
+    if event.bucket == cfg.s3.uploads_bucket:
+        if event.kind == "created":
+            return register_upload(event.bucket, event.key, event.size, event.etag)
+        with session_scope(context.engine()) as session:
+            video = videos.find_by_object(session, event.bucket, event.key)
+            found = (video.id, video.name) if video else None
+        if found:
+            enqueue_remove(*found)
+        return found is not None
+    if event.bucket == cfg.s3.queries_bucket and event.kind == "created":
+        return register_query_object(event.bucket, event.key)
+    log.debug("ignoring %s event for s3://%s/%s", event.kind, event.bucket, event.key)
+    return False
 
+
+def register_upload(bucket: str, key: str, size: int | None, etag: str | None) -> bool:
+    """Record an upload and queue its ingest when it is new, changed, or stuck; returns whether queued."""
+    stale_after = timedelta(seconds=context.settings().broker.task_time_limit_s * 2)
     with session_scope(context.engine()) as session:
+        video, needed = videos.register_upload(session, bucket, key, size=size, etag=etag, stale_after=stale_after)
+        video_id, name = video.id, video.name
+    if needed:
+        enqueue_ingest(video_id, name)
+    return needed
+
+
+def register_query_object(bucket: str, key: str) -> bool:
+    """Create and queue a query job for an object dropped in the queries bucket, once."""
+    name = key.rsplit("/", 1)[-1]
+    with session_scope(context.engine()) as session:
+        advisory_lock(session, f"query:{bucket}/{key}")
         if jobs.find_job_by_object(session, bucket, key) is not None:
-            return None
-        job: QueryJob = jobs.create_job(session, source=f"s3://{bucket}/{key}", name=key.rsplit("/", 1)[-1],
-                                        bucket=bucket, key=key, params=default_params())
-        return job.id
+            return False
+        job_id = jobs.create_job(session, source=f"s3://{bucket}/{key}", name=name, bucket=bucket, key=key,
+                                 params=default_params()).id
+    enqueue_query(job_id, name)
+    return True

@@ -8,7 +8,6 @@ localisation against each candidate's frame matrix, results into the database.
 from __future__ import annotations
 
 import logging
-import time
 from typing import Any
 
 import numpy as np
@@ -24,6 +23,11 @@ from workers.pipeline import match_query
 from workers.stores.objects import load_matrix, save_matrix
 
 log = logging.getLogger(__name__)
+
+
+def enqueue_query(job_id: str, name: str) -> None:
+    """Queue a query job; Flower shows the query's name next to the job id."""
+    embed_query.apply_async(args=[job_id], argsrepr=f"({job_id!r}, name={name!r})")
 
 
 def query_matrix_key(job_id: str, model: str) -> str:
@@ -50,7 +54,7 @@ def embed_query(self: JobTask, job_id: str) -> dict[str, Any]:
     with session_scope(context.engine()) as session:
         jobs.update_job(session, job_id, sha256=embedded.sha256, frame_count=int(embedded.features.shape[0]),
                         matrix_key=key_out, timings=dict(embedded.timings))
-    match_job.delay(job_id)
+    match_job.apply_async(args=[job_id], argsrepr=f"({job_id!r}, name={name!r})")
     return {"job_id": job_id, "frames": int(embedded.features.shape[0])}
 
 

@@ -122,6 +122,13 @@ class DnsSettings(BaseModel):
     allow_random_weights: bool = Field(False, description="run with random init when weights are missing")
 
 
+class WatchSettings(BaseModel):
+    mode: Literal["auto", "listen", "poll"] = Field("auto", description="listen to MinIO notifications, poll the"
+                                                    " buckets, or listen when the server can (auto)")
+    poll_interval_s: float = Field(10.0, gt=0, description="sweep period when polling")
+    reconnect_max_s: float = Field(60.0, gt=0, description="longest wait before reconnecting the listener")
+
+
 class FlowerSettings(BaseModel):
     address: str = Field("127.0.0.1", description="address Flower binds")
     port: int = Field(5555, ge=1, le=65535, description="Flower port")
@@ -145,6 +152,7 @@ class Settings(BaseSettings):
     localise: LocaliseSettings = LocaliseSettings()
     query: QuerySettings = QuerySettings()
     dns: DnsSettings = DnsSettings()
+    watch: WatchSettings = WatchSettings()
     flower: FlowerSettings = FlowerSettings()
 
     @field_validator("log_level")

@@ -22,6 +22,9 @@ from typing import Protocol
 import numpy as np
 
 from workers.errors import ConfigError, ObjectMissing, StorageUnavailable
+from workers.stores.events import NotificationsUnsupported, ObjectEvent, listen
+
+OCTET = "application/octet-stream"
 
 
 @dataclass(frozen=True)
@@ -37,13 +40,14 @@ class ObjectStore(Protocol):
     """The operations Copycat needs from a blob store."""
 
     def ensure_bucket(self, bucket: str) -> None: ...
-    def put_file(self, bucket: str, key: str, path: Path, content_type: str = "application/octet-stream") -> ObjectInfo: ...
-    def put_bytes(self, bucket: str, key: str, data: bytes, content_type: str = "application/octet-stream") -> ObjectInfo: ...
+    def put_file(self, bucket: str, key: str, path: Path, content_type: str = OCTET) -> ObjectInfo: ...
+    def put_bytes(self, bucket: str, key: str, data: bytes, content_type: str = OCTET) -> ObjectInfo: ...
     def get_file(self, bucket: str, key: str, dest: Path) -> ObjectInfo: ...
     def get_bytes(self, bucket: str, key: str) -> bytes: ...
     def stat(self, bucket: str, key: str) -> ObjectInfo | None: ...
     def list(self, bucket: str, prefix: str = "") -> Iterator[ObjectInfo]: ...
     def remove(self, bucket: str, key: str) -> None: ...
+    def listen(self, bucket: str) -> Iterator[ObjectEvent]: ...
 
 
 class S3ObjectStore:
@@ -72,12 +76,12 @@ class S3ObjectStore:
                     if getattr(exc, "code", "") not in {"BucketAlreadyOwnedByYou", "BucketAlreadyExists"}:
                         raise
 
-    def put_file(self, bucket: str, key: str, path: Path, content_type: str = "application/octet-stream") -> ObjectInfo:
+    def put_file(self, bucket: str, key: str, path: Path, content_type: str = OCTET) -> ObjectInfo:
         with _s3_errors(bucket, key):
             self._client.fput_object(bucket, key, str(path), content_type=content_type)
         return self._stat_or_fail(bucket, key)
 
-    def put_bytes(self, bucket: str, key: str, data: bytes, content_type: str = "application/octet-stream") -> ObjectInfo:
+    def put_bytes(self, bucket: str, key: str, data: bytes, content_type: str = OCTET) -> ObjectInfo:
         with _s3_errors(bucket, key):
             self._client.put_object(bucket, key, io.BytesIO(data), len(data), content_type=content_type)
         return self._stat_or_fail(bucket, key)
@@ -116,6 +120,10 @@ class S3ObjectStore:
         with _s3_errors(bucket, key):
             self._client.remove_object(bucket, key)
 
+    def listen(self, bucket: str) -> Iterator[ObjectEvent]:
+        """Created/removed events of ``bucket`` (MinIO only; see ``workers.stores.events``)."""
+        return listen(self._client, bucket)
+
     def _stat_or_fail(self, bucket: str, key: str) -> ObjectInfo:
         info = self.stat(bucket, key)
         if info is None:
@@ -132,16 +140,16 @@ class LocalObjectStore:
     def ensure_bucket(self, bucket: str) -> None:
         (self.root / _safe_part(bucket)).mkdir(parents=True, exist_ok=True)
 
-    def put_file(self, bucket: str, key: str, path: Path, content_type: str = "application/octet-stream") -> ObjectInfo:
+    def put_file(self, bucket: str, key: str, path: Path, content_type: str = OCTET) -> ObjectInfo:
         target = self._path(bucket, key)
         target.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=target.parent, delete=False, prefix=".upload-") as tmp:
-            with path.open("rb") as src:
-                shutil.copyfileobj(src, tmp, 1 << 20)
+        with tempfile.NamedTemporaryFile(dir=target.parent, delete=False, prefix=".upload-") as tmp, \
+                path.open("rb") as src:
+            shutil.copyfileobj(src, tmp, 1 << 20)
         os.replace(tmp.name, target)
         return self._info(bucket, key)
 
-    def put_bytes(self, bucket: str, key: str, data: bytes, content_type: str = "application/octet-stream") -> ObjectInfo:
+    def put_bytes(self, bucket: str, key: str, data: bytes, content_type: str = OCTET) -> ObjectInfo:
         target = self._path(bucket, key)
         target.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=target.parent, delete=False, prefix=".upload-") as tmp:
@@ -172,6 +180,9 @@ class LocalObjectStore:
 
     def remove(self, bucket: str, key: str) -> None:
         self._path(bucket, key).unlink(missing_ok=True)
+
+    def listen(self, bucket: str) -> Iterator[ObjectEvent]:
+        raise NotificationsUnsupported("a local folder sends no notifications; the watcher sweeps it")
 
     def _path(self, bucket: str, key: str) -> Path:
         parts = key.split("/")

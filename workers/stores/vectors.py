@@ -15,14 +15,12 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TypeVar
 
 import numpy as np
 
 from workers.errors import ModelMismatch, VectorStoreUnavailable
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 
 MODEL_PROPERTY = "copycat.model"
 DIM_PROPERTY = "copycat.dim"
@@ -188,7 +186,7 @@ def collection_name(prefix: str, model: str) -> str:
     return f"{prefix}_{safe}"
 
 
-def _call(fn: Callable[[], T], what: str) -> T:
+def _call[T](fn: Callable[[], T], what: str) -> T:
     """Run a Milvus call; connection-level failures become ``VectorStoreUnavailable`` (retried by tasks)."""
     from pymilvus.exceptions import MilvusException
 

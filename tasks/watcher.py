@@ -1,0 +1,76 @@
+"""The watcher process (``copycat watch``): uploads and query drops start their jobs by themselves.
+
+At start it sweeps both buckets (anything uploaded while it was down is queued). Then, on MinIO, it
+listens to bucket notifications, one thread per bucket, reconnecting with backoff and sweeping again
+after every reconnect, since events sent while disconnected are lost. On servers without notifications
+(SeaweedFS, AWS without a queue) it sweeps every ``COPYCAT_WATCH__POLL_INTERVAL_S`` seconds instead.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+from tasks import context
+from tasks.ops import handle_event, sweep
+from workers.errors import ConfigError, TransientError
+from workers.stores.events import NotificationsUnsupported
+
+log = logging.getLogger(__name__)
+
+
+def run_watcher(stop: threading.Event) -> None:
+    """Watch until ``stop`` is set."""
+    cfg = context.settings()
+    _sweep_safely()
+    if cfg.watch.mode != "poll":
+        buckets = (cfg.s3.uploads_bucket, cfg.s3.queries_bucket)
+        unsupported: list[str] = []
+        threads = [threading.Thread(target=_listen_forever, args=(bucket, stop, unsupported), name=f"listen-{bucket}",
+                                    daemon=True) for bucket in buckets]
+        for thread in threads:
+            thread.start()
+        deadline = time.monotonic() + 5.0  # a server without notifications refuses at once
+        for thread in threads:
+            thread.join(timeout=max(0.0, deadline - time.monotonic()))
+        if not unsupported:
+            log.info("watching s3 bucket notifications of %s", ", ".join(buckets))
+            stop.wait()
+            return
+        if cfg.watch.mode == "listen":
+            raise ConfigError("COPYCAT_WATCH__MODE=listen, but the S3 server sends no bucket notifications "
+                              "(only MinIO does); use poll or auto")
+        log.info("the S3 server sends no notifications; sweeping every %.0f s", cfg.watch.poll_interval_s)
+    while not stop.wait(cfg.watch.poll_interval_s):
+        _sweep_safely()
+
+
+def _listen_forever(bucket: str, stop: threading.Event, unsupported: list[str]) -> None:
+    delay = 1.0
+    limit = context.settings().watch.reconnect_max_s
+    while not stop.is_set():
+        try:
+            for event in context.objects().listen(bucket):
+                delay = 1.0
+                try:
+                    handle_event(event)
+                except TransientError as exc:
+                    log.warning("event for s3://%s/%s not handled (%s); the next sweep will catch it",
+                                event.bucket, event.key, exc)
+        except NotificationsUnsupported:
+            unsupported.append(bucket)
+            return
+        except TransientError as exc:
+            log.warning("notifications of %s interrupted (%s); reconnecting in %.0f s", bucket, exc, delay)
+        if stop.wait(delay):
+            return
+        delay = min(delay * 2, limit)
+        _sweep_safely()  # events sent while disconnected are gone
+
+
+def _sweep_safely() -> None:
+    try:
+        sweep()
+    except TransientError as exc:
+        log.warning("sweep failed (%s); retrying at the next interval", exc)
