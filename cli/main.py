@@ -14,6 +14,7 @@ from typing import Any
 
 import click
 
+from cli.dns_commands import dedup, weights
 from cli.output import Progress, hms, table
 from workers.errors import CopycatError
 
@@ -401,6 +402,10 @@ def config(markdown: bool) -> None:
             click.echo(f"| `{name}` | {f'`{default}`' if default else ''} | {text} |")
         return
     click.echo(table(rows, ["variable", "default", "meaning"]))
+
+
+cli.add_command(weights)
+cli.add_command(dedup)
 
 
 def main() -> None:

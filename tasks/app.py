@@ -34,7 +34,7 @@ ROUTES = {
     "copycat.ops.*": {"queue": "ops"},
 }
 
-TASK_MODULES = ("tasks.ingest", "tasks.query", "tasks.ops")
+TASK_MODULES = ("tasks.ingest", "tasks.query", "tasks.ops", "tasks.dns")
 
 
 def create_app(settings: Settings) -> Celery:

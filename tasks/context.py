@@ -101,8 +101,10 @@ def reset() -> None:
         fn.cache_clear()
     get_settings.cache_clear()
     get_engine.cache_clear()
+    from tasks import dns
     from tasks.app import get_app
 
+    dns.reset()
     get_app.cache_clear()
 
 

@@ -20,7 +20,7 @@ from celery import shared_task
 from db import videos
 from db.models import VideoStatus
 from db.session import session_scope
-from tasks import context
+from tasks import context, dns
 from tasks.base import TASK_OPTIONS, VideoTask
 from workers.errors import ModelMismatch
 from workers.pipeline import EmbeddedVideo, ProgressFn, embed_file
@@ -119,7 +119,10 @@ def index_video(self: VideoTask, video_id: str) -> dict[str, Any]:
     count = index.replace_video(video_id, matrix)
     with session_scope(context.engine()) as session:
         videos.add_timing(session, video_id, "index", time.perf_counter() - tick)
-        videos.set_status(session, video_id, VideoStatus.INDEXED)
+        video = videos.set_status(session, video_id, VideoStatus.INDEXED)
+        name = video.name
+    if dns.enabled():
+        dns.index_video_dns.apply_async(args=[video_id], argsrepr=_describe(video_id, name))
     return {"video_id": video_id, "vectors": count}
 
 
@@ -130,6 +133,7 @@ def remove_video(self: VideoTask, video_id: str) -> dict[str, Any]:
         video = videos.get_video(session, video_id)
         matrix = (video.matrix_bucket, video.matrix_key) if video and video.matrix_key else None
     context.vectors().delete_video(video_id)
+    dns.forget_video(video_id)
     if matrix:
         context.objects().remove(*matrix)
     with session_scope(context.engine()) as session:

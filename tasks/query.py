@@ -15,7 +15,7 @@ from celery import shared_task
 
 from db import jobs, videos
 from db.session import session_scope
-from tasks import context
+from tasks import context, dns
 from tasks.base import TASK_OPTIONS, JobTask
 from tasks.ingest import embed_object
 from workers.errors import ModelMismatch
@@ -89,6 +89,9 @@ def match_job(self: JobTask, job_id: str) -> dict[str, Any]:
                           localizer=context.localizer(), search_limit=int(params["search_limit"]),
                           top_k=int(params["top_k"]), reduce=str(params["reduce"]), exclude=exclude,
                           min_score=float(params["min_score"]), timings=stage_timings)
+    matches = dns.dns_rerank(job_id, matches, query=query, fps=fps, load_reference=load_reference,
+                             top_k=int(params["top_k"]), min_score=float(params["min_score"]), exclude=exclude,
+                             timings=stage_timings)
     timings.update({k: round(v, 4) for k, v in stage_timings.items()})
     with session_scope(context.engine()) as session:
         names = {vid: v.name for vid, v in videos.videos_by_ids(session, [m.video_id for m in matches]).items()}

@@ -63,18 +63,21 @@ def test_download_without_network_reports_each_failure(weights_dir: Path, monkey
     assert list(weights_dir.iterdir()) == []  # no partial files left behind
 
 
-def test_enabled_needs_the_switch_and_weights_or_random_init(weights_dir: Path, monkeypatch: pytest.MonkeyPatch):
+def test_enabled_follows_the_switch_and_missing_weights_are_named(weights_dir: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """Switched on without weights, DnS fails loudly (naming the file) instead of being skipped silently."""
     from tasks import dns
+    from workers.errors import WeightsMissing
 
     assert not dns.enabled()
     configure(monkeypatch, enabled="true")
-    assert not dns.enabled()
+    assert dns.enabled()
     assert [f.name for f in dns.missing_weights()] == [f.name for f in required_files("fg_att_student")]
+    with pytest.raises(WeightsMissing, match=required_files("fg_att_student")[0].name):
+        dns.models()
     weights_dir.mkdir()
     for file in required_files("fg_att_student"):
         (weights_dir / file.name).write_bytes(b"x")
-    assert dns.enabled()
+    assert dns.missing_weights() == []
     configure(monkeypatch, student="fg_bin_student")
-    assert not dns.enabled()
-    configure(monkeypatch, allow_random_weights="true")
-    assert dns.enabled()
+    assert [f.name for f in dns.missing_weights()] == ["dns_fg_bin_student.pth", "dns_selector_cg-fg_bin.pth"]
