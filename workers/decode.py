@@ -11,9 +11,10 @@ chunks are alive at once, whatever the video's length.
 
 from __future__ import annotations
 
+import contextlib
 import json
-import re
 import queue
+import re
 import subprocess
 import threading
 import time
@@ -215,10 +216,8 @@ def sample_frames(
             proc.kill()
         # Unblock a reader waiting on a full queue, then reap everything.
         while threads[1].is_alive():
-            try:
+            with contextlib.suppress(queue.Empty):
                 chunks.get(timeout=0.05)
-            except queue.Empty:
-                pass
         proc.wait()
         for pipe in (proc.stdout, proc.stderr):
             if pipe is not None:
