@@ -19,8 +19,6 @@ from tasks.app import QUEUES
 from tasks.settings import Settings
 
 DEFAULT_BROKER = "redis://127.0.0.1:6379/0"
-LOCAL_S3_PORT = 8333
-LOCAL_MILVUS_PORT = 19530
 
 
 def stack_environment(cfg: Settings) -> tuple[dict[str, str], list[tuple[ManagedProcess, int]]]:
@@ -30,15 +28,16 @@ def stack_environment(cfg: Settings) -> tuple[dict[str, str], list[tuple[Managed
     env["COPYCAT_BROKER__URL"] = cfg.broker.url or DEFAULT_BROKER
     env["COPYCAT_DATABASE__URL"] = cfg.database_url
     servers: list[tuple[ManagedProcess, int]] = []
+    s3_port, milvus_port = cfg.stack.s3_port, cfg.stack.milvus_port
     if not cfg.s3.endpoint:
         keys = _local_s3_keys(cfg.home)
-        servers.append((seaweed_s3(cfg.home / "seaweedfs", port=LOCAL_S3_PORT, access_key=keys[0],
-                                   secret_key=keys[1]), LOCAL_S3_PORT))
-        env.update({"COPYCAT_S3__ENDPOINT": f"127.0.0.1:{LOCAL_S3_PORT}", "COPYCAT_S3__ACCESS_KEY": keys[0],
+        servers.append((seaweed_s3(cfg.home / "seaweedfs", port=s3_port, access_key=keys[0], secret_key=keys[1]),
+                        s3_port))
+        env.update({"COPYCAT_S3__ENDPOINT": f"127.0.0.1:{s3_port}", "COPYCAT_S3__ACCESS_KEY": keys[0],
                     "COPYCAT_S3__SECRET_KEY": keys[1]})
     if "://" not in cfg.milvus_uri:
-        servers.append((milvus_lite_server(cfg.home / "milvus-server", port=LOCAL_MILVUS_PORT), LOCAL_MILVUS_PORT))
-        env["COPYCAT_MILVUS__URI"] = f"http://127.0.0.1:{LOCAL_MILVUS_PORT}"
+        servers.append((milvus_lite_server(cfg.home / "milvus-server", port=milvus_port), milvus_port))
+        env["COPYCAT_MILVUS__URI"] = f"http://127.0.0.1:{milvus_port}"
     return env, servers
 
 

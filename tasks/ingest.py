@@ -55,6 +55,9 @@ def embed_video(self: VideoTask, video_id: str) -> dict[str, Any]:
     """Decode and embed one uploaded video, store its frame matrix, then queue its indexing."""
     cfg, store, model = context.settings(), context.objects(), context.embedder()
     with session_scope(context.engine()) as session:
+        if videos.get_video(session, video_id) is None:
+            log.info("video %s was deleted before its ingest ran; nothing to do", video_id)
+            return {"video_id": video_id, "frames": 0}
         video = videos.set_status(session, video_id, VideoStatus.DECODING, model=model.name, dim=model.dim,
                                   failure_code=None, failure_detail=None)
         video.attempts += 1

@@ -129,6 +129,11 @@ class WatchSettings(BaseModel):
     reconnect_max_s: float = Field(60.0, gt=0, description="longest wait before reconnecting the listener")
 
 
+class StackSettings(BaseModel):
+    s3_port: int = Field(8333, ge=1, le=55535, description="`copycat up`: SeaweedFS S3 port (its gRPC port is +10000)")
+    milvus_port: int = Field(19530, ge=1, le=65535, description="`copycat up`: Milvus Lite server port")
+
+
 class FlowerSettings(BaseModel):
     address: str = Field("127.0.0.1", description="address Flower binds")
     port: int = Field(5555, ge=1, le=65535, description="Flower port")
@@ -153,6 +158,7 @@ class Settings(BaseSettings):
     query: QuerySettings = QuerySettings()
     dns: DnsSettings = DnsSettings()
     watch: WatchSettings = WatchSettings()
+    stack: StackSettings = StackSettings()
     flower: FlowerSettings = FlowerSettings()
 
     @field_validator("log_level")

@@ -13,6 +13,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -48,9 +49,9 @@ def broken_dir() -> Path:
     return BROKEN
 
 
-@pytest.fixture(scope="session")
-def pg_url() -> Iterator[str]:
-    """A fresh, empty PostgreSQL database for this test session."""
+@contextmanager
+def new_database() -> Iterator[str]:
+    """A freshly created, empty PostgreSQL database, dropped afterwards."""
     require(port_open(PG_HOST, PG_PORT), f"PostgreSQL on {PG_HOST}:{PG_PORT}")
     import psycopg
 
@@ -58,12 +59,28 @@ def pg_url() -> Iterator[str]:
     admin = f"host={PG_HOST} port={PG_PORT} user=postgres dbname=postgres"
     with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
-    yield f"postgresql+psycopg://postgres@{PG_HOST}:{PG_PORT}/{name}"
-    from db.session import get_engine
+    try:
+        yield f"postgresql+psycopg://postgres@{PG_HOST}:{PG_PORT}/{name}"
+    finally:
+        from db.session import get_engine
 
-    get_engine.cache_clear()
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        get_engine.cache_clear()
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> Iterator[str]:
+    """The test session's PostgreSQL database (tests empty its tables through ``services_env``)."""
+    with new_database() as url:
+        yield url
+
+
+@pytest.fixture
+def fresh_database() -> Iterator[str]:
+    """A database of its own, for a test whose processes migrate it themselves."""
+    with new_database() as url:
+        yield url
 
 
 @pytest.fixture(scope="session")
