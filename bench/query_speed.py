@@ -40,18 +40,42 @@ BUCKET = "matrices"
 
 
 def populate(index: VectorIndex, store: LocalObjectStore, size: int, real: dict[str, np.ndarray],
-             rng: np.random.Generator) -> None:
-    """N synthetic vectors (in 100-frame videos) plus the real references, each with a stored matrix."""
+             rng: np.random.Generator, batch: int = 5000) -> None:
+    """N synthetic vectors (in 100-frame videos) plus the real references, each with a stored matrix.
+
+    The real clips go through ``replace_video`` like an ingest; the synthetic bulk is upserted in large
+    batches of the same rows (one call per video would make populating 1M vectors take hours).
+    """
     for name, matrix in real.items():
         index.replace_video(name, matrix)
         save_matrix(store, BUCKET, f"{name}.npy", matrix.astype(np.float16))
+    rows: list[dict[str, object]] = []
     for start in range(0, size, FRAMES_PER_SYNTHETIC_VIDEO):
         count = min(FRAMES_PER_SYNTHETIC_VIDEO, size - start)
         frames = rng.standard_normal((count, index.dim)).astype(np.float32)
         frames /= np.linalg.norm(frames, axis=1, keepdims=True)
         video_id = f"synthetic-{start // FRAMES_PER_SYNTHETIC_VIDEO:07d}"
-        index.replace_video(video_id, frames)
         save_matrix(store, BUCKET, f"{video_id}.npy", frames.astype(np.float16))
+        rows += [{"pk": f"{video_id}:{i}", "video_id": video_id, "frame": i, "embedding": frames[i].tolist()}
+                 for i in range(count)]
+        if len(rows) >= batch:
+            index.client.upsert(index.collection, rows)
+            rows = []
+    if rows:
+        index.client.upsert(index.collection, rows)
+    index.client.flush(index.collection)
+    wait_for_index(index)
+
+
+def wait_for_index(index: VectorIndex, timeout: float = 3600.0) -> None:
+    """Milvus builds the HNSW graphs of flushed segments in the background; measure once they exist."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        state = index.client.describe_index(index.collection, "embedding")
+        if state.get("pending_index_rows", 0) == 0 and state.get("indexed_rows") == state.get("total_rows"):
+            return
+        time.sleep(1.0)
+    raise TimeoutError(f"index of {index.collection} not built after {timeout:.0f} s")
 
 
 def seed_style(query: np.ndarray, index: VectorIndex, store: LocalObjectStore, tn: TemporalNetwork,

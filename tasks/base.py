@@ -9,9 +9,11 @@ task was about, with a code and a message, and the worker carries on with the ne
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from celery import Task
+from sqlalchemy.orm import Session
 
 from db import jobs, videos
 from db.session import session_scope
@@ -53,27 +55,32 @@ class CopycatTask(Task):
         return context.settings().broker.retry_backoff_max_s
 
 
-class VideoTask(CopycatTask):
-    """A task whose first argument is a video id; failures are written to that video's row."""
+class RecordedTask(CopycatTask):
+    """A task about one row (first argument: its id); a final failure is written to that row."""
 
     abstract = True
+    subject = "row"
+    record_failure: Callable[[Session, str, str, str], object]
 
     def on_failure(self, exc: BaseException, task_id: str, args: tuple, kwargs: dict, einfo: Any) -> None:
-        video_id = args[0] if args else kwargs.get("video_id")
+        object_id = args[0] if args else next(iter(kwargs.values()), None)
         code, detail = failure_reason(exc, self.request.retries)
-        log.warning("video %s failed in %s: %s: %s", video_id, self.name, code, detail)
+        log.warning("%s %s failed in %s: %s: %s", self.subject, object_id, self.name, code, detail)
         with session_scope(context.engine()) as session:
-            videos.mark_failed(session, video_id, code, detail)
+            type(self).record_failure(session, object_id, code, detail)
 
 
-class JobTask(CopycatTask):
-    """A task whose first argument is a query job id; failures are written to that job's row."""
+class VideoTask(RecordedTask):
+    """A task about a video; failures go to ``videos.failure_code``/``failure_detail``."""
 
     abstract = True
+    subject = "video"
+    record_failure = staticmethod(videos.mark_failed)
 
-    def on_failure(self, exc: BaseException, task_id: str, args: tuple, kwargs: dict, einfo: Any) -> None:
-        job_id = args[0] if args else kwargs.get("job_id")
-        code, detail = failure_reason(exc, self.request.retries)
-        log.warning("query job %s failed in %s: %s: %s", job_id, self.name, code, detail)
-        with session_scope(context.engine()) as session:
-            jobs.mark_failed(session, job_id, code, detail)
+
+class JobTask(RecordedTask):
+    """A task about a query job; failures go to ``query_jobs.failure_code``/``failure_detail``."""
+
+    abstract = True
+    subject = "query job"
+    record_failure = staticmethod(jobs.mark_failed)

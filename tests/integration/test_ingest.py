@@ -129,20 +129,24 @@ def test_model_mismatch_is_refused(services_env: dict[str, str], monkeypatch: py
     impostor.close()
 
 
-def test_celery_worker_ingests_through_redis(celery_worker, clips_dir: Path, broken_dir: Path) -> None:  # noqa: ANN001
-    """A real worker process picks the jobs from Redis; every clip ends indexed or failed, none lost."""
+def test_celery_worker_ingests_every_shared_clip(celery_worker, clips_dir: Path, broken_dir: Path) -> None:  # noqa: ANN001
+    """A real worker process takes the jobs from Redis: every real clip ends indexed, every broken file
+    failed with a reason, none lost."""
     from tasks.ops import reconcile
 
-    names = GOOD[:3]
-    upload([clips_dir / name for name in names] + [broken_dir / "broken01_decord_corrupted.mp4"])
-    reconcile.delay().get(timeout=60)
+    clips = sorted(p for p in clips_dir.iterdir() if p.name.startswith("clip"))
+    broken = sorted(broken_dir.iterdir())
+    upload(clips + broken)
+    assert reconcile.delay().get(timeout=60)["queued"] == len(clips) + len(broken)
 
     def all_finished() -> bool:
         rows = rows_by_name()
-        return len(rows) == 4 and all(r.status in {"indexed", "failed"} for r in rows.values())
+        return len(rows) == len(clips) + len(broken) and all(r.status in {"indexed", "failed"} for r in rows.values())
 
-    wait_until(all_finished, timeout=180, what="all uploads indexed or failed")
+    wait_until(all_finished, timeout=400, what="all uploads indexed or failed")
     rows = rows_by_name()
-    for name in names:
-        assert_indexed(rows[name])
-    assert rows["broken01_decord_corrupted.mp4"].status == "failed"
+    for path in clips:
+        assert_indexed(rows[path.name])
+    for path in broken:
+        assert rows[path.name].status == "failed" and rows[path.name].failure_detail, path.name
+    assert context.vectors().count() == sum(rows[p.name].frame_count for p in clips)
