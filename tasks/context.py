@@ -90,7 +90,7 @@ def localizer() -> Localizer:
     cfg = settings().localise
     return TemporalNetwork(tn_max_step=cfg.tn_max_step, tn_top_k=cfg.tn_top_k, max_path=cfg.max_path,
                            min_sim=cfg.min_sim, min_length=cfg.min_length, max_iou=cfg.max_iou, trim=cfg.trim,
-                           merge_gap=cfg.merge_gap, device=cfg.device)
+                           merge_gap=cfg.merge_gap, split_jump=cfg.split_jump, device=cfg.device)
 
 
 def reset() -> None:

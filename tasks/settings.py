@@ -102,6 +102,8 @@ class LocaliseSettings(BaseModel):
     max_iou: float = Field(0.3, ge=0, le=1, description="overlap above which a later segment is dropped")
     trim: bool = Field(True, description="drop path ends whose similarity is below min_sim")
     merge_gap: int = Field(2, ge=0, description="join segments on one diagonal separated by at most this")
+    split_jump: int = Field(3, ge=0, description="cut a path where its time offset jumps by more than this"
+                            " many frames (footage inserted into a copy)")
     device: str = Field("auto", description="device for the similarity matmul")
 
 

@@ -223,6 +223,7 @@ def tn_boxes(
     *,
     trim: bool = False,
     merge_gap: int | None = None,
+    split_jump: int | None = None,
 ) -> list[ScoredBox]:
     """Copied segment boxes in a similarity matrix, by the Temporal Network.
 
@@ -242,6 +243,10 @@ def tn_boxes(
             (TN never checks a path's first node, so boxes otherwise start up to tn_max_step - 1 early).
         merge_gap: if set, merge accepted boxes on nearly the same diagonal separated by at most this
             many frames (``merge_diagonal``); the result is then sorted by query start.
+        split_jump: if set, cut a path where its diagonal offset ``q - r`` jumps by more than this many
+            frames between consecutive nodes, and judge each piece as a box of its own. TN lets a path
+            step over up to tn_max_step - 1 frames, so without it footage inserted into a copy (query
+            frames 4-11 from elsewhere between copied frames 0-3 and 12-17) is swallowed by one box.
 
     Returns:
         ``(box, score)`` pairs, box = ``[q_start, r_start, q_end, r_end]`` inclusive frame indices.
@@ -264,25 +269,34 @@ def tn_boxes(
         if not nodes:
             break
         q, r = graph.pairs(nodes)
-        if trim:
-            strong = np.flatnonzero(sim[q, r] >= min_sim)
-            if len(strong) == 0:
-                continue
-            q, r = q[strong[0] : strong[-1] + 1], r[strong[0] : strong[-1] + 1]
-        score = float(np.cumsum(sim[q, r])[-1])  # left-to-right like the reference (not pairwise/compensated)
-        box = [int(q.min()), int(r.min()), int(q.max()), int(r.max())] if score > 0 else [0, 0, 0, 0]
-        q_span, r_span = box[2] - box[0], box[3] - box[1]
-        ave_len = (q_span + r_span) / 2
-        if (
-            ave_len > 0
-            and score / ave_len > min_sim
-            and min(q_span, r_span) > min_length
-            and _inclusive_iou(box, [b for b, _ in accepted]) < max_iou
-        ):
-            accepted.append((box, score / ave_len))
+        pieces = [(q, r)]
+        if split_jump is not None:
+            cuts = np.flatnonzero(np.abs(np.diff(q - r)) > split_jump) + 1
+            pieces = list(zip(np.split(q, cuts), np.split(r, cuts), strict=True))
+        for q_piece, r_piece in pieces:
+            scored = _judge_path(sim, q_piece, r_piece, min_sim, min_length, trim)
+            if scored is not None and _inclusive_iou(scored[0], [b for b, _ in accepted]) < max_iou:
+                accepted.append(scored)
     if merge_gap is not None:
         accepted = merge_diagonal(accepted, merge_gap)
     return accepted
+
+
+def _judge_path(sim: np.ndarray, q: np.ndarray, r: np.ndarray, min_sim: float, min_length: int,
+                trim: bool) -> ScoredBox | None:
+    """The box and score of path nodes (q[i], r[i]), or None when it fails TN's density or length test."""
+    if trim:
+        strong = np.flatnonzero(sim[q, r] >= min_sim)
+        if len(strong) == 0:
+            return None
+        q, r = q[strong[0] : strong[-1] + 1], r[strong[0] : strong[-1] + 1]
+    score = float(np.cumsum(sim[q, r])[-1])  # left-to-right like the reference (not pairwise/compensated)
+    box = [int(q.min()), int(r.min()), int(q.max()), int(r.max())] if score > 0 else [0, 0, 0, 0]
+    q_span, r_span = box[2] - box[0], box[3] - box[1]
+    ave_len = (q_span + r_span) / 2
+    if ave_len > 0 and score / ave_len > min_sim and min(q_span, r_span) > min_length:
+        return box, score / ave_len
+    return None
 
 
 def merge_diagonal(boxes: Sequence[ScoredBox], merge_gap: int, diagonal_tol: int = 2) -> list[ScoredBox]:
@@ -417,7 +431,8 @@ class TemporalNetwork(Localizer):
     """TN localisation (``tn_boxes``) on the cosine similarity of the two feature matrices.
 
     The six TN parameters default to VCSL's. ``trim`` defaults to on: the spec's appendix measured it
-    raising precision from ~0.81 to ~0.97 at equal recall on real copies. ``merge_gap`` (frames) is off.
+    raising precision from ~0.81 to ~0.97 at equal recall on real copies. ``merge_gap`` and
+    ``split_jump`` (frames) are off here; the product's settings choose them (``tasks/settings.py``).
     """
 
     tn_max_step: int = 10
@@ -428,6 +443,7 @@ class TemporalNetwork(Localizer):
     max_iou: float = 0.3
     trim: bool = True
     merge_gap: int | None = None
+    split_jump: int | None = None
     device: str = "auto"
 
     def localize(self, query: np.ndarray, reference: np.ndarray, fps: float) -> list[Segment]:
@@ -442,5 +458,6 @@ class TemporalNetwork(Localizer):
             max_iou=self.max_iou,
             trim=self.trim,
             merge_gap=self.merge_gap,
+            split_jump=self.split_jump,
         )
         return boxes_to_segments(boxes, fps)

@@ -354,3 +354,19 @@ def test_temporal_network_accepts_float16_on_the_auto_device() -> None:
 def test_temporal_network_rejects_mismatched_features() -> None:
     with pytest.raises(ValueError, match="T_q, D"):
         TemporalNetwork(device="cpu").localize(np.ones((5, 8)), np.ones((5, 16)), 1.0)
+
+
+def test_split_jump_separates_footage_inserted_into_a_copy() -> None:
+    """Query = reference frames 0-3, then 8 frames from elsewhere, then reference frames 4-11.
+
+    TN may step over the 8 inserted frames (a jump < tn_max_step), claiming they are copied too; with
+    ``split_jump`` the path is cut where its time offset jumps and each piece stands on its own.
+    """
+    reference = unit_rows(12, seed=1)
+    elsewhere = unit_rows(8, seed=2)
+    query = np.concatenate([reference[:4], elsewhere, reference[4:]])
+    sim = query @ reference.T
+    whole = tn_boxes(sim, min_length=2, trim=True)
+    assert [box for box, _ in whole][0] == [0, 0, 19, 11]
+    split = tn_boxes(sim, min_length=2, trim=True, split_jump=3)
+    assert sorted(box for box, _ in split) == [[0, 0, 3, 3], [12, 4, 19, 11]]
