@@ -260,6 +260,7 @@ def demo(clips: Path | None) -> None:
 
     from cli import client
     from cli.demo import default_clips_dir, expected_segment, forge_query, pick_clips
+    from db import videos
     from tasks.query import default_params
 
     folder = clips or default_clips_dir()
@@ -279,8 +280,6 @@ def demo(clips: Path | None) -> None:
     finally:
         progress.close()
     with _session() as session:
-        from db import videos
-
         rows = [videos.get_video(session, vid) for vid in ids]
         indexed = sum(1 for r in rows if r and r.status == "indexed")
     click.echo(f"   {indexed} indexed, {len(ids) - indexed} failed (see: copycat videos)")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import delete, func, select
@@ -133,6 +133,4 @@ def _get(session: Session, video_id: str) -> Video:
 
 def _aware(moment: datetime) -> datetime:
     """SQLite returns naive datetimes; everything here is UTC."""
-    from datetime import UTC
-
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
