@@ -97,14 +97,19 @@ def ingest(paths: tuple[Path, ...], prefix: str, wait: bool, force: bool, as_jso
 
 @cli.command("videos")
 @click.option("--status", default=None, help="Only videos in this state.")
+@click.option("--limit", type=int, default=200, show_default=True, help="Rows per page (0 = all).")
+@click.option("--offset", type=int, default=0, help="Rows to skip (next page: --offset 200).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def list_videos(status: str | None, as_json: bool) -> None:
-    """List indexed (and failed, and in-progress) videos."""
+def list_videos(status: str | None, limit: int, offset: int, as_json: bool) -> None:
+    """List indexed (and failed, and in-progress) videos, oldest first."""
     from db import videos
 
     with _session() as session:
-        rows = videos.list_videos(session, status)
+        rows = videos.list_videos(session, status, limit or None, offset)
+        total = videos.count_videos(session, status)
     _print_videos(rows, as_json)
+    if not as_json and offset + len(rows) < total:
+        click.echo(f"({offset + 1}-{offset + len(rows)} of {total}; next page: --offset {offset + len(rows)})")
 
 
 def video_json(video: Any) -> dict[str, Any]:

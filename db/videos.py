@@ -84,13 +84,22 @@ def find_by_object(session: Session, bucket: str, key: str) -> Video | None:
     return session.get(Video, video_id_for(bucket, key))
 
 
-def list_videos(session: Session, status: str | None = None, limit: int | None = None) -> Sequence[Video]:
-    query = select(Video).order_by(Video.created_at, Video.name)
+def list_videos(session: Session, status: str | None = None, limit: int | None = None,
+                offset: int = 0) -> Sequence[Video]:
+    """Videos in upload order (oldest first), optionally one state only, a page at a time."""
+    query = select(Video).order_by(Video.created_at, Video.name, Video.id).offset(offset)
     if status:
         query = query.where(Video.status == status)
     if limit:
         query = query.limit(limit)
     return session.scalars(query).all()
+
+
+def count_videos(session: Session, status: str | None = None) -> int:
+    query = select(func.count()).select_from(Video)
+    if status:
+        query = query.where(Video.status == status)
+    return int(session.scalar(query) or 0)
 
 
 def videos_by_ids(session: Session, ids: Sequence[str]) -> dict[str, Video]:
