@@ -244,7 +244,8 @@ def tn_boxes(
         merge_gap: if set, merge accepted boxes on nearly the same diagonal separated by at most this
             many frames (``merge_diagonal``); the result is then sorted by query start.
         split_jump: if set, cut a path where its diagonal offset ``q - r`` jumps by more than this many
-            frames between consecutive nodes, and judge each piece as a box of its own. TN lets a path
+            frames between consecutive nodes of an accepted path, and keep the pieces that pass TN's
+            tests on their own. TN lets a path
             step over up to tn_max_step - 1 frames, so without it footage inserted into a copy (query
             frames 4-11 from elsewhere between copied frames 0-3 and 12-17) is swallowed by one box.
 
@@ -269,14 +270,19 @@ def tn_boxes(
         if not nodes:
             break
         q, r = graph.pairs(nodes)
-        pieces = [(q, r)]
-        if split_jump is not None:
-            cuts = np.flatnonzero(np.abs(np.diff(q - r)) > split_jump) + 1
-            pieces = list(zip(np.split(q, cuts), np.split(r, cuts), strict=True))
-        for q_piece, r_piece in pieces:
-            scored = _judge_path(sim, q_piece, r_piece, min_sim, min_length, trim)
-            if scored is not None and _inclusive_iou(scored[0], [b for b, _ in accepted]) < max_iou:
-                accepted.append(scored)
+        scored = _judge_path(sim, q, r, min_sim, min_length, trim)
+        if scored is None or _inclusive_iou(scored[0], [b for b, _ in accepted]) >= max_iou:
+            continue
+        if split_jump is None:
+            accepted.append(scored)
+            continue
+        # Only an accepted path is cut: its pieces refine it, they never add a box TN rejected.
+        cuts = np.flatnonzero(np.abs(np.diff(q - r)) > split_jump) + 1
+        others = [b for b, _ in accepted]
+        for q_piece, r_piece in zip(np.split(q, cuts), np.split(r, cuts), strict=True):
+            piece = _judge_path(sim, q_piece, r_piece, min_sim, min_length, trim)
+            if piece is not None and _inclusive_iou(piece[0], others) < max_iou:
+                accepted.append(piece)
     if merge_gap is not None:
         accepted = merge_diagonal(accepted, merge_gap)
     return accepted
