@@ -117,11 +117,6 @@ def count_by_status(session: Session) -> dict[str, int]:
     return {status: count for status, count in rows}
 
 
-def indexed_models(session: Session) -> set[str]:
-    """Models that built the indexed videos (used to refuse mixing models)."""
-    return set(session.scalars(select(Video.model).where(Video.status == VideoStatus.INDEXED).distinct()))
-
-
 def delete_video(session: Session, video_id: str) -> bool:
     return session.execute(delete(Video).where(Video.id == video_id)).rowcount > 0
 

@@ -8,11 +8,11 @@ can be excluded (typically the query itself).
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable
+from collections.abc import Collection
 
 import numpy as np
 
-from workers.types import Candidate, Hit
+from workers.types import Candidate
 
 REDUCERS = ("sum", "mean", "max", "min", "count")
 """How a video's hit scores become one number; ``count`` is the number of hits."""
@@ -67,16 +67,3 @@ def select_candidates(
         Candidate(video_id=str(video), score=score)
         for video, score in zip(videos[ranked].tolist(), aggregate[ranked].tolist(), strict=True)
     ]
-
-
-def aggregate_hits(
-    hits: Iterable[Hit],
-    reduce: str = "sum",
-    top_k: int | None = None,
-    exclude: Collection[str] = (),
-) -> list[Candidate]:
-    """``select_candidates`` on ``Hit`` objects (all query frames' hits together)."""
-    pairs = [(hit.video_id, hit.score) for hit in hits]
-    video_ids = np.array([video for video, _ in pairs], dtype=str)
-    scores = np.array([score for _, score in pairs], dtype=np.float64)
-    return select_candidates(video_ids, scores, reduce=reduce, top_k=top_k, exclude=exclude)

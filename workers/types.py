@@ -42,16 +42,6 @@ class FrameFeatures:
 
 
 @dataclass(frozen=True)
-class Hit:
-    """One nearest-neighbour result: query frame ``query_frame`` resembles ``second`` of ``video_id``."""
-
-    query_frame: int
-    video_id: str
-    second: int
-    score: float
-
-
-@dataclass(frozen=True)
 class Candidate:
     """A video that the frame-level search suggests, with its aggregated hit score."""
 

@@ -7,8 +7,8 @@ from collections import defaultdict
 import numpy as np
 import pytest
 
-from workers.select import REDUCERS, aggregate_hits, select_candidates
-from workers.types import Candidate, Hit
+from workers.select import REDUCERS, select_candidates
+from workers.types import Candidate
 
 README_URLS = np.array(["a", "a", "c", "a", "b", "b", "c", "c"])
 README_SCORES = np.array([2, 8, 9.3, 5, 2, 1, 0, -1])
@@ -59,16 +59,8 @@ def test_top_k_larger_than_the_number_of_videos() -> None:
     assert select_candidates(README_URLS, README_SCORES, top_k=0) == []
 
 
-def test_hits_give_the_same_candidates_as_arrays() -> None:
-    hits = [
-        Hit(query_frame=i, video_id=str(u), second=i, score=float(s))
-        for i, (u, s) in enumerate(zip(README_URLS, README_SCORES, strict=True))
-    ]
-    assert aggregate_hits(hits, reduce="max", top_k=2) == select_candidates(README_URLS, README_SCORES, "max", 2)
-
 
 def test_no_hits_no_candidates() -> None:
-    assert aggregate_hits([]) == []
     assert select_candidates(np.array([], dtype=str), np.array([])) == []
 
 
