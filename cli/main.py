@@ -146,16 +146,19 @@ def _print_videos(rows: list[Any], as_json: bool) -> None:
 @click.option("--min-score", type=float, default=None, help="Smallest video score reported.")
 @click.option("--reduce", type=click.Choice(["sum", "mean", "max", "min", "count"]), default=None)
 @click.option("--exclude-self/--include-self", default=None, help="Drop indexed copies with the query's content.")
+@click.option("--crops", "crop_grid", type=click.IntRange(1, 4), default=None,
+              help="Also search NxN tiles of each frame (2 finds picture-in-picture copies; slower).")
 @click.option("--wait/--no-wait", default=True, help="Wait for the result (queue mode).")
 @click.option("--timeout", type=float, default=3600.0, help="Seconds to wait.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def query(source: str, top_k: int | None, min_score: float | None, reduce: str | None,
-          exclude_self: bool | None, wait: bool, timeout: float, as_json: bool) -> None:
+          exclude_self: bool | None, crop_grid: int | None, wait: bool, timeout: float, as_json: bool) -> None:
     """Find which indexed videos SOURCE (a file or s3://bucket/key) copies, and where."""
     from cli import client
     from tasks.query import default_params
 
-    overrides = {"top_k": top_k, "min_score": min_score, "reduce": reduce, "exclude_self": exclude_self}
+    overrides = {"top_k": top_k, "min_score": min_score, "reduce": reduce, "exclude_self": exclude_self,
+                 "crop_grid": crop_grid}
     params = {**default_params(), **{k: v for k, v in overrides.items() if v is not None}}
     try:
         job_id = client.submit_query(source, params)
@@ -230,14 +233,16 @@ def list_jobs(limit: int, status: str | None, as_json: bool) -> None:
 @click.argument("ground_truth", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--top-k", type=int, default=None, help="Candidate videos per query.")
 @click.option("--min-score", type=float, default=None, help="Video-level decision threshold.")
+@click.option("--crops", "crop_grid", type=click.IntRange(1, 4), default=None, help="As for query.")
 @click.option("--skip-hard", is_flag=True, help="Leave out queries flagged hard (picture-in-picture).")
 @click.option("--json", "as_json", is_flag=True, help="Print the full report as JSON.")
-def evaluate(ground_truth: Path, top_k: int | None, min_score: float | None, skip_hard: bool, as_json: bool) -> None:
+def evaluate(ground_truth: Path, top_k: int | None, min_score: float | None, crop_grid: int | None, skip_hard: bool,
+             as_json: bool) -> None:
     """Segment precision/recall/F1 (VCSL metric) and video-level precision/recall on a labelled set."""
     from cli.evaluate import run_evaluation
     from tasks.query import default_params
 
-    overrides = {"top_k": top_k, "min_score": min_score}
+    overrides = {"top_k": top_k, "min_score": min_score, "crop_grid": crop_grid}
     params = {**default_params(), **{k: v for k, v in overrides.items() if v is not None}}
     progress = Progress(1)
     try:

@@ -23,7 +23,7 @@ from db.session import session_scope
 from tasks import context, dns
 from tasks.base import TASK_OPTIONS, VideoTask
 from workers.errors import ModelMismatch
-from workers.pipeline import EmbeddedVideo, ProgressFn, embed_file
+from workers.pipeline import EmbeddedVideo, ProgressFn, embed_crops, embed_file
 from workers.stores.objects import load_matrix, save_matrix, sha256_file
 from workers.types import VideoInfo
 
@@ -85,23 +85,32 @@ class EmbeddedObject(EmbeddedVideo):
     size: int = 0
     etag: str = ""
     sha256: str = ""
+    crops: np.ndarray | None = None  # float32 [grid², T, D] when tiles were asked for
 
 
-def embed_object(bucket: str, key: str, name: str, on_probe: Callable[[VideoInfo], None]) -> EmbeddedObject:
-    """Download an object to scratch space, decode + embed it with the configured model, clean up."""
+def embed_object(bucket: str, key: str, name: str, on_probe: Callable[[VideoInfo], None],
+                 crop_grid: int = 1) -> EmbeddedObject:
+    """Download an object to scratch space, decode + embed it with the configured model, clean up.
+
+    With ``crop_grid`` > 1 the frames' tiles are embedded too (``workers.pipeline.embed_crops``).
+    """
     cfg = context.settings()
+    decode = {"fps": cfg.decode.fps, "chunk_frames": cfg.decode.chunk_frames, "timeout_s": cfg.decode.timeout_s,
+              "max_errors": cfg.decode.max_errors, "max_duration_s": cfg.decode.max_duration_s, "label": name}
     started = time.perf_counter()
     with context.scratch_file(name) as path:
         obj = context.objects().get_file(bucket, key, path)
         downloaded = time.perf_counter() - started
         sha256 = sha256_file(path)
-        result = embed_file(path, context.embedder(), fps=cfg.decode.fps, chunk_frames=cfg.decode.chunk_frames,
-                            timeout_s=cfg.decode.timeout_s, max_errors=cfg.decode.max_errors,
-                            max_duration_s=cfg.decode.max_duration_s, on_probe=on_probe,
-                            progress=progress_hook.get(), label=name)
+        result = embed_file(path, context.embedder(), on_probe=on_probe, progress=progress_hook.get(), **decode)
+        tick = time.perf_counter()
+        crops = embed_crops(path, context.embedder(), crop_grid, **decode) if crop_grid > 1 else None
+        crop_s = time.perf_counter() - tick
     timings = {"download": round(downloaded, 4), **result.timings}
+    if crops is not None:
+        timings["embed_crops"] = round(crop_s, 4)
     return EmbeddedObject(result.info, result.features, result.fps, timings, size=obj.size, etag=obj.etag,
-                          sha256=sha256)
+                          sha256=sha256, crops=crops)
 
 
 @shared_task(name="copycat.ingest.index", base=VideoTask, **TASK_OPTIONS)

@@ -38,7 +38,8 @@ def default_params() -> dict[str, Any]:
     """The job parameters that the settings define; a job may override any of them."""
     cfg = context.settings()
     return {"top_k": cfg.select.top_k, "search_limit": cfg.select.search_limit, "reduce": cfg.select.reduce,
-            "min_score": cfg.query.min_score, "exclude_self": cfg.query.exclude_self}
+            "min_score": cfg.query.min_score, "exclude_self": cfg.query.exclude_self,
+            "crop_grid": cfg.query.crop_grid}
 
 
 @shared_task(name="copycat.query.embed", base=JobTask, **TASK_OPTIONS)
@@ -48,9 +49,14 @@ def embed_query(self: JobTask, job_id: str) -> dict[str, Any]:
     with session_scope(context.engine()) as session:
         job = jobs.start_job(session, job_id, model=model.name, timings={})
         bucket, key, name = job.bucket, job.key, job.name
-    embedded = embed_object(bucket, key, name, on_probe=lambda info: _record_duration(job_id, info.duration))
+        crop_grid = int({**default_params(), **(job.params or {})}["crop_grid"])
+    embedded = embed_object(bucket, key, name, on_probe=lambda info: _record_duration(job_id, info.duration),
+                            crop_grid=crop_grid)
+    # [T, D], or [1 + grid², T, D] with the tiles as extra views of each frame.
+    query = embedded.features if embedded.crops is None else np.concatenate([embedded.features[None],
+                                                                            embedded.crops])
     key_out = query_matrix_key(job_id, model.name)
-    save_matrix(context.objects(), cfg.s3.matrices_bucket, key_out, embedded.features.astype(np.float16))
+    save_matrix(context.objects(), cfg.s3.matrices_bucket, key_out, query.astype(np.float16))
     with session_scope(context.engine()) as session:
         jobs.update_job(session, job_id, sha256=embedded.sha256, frame_count=int(embedded.features.shape[0]),
                         matrix_key=key_out, timings=dict(embedded.timings))

@@ -111,6 +111,8 @@ class QuerySettings(BaseModel):
     min_score: float = Field(0.35, description="matches whose video score (best segment score) is below this"
                              " are not reported; measured in bench/tune.py")
     exclude_self: bool = Field(False, description="drop candidates with the query's own content")
+    crop_grid: int = Field(2, ge=1, le=4, description="also search the NxN tiles of each query frame (finds"
+                           " picture-in-picture copies; N²+1 embeddings and searches per frame); 1 = whole frames")
 
 
 class DnsSettings(BaseModel):

@@ -405,20 +405,23 @@ def similarity(query: np.ndarray, reference: np.ndarray, device: str = "auto") -
     """Frame similarity matrix ``S = Q · Rᵀ`` computed in float32 with torch.
 
     Args:
-        query: float [T_q, D] (float16 accepted), assumed L2-normalised.
+        query: float [T_q, D] (float16 accepted), assumed L2-normalised; or [V, T_q, D], several views of
+            each query frame (the whole frame and crops of it), in which case each entry is the best view's.
         reference: float [T_r, D].
         device: torch device; "auto" picks CUDA when available, else CPU.
 
     Returns:
         float32 [T_q, T_r].
     """
-    if query.ndim != 2 or reference.ndim != 2 or query.shape[1] != reference.shape[1]:
-        raise ValueError(f"need [T_q, D] and [T_r, D] features, got {query.shape} and {reference.shape}")
+    if query.ndim not in (2, 3) or reference.ndim != 2 or query.shape[-1] != reference.shape[1]:
+        raise ValueError(f"need [T_q, D] or [V, T_q, D] and [T_r, D] features, got {query.shape} and "
+                         f"{reference.shape}")
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     q = torch.as_tensor(query, device=device).float()
     r = torch.as_tensor(reference, device=device).float()
-    return (q @ r.T).cpu().numpy()
+    sim = q @ r.T
+    return (sim.amax(dim=0) if sim.ndim == 3 else sim).cpu().numpy()
 
 
 class Localizer(ABC):
@@ -426,7 +429,7 @@ class Localizer(ABC):
 
     @abstractmethod
     def localize(self, query: np.ndarray, reference: np.ndarray, fps: float) -> list[Segment]:
-        """Copied segments between query float [T_q, D] and reference float [T_r, D] frame features.
+        """Copied segments between query float [T_q, D] (or views [V, T_q, D]) and reference [T_r, D].
 
         Both are sampled at ``fps`` frames per second; segments are in seconds, sorted by query start.
         """

@@ -6,6 +6,7 @@ arrays and in tasks with Milvus and S3 behind them.
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from workers.decode import expected_frames, probe, sample_frames
+from workers.decode import FrameGeometry, expected_frames, probe, sample_frames
 from workers.embed.base import FrameEmbedder
 from workers.localise import Localizer, query_coverage, video_score
 from workers.select import select_candidates
@@ -63,6 +64,29 @@ def embed_file(path: Path, embedder: FrameEmbedder, *, fps: float = 1.0, chunk_f
     return EmbeddedVideo(info, features, fps, {k: round(v, 4) for k, v in timings.items()})
 
 
+def embed_crops(path: Path, embedder: FrameEmbedder, grid: int, *, fps: float = 1.0, chunk_frames: int = 64,
+                timeout_s: float = 1800.0, max_errors: int = 0, max_duration_s: float = float("inf"),
+                label: str | None = None) -> np.ndarray:
+    """Descriptors of a grid x grid tiling of every sampled frame: float32 [grid², T, D].
+
+    A copy shown as an inset (picture-in-picture) fills a small part of the frame, where whole-frame
+    descriptors barely see it; a tile around the inset does. Frames are decoded at ``grid`` times the
+    model's size, so each tile has the model's size.
+    """
+    info = probe(path, label)
+    size = embedder.geometry.size
+    geometry = FrameGeometry(size * grid, "squash")
+    embedder.load()
+    tiles: list[list[np.ndarray]] = [[] for _ in range(grid * grid)]
+    for chunk in sample_frames(path, info, geometry, fps=fps, chunk_frames=chunk_frames, timeout_s=timeout_s,
+                               max_errors=max_errors, max_duration_s=max_duration_s, label=label):
+        for index, (row, col) in enumerate(itertools.product(range(grid), range(grid))):
+            tile = chunk[:, row * size : (row + 1) * size, col * size : (col + 1) * size]
+            tiles[index].append(embedder.embed(np.ascontiguousarray(tile)))
+    return np.stack([np.concatenate(parts) if parts else np.zeros((0, embedder.dim), np.float32)
+                     for parts in tiles])
+
+
 def match_query(query: np.ndarray, *, fps: float, search: Callable[[np.ndarray, int], SearchHits],
                 load_reference: Callable[[str], np.ndarray], localizer: Localizer, search_limit: int = 64,
                 top_k: int = 5, reduce: str = "sum", exclude: set[str] | frozenset[str] = frozenset(),
@@ -70,11 +94,12 @@ def match_query(query: np.ndarray, *, fps: float, search: Callable[[np.ndarray, 
     """Query frames [Tq, D] -> matches whose video score reaches ``min_score``, best first.
 
     One batched search for all frames, hits aggregated per video (``reduce``), the ``top_k`` candidates
-    localised with ``localizer`` against their full frame matrices.
+    localised with ``localizer`` against their full frame matrices. ``query`` may also be [V, Tq, D],
+    several views of each frame (``embed_crops``): every view is searched and the best view localised.
     """
     timings = timings if timings is not None else {}
     tick = time.perf_counter()
-    hits = search(query, search_limit)
+    hits = search(query.reshape(-1, query.shape[-1]), search_limit)
     timings["search"] = time.perf_counter() - tick
 
     tick = time.perf_counter()
@@ -94,7 +119,7 @@ def match_query(query: np.ndarray, *, fps: float, search: Callable[[np.ndarray, 
         score = video_score(segments)
         if segments and score >= min_score:
             matches.append(Match(candidate.video_id, score, segments))
-            coverage[candidate.video_id] = query_coverage(segments, query.shape[0] / fps)
+            coverage[candidate.video_id] = query_coverage(segments, query.shape[-2] / fps)
     timings["load_candidates"] = load_s
     timings["localise"] = localise_s
     matches.sort(key=lambda m: (-round(m.score, 3), -coverage[m.video_id], m.video_id))

@@ -33,16 +33,18 @@ def full_fixtures(clips_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> 
 
 
 @pytest.mark.parametrize("milvus_uri", ["lite"], indirect=True)
-def test_quick_set_end_to_end(services_env: dict[str, str], quick_fixtures: Path) -> None:
-    report = run_evaluation(quick_fixtures, default_params())
-    assert report.segment["f1"] >= 0.90, report.segment
+@pytest.mark.parametrize("crop_grid", [2, 1])
+def test_quick_set_end_to_end(services_env: dict[str, str], quick_fixtures: Path, crop_grid: int) -> None:
+    """With tiles (the default) every copy is found; with whole frames only, all but picture-in-picture."""
+    report = run_evaluation(quick_fixtures, {**default_params(), "crop_grid": crop_grid})
+    assert report.segment["f1"] >= (0.93 if crop_grid > 1 else 0.85), report.segment
     assert report.video["precision"] == 1.0, report.video
     gt = json.loads(quick_fixtures.read_text())
     by_query = {r["query"]: r for r in report.queries}
     for query in gt["queries"]:
         found = {m["name"] for m in by_query[query["name"]]["matches"]}
         expected = {m["reference"] for m in query["matches"]}
-        if query.get("hard"):  # picture-in-picture: whole-frame descriptors are known to miss it
+        if query.get("hard") and crop_grid == 1:  # an inset is invisible to whole-frame descriptors
             assert found <= expected, query["name"]
         else:
             assert found == expected, query["name"]
@@ -66,9 +68,8 @@ def test_quick_set_end_to_end(services_env: dict[str, str], quick_fixtures: Path
 @pytest.mark.parametrize("milvus_uri", ["lite"], indirect=True)
 def test_full_benchmark_keeps_its_accuracy(services_env: dict[str, str], full_fixtures: Path) -> None:
     report = run_evaluation(full_fixtures, default_params())
-    assert report.segment["f1"] >= 0.93, report.segment
-    assert report.video["precision"] == 1.0, report.video
-    assert report.video["recall"] >= 0.9, report.video
+    assert report.segment["f1"] >= 0.96, report.segment
+    assert report.video == {"precision": 1.0, "recall": 1.0}, report.video
     gt = json.loads(full_fixtures.read_text())
     unrelated = {q["name"] for q in gt["queries"] if not q["matches"]}
     assert len(unrelated) >= 5

@@ -1,0 +1,100 @@
+"""The query pipeline over arrays: batched search, selection, localisation, views of frames."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from workers.decode import FrameGeometry, decode_all
+from workers.embed import create_embedder
+from workers.localise import TemporalNetwork, similarity
+from workers.pipeline import embed_crops, match_query
+from workers.stores.vectors import SearchHits
+
+
+def unit(n: int, seed: int, dim: int = 512) -> np.ndarray:
+    x = np.random.default_rng(seed).standard_normal((n, dim)).astype(np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+class ExactSearch:
+    """Inner-product search over in-memory frame matrices: what Milvus answers, computed exactly."""
+
+    def __init__(self, references: dict[str, np.ndarray]) -> None:
+        self.references = references
+        self.bank = np.concatenate(list(references.values()))
+        self.owner = np.concatenate([np.full(len(m), vid, dtype=object) for vid, m in references.items()])
+        self.frame = np.concatenate([np.arange(len(m)) for m in references.values()])
+        self.calls = 0
+
+    def __call__(self, vectors: np.ndarray, limit: int) -> SearchHits:
+        self.calls += 1
+        sims = vectors @ self.bank.T
+        top = np.argsort(-sims, axis=1, kind="stable")[:, :limit]
+        rows = np.repeat(np.arange(len(vectors)), top.shape[1])
+        return SearchHits(rows.astype(np.int32), self.owner[top].ravel(), self.frame[top].ravel().astype(np.int32),
+                          np.take_along_axis(sims, top, 1).ravel().astype(np.float32))
+
+
+def test_an_excerpt_is_found_with_one_batched_search() -> None:
+    references = {"a": unit(40, 1), "b": unit(30, 2), "c": unit(25, 3)}
+    search = ExactSearch(references)
+    query = np.concatenate([unit(5, 9), references["b"][10:22], unit(4, 10)])  # b's 10-21 at query second 5
+    matches = match_query(query, fps=1.0, search=search, load_reference=references.__getitem__,
+                          localizer=TemporalNetwork(device="cpu", min_length=3), top_k=2, min_score=0.35)
+    assert search.calls == 1
+    [match] = matches
+    assert match.video_id == "b"
+    [segment] = match.segments
+    assert (segment.query_start, segment.query_end, segment.ref_start, segment.ref_end) == (5, 17, 10, 22)
+
+
+def test_views_find_a_copy_that_only_a_tile_shows() -> None:
+    """Whole frames unrelated, one tile view carrying the reference: only the views see the copy."""
+    references = {"a": unit(30, 1), "b": unit(30, 2)}
+    whole = unit(20, 7)
+    tiles = np.stack([unit(20, 8), references["a"][5:25], unit(20, 9), unit(20, 11)])
+    kwargs = {"fps": 1.0, "load_reference": references.__getitem__, "min_score": 0.35,
+              "localizer": TemporalNetwork(device="cpu", min_length=3)}
+    assert match_query(whole, search=ExactSearch(references), **kwargs) == []
+    views = np.concatenate([whole[None], tiles])
+    [match] = match_query(views, search=ExactSearch(references), **kwargs)
+    assert match.video_id == "a" and match.segments[0].ref_start == 5
+
+
+def test_similarity_of_views_is_the_best_view() -> None:
+    views = np.stack([unit(6, 1), unit(6, 2), unit(6, 3)])
+    reference = unit(9, 4)
+    expected = np.max(np.einsum("vtd,rd->vtr", views, reference), axis=0)
+    np.testing.assert_allclose(similarity(views, reference, "cpu"), expected, atol=1e-6)
+    np.testing.assert_allclose(similarity(views[0], reference, "cpu"), views[0] @ reference.T, atol=1e-6)
+
+
+def test_crop_tiles_are_embedded_per_quadrant(clips_dir: Path, tmp_path: Path) -> None:
+    """A 2x2 mosaic of four clips: each tile's descriptor is closest to its own clip's frames."""
+    import subprocess
+
+    names = ["clip01_chaplin.mp4", "clip04_cockatoo.mp4", "clip12_armwrestle.mp4", "clip16_highway.mp4"]
+    mosaic = tmp_path / "mosaic.mp4"
+    inputs = [arg for name in names for arg in ("-t", "6", "-i", str(clips_dir / name))]
+    graph = ";".join(f"[{i}:v:0]fps=25,scale=320:240,setsar=1[v{i}]" for i in range(4))
+    graph += ";[v0][v1][v2][v3]xstack=inputs=4:layout=0_0|w0_0|0_h0|w0_h0[out]"
+    subprocess.run(["ffmpeg", "-v", "error", "-y", *inputs, "-filter_complex", graph, "-map", "[out]",
+                    "-t", "6", "-c:v", "libx264", "-preset", "ultrafast", str(mosaic)], check=True)
+    embedder = create_embedder("sscd_distilled", device="cpu")
+    tiles = embed_crops(mosaic, embedder, 2)
+    assert tiles.shape == (4, 6, 512) and tiles.dtype == np.float32
+    originals = [embedder.embed(decode_all(clips_dir / name, FrameGeometry(224))[:6]) for name in names]
+    for tile_index, tile in enumerate(tiles):
+        scores = [float(np.mean(np.sum(tile * original, axis=1))) for original in originals]
+        assert int(np.argmax(scores)) == tile_index, scores
+        assert max(scores) > 0.5
+
+
+@pytest.mark.parametrize("grid", [1, 3])
+def test_crop_grid_sizes(clips_dir: Path, grid: int) -> None:
+    embedder = create_embedder("sscd_distilled", device="cpu")
+    tiles = embed_crops(clips_dir / "clip17_earth.webm", embedder, grid)
+    assert tiles.shape == (grid * grid, 5, 512)
