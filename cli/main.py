@@ -48,15 +48,16 @@ def _settings() -> Any:
     return context.settings()
 
 
-def expand_inputs(paths: tuple[Path, ...]) -> list[Path]:
-    """Files as given, and the video files inside given folders (sorted, not recursive into hidden ones)."""
-    files: list[Path] = []
+def expand_inputs(paths: tuple[Path, ...]) -> list[tuple[Path, str]]:
+    """(file, object key) for files as given (key: the file name) and for the video files inside given
+    folders (key: the path below the folder, so ``a/intro.mp4`` and ``b/intro.mp4`` stay two videos)."""
+    files: list[tuple[Path, str]] = []
     for path in paths:
         if path.is_dir():
-            files.extend(sorted(p for p in path.rglob("*")
-                                if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES and not p.name.startswith(".")))
+            files.extend((p, p.relative_to(path).as_posix()) for p in sorted(path.rglob("*"))
+                         if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES and not p.name.startswith("."))
         else:
-            files.append(path)
+            files.append((path, path.name))
     return files
 
 
@@ -75,8 +76,8 @@ def ingest(paths: tuple[Path, ...], prefix: str, wait: bool, force: bool, as_jso
     progress = Progress(len(files))
     ids: list[str] = []
     try:
-        for path in files:
-            key = f"{prefix.strip('/')}/{path.name}" if prefix.strip("/") else path.name
+        for path, relative in files:
+            key = f"{prefix.strip('/')}/{relative}" if prefix.strip("/") else relative
             progress.start_file(path.name)
             ids.append(client.ingest_file(path, key, force=force, progress=progress.frames_done))
             progress.finish_file()
@@ -276,7 +277,7 @@ def demo(clips: Path | None) -> None:
     folder = clips or default_clips_dir()
     if folder is None:
         raise click.ClickException("no sample clips found; pass --clips DIR with a few videos")
-    files = expand_inputs((folder,))
+    files = [path for path, _ in expand_inputs((folder,))]
     source, host = pick_clips(files)
     click.echo(f"1. indexing {len(files)} videos from {folder} (embedded mode, state in {_settings().home})")
     progress = Progress(len(files))

@@ -68,14 +68,40 @@ class RecordedTask(CopycatTask):
         log.warning("%s %s failed in %s: %s: %s", self.subject, object_id, self.name, code, detail)
         with session_scope(context.engine()) as session:
             type(self).record_failure(session, object_id, code, detail)
+        self.after_failure(object_id)
+
+    def after_failure(self, object_id: str) -> None:
+        """Clean-up once the failure is recorded (nothing by default)."""
 
 
 class VideoTask(RecordedTask):
-    """A task about a video; failures go to ``videos.failure_code``/``failure_detail``."""
+    """A task about a video; failures go to ``videos.failure_code``/``failure_detail``.
+
+    A failed video is taken out of the search (its vectors deleted, best effort): after a bad re-upload,
+    the old footage must not keep matching under a name whose object no longer holds it.
+    """
 
     abstract = True
     subject = "video"
     record_failure = staticmethod(videos.mark_failed)
+
+    def after_failure(self, object_id: str) -> None:
+        try:
+            context.vectors().delete_video(object_id)
+        except CopycatError as exc:
+            log.warning("video %s: vectors not removed after its failure (%s); it stays out of results since "
+                        "only indexed videos are localised", object_id, exc)
+
+
+class EnrichmentTask(CopycatTask):
+    """Optional extra work on an indexed video (DnS): a failure is logged and the video stays searchable."""
+
+    abstract = True
+
+    def on_failure(self, exc: BaseException, task_id: str, args: tuple, kwargs: dict, einfo: Any) -> None:
+        code, detail = failure_reason(exc, self.request.retries)
+        log.error("video %s: %s failed, the video stays indexed without it: %s: %s",
+                  args[0] if args else kwargs, self.name, code, detail)
 
 
 class JobTask(RecordedTask):

@@ -7,7 +7,7 @@ and CUDA contexts must not cross a fork) and cached until ``reset()``.
 from __future__ import annotations
 
 import logging
-import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -15,10 +15,13 @@ from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from sqlalchemy.exc import DBAPIError, OperationalError
+
 from db.migrate import upgrade
 from db.session import get_engine
 from tasks.settings import Settings, get_settings
 from workers.embed import create_embedder
+from workers.errors import DatabaseUnavailable
 from workers.stores.objects import LocalObjectStore, ObjectStore, S3ObjectStore
 
 if TYPE_CHECKING:
@@ -40,7 +43,10 @@ def engine() -> Engine:
     """The database engine, with the schema migrated to the latest revision."""
     cfg = settings()
     url = cfg.database_url
-    upgrade(url)
+    try:
+        upgrade(url)
+    except (OperationalError, DBAPIError) as exc:
+        raise DatabaseUnavailable(f"database unavailable: {exc.orig or exc}") from exc
     return get_engine(url, cfg.database.pool_size)
 
 
@@ -110,13 +116,12 @@ def reset() -> None:
 
 @contextmanager
 def scratch_file(name: str) -> Iterator[Path]:
-    """A private temporary path for a downloaded object, removed afterwards whatever happens."""
-    folder = settings().scratch_dir
-    folder.mkdir(parents=True, exist_ok=True)
-    handle, raw = tempfile.mkstemp(dir=folder, suffix=Path(name).suffix[:16])
-    os.close(handle)
-    path = Path(raw)
+    """A path in a private temporary folder for a downloaded object; the folder, with anything a broken
+    download left beside the file (the S3 SDK's ``.part`` files), is removed afterwards whatever happens."""
+    root = settings().scratch_dir
+    root.mkdir(parents=True, exist_ok=True)
+    folder = Path(tempfile.mkdtemp(dir=root))
     try:
-        yield path
+        yield folder / f"input{Path(name).suffix[:16]}"
     finally:
-        path.unlink(missing_ok=True)
+        shutil.rmtree(folder, ignore_errors=True)

@@ -30,7 +30,7 @@ from db import jobs, videos
 from db.models import VideoStatus
 from db.session import session_scope
 from tasks import context
-from tasks.base import TASK_OPTIONS, VideoTask
+from tasks.base import TASK_OPTIONS, EnrichmentTask
 from workers.decode import probe, sample_frames
 from workers.dns.video import (
     DNS_FPS,
@@ -134,8 +134,8 @@ def represent_object(bucket: str, key: str, name: str) -> DnsRepresentation:
         return models().represent(chunks)
 
 
-@shared_task(name="copycat.dns.index", base=VideoTask, **TASK_OPTIONS)
-def index_video_dns(self: VideoTask, video_id: str) -> dict[str, Any]:
+@shared_task(name="copycat.dns.index", base=EnrichmentTask, **TASK_OPTIONS)
+def index_video_dns(self: EnrichmentTask, video_id: str) -> dict[str, Any]:
     """Compute and store one video's DnS outputs: coarse vector (Milvus), fine index (S3), selector stat (DB)."""
     cfg, store = context.settings(), context.objects()
     if not cfg.dns.enabled:

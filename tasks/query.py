@@ -14,11 +14,12 @@ import numpy as np
 from celery import shared_task
 
 from db import jobs, videos
+from db.models import VideoStatus
 from db.session import session_scope
 from tasks import context, dns
 from tasks.base import TASK_OPTIONS, JobTask
 from tasks.ingest import embed_object
-from workers.errors import ModelMismatch
+from workers.errors import ModelMismatch, ObjectMissing
 from workers.pipeline import match_query
 from workers.stores.objects import load_matrix, save_matrix
 
@@ -81,14 +82,19 @@ def match_job(self: JobTask, job_id: str) -> dict[str, Any]:
     fps = cfg.decode.fps
 
     def load_reference(video_id: str) -> np.ndarray:
+        """A candidate's frames; none when it was deleted, replaced or failed since it was indexed."""
+        nothing = np.zeros((0, index.dim), np.float32)
         with session_scope(context.engine()) as session:
             video = videos.get_video(session, video_id)
-        if video is None or video.matrix_key is None:
-            return np.zeros((0, index.dim), np.float32)  # deleted since it was indexed
+        if video is None or video.status != VideoStatus.INDEXED or video.matrix_key is None:
+            return nothing
         if video.model != index.model or video.fps != fps:
             raise ModelMismatch(f"reference {video.name} was indexed with {video.model} at {video.fps} fps; "
                                 f"the query uses {index.model} at {fps} fps")
-        return load_matrix(store, video.matrix_bucket, video.matrix_key)
+        try:
+            return load_matrix(store, video.matrix_bucket, video.matrix_key)
+        except ObjectMissing:  # removed between the row read and the object read
+            return nothing
 
     stage_timings: dict[str, float] = {}
     matches = match_query(query, fps=fps, search=index.search, load_reference=load_reference,

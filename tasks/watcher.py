@@ -14,7 +14,7 @@ import time
 
 from tasks import context
 from tasks.ops import handle_event, sweep
-from workers.errors import ConfigError, TransientError
+from workers.errors import ConfigError
 from workers.stores.events import NotificationsUnsupported
 
 log = logging.getLogger(__name__)
@@ -27,16 +27,25 @@ def run_watcher(stop: threading.Event) -> None:
     if cfg.watch.mode != "poll":
         buckets = (cfg.s3.uploads_bucket, cfg.s3.queries_bucket)
         unsupported: list[str] = []
-        threads = [threading.Thread(target=_listen_forever, args=(bucket, stop, unsupported), name=f"listen-{bucket}",
-                                    daemon=True) for bucket in buckets]
-        for thread in threads:
+
+        def listener(bucket: str) -> threading.Thread:
+            thread = threading.Thread(target=_listen_forever, args=(bucket, stop, unsupported),
+                                      name=f"listen-{bucket}", daemon=True)
             thread.start()
+            return thread
+
+        threads = {bucket: listener(bucket) for bucket in buckets}
         deadline = time.monotonic() + 5.0  # a server without notifications refuses at once
-        for thread in threads:
+        for thread in threads.values():
             thread.join(timeout=max(0.0, deadline - time.monotonic()))
         if not unsupported:
             log.info("watching s3 bucket notifications of %s", ", ".join(buckets))
-            stop.wait()
+            while not stop.wait(5.0):
+                for bucket, thread in threads.items():
+                    if not thread.is_alive() and not stop.is_set():
+                        log.error("listener of %s stopped; restarting it after a sweep", bucket)
+                        _sweep_safely()
+                        threads[bucket] = listener(bucket)
             return
         if cfg.watch.mode == "listen":
             raise ConfigError("COPYCAT_WATCH__MODE=listen, but the S3 server sends no bucket notifications "
@@ -55,14 +64,15 @@ def _listen_forever(bucket: str, stop: threading.Event, unsupported: list[str]) 
                 delay = 1.0
                 try:
                     handle_event(event)
-                except TransientError as exc:
-                    log.warning("event for s3://%s/%s not handled (%s); the next sweep will catch it",
-                                event.bucket, event.key, exc)
+                except Exception as exc:  # one bad event (or a broker hiccup) must not end the listener
+                    log.warning("event for s3://%s/%s not handled (%s: %s); the next sweep will catch it",
+                                event.bucket, event.key, type(exc).__name__, exc)
         except NotificationsUnsupported:
             unsupported.append(bucket)
             return
-        except TransientError as exc:
-            log.warning("notifications of %s interrupted (%s); reconnecting in %.0f s", bucket, exc, delay)
+        except Exception as exc:
+            log.warning("notifications of %s interrupted (%s: %s); reconnecting in %.0f s", bucket,
+                        type(exc).__name__, exc, delay)
         if stop.wait(delay):
             return
         delay = min(delay * 2, limit)
@@ -72,5 +82,5 @@ def _listen_forever(bucket: str, stop: threading.Event, unsupported: list[str]) 
 def _sweep_safely() -> None:
     try:
         sweep()
-    except TransientError as exc:
-        log.warning("sweep failed (%s); retrying at the next interval", exc)
+    except Exception as exc:  # the next interval tries again; the watcher itself must keep running
+        log.warning("sweep failed (%s: %s); retrying at the next interval", type(exc).__name__, exc)

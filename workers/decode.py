@@ -92,11 +92,15 @@ def probe(path: Path, label: str | None = None) -> VideoInfo:
         kinds = sorted({s.get("codec_type", "?") for s in meta.get("streams", [])}) or ["none"]
         raise NoVideoStream(f"{name}: no video stream (streams: {', '.join(kinds)})")
     stream = videos[0]
-    duration = _first_positive(stream.get("duration"), meta.get("format", {}).get("duration"))
+    # The video stream's own length when the container records it (Matroska keeps it in a DURATION tag);
+    # otherwise the container's, which covers the longest stream (audio may outlast the picture).
+    stream_duration = _first_positive(stream.get("duration"), _clock_seconds(stream.get("tags", {}).get("DURATION")))
+    duration = stream_duration or _first_positive(meta.get("format", {}).get("duration"))
     if duration is None:
         raise NotAVideo(f"{name}: the video stream has no duration (a still image or a broken header)")
     return VideoInfo(
         duration=duration,
+        duration_is_exact=stream_duration is not None,
         width=int(stream.get("width") or 0),
         height=int(stream.get("height") or 0),
         fps=_rate(stream.get("avg_frame_rate")) or _rate(stream.get("r_frame_rate")) or 0.0,
@@ -126,7 +130,9 @@ def sample_frames(
     """Yield uint8 RGB chunks [n, size, size, 3] of frames sampled at ``fps``, in order.
 
     Raises ``CorruptVideo`` when ffmpeg reports more than ``max_errors`` decode errors, ``TruncatedVideo``
-    when far fewer frames arrive than the duration promises, ``DecodeTimeout`` past ``timeout_s``.
+    when far fewer frames arrive than the duration promises, ``DecodeTimeout`` when ffmpeg has spent
+    ``timeout_s`` producing frames. Time the caller spends on the frames (the model) does not count: the
+    clock runs only while the reader waits for ffmpeg.
     """
     name = label or path.name
     if info.duration > max_duration_s:
@@ -153,18 +159,23 @@ def sample_frames(
                 stderr_lines.append(line)
                 error_count[0] += 1
 
-    def kill_on_deadline() -> None:
-        timed_out.set()
-        proc.kill()
-
     chunks: queue.Queue[np.ndarray | BaseException | None] = queue.Queue(maxsize=queue_chunks)
     stop = threading.Event()
+    clock = _DecodeClock()
+
+    def kill_on_deadline() -> None:
+        while not stop.wait(0.1):
+            if clock.elapsed() > timeout_s and proc.poll() is None:
+                timed_out.set()
+                proc.kill()
+                return
 
     def read_chunks() -> None:
         assert proc.stdout is not None
         try:
             while not stop.is_set():
-                data = _read_exact(proc.stdout, frame_bytes * chunk_frames)
+                with clock:
+                    data = _read_exact(proc.stdout, frame_bytes * chunk_frames)
                 whole = len(data) // frame_bytes
                 if whole:
                     frames = np.frombuffer(data[: whole * frame_bytes], np.uint8)
@@ -176,7 +187,7 @@ def sample_frames(
         finally:
             chunks.put(None)
 
-    watchdog = threading.Timer(timeout_s, kill_on_deadline)
+    watchdog = threading.Thread(target=kill_on_deadline, daemon=True)
     threads = [threading.Thread(target=drain_stderr, daemon=True), threading.Thread(target=read_chunks, daemon=True)]
     watchdog.start()
     for thread in threads:
@@ -192,8 +203,8 @@ def sample_frames(
         threads[0].join()
         if timed_out.is_set():
             raise DecodeTimeout(
-                f"{name}: decoding stopped after {time.monotonic() - started:.0f} s "
-                f"(limit {timeout_s:.0f} s, {produced} frames read)"
+                f"{name}: ffmpeg needed more than {timeout_s:.0f} s of decoding (stopped after "
+                f"{time.monotonic() - started:.0f} s, {produced} frames read); raise COPYCAT_DECODE__TIMEOUT_S"
             )
         detail = " | ".join(stderr_lines)
         if error_count[0] > max_errors and "partial file" in detail:
@@ -205,13 +216,12 @@ def sample_frames(
         expected = expected_frames(info.duration, fps)
         if produced == 0:
             raise CorruptVideo(f"{name}: no frame could be decoded")
-        if produced < 0.8 * expected - 1:
+        if info.duration_is_exact and produced < 0.8 * expected - 1:
             raise TruncatedVideo(
                 f"{name}: decoded {produced} frames but the stream's duration promises {expected}"
             )
     finally:
         stop.set()
-        watchdog.cancel()
         if proc.poll() is None:
             proc.kill()
         # Unblock a reader waiting on a full queue, then reap everything.
@@ -222,6 +232,30 @@ def sample_frames(
         for pipe in (proc.stdout, proc.stderr):
             if pipe is not None:
                 pipe.close()
+
+
+class _DecodeClock:
+    """Seconds spent inside ``with clock:`` blocks so far, including a block still running."""
+
+    def __init__(self) -> None:
+        self._total = 0.0
+        self._since: float | None = None
+        self._lock = threading.Lock()
+
+    def __enter__(self) -> None:
+        with self._lock:
+            self._since = time.monotonic()
+
+    def __exit__(self, *_: object) -> None:
+        with self._lock:
+            if self._since is not None:
+                self._total += time.monotonic() - self._since
+            self._since = None
+
+    def elapsed(self) -> float:
+        with self._lock:
+            running = time.monotonic() - self._since if self._since is not None else 0.0
+            return self._total + running
 
 
 def decode_all(path: Path, geometry: FrameGeometry, **kwargs: object) -> np.ndarray:
@@ -241,6 +275,17 @@ def _read_exact(pipe: object, size: int) -> bytes:
         parts.append(data)
         remaining -= len(data)
     return b"".join(parts)
+
+
+def _clock_seconds(value: str | None) -> float | None:
+    """'00:00:10.333000000' -> 10.333."""
+    if not value:
+        return None
+    try:
+        hours, minutes, seconds = value.split(":")
+        return int(hours) * 3600 + int(minutes) * 60 + float(seconds)
+    except ValueError:
+        return None
 
 
 def _looks_like_mp4(path: Path) -> bool:

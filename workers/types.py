@@ -17,6 +17,7 @@ class VideoInfo:
     fps: float
     codec: str
     stream_index: int
+    duration_is_exact: bool = True  # False when only the container's length (of its longest stream) is known
 
 
 @dataclass

@@ -69,14 +69,19 @@ def test_sweep_indexes_good_clips_and_fails_broken_ones(services_env: dict[str, 
     # A second sweep finds nothing new: indexed rows stay, failed ones are not retried forever.
     assert sweep() == {"queued": 0, "removed": 0, "queries": 0}
 
-    # Re-ingesting a clip (same or new bytes) never duplicates vectors.
+    # Re-ingesting a clip never duplicates vectors; a duplicate message for an indexed video is a no-op.
     from tasks.ingest import embed_video
 
     chaplin = rows["clip01_chaplin.mp4"]
-    embed_video.delay(chaplin.id)
+    for _ in range(2):
+        with session_scope(context.engine()) as session:
+            videos.set_status(session, chaplin.id, videos.VideoStatus.PENDING)
+        embed_video.delay(chaplin.id)
     embed_video.delay(chaplin.id)
     assert context.vectors().count() == total
-    assert_indexed(rows_by_name()["clip01_chaplin.mp4"])
+    again = rows_by_name()["clip01_chaplin.mp4"]
+    assert_indexed(again)
+    assert again.attempts == 3 and again.matrix_key == chaplin.matrix_key  # same content, same matrix object
 
 
 def test_overwrite_with_shorter_video_drops_stale_frames(services_env: dict[str, str], clips_dir: Path,

@@ -130,10 +130,43 @@ def test_empty_text_audio_and_image_inputs(tmp_path: Path) -> None:
 
 def test_time_limit_stops_decoding(clips_dir: Path) -> None:
     path = clips_dir / "clip03_bigbuckbunny.webm"
-    with pytest.raises(DecodeTimeout, match="limit"):
+    with pytest.raises(DecodeTimeout, match="COPYCAT_DECODE__TIMEOUT_S"):
         decode_all(path, FrameGeometry(224), timeout_s=0.05)
+
+
+def test_time_spent_on_the_frames_does_not_count(clips_dir: Path) -> None:
+    """A slow model downstream (here 0.5 s per frame) must not turn a good video into a decode timeout."""
+    import time
+
+    path = clips_dir / "clip17_earth.webm"
+    frames = 0
+    for chunk in sample_frames(path, probe(path), FrameGeometry(64), chunk_frames=1, timeout_s=1.5):
+        time.sleep(0.5)
+        frames += chunk.shape[0]
+    assert frames == 5
 
 
 def test_length_limit(clips_dir: Path) -> None:
     with pytest.raises(VideoTooLong):
         decode_all(clips_dir / "clip03_bigbuckbunny.webm", FrameGeometry(32), max_duration_s=10)
+
+
+def test_container_length_alone_never_claims_truncation(clips_dir: Path) -> None:
+    """Audio may outlast the picture: when only the container's length is known, fewer frames are fine."""
+    from dataclasses import replace
+
+    path = clips_dir / "clip05_bikes.mp4"  # 10 s
+    padded = replace(probe(path), duration=60.0)
+    with pytest.raises(TruncatedVideo, match="promises 60"):
+        list(sample_frames(path, padded, FrameGeometry(32)))
+    frames = sum(c.shape[0] for c in sample_frames(path, replace(padded, duration_is_exact=False), FrameGeometry(32)))
+    assert frames == 10
+
+
+def test_matroska_stream_length_comes_from_its_duration_tag(clips_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "long_audio.mkv"
+    ffmpeg("-i", str(clips_dir / "clip10_pancake.mkv"), "-f", "lavfi", "-i", "sine=duration=25", "-map", "0:v:0",
+           "-map", "1:a", "-c:v", "copy", "-c:a", "libopus", str(out))
+    info = probe(out)
+    assert info.duration_is_exact and info.duration == pytest.approx(10.33, abs=0.05)
+    assert decode_all(out, FrameGeometry(32)).shape[0] == 10
