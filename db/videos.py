@@ -122,6 +122,8 @@ def delete_video(session: Session, video_id: str) -> bool:
 
 
 def _reset(video: Video) -> None:
+    """Back to pending, stamped now: a row re-queued this way is not 'stuck' again until stale_after passes."""
+    video.updated_at = utcnow()
     video.status = VideoStatus.PENDING
     video.failure_code = video.failure_detail = None
     video.timings = {}
