@@ -28,25 +28,22 @@ def session():  # noqa: ANN201 - a context manager yielding a Session
 
 def ingest_file(path: Path, key: str, *, force: bool = False,
                 progress: Callable[[int, int], None] | None = None) -> str:
-    """Upload ``path`` to the uploads bucket under ``key`` and queue its ingest unless already indexed."""
-    from tasks.ingest import enqueue_ingest, progress_hook
+    """Upload ``path`` to the uploads bucket under ``key`` and queue its ingest unless already indexed.
+
+    A failed video is tried again; ``force`` re-ingests an indexed one too.
+    """
+    from tasks.ingest import progress_hook
+    from tasks.ops import register_upload
 
     get_app()
     cfg = context.settings()
     obj = context.objects().put_file(cfg.s3.uploads_bucket, key, path, "video/octet-stream")
-    with session() as s:
-        video, needed = videos.register_upload(s, obj.bucket, key, size=obj.size, etag=obj.etag, retry_failed=True)
-        if force and not needed:
-            videos.set_status(s, video.id, VideoStatus.PENDING)
-            needed = True
-        video_id = video.id
-    if needed:
-        token = progress_hook.set(progress)
-        try:
-            enqueue_ingest(video_id, path.name)
-        finally:
-            progress_hook.reset(token)
-    return video_id
+    token = progress_hook.set(progress)
+    try:
+        register_upload(obj.bucket, key, obj.size, obj.etag, retry_failed=True, force=force)
+    finally:
+        progress_hook.reset(token)
+    return videos.video_id_for(obj.bucket, key)
 
 
 def wait_for_videos(ids: list[str], *, timeout: float = 24 * 3600, poll_s: float = 1.0,

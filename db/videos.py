@@ -23,12 +23,14 @@ def video_id_for(bucket: str, key: str) -> str:
 
 
 def register_upload(session: Session, bucket: str, key: str, *, size: int | None, etag: str | None,
-                    retry_failed: bool = False, stale_after: timedelta | None = None) -> tuple[Video, bool]:
+                    retry_failed: bool = False, force: bool = False,
+                    stale_after: timedelta | None = None) -> tuple[Video, bool]:
     """Record an object in the uploads bucket; returns the row and whether it needs (re)ingesting.
 
     A new object or a changed ETag (overwrite) is queued. A failed row is queued again only with
     ``retry_failed`` (a sweep must not retry a broken file forever), and a row stuck in progress for
-    longer than ``stale_after`` (its worker died) is queued again. An indexed row with the same ETag is not.
+    longer than ``stale_after`` (its worker died) is queued again. An indexed row with the same ETag is not,
+    unless ``force`` (a user asking to re-ingest).
     """
     video_id = video_id_for(bucket, key)
     advisory_lock(session, f"video:{video_id}")
@@ -42,7 +44,7 @@ def register_upload(session: Session, bucket: str, key: str, *, size: int | None
     changed = bool(etag) and etag != video.etag
     stuck = (stale_after is not None and video.status in IN_PROGRESS
              and _aware(video.updated_at) < utcnow() - stale_after)
-    if changed or (retry_failed and video.status == VideoStatus.FAILED) or stuck:
+    if force or changed or (retry_failed and video.status == VideoStatus.FAILED) or stuck:
         video.size, video.etag = size, etag
         _reset(video)
         return video, True

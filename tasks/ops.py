@@ -74,11 +74,17 @@ def handle_event(event: ObjectEvent) -> bool:
     return False
 
 
-def register_upload(bucket: str, key: str, size: int | None, etag: str | None) -> bool:
-    """Record an upload and queue its ingest when it is new, changed, or stuck; returns whether queued."""
+def register_upload(bucket: str, key: str, size: int | None, etag: str | None, *, retry_failed: bool = False,
+                    force: bool = False) -> bool:
+    """Record an upload and queue its ingest when it is new, changed, or stuck; returns whether queued.
+
+    ``retry_failed`` and ``force`` are for a person re-running ``copycat ingest`` (see
+    ``db.videos.register_upload``); events and sweeps use neither.
+    """
     stale_after = timedelta(seconds=context.settings().broker.task_time_limit_s * 2)
     with session_scope(context.engine()) as session:
-        video, needed = videos.register_upload(session, bucket, key, size=size, etag=etag, stale_after=stale_after)
+        video, needed = videos.register_upload(session, bucket, key, size=size, etag=etag, retry_failed=retry_failed,
+                                               force=force, stale_after=stale_after)
         video_id, name = video.id, video.name
     if needed:
         enqueue_ingest(video_id, name)
