@@ -25,13 +25,14 @@ from pathlib import Path
 import numpy as np
 
 from bench.fixtures import build_fixtures
-from cli.evaluate import load_ground_truth
 from workers.embed import create_embedder
+from workers.evaluate import load_ground_truth
 from workers.localise import TemporalNetwork
-from workers.pipeline import embed_file, match_query
-from workers.select import select_candidates
+from workers.pipeline import embed_video, match_query
+from workers.selection import select_candidates
 from workers.stores.objects import LocalObjectStore, load_matrix, save_matrix
-from workers.stores.vectors import SearchHits, VectorIndex
+from workers.stores.vectors import VectorIndex
+from workers.types import QueryParams, SearchHits
 
 CLIPS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "clips"
 FRAMES_PER_SYNTHETIC_VIDEO = 100
@@ -104,10 +105,10 @@ def seed_style(query: np.ndarray, index: VectorIndex, store: LocalObjectStore, t
 def run(sizes: list[int], repeats: int, work: Path) -> None:
     gt = load_ground_truth(build_fixtures(CLIPS, work / "fixtures"))
     embedder = create_embedder("sscd_distilled", device="cpu")
-    real = {r["name"]: embed_file(Path(r["path"]), embedder).features for r in gt["references"]}
+    real = {r["name"]: embed_video(Path(r["path"]), embedder).features for r in gt["references"]}
     query_path = Path(next(q["path"] for q in gt["queries"] if q["name"] == QUERY))
     tick = time.perf_counter()
-    query = embed_file(query_path, embedder).features
+    query = embed_video(query_path, embedder).features
     embed_s = time.perf_counter() - tick
     print(f"query {QUERY}: {query.shape[0]} frames, decode+embed {embed_s:.2f} s (same for both paths)\n")
     tn = TemporalNetwork(tn_top_k=10, min_length=3, trim=True, merge_gap=2, device="cpu")
@@ -130,8 +131,9 @@ def run(sizes: list[int], repeats: int, work: Path) -> None:
         for _ in range(repeats):
             ours: dict[str, float] = {}
             matches = match_query(query, fps=1.0, search=index.search,
-                                  load_reference=lambda vid, s=store: load_matrix(s, BUCKET, f"{vid}.npy"),
-                                  localizer=tn, top_k=5, min_score=0.35, timings=ours)
+                                  load_references=lambda ids, s=store: {v: load_matrix(s, BUCKET, f"{v}.npy")
+                                                                        for v in ids},
+                                  localizer=tn, params=QueryParams(top_k=5, min_score=0.35), timings=ours)
             assert [m.video_id for m in matches] == ["clip04_cockatoo.mp4"], matches
             results["copycat"].append(ours)
             theirs: dict[str, float] = {}

@@ -1,9 +1,11 @@
-"""Choose the query defaults by measurement: model, TN options and the video-level decision threshold.
+"""Choose the query defaults by measurement: model, localiser options, views and the decision threshold.
 
-Embeds the fixture benchmark once per model (cached as .npz), then replays selection and localisation for
-a grid of settings with the product's own pure functions (``select_candidates``, ``TemporalNetwork``,
-``video_score``) and an exact inner-product search in place of Milvus. Prints segment F1 (VCSL micro),
-video-level precision/recall and, per setting, the score gap between true and false matches.
+Embeds the fixture benchmark once per model (cached as .npz: references as whole frames, queries as every
+view the product can search), then replays the product's own query path, ``workers.query.answer_query``,
+over an exact in-memory index (``workers.stores.memory.MemoryLibrary``) for a grid of settings: every
+``TemporalNetwork`` option the product has (``split_jump`` and ``merge_gap`` included) and the query's
+``crop_grid``. Prints segment F1 (VCSL micro), video-level precision/recall and, per setting, the score gap
+between true and false matches.
 
     python -m bench.tune [--fixtures DIR] [--models sscd_distilled,sscd] [--quick]
 """
@@ -14,59 +16,51 @@ import argparse
 import itertools
 import json
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from bench.fixtures import build_fixtures
-from cli.evaluate import load_ground_truth, score
-from workers.decode import FrameGeometry
 from workers.embed import create_embedder
-from workers.localise import TemporalNetwork, video_score
-from workers.pipeline import embed_file
-from workers.select import select_candidates
+from workers.evaluate import load_ground_truth, score
+from workers.localise import TemporalNetwork
+from workers.pipeline import embed_video
+from workers.query import answer_query
+from workers.stores.memory import MemoryLibrary
+from workers.types import QueryParams
 
 CLIPS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "clips"
+MAX_GRID = 2
+"""Queries are embedded with tiles of this grid; ``crop_grid`` 1 uses their whole-frame view only."""
 
 
-def embed_set(gt: dict[str, Any], model: str, cache: Path,
-              geometry: FrameGeometry | None = None) -> dict[str, np.ndarray]:
-    """Features of every reference and query, keyed by name; cached per model."""
-    path = cache / f"features_{model}{'' if geometry is None else f'_{geometry.size}{geometry.resize}'}.npz"
+def embed_set(gt: dict[str, Any], model: str, cache: Path) -> dict[str, np.ndarray]:
+    """Features keyed by name: references [T, D], queries [1 + MAX_GRID², T, D]; cached per model."""
+    path = cache / f"features_{model}_views{MAX_GRID}.npz"
     if path.exists():
         with np.load(path) as data:
             return {k: data[k] for k in data.files}
     embedder = create_embedder(model, device="cpu")
-    if geometry is not None:
-        embedder.geometry = geometry
-    feats = {e["name"]: embed_file(Path(e["path"]), embedder).features for e in gt["references"] + gt["queries"]}
+    feats = {e["name"]: embed_video(Path(e["path"]), embedder).features for e in gt["references"]}
+    feats |= {e["name"]: embed_video(Path(e["path"]), embedder, crop_grid=MAX_GRID).views for e in gt["queries"]}
     cache.mkdir(parents=True, exist_ok=True)
     np.savez(path, **feats)
     return feats
 
 
-def predict(gt: dict[str, Any], feats: dict[str, np.ndarray], tn: TemporalNetwork, *, limit: int = 64,
-            top_k: int = 5, reduce: str = "sum") -> dict[str, list[tuple[str, float, list[list[float]]]]]:
-    """Per query: (reference, video score, boxes) for every localised candidate, before any threshold."""
-    names = [r["name"] for r in gt["references"]]
-    bank = np.concatenate([feats[n] for n in names])
-    owner = np.concatenate([np.full(len(feats[n]), n, dtype=object) for n in names])
+def predict(gt: dict[str, Any], feats: dict[str, np.ndarray], tn: TemporalNetwork,
+            params: QueryParams) -> dict[str, list[tuple[str, float, list[list[float]]]]]:
+    """Per query: (reference, video score, boxes) for every match, before any threshold (min_score 0)."""
+    library = MemoryLibrary({r["name"]: feats[r["name"]] for r in gt["references"]})
     out = {}
     for query in gt["queries"]:
-        q = feats[query["name"]]
-        sims = q @ bank.T
-        k = min(limit, bank.shape[0])
-        top = np.argpartition(-sims, k - 1, axis=1)[:, :k]
-        candidates = select_candidates(owner[top].ravel(), np.take_along_axis(sims, top, 1).ravel(), reduce=reduce,
-                                       top_k=top_k)
-        results = []
-        for cand in candidates:
-            segments = tn.localize(q, feats[cand.video_id], 1.0)
-            if segments:
-                boxes = [[s.query_start, s.ref_start, s.query_end, s.ref_end] for s in segments]
-                results.append((cand.video_id, video_score(segments), boxes))
-        out[query["name"]] = results
+        views = feats[query["name"]]
+        views = views[:1] if params.crop_grid == 1 else views
+        result = answer_query(views, fps=1.0, library=library, localizer=tn, params=replace(params, min_score=0.0))
+        out[query["name"]] = [(m.video_id, m.score, [[s.query_start, s.ref_start, s.query_end, s.ref_end]
+                                                     for s in m.segments]) for m in result.matches]
     return out
 
 
@@ -95,20 +89,21 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     gt_path = build_fixtures(CLIPS, args.fixtures, quick=args.quick)
     gt = load_ground_truth(gt_path)
-    grid = {"trim": [True, False], "merge_gap": [None, 2], "min_length": [3, 5], "min_sim": [0.2, 0.3],
-            "tn_top_k": [5, 10]}
+    grid = {"crop_grid": [1, MAX_GRID], "trim": [True, False], "merge_gap": [None, 2], "split_jump": [None, 3],
+            "min_length": [3, 5], "min_sim": [0.2, 0.3], "tn_top_k": [5, 10]}
     rows = []
     for model in args.models.split(","):
         started = time.perf_counter()
         feats = embed_set(gt, model, args.fixtures / "cache")
         print(f"{model}: features ready in {time.perf_counter() - started:.1f} s")
         for values in itertools.product(*grid.values()):
-            params = dict(zip(grid, values, strict=True))
-            raw = predict(gt, feats, TemporalNetwork(device="cpu", **params))
+            setting = dict(zip(grid, values, strict=True))
+            crop_grid = setting.pop("crop_grid")
+            raw = predict(gt, feats, TemporalNetwork(device="cpu", **setting), QueryParams(crop_grid=crop_grid))
             low_true, high_false = separation(gt, raw)
             for threshold in (0.0, 0.25, 0.35, 0.5):
-                rows.append({"model": model, **params, "threshold": threshold, "min_true": round(low_true, 3),
-                             "max_false": round(high_false, 3),
+                rows.append({"model": model, "crop_grid": crop_grid, **setting, "threshold": threshold,
+                             "min_true": round(low_true, 3), "max_false": round(high_false, 3),
                              **{k: round(v, 4) for k, v in evaluate(gt, raw, threshold).items()}})
     if args.out:
         args.out.write_text("".join(json.dumps(row) + "\n" for row in rows))

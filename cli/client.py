@@ -9,21 +9,18 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from db import jobs, videos
 from db.models import VideoStatus
-from db.session import session_scope
-from tasks import context
-from tasks.app import get_app
+from tasks import resources
+from tasks.base import session
+from workers.types import QueryParams
 
 TERMINAL_VIDEO = {VideoStatus.INDEXED, VideoStatus.FAILED}
 TERMINAL_JOB = {"done", "failed"}
-
-
-def session():  # noqa: ANN201 - a context manager yielding a Session
-    return session_scope(context.engine())
 
 
 def ingest_file(path: Path, key: str, *, force: bool = False,
@@ -35,9 +32,8 @@ def ingest_file(path: Path, key: str, *, force: bool = False,
     from tasks.ingest import progress_hook
     from tasks.ops import register_upload
 
-    get_app()
-    cfg = context.settings()
-    obj = context.objects().put_file(cfg.s3.uploads_bucket, key, path, "video/octet-stream")
+    res = resources.current()
+    obj = res.objects.put_file(res.settings.s3.uploads_bucket, key, path, "video/octet-stream")
     token = progress_hook.set(progress)
     try:
         register_upload(obj.bucket, key, obj.size, obj.etag, retry_failed=True, force=force)
@@ -63,19 +59,19 @@ def wait_for_videos(ids: list[str], *, timeout: float = 24 * 3600, poll_s: float
         time.sleep(poll_s)
 
 
-def submit_query(source: str, params: dict[str, Any]) -> str:
+def submit_query(source: str, params: QueryParams) -> str:
     """Create a query job for a local file (uploaded to the queries bucket) or an ``s3://bucket/key``."""
     from tasks.query import enqueue_query
 
-    get_app()
-    cfg = context.settings()
+    res = resources.current()
+    cfg = res.settings
     if source.startswith("s3://"):
         bucket, _, key = source[5:].partition("/")
         if not bucket or not key:
             raise ValueError(f"expected s3://bucket/key, got {source!r}")
         with session() as s:
             job_id = jobs.create_job(s, source=source, name=key.rsplit("/", 1)[-1], bucket=bucket, key=key,
-                                     params=params).id
+                                     params=asdict(params)).id
     else:
         path = Path(source)
         if not path.is_file():
@@ -85,8 +81,8 @@ def submit_query(source: str, params: dict[str, Any]) -> str:
         # The row exists before the object, so a bucket sweep never makes a second job for it.
         with session() as s:
             jobs.create_job(s, job_id=job_id, source=str(path), name=path.name, bucket=cfg.s3.queries_bucket,
-                            key=key, params=params)
-        context.objects().put_file(cfg.s3.queries_bucket, key, path, "video/octet-stream")
+                            key=key, params=asdict(params))
+        res.objects.put_file(cfg.s3.queries_bucket, key, path, "video/octet-stream")
     enqueue_query(job_id, source.rsplit("/", 1)[-1])
     return job_id
 

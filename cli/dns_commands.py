@@ -24,11 +24,11 @@ from cli.output import table
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def weights(folder: Path | None, download: bool, timeout: float, as_json: bool) -> None:
     """Which DnS weight files are present, which are missing, and where to get them."""
-    from tasks import context
+    from tasks import resources
     from workers.dns import download_weights, weights_status
     from workers.dns.video import required_files
 
-    cfg = context.settings()
+    cfg = resources.current().settings
     folder = folder or cfg.weights_dir
     needed = {f.name for f in required_files(cfg.dns.student)}
     results = {}
@@ -70,15 +70,15 @@ def weights(folder: Path | None, download: bool, timeout: float, as_json: bool) 
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def dedup(threshold: float | None, as_json: bool) -> None:
     """Groups of near-duplicate videos in the library, from DnS coarse vectors."""
-    from cli.client import session
     from db import videos
-    from tasks import context
-    from tasks.dns import video_vectors
+    from tasks import resources
+    from tasks.base import session
     from workers.dns.dedup import duplicate_groups
 
-    cfg = context.settings()
+    res = resources.current()
+    cfg = res.settings
     threshold = cfg.dns.dedup_threshold if threshold is None else threshold
-    index = video_vectors()
+    index = res.video_index
     ids, vectors = index.all() if index.exists() else ([], None)
     groups = duplicate_groups(ids, vectors, threshold) if ids else []
     with session() as s:

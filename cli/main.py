@@ -16,6 +16,7 @@ import click
 
 from cli.dns_commands import dedup, weights
 from cli.output import Progress, hms, table
+from tasks.logs import quiet_libraries
 from workers.errors import CopycatError
 
 VIDEO_SUFFIXES = {".mp4", ".mkv", ".webm", ".avi", ".mov", ".flv", ".m4v", ".mpg", ".mpeg", ".ts", ".wmv",
@@ -29,23 +30,20 @@ def cli(ctx: click.Context, verbose: int) -> None:
     """Find copied video segments."""
     level = {0: logging.WARNING, 1: logging.INFO}.get(verbose, logging.DEBUG)
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for noisy in ("urllib3", "pymilvus", "milvus_lite", "alembic", "celery", "kombu", "faiss"):
-        logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
-    # Milvus Lite's embedded gRPC server logs pymilvus's optional AllocTimestamp probe as an error.
-    logging.getLogger("grpc._server").setLevel(logging.CRITICAL)
+    quiet_libraries(level, client=True)
     ctx.ensure_object(dict)
 
 
 def _session() -> Any:
-    from cli.client import session
+    from tasks.base import session
 
     return session()
 
 
 def _settings() -> Any:
-    from tasks import context
+    from tasks import resources
 
-    return context.settings()
+    return resources.current().settings
 
 
 def expand_inputs(paths: tuple[Path, ...]) -> list[tuple[Path, str]]:
@@ -156,11 +154,9 @@ def query(source: str, top_k: int | None, min_score: float | None, reduce: str |
           exclude_self: bool | None, crop_grid: int | None, wait: bool, timeout: float, as_json: bool) -> None:
     """Find which indexed videos SOURCE (a file or s3://bucket/key) copies, and where."""
     from cli import client
-    from tasks.query import default_params
 
-    overrides = {"top_k": top_k, "min_score": min_score, "reduce": reduce, "exclude_self": exclude_self,
-                 "crop_grid": crop_grid}
-    params = {**default_params(), **{k: v for k, v in overrides.items() if v is not None}}
+    params = _settings().query_params({"top_k": top_k, "min_score": min_score, "reduce": reduce,
+                                       "exclude_self": exclude_self, "crop_grid": crop_grid})
     try:
         job_id = client.submit_query(source, params)
     except (ValueError, FileNotFoundError) as exc:
@@ -241,10 +237,8 @@ def evaluate(ground_truth: Path, top_k: int | None, min_score: float | None, cro
              as_json: bool) -> None:
     """Segment precision/recall/F1 (VCSL metric) and video-level precision/recall on a labelled set."""
     from cli.evaluate import run_evaluation
-    from tasks.query import default_params
 
-    overrides = {"top_k": top_k, "min_score": min_score, "crop_grid": crop_grid}
-    params = {**default_params(), **{k: v for k, v in overrides.items() if v is not None}}
+    params = _settings().query_params({"top_k": top_k, "min_score": min_score, "crop_grid": crop_grid})
     progress = Progress(1)
     try:
         report = run_evaluation(ground_truth, params, include_hard=not skip_hard,
@@ -272,7 +266,6 @@ def demo(clips: Path | None) -> None:
     from cli import client
     from cli.demo import default_clips_dir, expected_segment, forge_query, pick_clips
     from db import videos
-    from tasks.query import default_params
 
     folder = clips or default_clips_dir()
     if folder is None:
@@ -302,7 +295,7 @@ def demo(clips: Path | None) -> None:
                    f"spliced into {host.name} at {hms(qs)}")
         click.echo(f"   expected: {hms(qs)}-{hms(qe)} ~ {hms(rs)}-{hms(re_)} of {source.name}")
         click.echo("3. querying")
-        result = client.wait_for_job(client.submit_query(str(query_path), default_params()))
+        result = client.wait_for_job(client.submit_query(str(query_path), _settings().query_params()))
     _print_result(result, as_json=False)
 
 
@@ -312,10 +305,8 @@ def watch() -> None:
     import signal
     import threading
 
-    from tasks.app import get_app
     from tasks.watcher import run_watcher
 
-    get_app()
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
@@ -371,9 +362,9 @@ def status(as_json: bool) -> None:
     workers: dict[str, list[str]] = {}
     queues: dict[str, int | None] = {}
     if cfg.broker.url:
-        from tasks.app import get_app
+        from tasks import resources
 
-        replies = get_app().control.inspect(timeout=1.0).active_queues() or {}
+        replies = resources.current().app.control.inspect(timeout=1.0).active_queues() or {}
         workers = {name: sorted(q["name"] for q in qs) for name, qs in replies.items()}
         queues = queue_lengths(cfg.broker.url)
     data = {"mode": "embedded" if cfg.embedded else "queue", "queues": queues, "workers": workers,
@@ -393,9 +384,9 @@ def status(as_json: bool) -> None:
 @cli.command()
 def migrate() -> None:
     """Create or upgrade the database schema."""
-    from db.migrate import upgrade
+    from tasks import resources
 
-    upgrade(_settings().database_url)
+    resources.current().engine  # noqa: B018  (building the engine migrates the schema)
     click.echo("database schema is up to date")
 
 

@@ -86,8 +86,13 @@ def run_stack(cfg: Settings, echo: Any) -> None:
             server.wait_for_port(port, timeout=120)
             echo(f"{server.name:12s} 127.0.0.1:{port}  (log {server.log_path})")
         from db.migrate import upgrade
+        from db.session import create_db_engine
 
-        upgrade(env["COPYCAT_DATABASE__URL"])
+        engine = create_db_engine(env["COPYCAT_DATABASE__URL"])
+        try:
+            upgrade(engine)
+        finally:
+            engine.dispose()
         for process in stack_processes(cfg, env):
             process.start()
             started.append(process)

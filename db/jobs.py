@@ -64,17 +64,6 @@ def finish_job(session: Session, job_id: str, matches: Sequence[Match], names: d
     return job
 
 
-def mark_failed(session: Session, job_id: str, code: str, detail: str) -> QueryJob | None:
-    job = session.get(QueryJob, job_id)
-    if job is None:
-        return None
-    job.status = JobStatus.FAILED
-    job.failure_code = code
-    job.failure_detail = detail[:4000]
-    job.finished_at = utcnow()
-    return job
-
-
 def get_job(session: Session, job_id: str) -> QueryJob | None:
     query = (select(QueryJob).where(QueryJob.id == job_id)
              .options(selectinload(QueryJob.matches).selectinload(QueryMatch.segments)))

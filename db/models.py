@@ -34,7 +34,23 @@ class JobStatus(StrEnum):
     FAILED = "failed"
 
 
-class Video(Base):
+FAILURE_DETAIL_MAX = 4000
+
+
+class Failable:
+    """A row that can end ``failed``: a code for scripts, a message for people (the one failure transition)."""
+
+    status: Mapped[str]
+    failure_code: Mapped[str | None]
+    failure_detail: Mapped[str | None]
+
+    def fail(self, code: str, detail: str) -> None:
+        self.status = "failed"
+        self.failure_code = code
+        self.failure_detail = detail[:FAILURE_DETAIL_MAX]
+
+
+class Video(Failable, Base):
     """An indexed (or failed) reference video: one object in the uploads bucket."""
 
     __tablename__ = "videos"
@@ -69,7 +85,7 @@ class Video(Base):
     indexed_at: Mapped[datetime | None] = mapped_column()
 
 
-class QueryJob(Base):
+class QueryJob(Failable, Base):
     """One search: a query video against the index, and its outcome."""
 
     __tablename__ = "query_jobs"
@@ -96,6 +112,10 @@ class QueryJob(Base):
     matches: Mapped[list[QueryMatch]] = relationship(
         back_populates="job", cascade="all, delete-orphan", order_by="QueryMatch.rank"
     )
+
+    def fail(self, code: str, detail: str) -> None:
+        super().fail(code, detail)
+        self.finished_at = utcnow()
 
 
 class QueryMatch(Base):

@@ -5,19 +5,17 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterator
 from contextlib import contextmanager
-from functools import cache
 from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.exc import DBAPIError, OperationalError
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
 from workers.errors import DatabaseUnavailable
 
 
-@cache
-def get_engine(url: str, pool_size: int = 5) -> Engine:
-    """One engine per URL and process (engines hold connection pools; Celery forks before first use)."""
+def create_db_engine(url: str, pool_size: int = 5) -> Engine:
+    """An engine for ``url`` (it holds a connection pool: one per process, owned by ``tasks.resources``)."""
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
@@ -28,15 +26,10 @@ def get_engine(url: str, pool_size: int = 5) -> Engine:
     return create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, pool_recycle=1800)
 
 
-@cache
-def _factory(engine: Engine) -> sessionmaker[Session]:
-    return sessionmaker(engine, expire_on_commit=False)
-
-
 @contextmanager
 def session_scope(engine: Engine) -> Iterator[Session]:
     """A transaction: committed on success, rolled back on error."""
-    session = _factory(engine)()
+    session = Session(engine, expire_on_commit=False)
     try:
         yield session
         session.commit()

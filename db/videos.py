@@ -12,9 +12,12 @@ from sqlalchemy.orm import Session
 
 from db.models import Video, VideoStatus, utcnow
 from db.session import advisory_lock
+from workers.types import VideoInfo
 
 VIDEO_NAMESPACE = uuid.UUID("5b0f6a1e-7c3d-4e8a-9a59-0c0b8f1d2c3e")
 IN_PROGRESS = (VideoStatus.PENDING, VideoStatus.DECODING, VideoStatus.EMBEDDING, VideoStatus.INDEXING)
+# A fresh message for a video in these states is a duplicate (re-uploads and retries reset it to pending).
+DONE_WITH_EMBEDDING = (VideoStatus.INDEXING, VideoStatus.INDEXED, VideoStatus.FAILED)
 
 
 def video_id_for(bucket: str, key: str) -> str:
@@ -51,6 +54,47 @@ def register_upload(session: Session, bucket: str, key: str, *, size: int | None
     return video, False
 
 
+def claim_for_ingest(session: Session, video_id: str, *, model: str, dim: int, retrying: bool) -> Video | None:
+    """Start an ingest run (``decoding``, one more attempt); None when the row is gone or the message is a
+    duplicate of a run that already got past embedding (``retrying`` runs always proceed)."""
+    video = session.get(Video, video_id)
+    if video is None or (video.status in DONE_WITH_EMBEDDING and not retrying):
+        return None
+    set_status(session, video_id, VideoStatus.DECODING, model=model, dim=dim, failure_code=None,
+               failure_detail=None)
+    video.attempts += 1
+    return video
+
+
+def lock_video(session: Session, video_id: str) -> Video | None:
+    """The row under the video's lock (held until commit), which ingest and removal both take."""
+    advisory_lock(session, f"video:{video_id}")
+    return session.get(Video, video_id)
+
+
+def mark_indexed(session: Session, video: Video, info: VideoInfo, *, size: int, etag: str, sha256: str,
+                 frame_count: int, fps: float, matrix_bucket: str, matrix_key: str, matrix_dtype: str,
+                 timings: dict[str, float]) -> None:
+    """The run's vectors and matrix are in place for exactly these bytes."""
+    set_status(session, video.id, VideoStatus.INDEXED, size=size, etag=etag, sha256=sha256,
+               frame_count=frame_count, fps=fps, matrix_bucket=matrix_bucket, matrix_key=matrix_key,
+               matrix_dtype=matrix_dtype, timings=timings, duration=info.duration, width=info.width,
+               height=info.height, source_fps=info.fps, codec=info.codec)
+
+
+def searchable_ids(session: Session, video_ids: Sequence[str], *, model: str, fps: float) -> set[str]:
+    """Those ``video_ids`` whose row is indexed with ``model`` at ``fps``: the only videos a query may report.
+
+    Deleted, failed, re-indexing videos and videos sampled at another rate (after a change of
+    ``COPYCAT_DECODE__FPS``: their matrices do not line up with the query's) are left out.
+    """
+    if not video_ids:
+        return set()
+    query = select(Video.id, Video.fps).where(Video.id.in_(list(video_ids)), Video.status == VideoStatus.INDEXED,
+                                              Video.model == model, Video.matrix_key.is_not(None))
+    return {vid for vid, video_fps in session.execute(query) if video_fps is not None and abs(video_fps - fps) < 1e-6}
+
+
 def set_status(session: Session, video_id: str, status: VideoStatus, **fields: Any) -> Video:
     """Move a video to ``status`` and record the given columns."""
     video = _get(session, video_id)
@@ -65,17 +109,6 @@ def set_status(session: Session, video_id: str, status: VideoStatus, **fields: A
 def add_timing(session: Session, video_id: str, stage: str, seconds: float) -> None:
     video = _get(session, video_id)
     video.timings = {**(video.timings or {}), stage: round(seconds, 4)}
-
-
-def mark_failed(session: Session, video_id: str, code: str, detail: str) -> Video | None:
-    """Record why a video could not be indexed; a missing row (deleted meanwhile) is ignored."""
-    video = session.get(Video, video_id)
-    if video is None:
-        return None
-    video.status = VideoStatus.FAILED
-    video.failure_code = code
-    video.failure_detail = detail[:4000]
-    return video
 
 
 def get_video(session: Session, video_id: str) -> Video | None:

@@ -2,9 +2,9 @@
 
 Queues keep model work apart from everything else, so each scales on its own:
 
-- ``embed``: decode + embed of uploads and queries. Runs where the model runs (GPU workers); frames are
-  decoded next to the model and never cross the broker.
-- ``index``: Milvus writes and deletes, frame-matrix bookkeeping (CPU workers).
+- ``embed``: the ingest of an upload (decode, embed, frame matrix, Milvus vectors, DnS) and the embedding
+  of queries. Runs where the model runs (GPU workers); frames never cross the broker.
+- ``index``: removals of deleted uploads (Milvus deletes, objects, rows; CPU workers).
 - ``query``: batched Milvus search, candidate selection and temporal localisation (CPU or GPU).
 - ``ops``: the reconciliation sweep and bucket events (one small worker, plus beat).
 
@@ -15,19 +15,16 @@ With no broker configured, tasks run in the calling process (the embedded mode).
 
 from __future__ import annotations
 
-from functools import cache
-
 from celery import Celery
 from kombu import Queue
 
-from tasks.settings import Settings, get_settings
+from tasks.settings import Settings
 
 QUEUES = ("embed", "index", "query", "ops")
 
 ROUTES = {
     "copycat.ingest.embed": {"queue": "embed"},
     "copycat.query.embed": {"queue": "embed"},
-    "copycat.ingest.index": {"queue": "index"},
     "copycat.ingest.remove": {"queue": "index"},
     "copycat.dns.index": {"queue": "embed"},
     "copycat.query.match": {"queue": "query"},
@@ -66,17 +63,4 @@ def create_app(settings: Settings) -> Celery:
             "reconcile-buckets": {"task": "copycat.ops.reconcile", "schedule": float(broker.reconcile_interval_s)},
         },
     )
-    return app
-
-
-@cache
-def get_app() -> Celery:
-    """The process-wide app; importing the task modules registers their tasks on it."""
-    app = create_app(get_settings())
-    app.set_current()
-    app.set_default()
-    import tasks.signals  # noqa: F401  (connects the signal handlers)
-
-    for module in TASK_MODULES:
-        __import__(module)
     return app

@@ -1,24 +1,32 @@
-"""Task base classes: retry policy for transient faults, and failure recording in one place.
+"""Task base classes: the retry policy, and every status change of a video or a query job.
 
 Bad input (``InputError``) and misconfiguration (``ConfigError``) fail at once: Celery logs them at INFO
 without a traceback (``throws``). Transient faults are retried with exponential backoff and jitter, up
 to ``COPYCAT_BROKER__MAX_RETRIES`` times. Whatever finally fails lands in the row of the video or job the
 task was about, with a code and a message, and the worker carries on with the next task.
+
+Task bodies never write a status themselves: they call the lifecycle methods here (``claim``,
+``progress``, ``finish``), which call the named transitions in ``db/``. The pipeline stages in
+``workers/`` know nothing of either; they report progress through a plain callback.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 from celery import Task
 from sqlalchemy.orm import Session
 
 from db import jobs, videos
+from db.failures import mark_failed
+from db.models import Failable, QueryJob, Video, VideoStatus
 from db.session import session_scope
-from tasks import context
+from tasks import resources
 from workers.errors import ConfigError, CopycatError, InputError, TransientError
+from workers.pipeline import ProgressFn
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +38,8 @@ TASK_OPTIONS: dict[str, Any] = {
     "retry_jitter": True,
     "acks_late": True,
 }
+PROGRESS_EVERY_S = 2.0
+"""Least time between two progress reports of a running task (Celery state, CLI bar)."""
 
 
 def failure_reason(exc: BaseException, retries: int = 0) -> tuple[str, str]:
@@ -41,6 +51,11 @@ def failure_reason(exc: BaseException, retries: int = 0) -> tuple[str, str]:
     return "internal", f"{type(exc).__name__}: {exc}"
 
 
+def session() -> Session:
+    """A transaction on this process's database (a context manager)."""
+    return session_scope(resources.current().engine)  # type: ignore[return-value]
+
+
 class CopycatTask(Task):
     """Retries and backoff read from the settings when the task runs, not when it is imported."""
 
@@ -48,11 +63,11 @@ class CopycatTask(Task):
 
     @property
     def max_retries(self) -> int:  # type: ignore[override]
-        return context.settings().broker.max_retries
+        return resources.current().settings.broker.max_retries
 
     @property
     def retry_backoff_max(self) -> int:  # type: ignore[override]
-        return context.settings().broker.retry_backoff_max_s
+        return resources.current().settings.broker.retry_backoff_max_s
 
 
 class RecordedTask(CopycatTask):
@@ -60,18 +75,42 @@ class RecordedTask(CopycatTask):
 
     abstract = True
     subject = "row"
-    record_failure: Callable[[Session, str, str, str], object]
+    row_type: ClassVar[type[Failable]]
 
     def on_failure(self, exc: BaseException, task_id: str, args: tuple, kwargs: dict, einfo: Any) -> None:
         object_id = args[0] if args else next(iter(kwargs.values()), None)
         code, detail = failure_reason(exc, self.request.retries)
         log.warning("%s %s failed in %s: %s: %s", self.subject, object_id, self.name, code, detail)
-        with session_scope(context.engine()) as session:
-            type(self).record_failure(session, object_id, code, detail)
+        if not isinstance(object_id, str):
+            return  # a malformed message names no row
+        with session() as s:
+            mark_failed(s, self.row_type, object_id, code, detail)
         self.after_failure(object_id)
 
     def after_failure(self, object_id: str) -> None:
         """Clean-up once the failure is recorded (nothing by default)."""
+
+    def reporter(self, on_first: Callable[[], None] | None = None, *,
+                 forward: ProgressFn | None = None) -> ProgressFn:
+        """A progress callback for a stage: frames done/total in the task's Celery state (seen in Flower),
+        at most every ``PROGRESS_EVERY_S``; ``on_first`` runs once, at the first report; ``forward`` (the
+        CLI's bar in embedded mode) gets every report."""
+        last = [0.0]
+        first = [on_first]
+
+        def report(done: int, total: int) -> None:
+            if first[0] is not None:
+                first[0]()
+                first[0] = None
+            if forward is not None:
+                forward(done, total)
+            now = time.monotonic()
+            if now - last[0] >= PROGRESS_EVERY_S or done >= total:
+                last[0] = now
+                if self.request.id and not self.request.is_eager:
+                    self.update_state(state="PROGRESS", meta={"done": done, "total": total})
+
+        return report
 
 
 class VideoTask(RecordedTask):
@@ -83,11 +122,24 @@ class VideoTask(RecordedTask):
 
     abstract = True
     subject = "video"
-    record_failure = staticmethod(videos.mark_failed)
+    row_type = Video
+
+    def claim(self, video_id: str, model: str, dim: int) -> Video | None:
+        """Start a run (``decoding``); None when there is nothing to do (row gone, duplicate message)."""
+        with session() as s:
+            video = videos.claim_for_ingest(s, video_id, model=model, dim=dim, retrying=bool(self.request.retries))
+            if video is None:
+                log.info("video %s is gone or past embedding; duplicate ingest message ignored", video_id)
+            return video
+
+    def embedding(self, video_id: str) -> None:
+        """Frames are flowing: ``embedding`` (the first progress report of a run)."""
+        with session() as s:
+            videos.set_status(s, video_id, VideoStatus.EMBEDDING)
 
     def after_failure(self, object_id: str) -> None:
         try:
-            context.vectors().delete_video(object_id)
+            resources.current().frame_index.delete_video(object_id)
         except CopycatError as exc:
             log.warning("video %s: vectors not removed after its failure (%s); it stays out of results since "
                         "only indexed videos are localised", object_id, exc)
@@ -109,4 +161,9 @@ class JobTask(RecordedTask):
 
     abstract = True
     subject = "query job"
-    record_failure = staticmethod(jobs.mark_failed)
+    row_type = QueryJob
+
+    def start(self, job_id: str, model: str) -> QueryJob:
+        """The job is running (a re-run starts from a clean slate)."""
+        with session() as s:
+            return jobs.start_job(s, job_id, model=model, timings={})

@@ -1,7 +1,8 @@
 """Ingest tasks: an uploaded video becomes frame vectors in Milvus and a frame matrix in object storage.
 
-``copycat.ingest.embed`` (queue ``embed``, next to the model): download, decode + embed, store the matrix.
-``copycat.ingest.index`` (queue ``index``): replace the video's vectors in Milvus, mark it ``indexed``.
+``copycat.ingest.embed`` (queue ``embed``, next to the model): one run per upload: download, one decode
+into every view (model frames, and DnS frames when DnS is on), embed, store the matrix, replace the
+video's vectors, mark it ``indexed``. The matrix is never read back.
 ``copycat.ingest.remove`` (queue ``index``): the object was deleted; drop its vectors, matrix and row.
 """
 
@@ -9,28 +10,22 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
-import numpy as np
 from celery import shared_task
 
 from db import videos
 from db.models import VideoStatus
-from db.session import advisory_lock, session_scope
-from tasks import context, dns
-from tasks.base import TASK_OPTIONS, VideoTask
-from workers.errors import InputError, ModelMismatch
-from workers.pipeline import EmbeddedVideo, ProgressFn, embed_crops, embed_file
-from workers.stores.objects import load_matrix, save_matrix, sha256_file
-from workers.types import VideoInfo
+from tasks import dns, resources
+from tasks.base import TASK_OPTIONS, VideoTask, session
+from workers.errors import InputError
+from workers.pipeline import EmbeddedObject, ProgressFn, embed_object
+from workers.stores.objects import ObjectInfo, save_matrix
 
 log = logging.getLogger(__name__)
-
-# A fresh message for a video in these states is a duplicate (re-uploads and retries reset it to pending).
-DONE_WITH_EMBEDDING = (VideoStatus.INDEXING, VideoStatus.INDEXED, VideoStatus.FAILED)
 
 # Set by the CLI in embedded mode to draw a progress bar while a video is embedded in-process.
 progress_hook: ContextVar[ProgressFn | None] = ContextVar("progress_hook", default=None)
@@ -38,14 +33,14 @@ progress_hook: ContextVar[ProgressFn | None] = ContextVar("progress_hook", defau
 
 def enqueue_ingest(video_id: str, name: str) -> None:
     """Queue the ingest of a registered video; Flower shows the video's name next to its id."""
-    embed_video.apply_async(args=[video_id], argsrepr=_describe(video_id, name))
+    resources.current().app.tasks[embed_video.name].apply_async(args=[video_id], argsrepr=describe(video_id, name))
 
 
 def enqueue_remove(video_id: str, name: str) -> None:
-    remove_video.apply_async(args=[video_id], argsrepr=_describe(video_id, name))
+    resources.current().app.tasks[remove_video.name].apply_async(args=[video_id], argsrepr=describe(video_id, name))
 
 
-def _describe(object_id: str, name: str) -> str:
+def describe(object_id: str, name: str) -> str:
     return f"({object_id!r}, name={name!r})"
 
 
@@ -56,154 +51,113 @@ def matrix_key(video_id: str, model: str, sha256: str) -> str:
 
 @shared_task(name="copycat.ingest.embed", base=VideoTask, **TASK_OPTIONS)
 def embed_video(self: VideoTask, video_id: str) -> dict[str, Any]:
-    """Decode and embed one uploaded video, store its frame matrix, then queue its indexing.
-
-    The object may be replaced or deleted while this runs; the row's ETag tells. A run whose bytes are no
-    longer the registered ones drops its result (the newer upload has its own run), also when it failed.
-    """
-    cfg, store, model = context.settings(), context.objects(), context.embedder()
-    with session_scope(context.engine()) as session:
-        current = videos.get_video(session, video_id)
-        if current is None:
-            log.info("video %s was deleted before its ingest ran; nothing to do", video_id)
-            return {"video_id": video_id, "frames": 0}
-        if current.status in DONE_WITH_EMBEDDING and not self.request.retries:
-            log.info("video %s is already %s; duplicate ingest message ignored", video_id, current.status)
-            return {"video_id": video_id, "frames": current.frame_count or 0}
-        video = videos.set_status(session, video_id, VideoStatus.DECODING, model=model.name, dim=model.dim,
-                                  failure_code=None, failure_detail=None)
-        video.attempts += 1
-        bucket, key, name, registered_etag = video.bucket, video.key, video.name, video.etag
+    """Ingest one upload. The object may be replaced or deleted meanwhile: a run whose bytes are no longer
+    the registered ones drops its result (the newer upload has its own run), also when it failed."""
+    res = resources.current()
+    video = self.claim(video_id, res.embedder.name, res.embedder.dim)
+    if video is None:
+        return {"video_id": video_id, "skipped": True}
     try:
-        embedded = embed_object(bucket, key, name, on_probe=lambda info: _mark_embedding(video_id, info))
+        embedded = embed(res, video.bucket, video.key, video.name, dns_on=dns.enabled(res.settings),
+                         progress=self.reporter(lambda: self.embedding(video_id), forward=progress_hook.get()))
     except InputError:
-        if _superseded(video_id, registered_etag):
+        if _superseded(video_id, video.etag):
             log.info("video %s was replaced or deleted while a failing run read it; dropping the failure", video_id)
             return {"video_id": video_id, "superseded": True}
         raise
-    key_out = matrix_key(video_id, model.name, embedded.sha256)
-    tick = time.perf_counter()
-    save_matrix(store, cfg.s3.matrices_bucket, key_out, embedded.features.astype(cfg.embed.matrix_dtype))
-    embedded.timings["store_matrix"] = round(time.perf_counter() - tick, 4)
-    with session_scope(context.engine()) as session:
-        advisory_lock(session, f"video:{video_id}")
-        row = videos.get_video(session, video_id)
-        current_etag = row.etag if row is not None else None
-        previous = (row.matrix_bucket, row.matrix_key) if row is not None and row.matrix_key else None
-        if row is not None and current_etag == embedded.etag:
-            videos.set_status(session, video_id, VideoStatus.INDEXING, size=embedded.size, etag=embedded.etag,
-                              sha256=embedded.sha256, frame_count=embedded.features.shape[0], fps=embedded.fps,
-                              matrix_bucket=cfg.s3.matrices_bucket, matrix_key=key_out,
-                              matrix_dtype=cfg.embed.matrix_dtype, timings=embedded.timings)
-    if current_etag != embedded.etag:
-        store.remove(cfg.s3.matrices_bucket, key_out)
-        log.info("video %s was replaced or deleted while it was embedded; result dropped", video_id)
+    if not save_ingest(res, video_id, embedded):
         return {"video_id": video_id, "superseded": True}
-    if previous and previous != (cfg.s3.matrices_bucket, key_out):
-        store.remove(*previous)
-    index_video.apply_async(args=[video_id], argsrepr=_describe(video_id, name))
-    log.info("video %s (%s): %d frames embedded with %s in %.1f s", video_id, name, embedded.features.shape[0],
-             model.name, sum(embedded.timings.values()))
-    return {"video_id": video_id, "frames": int(embedded.features.shape[0])}
+    return {"video_id": video_id, "frames": int(embedded.video.features.shape[0])}
 
 
-def _superseded(video_id: str, etag: str | None) -> bool:
-    with session_scope(context.engine()) as session:
-        row = videos.get_video(session, video_id)
-        return row is None or row.etag != etag
+def embed(res: resources.Resources, bucket: str, key: str, name: str, *, crop_grid: int = 1, dns_on: bool = False,
+          progress: ProgressFn | None = None) -> EmbeddedObject:
+    """Decode + embed one object with the process's model (both jobs' first step), in one decode.
 
-
-@dataclass
-class EmbeddedObject(EmbeddedVideo):
-    """An embedded video from the object store, with what identifies the bytes that were read."""
-
-    size: int = 0
-    etag: str = ""
-    sha256: str = ""
-    crops: np.ndarray | None = None  # float32 [grid², T, D] when tiles were asked for
-
-
-def embed_object(bucket: str, key: str, name: str, on_probe: Callable[[VideoInfo], None],
-                 crop_grid: int = 1) -> EmbeddedObject:
-    """Download an object to scratch space, decode + embed it with the configured model, clean up.
-
-    With ``crop_grid`` > 1 the frames' tiles are embedded too (``workers.pipeline.embed_crops``).
+    The DnS students need frames at 1 fps: at another ``COPYCAT_DECODE__FPS`` their frames take a second
+    decode of their own.
     """
-    cfg = context.settings()
-    decode = {"fps": cfg.decode.fps, "chunk_frames": cfg.decode.chunk_frames, "timeout_s": cfg.decode.timeout_s,
-              "max_errors": cfg.decode.max_errors, "max_duration_s": cfg.decode.max_duration_s, "label": name}
-    started = time.perf_counter()
-    with context.scratch_file(name) as path:
-        obj = context.objects().get_file(bucket, key, path)
-        downloaded = time.perf_counter() - started
-        sha256 = sha256_file(path)
-        result = embed_file(path, context.embedder(), on_probe=on_probe, progress=progress_hook.get(), **decode)
-        tick = time.perf_counter()
-        crops = embed_crops(path, context.embedder(), crop_grid, **decode) if crop_grid > 1 else None
-        crop_s = time.perf_counter() - tick
-    timings = {"download": round(downloaded, 4), **result.timings}
-    if crops is not None:
-        timings["embed_crops"] = round(crop_s, 4)
-    return EmbeddedObject(result.info, result.features, result.fps, timings, size=obj.size, etag=obj.etag,
-                          sha256=sha256, crops=crops)
+    cfg = res.settings
+
+    def fetch(dest: Path) -> ObjectInfo:
+        return res.objects.get_file(bucket, key, dest)
+
+    shared = dns_on and dns.shares_decode(cfg)
+    embedded = embed_object(fetch, res.embedder, cfg.decode_options(), scratch_dir=cfg.scratch_dir, label=name,
+                            crop_grid=crop_grid, dns=res.dns_models if shared else None,
+                            dns_geometry=dns.DNS_GEOMETRY if shared else None, progress=progress)
+    if dns_on and not shared:
+        own = embed_object(fetch, res.embedder, replace(cfg.decode_options(), fps=dns.DNS_FPS),
+                           scratch_dir=cfg.scratch_dir, label=name, dns=res.dns_models, dns_geometry=dns.DNS_GEOMETRY)
+        embedded.video.dns = own.video.dns
+    return embedded
 
 
-@shared_task(name="copycat.ingest.index", base=VideoTask, **TASK_OPTIONS)
-def index_video(self: VideoTask, video_id: str) -> dict[str, Any]:
-    """Make Milvus hold exactly this video's frame vectors, then mark it indexed.
-
-    Runs under the video's database lock, which ``remove_video`` also takes: vectors are written only
-    for the row's current matrix and only while the row exists, so no late run can leave stale vectors.
-    """
-    index = context.vectors()
+def save_ingest(res: resources.Resources, video_id: str, embedded: EmbeddedObject) -> bool:
+    """Store the matrix, then, under the video's lock and only for the registered bytes, replace its vectors
+    (and DnS outputs) and mark it indexed. Returns False when the run was superseded (its result dropped)."""
+    cfg, store, features = res.settings, res.objects, embedded.video.features
+    key = matrix_key(video_id, res.embedder.name, embedded.sha256)
     tick = time.perf_counter()
-    with session_scope(context.engine()) as session:
-        advisory_lock(session, f"video:{video_id}")
-        video = videos.get_video(session, video_id)
-        if video is None or video.matrix_key is None:
-            log.info("video %s vanished or has no matrix; nothing to index", video_id)
-            return {"video_id": video_id, "vectors": 0}
-        if video.model != index.model:
-            raise ModelMismatch(f"video {video.name} was embedded with {video.model!r} but the index uses "
-                                f"{index.model!r}; re-ingest it with the configured model")
-        matrix = load_matrix(context.objects(), video.matrix_bucket, video.matrix_key).astype(np.float32)
-        count = index.replace_video(video_id, matrix)
-        videos.add_timing(session, video_id, "index", time.perf_counter() - tick)
-        videos.set_status(session, video_id, VideoStatus.INDEXED)
-        name = video.name
-    if dns.enabled():
-        dns.index_video_dns.apply_async(args=[video_id], argsrepr=_describe(video_id, name))
-    return {"video_id": video_id, "vectors": count}
+    save_matrix(store, cfg.s3.matrices_bucket, key, features.astype(cfg.embed.matrix_dtype))
+    timings = {**embedded.video.timings, "store_matrix": round(time.perf_counter() - tick, 4)}
+    with session() as s:
+        row = videos.lock_video(s, video_id)
+        current = row is not None and row.etag == embedded.source.etag
+        previous = (row.matrix_bucket, row.matrix_key) if row is not None and row.matrix_key else None
+        if current:
+            videos.set_status(s, video_id, VideoStatus.INDEXING)
+            tick = time.perf_counter()
+            res.frame_index.replace_video(video_id, features)
+            timings["index"] = round(time.perf_counter() - tick, 4)
+            if embedded.video.dns is not None:
+                dns.save_representation(res, s, video_id, embedded.video.dns, embedded.sha256)
+            videos.mark_indexed(s, row, embedded.video.info, size=embedded.source.size, etag=embedded.source.etag,
+                                sha256=embedded.sha256, frame_count=int(features.shape[0]), fps=embedded.video.fps,
+                                matrix_bucket=cfg.s3.matrices_bucket, matrix_key=key,
+                                matrix_dtype=cfg.embed.matrix_dtype, timings=timings)
+            name = row.name
+    if not current:
+        store.remove(cfg.s3.matrices_bucket, key)
+        log.info("video %s was replaced or deleted while it was embedded; result dropped", video_id)
+        return False
+    if previous and previous != (cfg.s3.matrices_bucket, key):
+        store.remove(*previous)
+    log.info("video %s (%s): %d frames embedded with %s and indexed in %.1f s", video_id, name, features.shape[0],
+             res.embedder.name, sum(timings.values()))
+    return True
 
 
 @shared_task(name="copycat.ingest.remove", base=VideoTask, **TASK_OPTIONS)
 def remove_video(self: VideoTask, video_id: str) -> dict[str, Any]:
-    """Forget a deleted upload: its row first (under the video's lock), then its vectors and objects.
+    """Forget a deleted upload: vectors and objects first, then its row, all under the video's lock.
 
-    Nothing is removed when the object is back in the bucket (deleted and uploaded again, or listed by a
-    sweep just before it was uploaded): the upload's own registration handles it.
+    The row goes last: if Milvus or the store fails, the retry still finds the row and finishes the job,
+    so no vector is ever orphaned. Nothing is removed when the object is back in the bucket (deleted and
+    uploaded again, or listed by a sweep just before it was uploaded): the upload's registration handles it.
     """
-    with session_scope(context.engine()) as session:
-        video = videos.get_video(session, video_id)
+    res = resources.current()
+    with session() as s:
+        video = videos.get_video(s, video_id)
         if video is None:
             return {"video_id": video_id, "removed": False}
         bucket, key = video.bucket, video.key
-    if context.objects().stat(bucket, key) is not None:
+    if res.objects.stat(bucket, key) is not None:
         log.info("video %s: s3://%s/%s exists again; not removed", video_id, bucket, key)
         return {"video_id": video_id, "removed": False}
-    dns.forget_video(video_id)
-    with session_scope(context.engine()) as session:
-        advisory_lock(session, f"video:{video_id}")
-        video = videos.get_video(session, video_id)
-        matrix = (video.matrix_bucket, video.matrix_key) if video and video.matrix_key else None
-        removed = videos.delete_video(session, video_id)
-    context.vectors().delete_video(video_id)
-    if matrix:
-        context.objects().remove(*matrix)
+    with session() as s:
+        video = videos.lock_video(s, video_id)
+        if video is None:
+            return {"video_id": video_id, "removed": False}
+        res.frame_index.delete_video(video_id)
+        dns.forget_video(res, s, video_id)
+        if video.matrix_key:
+            res.objects.remove(video.matrix_bucket, video.matrix_key)
+        removed = videos.delete_video(s, video_id)
     return {"video_id": video_id, "removed": removed}
 
 
-def _mark_embedding(video_id: str, info: VideoInfo) -> None:
-    with session_scope(context.engine()) as session:
-        videos.set_status(session, video_id, VideoStatus.EMBEDDING, duration=info.duration, width=info.width,
-                          height=info.height, source_fps=info.fps, codec=info.codec)
+def _superseded(video_id: str, etag: str | None) -> bool:
+    with session() as s:
+        row = videos.get_video(s, video_id)
+        return row is None or row.etag != etag

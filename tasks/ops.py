@@ -9,6 +9,7 @@ paths go through ``db.videos.register_upload``, so an object seen by both is sti
 from __future__ import annotations
 
 import logging
+from dataclasses import asdict
 from datetime import timedelta
 
 from celery import shared_task
@@ -16,11 +17,11 @@ from sqlalchemy import select
 
 from db import jobs, videos
 from db.models import Video
-from db.session import advisory_lock, session_scope
-from tasks import context
-from tasks.base import TASK_OPTIONS, CopycatTask
+from db.session import advisory_lock
+from tasks import resources
+from tasks.base import TASK_OPTIONS, CopycatTask, session
 from tasks.ingest import enqueue_ingest, enqueue_remove
-from tasks.query import default_params, enqueue_query
+from tasks.query import enqueue_query
 from workers.stores.events import ObjectEvent
 
 log = logging.getLogger(__name__)
@@ -34,15 +35,16 @@ def reconcile(self: CopycatTask) -> dict[str, int]:
 
 def sweep() -> dict[str, int]:
     """Queue whatever the buckets hold that the database does not know, and forget what is gone."""
-    cfg, store = context.settings(), context.objects()
+    res = resources.current()
+    cfg, store = res.settings, res.objects
     counts = {"queued": 0, "removed": 0, "queries": 0}
     present: set[str] = set()
     for obj in store.list(cfg.s3.uploads_bucket):
         present.add(obj.key)
         if register_upload(obj.bucket, obj.key, obj.size, obj.etag):
             counts["queued"] += 1
-    with session_scope(context.engine()) as session:
-        rows = session.execute(select(Video.id, Video.key, Video.name)
+    with session() as s:
+        rows = s.execute(select(Video.id, Video.key, Video.name)
                                .where(Video.bucket == cfg.s3.uploads_bucket)).all()
     for video_id, key, name in rows:
         if key not in present:
@@ -58,12 +60,12 @@ def sweep() -> dict[str, int]:
 
 def handle_event(event: ObjectEvent) -> bool:
     """Act on one bucket event; returns whether anything was queued."""
-    cfg = context.settings()
+    cfg = resources.current().settings
     if event.bucket == cfg.s3.uploads_bucket:
         if event.kind == "created":
             return register_upload(event.bucket, event.key, event.size, event.etag)
-        with session_scope(context.engine()) as session:
-            video = videos.find_by_object(session, event.bucket, event.key)
+        with session() as s:
+            video = videos.find_by_object(s, event.bucket, event.key)
             found = (video.id, video.name) if video else None
         if found:
             enqueue_remove(*found)
@@ -81,9 +83,9 @@ def register_upload(bucket: str, key: str, size: int | None, etag: str | None, *
     ``retry_failed`` and ``force`` are for a person re-running ``copycat ingest`` (see
     ``db.videos.register_upload``); events and sweeps use neither.
     """
-    stale_after = timedelta(seconds=context.settings().broker.task_time_limit_s * 2)
-    with session_scope(context.engine()) as session:
-        video, needed = videos.register_upload(session, bucket, key, size=size, etag=etag, retry_failed=retry_failed,
+    stale_after = timedelta(seconds=resources.current().settings.broker.task_time_limit_s * 2)
+    with session() as s:
+        video, needed = videos.register_upload(s, bucket, key, size=size, etag=etag, retry_failed=retry_failed,
                                                force=force, stale_after=stale_after)
         video_id, name = video.id, video.name
     if needed:
@@ -94,11 +96,11 @@ def register_upload(bucket: str, key: str, size: int | None, etag: str | None, *
 def register_query_object(bucket: str, key: str) -> bool:
     """Create and queue a query job for an object dropped in the queries bucket, once."""
     name = key.rsplit("/", 1)[-1]
-    with session_scope(context.engine()) as session:
-        advisory_lock(session, f"query:{bucket}/{key}")
-        if jobs.find_job_by_object(session, bucket, key) is not None:
+    with session() as s:
+        advisory_lock(s, f"query:{bucket}/{key}")
+        if jobs.find_job_by_object(s, bucket, key) is not None:
             return False
-        job_id = jobs.create_job(session, source=f"s3://{bucket}/{key}", name=name, bucket=bucket, key=key,
-                                 params=default_params()).id
+        job_id = jobs.create_job(s, source=f"s3://{bucket}/{key}", name=name, bucket=bucket, key=key,
+                                 params=asdict(resources.current().settings.query_params())).id
     enqueue_query(job_id, name)
     return True

@@ -1,118 +1,129 @@
 """Query tasks: which indexed videos does a query video copy, and where.
 
-``copycat.query.embed`` (queue ``embed``): decode + embed the query exactly as ingest does.
-``copycat.query.match`` (queue ``query``): batched Milvus search, candidate selection, temporal
-localisation against each candidate's frame matrix, results into the database.
+``copycat.query.embed`` (queue ``embed``): one decode of the query into every view the job needs (whole
+frames, tiles, DnS frames), embedded exactly as ingest does; the views (and the DnS representation) are
+stored for the match and for reports.
+``copycat.query.match`` (queue ``query``): ``workers.query.answer_query`` over the stored library, results
+into the database.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Collection, Mapping
 from typing import Any
 
 import numpy as np
 from celery import shared_task
 
 from db import jobs, videos
-from db.models import VideoStatus
-from db.session import session_scope
-from tasks import context, dns
-from tasks.base import TASK_OPTIONS, JobTask
-from tasks.ingest import embed_object
+from tasks import dns, resources
+from tasks.base import TASK_OPTIONS, JobTask, session
+from tasks.ingest import describe, embed
+from workers.dns.video import DnsRepresentation
 from workers.errors import ModelMismatch, ObjectMissing
-from workers.pipeline import match_query
-from workers.stores.objects import load_matrix, save_matrix
+from workers.query import DnsStage, answer_query
+from workers.stores.objects import load_arrays, load_matrix, save_arrays, save_matrix
+from workers.types import SearchHits
 
 log = logging.getLogger(__name__)
 
 
 def enqueue_query(job_id: str, name: str) -> None:
     """Queue a query job; Flower shows the query's name next to the job id."""
-    embed_query.apply_async(args=[job_id], argsrepr=f"({job_id!r}, name={name!r})")
+    resources.current().app.tasks[embed_query.name].apply_async(args=[job_id], argsrepr=describe(job_id, name))
 
 
 def query_matrix_key(job_id: str, model: str) -> str:
     return f"queries/{model}/{job_id}.npy"
 
 
-def default_params() -> dict[str, Any]:
-    """The job parameters that the settings define; a job may override any of them."""
-    cfg = context.settings()
-    return {"top_k": cfg.select.top_k, "search_limit": cfg.select.search_limit, "reduce": cfg.select.reduce,
-            "min_score": cfg.query.min_score, "exclude_self": cfg.query.exclude_self,
-            "crop_grid": cfg.query.crop_grid}
+def query_dns_key(job_id: str, student: str) -> str:
+    return f"queries/dns_{student}/{job_id}.npz"
 
 
 @shared_task(name="copycat.query.embed", base=JobTask, **TASK_OPTIONS)
 def embed_query(self: JobTask, job_id: str) -> dict[str, Any]:
-    """Decode and embed the query video with the index's model, then queue the matching."""
-    cfg, model = context.settings(), context.embedder()
-    with session_scope(context.engine()) as session:
-        job = jobs.start_job(session, job_id, model=model.name, timings={})
-        bucket, key, name = job.bucket, job.key, job.name
-        crop_grid = int({**default_params(), **(job.params or {})}["crop_grid"])
-    embedded = embed_object(bucket, key, name, on_probe=lambda info: _record_duration(job_id, info.duration),
-                            crop_grid=crop_grid)
-    # [T, D], or [1 + grid², T, D] with the tiles as extra views of each frame.
-    query = embedded.features if embedded.crops is None else np.concatenate([embedded.features[None],
-                                                                            embedded.crops])
-    key_out = query_matrix_key(job_id, model.name)
-    save_matrix(context.objects(), cfg.s3.matrices_bucket, key_out, query.astype(np.float16))
-    with session_scope(context.engine()) as session:
-        jobs.update_job(session, job_id, sha256=embedded.sha256, frame_count=int(embedded.features.shape[0]),
-                        matrix_key=key_out, timings=dict(embedded.timings))
-    match_job.apply_async(args=[job_id], argsrepr=f"({job_id!r}, name={name!r})")
-    return {"job_id": job_id, "frames": int(embedded.features.shape[0])}
+    """Decode and embed the query video with the index's model (one decode), then queue the matching."""
+    res = resources.current()
+    cfg = res.settings
+    job = self.start(job_id, res.embedder.name)
+    params = cfg.query_params(job.params)
+    with_dns = dns.enabled(cfg)
+    embedded = embed(res, job.bucket, job.key, job.name, crop_grid=params.crop_grid, dns_on=with_dns,
+                     progress=self.reporter())
+    key = query_matrix_key(job_id, res.embedder.name)
+    save_matrix(res.objects, cfg.s3.matrices_bucket, key, embedded.video.views.astype(cfg.embed.matrix_dtype))
+    if embedded.video.dns is not None:
+        rep = embedded.video.dns
+        save_arrays(res.objects, cfg.s3.matrices_bucket, query_dns_key(job_id, cfg.dns.student), coarse=rep.coarse,
+                    fine=rep.fine, selector_stat=np.float32(rep.selector_stat))
+    frames = int(embedded.video.features.shape[0])
+    with session() as s:
+        jobs.update_job(s, job_id, sha256=embedded.sha256, frame_count=frames, matrix_key=key,
+                        duration=embedded.video.info.duration, timings=dict(embedded.video.timings))
+    resources.current().app.tasks[match_job.name].apply_async(args=[job_id], argsrepr=describe(job_id, job.name))
+    return {"job_id": job_id, "frames": frames}
 
 
 @shared_task(name="copycat.query.match", base=JobTask, **TASK_OPTIONS)
 def match_job(self: JobTask, job_id: str) -> dict[str, Any]:
     """Find and localise the copies of an embedded query; store matches and segments."""
-    cfg, index, store = context.settings(), context.vectors(), context.objects()
-    with session_scope(context.engine()) as session:
-        job = jobs.get_job(session, job_id)
+    res = resources.current()
+    cfg, index = res.settings, res.frame_index
+    with session() as s:
+        job = jobs.get_job(s, job_id)
         if job is None or job.matrix_key is None:
-            raise LookupError(f"query job {job_id} has no embedded query")
+            raise ObjectMissing(f"query job {job_id} has no embedded query (was it deleted?)")
         if job.model != index.model:
             raise ModelMismatch(f"query was embedded with {job.model!r} but the index holds {index.model!r}")
-        params = {**default_params(), **(job.params or {})}
-        exclude = videos.ids_with_sha256(session, job.sha256) if params["exclude_self"] and job.sha256 else set()
-        matrix_key, timings = job.matrix_key, dict(job.timings or {})
-    query = load_matrix(store, cfg.s3.matrices_bucket, matrix_key).astype(np.float32)
-    fps = cfg.decode.fps
-
-    def load_reference(video_id: str) -> np.ndarray:
-        """A candidate's frames; none when it was deleted, replaced or failed since it was indexed."""
-        nothing = np.zeros((0, index.dim), np.float32)
-        with session_scope(context.engine()) as session:
-            video = videos.get_video(session, video_id)
-        if video is None or video.status != VideoStatus.INDEXED or video.matrix_key is None:
-            return nothing
-        if video.model != index.model or video.fps != fps:
-            raise ModelMismatch(f"reference {video.name} was indexed with {video.model} at {video.fps} fps; "
-                                f"the query uses {index.model} at {fps} fps")
-        try:
-            return load_matrix(store, video.matrix_bucket, video.matrix_key)
-        except ObjectMissing:  # removed between the row read and the object read
-            return nothing
-
-    stage_timings: dict[str, float] = {}
-    matches = match_query(query, fps=fps, search=index.search, load_reference=load_reference,
-                          localizer=context.localizer(), search_limit=int(params["search_limit"]),
-                          top_k=int(params["top_k"]), reduce=str(params["reduce"]), exclude=exclude,
-                          min_score=float(params["min_score"]), timings=stage_timings)
-    matches = dns.dns_rerank(job_id, matches, query=query, fps=fps, load_reference=load_reference,
-                             top_k=int(params["top_k"]), min_score=float(params["min_score"]), exclude=exclude,
-                             timings=stage_timings)
-    timings.update({k: round(v, 4) for k, v in stage_timings.items()})
-    with session_scope(context.engine()) as session:
-        names = {vid: v.name for vid, v in videos.videos_by_ids(session, [m.video_id for m in matches]).items()}
-        jobs.update_job(session, job_id, timings=timings)
-        jobs.finish_job(session, job_id, matches, names)
-    log.info("query job %s: %d matches in %.2f s", job_id, len(matches), sum(stage_timings.values()))
-    return {"job_id": job_id, "matches": len(matches)}
+        params = cfg.query_params(job.params)
+        exclude = videos.ids_with_sha256(s, job.sha256) if params.exclude_self and job.sha256 else set()
+    views = load_matrix(res.objects, cfg.s3.matrices_bucket, job.matrix_key).astype(np.float32)
+    stage = None
+    if dns.enabled(cfg):
+        stored = load_arrays(res.objects, cfg.s3.matrices_bucket, query_dns_key(job_id, cfg.dns.student))
+        rep = DnsRepresentation(stored["coarse"], stored["fine"], float(stored["selector_stat"]))
+        stage = DnsStage(rep, res.dns_models, dns.StoredDnsLibrary(res), coarse_top_k=cfg.dns.coarse_top_k,
+                         rerank_percentage=cfg.dns.rerank_percentage)
+    result = answer_query(views, fps=cfg.decode.fps, library=StoredFrameLibrary(res), localizer=res.localizer,
+                          params=params, exclude=exclude, dns=stage)
+    with session() as s:
+        names = {vid: v.name for vid, v in videos.videos_by_ids(s, [m.video_id for m in result.matches]).items()}
+        jobs.update_job(s, job_id, timings={**(job.timings or {}), **result.timings})
+        jobs.finish_job(s, job_id, result.matches, names)
+    log.info("query job %s: %d matches in %.2f s", job_id, len(result.matches), sum(result.timings.values()))
+    return {"job_id": job_id, "matches": len(result.matches)}
 
 
-def _record_duration(job_id: str, duration: float) -> None:
-    with session_scope(context.engine()) as session:
-        jobs.update_job(session, job_id, duration=duration)
+class StoredFrameLibrary:
+    """``workers.query.FrameLibrary`` over the frame collection, the database and the object store."""
+
+    def __init__(self, res: resources.Resources) -> None:
+        self.res = res
+        self.fps = res.settings.decode.fps
+
+    def search(self, vectors: np.ndarray, limit: int) -> SearchHits:
+        return self.res.frame_index.search(vectors, limit)
+
+    def searchable(self, video_ids: list[str]) -> Collection[str]:
+        with session() as s:
+            allowed = videos.searchable_ids(s, video_ids, model=self.res.frame_index.model, fps=self.fps)
+        if len(allowed) < len(video_ids):
+            log.info("%d of %d candidate videos skipped: not indexed (deleted, failed, re-indexing) or indexed "
+                     "at another fps than %g (re-ingest them)", len(video_ids) - len(allowed), len(video_ids),
+                     self.fps)
+        return allowed
+
+    def load(self, video_ids: list[str]) -> Mapping[str, np.ndarray]:
+        """Matrices of the candidates, read in one database session; one removed meanwhile is left out."""
+        with session() as s:
+            rows = [(v.id, v.matrix_bucket, v.matrix_key) for v in videos.videos_by_ids(s, video_ids).values()
+                    if v.matrix_key]
+        matrices = {}
+        for video_id, bucket, key in rows:
+            try:
+                matrices[video_id] = load_matrix(self.res.objects, bucket, key)
+            except ObjectMissing:  # removed between the row read and the object read
+                continue
+        return matrices

@@ -11,14 +11,15 @@ Postgres, Redis, an S3 server and a Milvus server for production.
 
 from __future__ import annotations
 
-from functools import cache
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from workers.decode import DecodeOptions
 from workers.errors import ConfigError
+from workers.types import QueryParams
 
 
 class DatabaseSettings(BaseModel):
@@ -197,6 +198,21 @@ class Settings(BaseSettings):
         """True when tasks run in the calling process (no broker configured)."""
         return not self.broker.url
 
+    def decode_options(self) -> DecodeOptions:
+        d = self.decode
+        return DecodeOptions(fps=d.fps, chunk_frames=d.chunk_frames, timeout_s=d.timeout_s, max_errors=d.max_errors,
+                             max_duration_s=d.max_duration_s)
+
+    def query_params(self, overrides: dict[str, Any] | None = None) -> QueryParams:
+        """A job's parameters: the settings' defaults with the job's own values on top."""
+        defaults = {"top_k": self.select.top_k, "search_limit": self.select.search_limit,
+                    "reduce": self.select.reduce, "min_score": self.query.min_score,
+                    "exclude_self": self.query.exclude_self, "crop_grid": self.query.crop_grid}
+        merged = {**defaults, **{k: v for k, v in (overrides or {}).items() if k in defaults and v is not None}}
+        return QueryParams(top_k=int(merged["top_k"]), search_limit=int(merged["search_limit"]),
+                           reduce=str(merged["reduce"]), min_score=float(merged["min_score"]),
+                           exclude_self=bool(merged["exclude_self"]), crop_grid=int(merged["crop_grid"]))
+
 
 def load_settings() -> Settings:
     """Read the environment; a bad value stops start-up with the variable's name."""
@@ -207,12 +223,6 @@ def load_settings() -> Settings:
             f"COPYCAT_{'__'.join(str(p).upper() for p in err['loc'])}: {err['msg']}" for err in exc.errors()
         )
         raise ConfigError(f"invalid configuration: {problems}") from exc
-
-
-@cache
-def get_settings() -> Settings:
-    """The process-wide settings, read once."""
-    return load_settings()
 
 
 def describe_settings() -> list[tuple[str, str, str]]:

@@ -6,18 +6,16 @@ import logging
 
 from celery.signals import after_setup_logger, worker_process_init
 
-from tasks import context
+from tasks import resources
+from tasks.logs import quiet_libraries
 
 
 @worker_process_init.connect
 def _fresh_resources(**_: object) -> None:
     """A forked worker process opens its own connections (kept light: Celery gives this 4 seconds)."""
-    context.reset()
+    resources.current().after_fork()
 
 
 @after_setup_logger.connect
 def _quiet_libraries(logger: logging.Logger, **_: object) -> None:
-    for name in ("urllib3", "pymilvus", "milvus_lite", "alembic"):
-        logging.getLogger(name).setLevel(logging.WARNING)
-    # Milvus Lite's gRPC server logs pymilvus's optional AllocTimestamp probe as an error.
-    logging.getLogger("grpc._server").setLevel(logging.CRITICAL)
+    quiet_libraries()

@@ -12,7 +12,7 @@ import logging
 import threading
 import time
 
-from tasks import context
+from tasks import resources
 from tasks.ops import handle_event, sweep
 from workers.errors import ConfigError
 from workers.stores.events import NotificationsUnsupported
@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 
 def run_watcher(stop: threading.Event) -> None:
     """Watch until ``stop`` is set."""
-    cfg = context.settings()
+    cfg = resources.current().settings
     _sweep_safely()
     if cfg.watch.mode != "poll":
         buckets = (cfg.s3.uploads_bucket, cfg.s3.queries_bucket)
@@ -57,10 +57,10 @@ def run_watcher(stop: threading.Event) -> None:
 
 def _listen_forever(bucket: str, stop: threading.Event, unsupported: list[str]) -> None:
     delay = 1.0
-    limit = context.settings().watch.reconnect_max_s
+    limit = resources.current().settings.watch.reconnect_max_s
     while not stop.is_set():
         try:
-            for event in context.objects().listen(bucket):
+            for event in resources.current().objects.listen(bucket):
                 delay = 1.0
                 try:
                     handle_event(event)

@@ -1,5 +1,14 @@
-"""Entry point for the Celery command line: ``celery -A tasks.worker worker -Q embed,index``."""
+"""Entry point for the Celery command line: ``celery -A tasks.worker worker -Q embed,index``.
 
-from tasks.app import get_app
+Builds this process's resources from the environment and registers every task and signal handler on
+their Celery app.
+"""
 
-app = get_app()
+import tasks.dns  # noqa: F401  (each import registers that module's tasks)
+import tasks.ingest  # noqa: F401
+import tasks.ops  # noqa: F401
+import tasks.query  # noqa: F401
+import tasks.signals  # noqa: F401  (connects the signal handlers)
+from tasks import resources
+
+app = resources.current().app

@@ -62,9 +62,6 @@ def new_database() -> Iterator[str]:
     try:
         yield f"postgresql+psycopg://postgres@{PG_HOST}:{PG_PORT}/{name}"
     finally:
-        from db.session import get_engine
-
-        get_engine.cache_clear()
         with psycopg.connect(admin, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
@@ -149,21 +146,28 @@ def milvus_uri(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return request.getfixturevalue("milvus_server")
 
 
+def use_fresh_resources() -> None:
+    """Rebuild this process's resources from the environment, with their Celery app as the current one
+    (tests call tasks directly, which run on the current app)."""
+    from tasks import resources
+
+    resources.reset()
+    resources.current().app  # noqa: B018
+
+
 @pytest.fixture
 def copycat_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Path]:
     """An empty COPYCAT_HOME for one test; cached resources are rebuilt from the environment."""
-    from tasks import context
-    from tasks.app import get_app
+    from tasks import resources
 
     for key in list(os.environ):
         if key.startswith("COPYCAT_"):
             monkeypatch.delenv(key)
     home = tmp_path / "copycat-home"
     monkeypatch.setenv("COPYCAT_HOME", str(home))
-    context.reset()
-    get_app()
+    use_fresh_resources()
     yield home
-    context.reset()
+    resources.reset()
 
 
 @pytest.fixture
@@ -172,8 +176,7 @@ def services_env(copycat_env: Path, monkeypatch: pytest.MonkeyPatch, pg_url: str
     """Postgres + SeaweedFS S3 + Milvus (file or server) for one test, with its own buckets and collection."""
     from sqlalchemy import text
 
-    from tasks import context
-    from tasks.app import get_app
+    from tasks import resources
 
     tag = uuid.uuid4().hex[:8]
     env = {
@@ -189,12 +192,11 @@ def services_env(copycat_env: Path, monkeypatch: pytest.MonkeyPatch, pg_url: str
     }
     for key, value in env.items():
         monkeypatch.setenv(key, value)
-    context.reset()
-    get_app()
-    with context.engine().begin() as conn:
+    use_fresh_resources()
+    with resources.current().engine.begin() as conn:
         conn.execute(text("TRUNCATE videos, query_jobs, query_matches, query_segments CASCADE"))
     yield env
-    context.reset()
+    resources.reset()
 
 
 @pytest.fixture
@@ -203,11 +205,10 @@ def celery_worker(services_env: dict[str, str], redis_url: str, monkeypatch: pyt
     """A real Celery worker process on every queue, fed through Redis; needs the Milvus server mode."""
     if "://" not in services_env["COPYCAT_MILVUS__URI"]:
         pytest.skip("several processes share Milvus Lite only through its server")
-    from tasks import context
 
     queue_tag = uuid.uuid4().hex[:6]
     monkeypatch.setenv("COPYCAT_BROKER__URL", redis_url)
-    context.reset()
+    use_fresh_resources()
     env = {**os.environ, "COPYCAT_BROKER__URL": redis_url, "COPYCAT_HOME": str(tmp_path / "worker-home")}
     log = (tmp_path / "worker.log").open("wb")
     worker = subprocess.Popen(
@@ -228,9 +229,9 @@ def celery_worker(services_env: dict[str, str], redis_url: str, monkeypatch: pyt
 
 
 def _wait_for_worker(worker: subprocess.Popen, log_path: Path, timeout: float = 60.0) -> None:
-    from tasks.app import get_app
+    from tasks import resources
 
-    app = get_app()
+    app = resources.current().app
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if worker.poll() is not None:

@@ -19,10 +19,9 @@ import subprocess
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import ffmpeg
 import numpy as np
@@ -36,32 +35,10 @@ from workers.errors import (
     TruncatedVideo,
     VideoTooLong,
 )
-from workers.types import VideoInfo
+from workers.types import FrameGeometry, VideoInfo
 
 STDERR_TAIL_LINES = 20
 _ADDRESS = re.compile(r" @ 0x[0-9a-f]+")
-
-
-@dataclass(frozen=True)
-class FrameGeometry:
-    """The square frames a model wants and how to get there from any aspect ratio.
-
-    ``squash`` scales both sides to ``size`` (aspect ratio is not kept). ``crop`` scales the shorter side
-    to ``short_side`` (default ``size``) and cuts the centre ``size`` x ``size``.
-    """
-
-    size: int
-    resize: Literal["squash", "crop"] = "squash"
-    short_side: int | None = None
-
-    def filters(self) -> list[tuple[str, dict[str, object]]]:
-        if self.resize == "squash":
-            return [("scale", {"w": self.size, "h": self.size, "flags": "bicubic"})]
-        side = self.short_side or self.size
-        return [
-            ("scale", {"w": side, "h": side, "force_original_aspect_ratio": "increase", "flags": "bicubic"}),
-            ("crop", {"w": self.size, "h": self.size}),
-        ]
 
 
 def probe(path: Path, label: str | None = None) -> VideoInfo:
@@ -114,20 +91,39 @@ def expected_frames(duration: float, fps: float) -> int:
     return max(1, int(np.floor(duration * fps + 0.5)))
 
 
-def sample_frames(
+@dataclass(frozen=True)
+class DecodeOptions:
+    """How a worker decodes: sampling rate and the limits that protect it (from ``Settings.decode``)."""
+
+    fps: float = 1.0
+    chunk_frames: int = 64
+    timeout_s: float = 1800.0
+    max_errors: int = 0
+    max_duration_s: float = float("inf")
+
+
+def sample_frames(path: Path, info: VideoInfo, geometry: FrameGeometry, options: DecodeOptions = DecodeOptions(),
+                  *, label: str | None = None) -> Iterator[np.ndarray]:
+    """Yield uint8 RGB chunks [n, size, size, 3] of frames sampled at ``options.fps`` (one geometry)."""
+    for (chunk,) in sample_views(path, info, (geometry,), options, label=label):
+        yield chunk
+
+
+def sample_views(
     path: Path,
     info: VideoInfo,
-    geometry: FrameGeometry,
+    geometries: Sequence[FrameGeometry],
+    options: DecodeOptions = DecodeOptions(),
     *,
-    fps: float = 1.0,
-    chunk_frames: int = 64,
-    timeout_s: float = 1800.0,
-    max_errors: int = 0,
-    max_duration_s: float = float("inf"),
     queue_chunks: int = 2,
     label: str | None = None,
-) -> Iterator[np.ndarray]:
-    """Yield uint8 RGB chunks [n, size, size, 3] of frames sampled at ``fps``, in order.
+) -> Iterator[tuple[np.ndarray, ...]]:
+    """Yield, per chunk of sampled frames, one uint8 RGB array [n, size, size, 3] per geometry, in order.
+
+    One ffmpeg process decodes the stream once: after the ``fps`` filter the frames are ``split``, each branch
+    is scaled to its geometry, and the branches are padded and stacked vertically into one raw frame
+    [sum(size), max(size), 3] that this function slices apart. Every view is pixel-identical to what a
+    decode of that geometry alone gives.
 
     Raises ``CorruptVideo`` when ffmpeg reports more than ``max_errors`` decode errors, ``TruncatedVideo``
     when far fewer frames arrive than the duration promises, ``DecodeTimeout`` when ffmpeg has spent
@@ -135,17 +131,15 @@ def sample_frames(
     clock runs only while the reader waits for ffmpeg.
     """
     name = label or path.name
-    if info.duration > max_duration_s:
-        raise VideoTooLong(f"{name}: {info.duration:.0f} s is longer than the limit of {max_duration_s:.0f} s")
-    stream = ffmpeg.input(str(path))[str(info.stream_index)].filter("fps", fps=fps)
-    for filter_name, kwargs in geometry.filters():
-        stream = stream.filter(filter_name, **kwargs)
-    cmd = (
-        stream.output("pipe:", format="rawvideo", pix_fmt="rgb24")
-        .global_args("-nostdin", "-hide_banner", "-loglevel", "error", "-an", "-sn", "-dn")
-        .compile()
-    )
-    frame_bytes = geometry.size * geometry.size * 3
+    if not geometries:
+        raise ValueError("sample_views needs at least one geometry")
+    if info.duration > options.max_duration_s:
+        raise VideoTooLong(f"{name}: {info.duration:.0f} s is longer than the limit of "
+                           f"{options.max_duration_s:.0f} s")
+    cmd = _decoder_command(path, info, geometries, options.fps)
+    width, height = max(g.size for g in geometries), sum(g.size for g in geometries)
+    frame_bytes = width * height * 3
+    chunk_frames, timeout_s = options.chunk_frames, options.timeout_s
     proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     stderr_lines: deque[str] = deque(maxlen=STDERR_TAIL_LINES)
     error_count = [0]
@@ -159,9 +153,9 @@ def sample_frames(
                 stderr_lines.append(line)
                 error_count[0] += 1
 
-    chunks: queue.Queue[np.ndarray | BaseException | None] = queue.Queue(maxsize=queue_chunks)
+    chunks: queue.Queue[tuple[np.ndarray, ...] | BaseException | None] = queue.Queue(maxsize=queue_chunks)
     stop = threading.Event()
-    clock = _DecodeClock()
+    clock = DecodeClock()
 
     def kill_on_deadline() -> None:
         while not stop.wait(0.1):
@@ -178,8 +172,8 @@ def sample_frames(
                     data = _read_exact(proc.stdout, frame_bytes * chunk_frames)
                 whole = len(data) // frame_bytes
                 if whole:
-                    frames = np.frombuffer(data[: whole * frame_bytes], np.uint8)
-                    chunks.put(frames.reshape(whole, geometry.size, geometry.size, 3))
+                    frames = np.frombuffer(data[: whole * frame_bytes], np.uint8).reshape(whole, height, width, 3)
+                    chunks.put(_unstack(frames, geometries))
                 if len(data) < frame_bytes * chunk_frames:
                     break
         except BaseException as exc:  # handed to the consumer, which re-raises it
@@ -197,7 +191,7 @@ def sample_frames(
         while (item := chunks.get()) is not None:
             if isinstance(item, BaseException):
                 raise item
-            produced += item.shape[0]
+            produced += item[0].shape[0]
             yield item
         returncode = proc.wait()
         threads[0].join()
@@ -207,13 +201,13 @@ def sample_frames(
                 f"{time.monotonic() - started:.0f} s, {produced} frames read); raise COPYCAT_DECODE__TIMEOUT_S"
             )
         detail = " | ".join(stderr_lines)
-        if error_count[0] > max_errors and "partial file" in detail:
+        if error_count[0] > options.max_errors and "partial file" in detail:
             raise TruncatedVideo(f"{name}: the file ends early after {produced} frames: {detail}")
-        if error_count[0] > max_errors:
+        if error_count[0] > options.max_errors:
             raise CorruptVideo(f"{name}: decoder reported {error_count[0]} errors: {detail}")
         if returncode != 0:
             raise CorruptVideo(f"{name}: ffmpeg exited with {returncode}: {detail or 'no message'}")
-        expected = expected_frames(info.duration, fps)
+        expected = expected_frames(info.duration, options.fps)
         if produced == 0:
             raise CorruptVideo(f"{name}: no frame could be decoded")
         if info.duration_is_exact and produced < 0.8 * expected - 1:
@@ -234,34 +228,66 @@ def sample_frames(
                 pipe.close()
 
 
-class _DecodeClock:
-    """Seconds spent inside ``with clock:`` blocks so far, including a block still running."""
+def _decoder_command(path: Path, info: VideoInfo, geometries: Sequence[FrameGeometry], fps: float) -> list[str]:
+    """The ffmpeg command line: sample at ``fps``, one scaled branch per geometry, stacked into one raw frame."""
+    sampled = ffmpeg.input(str(path))[str(info.stream_index)].filter("fps", fps=fps)
+    branches = [sampled] if len(geometries) == 1 else [sampled.split()[i] for i in range(len(geometries))]
+    width = max(g.size for g in geometries)
+    scaled = []
+    for branch, geometry in zip(branches, geometries, strict=True):
+        for filter_name, kwargs in geometry.filters():
+            branch = branch.filter(filter_name, **kwargs)
+        if geometry.size < width:
+            branch = branch.filter("pad", w=width, h=geometry.size, x=0, y=0)
+        scaled.append(branch)
+    stacked = scaled[0] if len(scaled) == 1 else ffmpeg.filter(scaled, "vstack", inputs=len(scaled))
+    return (
+        stacked.output("pipe:", format="rawvideo", pix_fmt="rgb24")
+        .global_args("-nostdin", "-hide_banner", "-loglevel", "error", "-an", "-sn", "-dn")
+        .compile()
+    )
 
-    def __init__(self) -> None:
+
+def _unstack(frames: np.ndarray, geometries: Sequence[FrameGeometry]) -> tuple[np.ndarray, ...]:
+    """[n, sum(size), max(size), 3] -> one contiguous [n, size, size, 3] per geometry (see ``_decoder_command``)."""
+    if len(geometries) == 1:
+        return (frames,)
+    views, top = [], 0
+    for geometry in geometries:
+        views.append(np.ascontiguousarray(frames[:, top : top + geometry.size, : geometry.size]))
+        top += geometry.size
+    return tuple(views)
+
+
+class DecodeClock:
+    """Seconds spent inside ``with clock:`` blocks so far, including a block still running: the time a
+    reader waited on ffmpeg, not the time the caller spent on the frames."""
+
+    def __init__(self, now: Callable[[], float] = time.monotonic) -> None:
+        self._now = now
         self._total = 0.0
         self._since: float | None = None
         self._lock = threading.Lock()
 
     def __enter__(self) -> None:
         with self._lock:
-            self._since = time.monotonic()
+            self._since = self._now()
 
     def __exit__(self, *_: object) -> None:
         with self._lock:
             if self._since is not None:
-                self._total += time.monotonic() - self._since
+                self._total += self._now() - self._since
             self._since = None
 
     def elapsed(self) -> float:
         with self._lock:
-            running = time.monotonic() - self._since if self._since is not None else 0.0
+            running = self._now() - self._since if self._since is not None else 0.0
             return self._total + running
 
 
-def decode_all(path: Path, geometry: FrameGeometry, **kwargs: object) -> np.ndarray:
+def decode_all(path: Path, geometry: FrameGeometry, options: DecodeOptions = DecodeOptions()) -> np.ndarray:
     """All sampled frames of a short video as uint8 [T, size, size, 3] (tests and small clips only)."""
-    info = probe(path)
-    parts = list(sample_frames(path, info, geometry, **kwargs))  # type: ignore[arg-type]
+    parts = list(sample_frames(path, probe(path), geometry, options))
     return np.concatenate(parts) if parts else np.zeros((0, geometry.size, geometry.size, 3), np.uint8)
 
 

@@ -10,7 +10,12 @@ float32 interval union, plain-sum denominators and the 1e-6 terms.
 
 from __future__ import annotations
 
+import json
+from collections import defaultdict
 from collections.abc import Hashable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -168,3 +173,56 @@ def video_precision_recall(pairs: Mapping[Hashable, BoxPair]) -> tuple[float, fl
     precision = hits / sum(predicted) if any(predicted) else float("nan")
     recall = hits / sum(actual) if any(actual) else float("nan")
     return precision, recall
+
+
+@dataclass
+class EvaluationReport:
+    """Scores of one labelled set: segment P/R/F1 (VCSL micro), video P/R, per transformation, per query."""
+
+    segment: dict[str, float]
+    video: dict[str, float]
+    per_transform: dict[str, dict[str, float]]
+    queries: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"segment": self.segment, "video": self.video, "per_transform": self.per_transform,
+                "queries": self.queries}
+
+
+def load_ground_truth(path: Path) -> dict[str, Any]:
+    """A ground-truth file (``bench/fixtures.py`` format) with its paths made absolute."""
+    data = json.loads(path.read_text())
+    for entry in data["references"] + data["queries"]:
+        entry["path"] = str((path.parent / entry["path"]).resolve())
+    return data
+
+
+def score(gt: dict[str, Any], queries: list[dict[str, Any]], predictions: dict[str, dict[str, list[list[float]]]],
+          records: list[dict[str, Any]] | None = None) -> EvaluationReport:
+    """Score predicted boxes (by query name, then reference name) against the ground truth."""
+    references = [r["name"] for r in gt["references"]]
+    pairs: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    by_transform: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]] = defaultdict(dict)
+    for query in queries:
+        truth = {m["reference"]: m["segments"] for m in query["matches"]}
+        predicted = predictions.get(query["name"], {})
+        for ref in references:
+            key = f"{query['name']}|{ref}"
+            pair = (_boxes(predicted.get(ref, [])), _boxes(truth.get(ref, [])))
+            pairs[key] = pair
+            label = query.get("transform", "") if truth else "unrelated"
+            if truth.get(ref) or predicted.get(ref):
+                by_transform[label][key] = pair
+    micro = evaluate_micro(pairs)
+    video_p, video_r = video_precision_recall(pairs)
+    per_transform = {}
+    for label, subset in sorted(by_transform.items()):
+        values = [precision_recall(p, g) for p, g in subset.values()]
+        per_transform[label] = {"pairs": len(values), "precision": float(np.mean([v[0] for v in values])),
+                                "recall": float(np.mean([v[1] for v in values]))}
+    return EvaluationReport(
+        segment={k: float(v) for k, v in micro.items()},
+        video={"precision": float(video_p), "recall": float(video_r)},
+        per_transform=per_transform,
+        queries=records or [],
+    )

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from workers.device import resolve_device
 from workers.types import Segment
 
 Box = list[int]
@@ -416,10 +417,9 @@ def similarity(query: np.ndarray, reference: np.ndarray, device: str = "auto") -
     if query.ndim not in (2, 3) or reference.ndim != 2 or query.shape[-1] != reference.shape[1]:
         raise ValueError(f"need [T_q, D] or [V, T_q, D] and [T_r, D] features, got {query.shape} and "
                          f"{reference.shape}")
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    q = torch.as_tensor(query, device=device).float()
-    r = torch.as_tensor(reference, device=device).float()
+    target = resolve_device(device)
+    q = torch.as_tensor(query, device=target).float()
+    r = torch.as_tensor(reference, device=target).float()
     sim = q @ r.T
     return (sim.amax(dim=0) if sim.ndim == 3 else sim).cpu().numpy()
 

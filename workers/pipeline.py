@@ -1,126 +1,182 @@
-"""The two jobs of the product as plain functions over stages: embed a video file, match a query.
+"""The stages both jobs share: one decode of a video into every view the job needs, and query matching.
 
-Storage enters only as callables (``search``, ``load_reference``), so both functions run in tests with
-arrays and in tasks with Milvus and S3 behind them.
+``embed_video`` starts one ffmpeg process per video whatever the job asks for (model frames, 2x2 tiles,
+DnS frames: see ``workers.decode.sample_views``), so ingest and query take the same path. ``match_query``
+turns query views into matches with storage entering only as callables (``search``, ``load_references``,
+``searchable``), so it runs in tests over arrays and in tasks over Milvus and S3.
 """
 
 from __future__ import annotations
 
 import itertools
+import tempfile
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from workers.decode import FrameGeometry, expected_frames, probe, sample_frames
+from workers.decode import DecodeOptions, expected_frames, probe, sample_views
 from workers.embed.base import FrameEmbedder
 from workers.localise import Localizer, query_coverage, video_score
-from workers.select import select_candidates
-from workers.stores.vectors import SearchHits
-from workers.types import Match, VideoInfo
+from workers.selection import select_candidates
+from workers.stores.objects import ObjectInfo, sha256_file
+from workers.types import EmbeddedVideo, FrameGeometry, Match, QueryParams, SearchHits
+
+if TYPE_CHECKING:
+    from workers.dns.video import DnsModels
 
 ProgressFn = Callable[[int, int], None]
+"""Called with (frames done, frames expected) after each decoded chunk."""
 
 
 @dataclass
-class EmbeddedVideo:
-    """A decoded and embedded video: float32 [T, D] frame descriptors and what it took."""
+class EmbeddedObject:
+    """An embedded video read from storage, with what identifies the bytes that were read."""
 
-    info: VideoInfo
-    features: np.ndarray
-    fps: float
-    timings: dict[str, float] = field(default_factory=dict)
+    video: EmbeddedVideo
+    source: ObjectInfo
+    sha256: str
 
 
-def embed_file(path: Path, embedder: FrameEmbedder, *, fps: float = 1.0, chunk_frames: int = 64,
-               timeout_s: float = 1800.0, max_errors: int = 0, max_duration_s: float = float("inf"),
-               on_probe: Callable[[VideoInfo], None] | None = None,
-               progress: ProgressFn | None = None, label: str | None = None) -> EmbeddedVideo:
-    """Probe, decode at ``fps`` and embed ``path``; decoding of the next chunk overlaps inference."""
+def embed_object(fetch: Callable[[Path], ObjectInfo], embedder: FrameEmbedder,
+                 options: DecodeOptions = DecodeOptions(), *, scratch_dir: Path, label: str, crop_grid: int = 1,
+                 dns: DnsModels | None = None, dns_geometry: FrameGeometry | None = None,
+                 progress: ProgressFn | None = None) -> EmbeddedObject:
+    """Fetch an object into a private scratch folder (``fetch(dest)``), hash and ``embed_video`` it, clean up.
+
+    The folder, with anything a broken download left beside the file, is removed whatever happens.
+    """
+    started = time.perf_counter()
+    scratch_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=scratch_dir) as folder:
+        path = Path(folder) / f"input{Path(label).suffix[:16]}"
+        source = fetch(path)
+        downloaded = time.perf_counter() - started
+        sha256 = sha256_file(path)
+        video = embed_video(path, embedder, options, crop_grid=crop_grid, dns=dns, dns_geometry=dns_geometry,
+                            progress=progress, label=label)
+    video.timings = {"download": round(downloaded, 4), **video.timings}
+    return EmbeddedObject(video, source, sha256)
+
+
+def embed_video(path: Path, embedder: FrameEmbedder, options: DecodeOptions = DecodeOptions(), *,
+                crop_grid: int = 1, dns: DnsModels | None = None, dns_geometry: FrameGeometry | None = None,
+                progress: ProgressFn | None = None, label: str | None = None) -> EmbeddedVideo:
+    """Probe ``path``, decode it once at ``options.fps`` and embed every view; decoding overlaps inference.
+
+    Views: whole frames at the model's geometry (always); with ``crop_grid`` > 1 the frames' grid x grid
+    tiles, decoded at ``crop_grid`` times the model's size so each tile has the model's size (a copy shown
+    as an inset fills a small part of the frame, where whole-frame descriptors barely see it); with ``dns``
+    the DnS frames at ``dns_geometry``, fed to the DnS extractor chunk by chunk.
+    """
     started = time.perf_counter()
     info = probe(path, label)
     probed = time.perf_counter()
-    if on_probe is not None:
-        on_probe(info)
-    expected = expected_frames(info.duration, fps)
-    parts: list[np.ndarray] = []
-    done, model_s = 0, 0.0
+    size = embedder.geometry.size
+    geometries = [embedder.geometry]
+    if crop_grid > 1:
+        geometries.append(FrameGeometry(size * crop_grid, "squash"))
+    if dns is not None:
+        if dns_geometry is None:
+            raise ValueError("embed_video with dns models needs their dns_geometry")
+        geometries.append(dns_geometry)
+    expected = expected_frames(info.duration, options.fps)
+    whole: list[np.ndarray] = []
+    tiles: list[list[np.ndarray]] = [[] for _ in range(crop_grid * crop_grid)] if crop_grid > 1 else []
+    dns_parts = []
+    done, model_s, dns_s = 0, 0.0, 0.0
     embedder.load()
-    for chunk in sample_frames(path, info, embedder.geometry, fps=fps, chunk_frames=chunk_frames,
-                               timeout_s=timeout_s, max_errors=max_errors, max_duration_s=max_duration_s,
-                               label=label):
+    for views in sample_views(path, info, geometries, options, label=label):
         tick = time.perf_counter()
-        parts.append(embedder.embed(chunk))
+        whole.append(embedder.embed(views[0]))
+        if crop_grid > 1:
+            for index, (row, col) in enumerate(itertools.product(range(crop_grid), range(crop_grid))):
+                tile = views[1][:, row * size : (row + 1) * size, col * size : (col + 1) * size]
+                tiles[index].append(embedder.embed(np.ascontiguousarray(tile)))
         model_s += time.perf_counter() - tick
-        done += chunk.shape[0]
+        if dns is not None:
+            tick = time.perf_counter()
+            dns_parts.append(dns.features([views[-1]]))
+            dns_s += time.perf_counter() - tick
+        done += views[0].shape[0]
         if progress is not None:
             progress(done, max(expected, done))
-    features = np.concatenate(parts) if parts else np.zeros((0, embedder.dim), np.float32)
+    empty = np.zeros((0, embedder.dim), np.float32)
+    features = np.concatenate(whole) if whole else empty
+    crops = np.stack([np.concatenate(parts) if parts else empty for parts in tiles]) if tiles else None
+    representation = None
+    if dns is not None:
+        import torch
+
+        tick = time.perf_counter()
+        representation = dns.represent_features(torch.cat(dns_parts))
+        dns_s += time.perf_counter() - tick
     total = time.perf_counter() - started
-    timings = {"probe": probed - started, "embed": model_s, "decode_wait": total - (probed - started) - model_s,
-               "decode_embed": total - (probed - started)}
-    return EmbeddedVideo(info, features, fps, {k: round(v, 4) for k, v in timings.items()})
-
-
-def embed_crops(path: Path, embedder: FrameEmbedder, grid: int, *, fps: float = 1.0, chunk_frames: int = 64,
-                timeout_s: float = 1800.0, max_errors: int = 0, max_duration_s: float = float("inf"),
-                label: str | None = None) -> np.ndarray:
-    """Descriptors of a grid x grid tiling of every sampled frame: float32 [grid², T, D].
-
-    A copy shown as an inset (picture-in-picture) fills a small part of the frame, where whole-frame
-    descriptors barely see it; a tile around the inset does. Frames are decoded at ``grid`` times the
-    model's size, so each tile has the model's size.
-    """
-    info = probe(path, label)
-    size = embedder.geometry.size
-    geometry = FrameGeometry(size * grid, "squash")
-    embedder.load()
-    tiles: list[list[np.ndarray]] = [[] for _ in range(grid * grid)]
-    for chunk in sample_frames(path, info, geometry, fps=fps, chunk_frames=chunk_frames, timeout_s=timeout_s,
-                               max_errors=max_errors, max_duration_s=max_duration_s, label=label):
-        for index, (row, col) in enumerate(itertools.product(range(grid), range(grid))):
-            tile = chunk[:, row * size : (row + 1) * size, col * size : (col + 1) * size]
-            tiles[index].append(embedder.embed(np.ascontiguousarray(tile)))
-    return np.stack([np.concatenate(parts) if parts else np.zeros((0, embedder.dim), np.float32)
-                     for parts in tiles])
+    decode_embed = total - (probed - started)
+    timings = {"probe": probed - started, "embed": model_s, "decode_wait": decode_embed - model_s - dns_s,
+               "decode_embed": decode_embed}
+    if dns is not None:
+        timings["dns_embed"] = dns_s
+    return EmbeddedVideo(info, features, options.fps, crops=crops, dns=representation,
+                         timings={k: round(v, 4) for k, v in timings.items()})
 
 
 def match_query(query: np.ndarray, *, fps: float, search: Callable[[np.ndarray, int], SearchHits],
-                load_reference: Callable[[str], np.ndarray], localizer: Localizer, search_limit: int = 64,
-                top_k: int = 5, reduce: str = "sum", exclude: set[str] | frozenset[str] = frozenset(),
-                min_score: float = 0.0, timings: dict[str, float] | None = None) -> list[Match]:
-    """Query frames [Tq, D] -> matches whose video score reaches ``min_score``, best first.
+                load_references: Callable[[list[str]], Mapping[str, np.ndarray]], localizer: Localizer,
+                params: QueryParams = QueryParams(), exclude: Collection[str] = frozenset(),
+                searchable: Callable[[list[str]], Collection[str]] | None = None,
+                timings: dict[str, float] | None = None) -> list[Match]:
+    """Query frames [Tq, D] (or views [V, Tq, D]) -> matches whose video score reaches ``min_score``, best first.
 
-    One batched search for all frames, hits aggregated per video (``reduce``), the ``top_k`` candidates
-    localised with ``localizer`` against their full frame matrices. ``query`` may also be [V, Tq, D],
-    several views of each frame (``embed_crops``): every view is searched and the best view localised.
+    One batched search for every view of every frame, hits aggregated per video (``params.reduce``), the
+    ``params.top_k`` best candidates localised with ``localizer`` against their full frame matrices (one
+    ``load_references`` call for all of them). ``searchable`` (ids -> those that may be reported: indexed,
+    not deleted) is asked before the cut to ``top_k``, so a video on its way out never takes a slot.
     """
     timings = timings if timings is not None else {}
     tick = time.perf_counter()
-    hits = search(query.reshape(-1, query.shape[-1]), search_limit)
+    hits = search(query.reshape(-1, query.shape[-1]), params.search_limit)
     timings["search"] = time.perf_counter() - tick
 
     tick = time.perf_counter()
-    candidates = select_candidates(hits.video_id, hits.score, reduce=reduce, top_k=top_k, exclude=set(exclude))
+    ranked = select_candidates(hits.video_id, hits.score, reduce=params.reduce, exclude=set(exclude))
+    if searchable is not None:
+        allowed = set(searchable([c.video_id for c in ranked]))
+        ranked = [c for c in ranked if c.video_id in allowed]
+    candidates = ranked[: params.top_k]
     timings["select"] = time.perf_counter() - tick
 
+    tick = time.perf_counter()
+    references = load_references([c.video_id for c in candidates])
+    timings["load_candidates"] = time.perf_counter() - tick
+
+    tick = time.perf_counter()
+    matches = localise_candidates(query, [c.video_id for c in candidates], references, fps=fps,
+                                  localizer=localizer, min_score=params.min_score)
+    timings["localise"] = time.perf_counter() - tick
+    return matches
+
+
+def localise_candidates(query: np.ndarray, video_ids: list[str], references: Mapping[str, np.ndarray], *,
+                        fps: float, localizer: Localizer, min_score: float) -> list[Match]:
+    """Localise ``query`` against each candidate's matrix; matches scoring ``min_score`` or more, best first.
+
+    A candidate without a matrix in ``references`` (deleted or replaced meanwhile) is skipped. Ties are
+    broken by how much of the query the segments cover, then by video id.
+    """
     matches: list[Match] = []
     coverage: dict[str, float] = {}
-    load_s = localise_s = 0.0
-    for candidate in candidates:
-        tick = time.perf_counter()
-        reference = load_reference(candidate.video_id)
-        load_s += time.perf_counter() - tick
-        tick = time.perf_counter()
+    for video_id in video_ids:
+        reference = references.get(video_id)
+        if reference is None or reference.shape[0] == 0:
+            continue
         segments = localizer.localize(query, reference, fps)
-        localise_s += time.perf_counter() - tick
         score = video_score(segments)
         if segments and score >= min_score:
-            matches.append(Match(candidate.video_id, score, segments))
-            coverage[candidate.video_id] = query_coverage(segments, query.shape[-2] / fps)
-    timings["load_candidates"] = load_s
-    timings["localise"] = localise_s
+            matches.append(Match(video_id, score, segments))
+            coverage[video_id] = query_coverage(segments, query.shape[-2] / fps)
     matches.sort(key=lambda m: (-round(m.score, 3), -coverage[m.video_id], m.video_id))
     return matches

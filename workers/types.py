@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from workers.dns.video import DnsRepresentation
 
 
 @dataclass(frozen=True)
@@ -20,26 +24,62 @@ class VideoInfo:
     duration_is_exact: bool = True  # False when only the container's length (of its longest stream) is known
 
 
-@dataclass
-class FrameFeatures:
-    """One video reduced to per-frame descriptors.
+@dataclass(frozen=True)
+class FrameGeometry:
+    """The square frames a model wants and how to get there from any aspect ratio.
 
-    ``features`` is float [T, D], one row per sampled frame; row i stands for seconds
-    ``[i / fps, (i + 1) / fps)`` of the video.
+    ``squash`` scales both sides to ``size`` (aspect ratio is not kept). ``crop`` scales the shorter side
+    to ``short_side`` (default ``size``) and cuts the centre ``size`` x ``size``.
     """
 
-    video_id: str
+    size: int
+    resize: Literal["squash", "crop"] = "squash"
+    short_side: int | None = None
+
+    def filters(self) -> list[tuple[str, dict[str, object]]]:
+        """The ffmpeg filters (name, options) that turn a decoded frame into this geometry."""
+        if self.resize == "squash":
+            return [("scale", {"w": self.size, "h": self.size, "flags": "bicubic"})]
+        side = self.short_side or self.size
+        return [
+            ("scale", {"w": side, "h": side, "force_original_aspect_ratio": "increase", "flags": "bicubic"}),
+            ("crop", {"w": self.size, "h": self.size}),
+        ]
+
+
+@dataclass(frozen=True)
+class SearchHits:
+    """Flat, parallel arrays of every hit of a batch search: query row, video, frame, score."""
+
+    query_frame: np.ndarray  # int32 [H]
+    video_id: np.ndarray  # object (str) [H]
+    frame: np.ndarray  # int32 [H]
+    score: np.ndarray  # float32 [H]
+
+    def __len__(self) -> int:
+        return int(self.score.shape[0])
+
+
+@dataclass
+class EmbeddedVideo:
+    """One decode of a video, embedded: every view a job asked for, and what it took.
+
+    ``features`` float32 [T, D] whole-frame descriptors (row i = seconds ``[i / fps, (i + 1) / fps)``);
+    ``crops`` float32 [grid², T, D] descriptors of the frames' tiles, when asked for; ``dns`` the video's
+    Distill-and-Select representation, when asked for. ``timings`` in seconds per stage.
+    """
+
+    info: VideoInfo
     features: np.ndarray
     fps: float
-    model: str
+    crops: np.ndarray | None = None
+    dns: DnsRepresentation | None = None
+    timings: dict[str, float] = field(default_factory=dict)
 
     @property
-    def num_frames(self) -> int:
-        return int(self.features.shape[0])
-
-    @property
-    def dim(self) -> int:
-        return int(self.features.shape[1])
+    def views(self) -> np.ndarray:
+        """[T, D], or [1 + grid², T, D] with the tiles as extra views of each frame (what a query searches)."""
+        return self.features if self.crops is None else np.concatenate([self.features[None], self.crops])
 
 
 @dataclass(frozen=True)
@@ -78,3 +118,15 @@ class Match:
     score: float
     segments: list[Segment] = field(default_factory=list)
     video_similarity: float | None = None
+
+
+@dataclass(frozen=True)
+class QueryParams:
+    """What one query job may set; defaults come from the settings (``Settings.query_params``)."""
+
+    top_k: int = 5
+    search_limit: int = 64
+    reduce: str = "sum"
+    min_score: float = 0.0
+    exclude_self: bool = False
+    crop_grid: int = 1

@@ -16,8 +16,7 @@ from bench.fixtures import build_fixtures
 from cli.evaluate import run_evaluation
 from db import jobs
 from db.session import session_scope
-from tasks import context
-from tasks.query import default_params
+from tasks import resources
 
 pytestmark = [pytest.mark.services, pytest.mark.slow]
 
@@ -36,7 +35,7 @@ def full_fixtures(clips_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> 
 @pytest.mark.parametrize("crop_grid", [2, 1])
 def test_quick_set_end_to_end(services_env: dict[str, str], quick_fixtures: Path, crop_grid: int) -> None:
     """With tiles (the default) every copy is found; with whole frames only, all but picture-in-picture."""
-    report = run_evaluation(quick_fixtures, {**default_params(), "crop_grid": crop_grid})
+    report = run_evaluation(quick_fixtures, resources.current().settings.query_params({"crop_grid": crop_grid}))
     assert report.segment["f1"] >= (0.93 if crop_grid > 1 else 0.85), report.segment
     assert report.video["precision"] == 1.0, report.video
     gt = json.loads(quick_fixtures.read_text())
@@ -51,7 +50,7 @@ def test_quick_set_end_to_end(services_env: dict[str, str], quick_fixtures: Path
 
     # The rows behind the report are in PostgreSQL, in the documented JSON shape.
     insert = by_query["q_clip05_2-8_in_clip09_at2.mp4"]
-    with session_scope(context.engine()) as session:
+    with session_scope(resources.current().engine) as session:
         stored = jobs.result_json(jobs.get_job(session, insert["job_id"]))
     assert stored["status"] == "done" and stored["error"] is None
     assert set(stored) == {"job_id", "query", "status", "error", "timings", "matches"}
@@ -67,7 +66,7 @@ def test_quick_set_end_to_end(services_env: dict[str, str], quick_fixtures: Path
 
 @pytest.mark.parametrize("milvus_uri", ["lite"], indirect=True)
 def test_full_benchmark_keeps_its_accuracy(services_env: dict[str, str], full_fixtures: Path) -> None:
-    report = run_evaluation(full_fixtures, default_params())
+    report = run_evaluation(full_fixtures, resources.current().settings.query_params())
     assert report.segment["f1"] >= 0.96, report.segment
     assert report.video == {"precision": 1.0, "recall": 1.0}, report.video
     gt = json.loads(full_fixtures.read_text())

@@ -17,7 +17,7 @@ import pytest
 from cli.services import free_port, port_open
 from db import jobs, videos
 from db.session import session_scope
-from tasks import context
+from tasks import resources
 from tests.conftest import wait_until
 
 pytestmark = [pytest.mark.services, pytest.mark.slow]
@@ -40,15 +40,15 @@ def stop(process: subprocess.Popen) -> None:
 
 
 def rows() -> dict[str, videos.Video]:
-    with session_scope(context.engine()) as session:
+    with session_scope(resources.current().engine) as session:
         return {v.name: v for v in videos.list_videos(session)}
 
 
 @SERVER
 def test_uploads_are_indexed_and_nothing_is_lost_across_a_watcher_restart(
         celery_worker, clips_dir: Path, broken_dir: Path, tmp_path: Path) -> None:  # noqa: ANN001
-    cfg = context.settings()
-    store = context.objects()
+    cfg = resources.current().settings
+    store = resources.current().objects
     first = ["clip01_chaplin.mp4", "clip05_bikes.mp4", "clip09_friday.mp4"]
     second = ["clip13_makeup.avi", "clip17_earth.webm", "clip15_grampa.flv"]
     watcher = start(["-v", "watch"], tmp_path / "watcher.log", COPYCAT_WATCH__POLL_INTERVAL_S="1")
@@ -75,19 +75,19 @@ def test_uploads_are_indexed_and_nothing_is_lost_across_a_watcher_restart(
         assert all(v.attempts == 1 for v in final.values()), {n: v.attempts for n, v in final.items()}
         for video in final.values():
             if video.status == "indexed":
-                assert context.vectors().count(video.id) == video.frame_count
+                assert resources.current().frame_index.count(video.id) == video.frame_count
         assert final["clip01_chaplin.mp4"].key == "在线/clip01_chaplin.mp4"
 
         # A query dropped in the queries bucket becomes a query job, with its result in PostgreSQL.
         store.put_file(cfg.s3.queries_bucket, "inbox/suspect.mp4", clips_dir / "clip05_bikes.mp4")
 
         def query_done() -> bool:
-            with session_scope(context.engine()) as session:
+            with session_scope(resources.current().engine) as session:
                 job = jobs.find_job_by_object(session, cfg.s3.queries_bucket, "inbox/suspect.mp4")
                 return job is not None and job.status in {"done", "failed"}
 
         wait_until(query_done, timeout=120, what="dropped query answered")
-        with session_scope(context.engine()) as session:
+        with session_scope(resources.current().engine) as session:
             result = jobs.result_json(jobs.find_job_by_object(session, cfg.s3.queries_bucket, "inbox/suspect.mp4"))
         assert result["status"] == "done", result
         assert [m["name"] for m in result["matches"]] == ["clip05_bikes.mp4"]
@@ -96,7 +96,7 @@ def test_uploads_are_indexed_and_nothing_is_lost_across_a_watcher_restart(
         gone = final["clip09_friday.mp4"]
         store.remove(cfg.s3.uploads_bucket, "在线/clip09_friday.mp4")
         wait_until(lambda: "clip09_friday.mp4" not in rows(), timeout=60, what="deleted upload forgotten")
-        assert context.vectors().count(gone.id) == 0
+        assert resources.current().frame_index.count(gone.id) == 0
     finally:
         stop(watcher)
 

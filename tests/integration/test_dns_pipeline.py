@@ -19,7 +19,7 @@ from cli import client
 from db import dns as dns_db
 from db import jobs, videos
 from db.session import session_scope
-from tasks import context, dns
+from tasks import dns, resources
 from workers.stores.objects import load_matrix
 
 pytestmark = pytest.mark.services
@@ -33,7 +33,7 @@ def dns_env(services_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, tmp_p
                 "RERANK_PERCENTAGE": "0.5"}
     for name, value in settings.items():
         monkeypatch.setenv(f"COPYCAT_DNS__{name}", value)
-    context.reset()
+    resources.reset()
     dns.reset()
     torch.manual_seed(0)
     yield services_env
@@ -59,8 +59,8 @@ def test_index_stores_coarse_vector_fine_index_and_selector_stat(dns_env: dict[s
     for vector in stored.values():
         assert np.linalg.norm(vector) == pytest.approx(1.0, abs=1e-4)
 
-    cfg = context.settings()
-    with session_scope(context.engine()) as session:
+    cfg = resources.current().settings
+    with session_scope(resources.current().engine) as session:
         for name, video_id in ids.items():
             video, row = videos.get_video(session, video_id), dns_db.get_video_dns(session, video_id)
             assert video.status == "indexed" and "dns" in video.timings
@@ -68,7 +68,7 @@ def test_index_stores_coarse_vector_fine_index_and_selector_stat(dns_env: dict[s
                                                                       cfg.s3.matrices_bucket)
             assert row.frames == video.frame_count == {BIKES: 10, EARTH: 5}[name]
             assert np.isfinite(row.selector_stat)
-            fine = load_matrix(context.objects(), row.fine_bucket, row.fine_key)
+            fine = load_matrix(resources.current().objects, row.fine_bucket, row.fine_key)
             assert fine.shape == (row.frames, 9, 512) and fine.dtype == np.float32
 
     # Indexing again replaces, never duplicates.
@@ -76,28 +76,28 @@ def test_index_stores_coarse_vector_fine_index_and_selector_stat(dns_env: dict[s
     assert index.count() == 2
 
     # A deleted video takes its vector, fine object and row with it.
-    with session_scope(context.engine()) as session:
+    with session_scope(resources.current().engine) as session:
         gone = dns_db.get_video_dns(session, ids[EARTH])
         fine_object = (gone.fine_bucket, gone.fine_key)
     dns.forget_video(ids[EARTH])
-    with session_scope(context.engine()) as session:
+    with session_scope(resources.current().engine) as session:
         videos.delete_video(session, ids[EARTH])
-    with session_scope(context.engine()) as session:
+    with session_scope(resources.current().engine) as session:
         assert dns_db.get_video_dns(session, ids[EARTH]) is None
     assert index.count() == 1 and index.get([ids[EARTH]]) == {}
-    assert context.objects().stat(*fine_object) is None
+    assert resources.current().objects.stat(*fine_object) is None
 
 
 def submit_query(path: Path) -> str:
     """A query job for a local file, as ``copycat query`` creates it (without running it yet)."""
     from tasks.query import default_params
 
-    cfg, job_id = context.settings(), str(uuid.uuid4())
+    cfg, job_id = resources.current().settings, str(uuid.uuid4())
     key = f"{job_id}/{path.name}"
-    with session_scope(context.engine()) as session:
+    with session_scope(resources.current().engine) as session:
         jobs.create_job(session, job_id=job_id, source=str(path), name=path.name, bucket=cfg.s3.queries_bucket,
                         key=key, params=default_params())
-    context.objects().put_file(cfg.s3.queries_bucket, key, path)
+    resources.current().objects.put_file(cfg.s3.queries_bucket, key, path)
     return job_id
 
 
@@ -121,7 +121,7 @@ def test_query_with_dns_reports_video_similarity(dns_env: dict[str, str], clips_
 
     monkeypatch.setattr(tasks.query, "match_query", match_query_then_dns)
     embed_query.delay(job_id)
-    with session_scope(context.engine()) as session:
+    with session_scope(resources.current().engine) as session:
         result = jobs.result_json(jobs.get_job(session, job_id))
     assert result["status"] == "done", result["error"]
     assert result["matches"][0]["name"] == BIKES and result["matches"][0]["segments"]
@@ -130,15 +130,15 @@ def test_query_with_dns_reports_video_similarity(dns_env: dict[str, str], clips_
     assert {"dns_embed", "dns_search", "dns_select", "dns_fine", "dns_localise"} <= set(result["timings"])
 
     # A copy the frame search missed is found through DnS and localised like any candidate.
-    with session_scope(context.engine()) as session:
+    with session_scope(resources.current().engine) as session:
         matrix_key = jobs.get_job(session, job_id).matrix_key
-    cfg = context.settings()
-    query = load_matrix(context.objects(), cfg.s3.matrices_bucket, matrix_key).astype(np.float32)
+    cfg = resources.current().settings
+    query = load_matrix(resources.current().objects, cfg.s3.matrices_bucket, matrix_key).astype(np.float32)
 
     def load_reference(video_id: str) -> np.ndarray:
-        with session_scope(context.engine()) as session:
+        with session_scope(resources.current().engine) as session:
             video = videos.get_video(session, video_id)
-        return load_matrix(context.objects(), video.matrix_bucket, video.matrix_key).astype(np.float32)
+        return load_matrix(resources.current().objects, video.matrix_bucket, video.matrix_key).astype(np.float32)
 
     timings: dict[str, float] = {}
     found = dns.dns_rerank(job_id, [], query=query, fps=1.0, load_reference=load_reference, top_k=2, min_score=0.3,
@@ -160,7 +160,7 @@ def test_dedup_groups_near_duplicate_videos(dns_env: dict[str, str]):
 
     names = ["flower.mp4", "flower_reupload.mp4", "earth.mp4", "earth_cropped.mp4", "bikes.mp4"]
     rows = {}
-    with session_scope(context.engine()) as session:
+    with session_scope(resources.current().engine) as session:
         for name in names:
             rows[name] = videos.register_upload(session, "uploads", name, size=1, etag=name)[0].id
     basis = np.eye(1024, dtype=np.float32)

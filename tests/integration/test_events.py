@@ -8,7 +8,7 @@ import pytest
 
 from db import jobs, videos
 from db.session import session_scope
-from tasks import context
+from tasks import resources
 from tasks.ops import handle_event, sweep
 from workers.stores.events import ObjectEvent, parse_records
 
@@ -16,14 +16,14 @@ pytestmark = pytest.mark.services
 
 
 def video(bucket: str, key: str) -> videos.Video | None:
-    with session_scope(context.engine()) as session:
+    with session_scope(resources.current().engine) as session:
         return videos.find_by_object(session, bucket, key)
 
 
 @pytest.mark.parametrize("milvus_uri", ["lite"], indirect=True)
 def test_events_create_overwrite_and_remove(services_env: dict[str, str], clips_dir: Path) -> None:
-    cfg = context.settings()
-    uploads, store = cfg.s3.uploads_bucket, context.objects()
+    cfg = resources.current().settings
+    uploads, store = cfg.s3.uploads_bucket, resources.current().objects
     key = "新闻/clip 01.mp4"
     info = store.put_file(uploads, key, clips_dir / "clip01_chaplin.mp4")
     # The record exactly as MinIO would send it: the key query-escaped.
@@ -42,13 +42,13 @@ def test_events_create_overwrite_and_remove(services_env: dict[str, str], clips_
     assert handle_event(ObjectEvent("created", uploads, key, info.size, info.etag)) is True
     second = video(uploads, key)
     assert second.id == first.id and second.etag == info.etag and second.sha256 != first.sha256
-    assert context.vectors().count(second.id) == second.frame_count == 10
+    assert resources.current().frame_index.count(second.id) == second.frame_count == 10
 
     # Removal.
     store.remove(uploads, key)
     assert handle_event(ObjectEvent("removed", uploads, key)) is True
     assert video(uploads, key) is None
-    assert context.vectors().count(first.id) == 0
+    assert resources.current().frame_index.count(first.id) == 0
     assert handle_event(ObjectEvent("removed", uploads, key)) is False
 
 
@@ -57,8 +57,8 @@ def test_query_drop_becomes_one_job_and_rerun_replaces_results(services_env: dic
                                                                clips_dir: Path) -> None:
     from tasks.query import embed_query
 
-    cfg = context.settings()
-    store = context.objects()
+    cfg = resources.current().settings
+    store = resources.current().objects
     store.put_file(cfg.s3.uploads_bucket, "clip04_cockatoo.mp4", clips_dir / "clip04_cockatoo.mp4")
     sweep()
     info = store.put_file(cfg.s3.queries_bucket, "in/q.mp4", clips_dir / "clip04_cockatoo.mp4")
@@ -66,14 +66,14 @@ def test_query_drop_becomes_one_job_and_rerun_replaces_results(services_env: dic
     assert handle_event(event) is True
     assert handle_event(event) is False
     assert sweep()["queries"] == 0
-    with session_scope(context.engine()) as session:
+    with session_scope(resources.current().engine) as session:
         job = jobs.find_job_by_object(session, cfg.s3.queries_bucket, "in/q.mp4")
         first = jobs.result_json(jobs.get_job(session, job.id))
     assert first["status"] == "done"
     assert [m["name"] for m in first["matches"]] == ["clip04_cockatoo.mp4"]
 
     embed_query.delay(job.id)  # running the job again replaces its rows
-    with session_scope(context.engine()) as session:
+    with session_scope(resources.current().engine) as session:
         again = jobs.result_json(jobs.get_job(session, job.id))
         from sqlalchemy import func, select
 

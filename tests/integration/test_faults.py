@@ -8,7 +8,7 @@ import pytest
 
 from db import videos
 from db.session import session_scope
-from tasks import context
+from tasks import resources
 from tasks.base import TASK_OPTIONS, failure_reason
 from workers.errors import CorruptVideo, InputError, StorageUnavailable, TransientError, VectorStoreUnavailable
 
@@ -32,15 +32,15 @@ def test_unreachable_milvus_is_retried_then_recorded(copycat_env: Path, monkeypa
 
     monkeypatch.setenv("COPYCAT_MILVUS__URI", f"http://127.0.0.1:{free_port()}")  # nothing listens there
     monkeypatch.setenv("COPYCAT_BROKER__MAX_RETRIES", "2")
-    context.reset()
+    resources.reset()
     video_id = ingest_file(clips_dir / "clip08_flower.webm", "clip08_flower.webm")
-    with session_scope(context.engine()) as session:
+    with session_scope(resources.current().engine) as session:
         video = videos.get_video(session, video_id)
     assert video.status == "failed"
     assert video.failure_code == "milvus_unavailable"
     assert "gave up after 2 retries" in video.failure_detail  # the first try and two retries
     # The frame matrix was stored before the outage; the next attempt only has to index it.
-    assert video.matrix_key and context.objects().stat(video.matrix_bucket, video.matrix_key) is not None
+    assert video.matrix_key and resources.current().objects.stat(video.matrix_bucket, video.matrix_key) is not None
 
 
 @pytest.mark.services

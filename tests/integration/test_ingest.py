@@ -9,7 +9,7 @@ import pytest
 
 from db import videos
 from db.session import session_scope
-from tasks import context
+from tasks import resources
 from tests.conftest import wait_until
 
 pytestmark = pytest.mark.services
@@ -20,17 +20,17 @@ GOOD = ["clip01_chaplin.mp4", "clip03_bigbuckbunny.webm", "clip10_pancake.mkv", 
 
 def upload(paths: list[Path], prefix: str = "") -> list[str]:
     """Put files into the uploads bucket with the S3 SDK, as a user would."""
-    cfg = context.settings()
+    cfg = resources.current().settings
     keys = []
     for path in paths:
         key = f"{prefix}{path.name}"
-        context.objects().put_file(cfg.s3.uploads_bucket, key, path)
+        resources.current().objects.put_file(cfg.s3.uploads_bucket, key, path)
         keys.append(key)
     return keys
 
 
 def rows_by_name() -> dict[str, videos.Video]:
-    with session_scope(context.engine()) as session:
+    with session_scope(resources.current().engine) as session:
         return {v.name: v for v in videos.list_videos(session)}
 
 
@@ -40,8 +40,8 @@ def assert_indexed(video: videos.Video) -> None:
 
     assert video.status == "indexed", (video.name, video.failure_code, video.failure_detail)
     assert video.frame_count == round(video.duration * video.fps)
-    assert context.vectors().count(video.id) == video.frame_count
-    matrix = load_matrix(context.objects(), video.matrix_bucket, video.matrix_key)
+    assert resources.current().frame_index.count(video.id) == video.frame_count
+    matrix = load_matrix(resources.current().objects, video.matrix_bucket, video.matrix_key)
     assert matrix.shape == (video.frame_count, 512)
     assert matrix.dtype == np.float16
     np.testing.assert_allclose(np.linalg.norm(matrix.astype(np.float32), axis=1), 1.0, atol=2e-3)
@@ -63,7 +63,7 @@ def test_sweep_indexes_good_clips_and_fails_broken_ones(services_env: dict[str, 
     assert rows["broken01_decord_corrupted.mp4"].failure_code == "corrupt"
     assert "Invalid NAL unit size" in rows["broken01_decord_corrupted.mp4"].failure_detail
     assert rows["broken02_clip05_bikes_TRUNCATED_half.mp4"].failure_code == "truncated"
-    total = context.vectors().count()
+    total = resources.current().frame_index.count()
     assert total == sum(rows[name].frame_count for name in GOOD)
 
     # A second sweep finds nothing new: indexed rows stay, failed ones are not retried forever.
@@ -74,11 +74,11 @@ def test_sweep_indexes_good_clips_and_fails_broken_ones(services_env: dict[str, 
 
     chaplin = rows["clip01_chaplin.mp4"]
     for _ in range(2):
-        with session_scope(context.engine()) as session:
+        with session_scope(resources.current().engine) as session:
             videos.set_status(session, chaplin.id, videos.VideoStatus.PENDING)
         embed_video.delay(chaplin.id)
     embed_video.delay(chaplin.id)
-    assert context.vectors().count() == total
+    assert resources.current().frame_index.count() == total
     again = rows_by_name()["clip01_chaplin.mp4"]
     assert_indexed(again)
     assert again.attempts == 3 and again.matrix_key == chaplin.matrix_key  # same content, same matrix object
@@ -103,7 +103,7 @@ def test_overwrite_with_shorter_video_drops_stale_frames(services_env: dict[str,
     assert short_row.id == long_row.id
     assert_indexed(short_row)
     assert short_row.frame_count == 12
-    assert context.vectors().count() == 12
+    assert resources.current().frame_index.count() == 12
 
 
 def test_deleted_object_is_forgotten(services_env: dict[str, str], clips_dir: Path) -> None:
@@ -111,13 +111,13 @@ def test_deleted_object_is_forgotten(services_env: dict[str, str], clips_dir: Pa
 
     upload([clips_dir / "clip01_chaplin.mp4", clips_dir / "clip05_bikes.mp4"])
     sweep()
-    cfg = context.settings()
+    cfg = resources.current().settings
     gone = rows_by_name()["clip05_bikes.mp4"]
-    context.objects().remove(cfg.s3.uploads_bucket, "clip05_bikes.mp4")
+    resources.current().objects.remove(cfg.s3.uploads_bucket, "clip05_bikes.mp4")
     assert sweep()["removed"] == 1
     assert set(rows_by_name()) == {"clip01_chaplin.mp4"}
-    assert context.vectors().count(gone.id) == 0
-    assert context.objects().stat(gone.matrix_bucket, gone.matrix_key) is None
+    assert resources.current().frame_index.count(gone.id) == 0
+    assert resources.current().objects.stat(gone.matrix_bucket, gone.matrix_key) is None
 
 
 def test_model_mismatch_is_refused(services_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
@@ -125,10 +125,10 @@ def test_model_mismatch_is_refused(services_env: dict[str, str], monkeypatch: py
     from workers.errors import ModelMismatch
     from workers.stores.vectors import VectorIndex
 
-    context.vectors().ensure_collection()
-    cfg = context.settings()
+    resources.current().frame_index.ensure_collection()
+    cfg = resources.current().settings
     impostor = VectorIndex(cfg.milvus_uri, "sscd", 512, prefix=cfg.milvus.collection_prefix)
-    impostor.collection = context.vectors().collection
+    impostor.collection = resources.current().frame_index.collection
     with pytest.raises(ModelMismatch, match="built by model 'sscd_distilled'"):
         impostor.ensure_collection()
     impostor.close()
@@ -154,4 +154,4 @@ def test_celery_worker_ingests_every_shared_clip(celery_worker, clips_dir: Path,
         assert_indexed(rows[path.name])
     for path in broken:
         assert rows[path.name].status == "failed" and rows[path.name].failure_detail, path.name
-    assert context.vectors().count() == sum(rows[p.name].frame_count for p in clips)
+    assert resources.current().frame_index.count() == sum(rows[p.name].frame_count for p in clips)

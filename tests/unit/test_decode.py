@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from workers.decode import FrameGeometry, decode_all, expected_frames, probe, sample_frames
+from workers.decode import DecodeClock, DecodeOptions, decode_all, expected_frames, probe, sample_frames, sample_views
 from workers.errors import (
     CorruptVideo,
     DecodeTimeout,
@@ -19,6 +19,7 @@ from workers.errors import (
     TruncatedVideo,
     VideoTooLong,
 )
+from workers.types import FrameGeometry, VideoInfo
 
 
 def ffmpeg(*args: str) -> None:
@@ -44,7 +45,7 @@ def test_sampling_follows_the_documented_rule(cut_10_4: Path) -> None:
     info = probe(cut_10_4)
     assert info.duration == pytest.approx(10.4, abs=0.05)
     for fps in (1.0, 2.0):
-        frames = decode_all(cut_10_4, FrameGeometry(64), fps=fps)
+        frames = decode_all(cut_10_4, FrameGeometry(64), DecodeOptions(fps=fps))
         assert frames.shape[0] == expected_frames(info.duration, fps)
 
 
@@ -59,13 +60,13 @@ def test_frames_have_the_model_size(clips_dir: Path, geometry: FrameGeometry) ->
 
 def test_frames_stream_in_bounded_chunks(clips_dir: Path) -> None:
     path = clips_dir / "clip06_bottles.mp4"  # 40 frames at 1 fps
-    chunks = list(sample_frames(path, probe(path), FrameGeometry(32), chunk_frames=7))
+    chunks = list(sample_frames(path, probe(path), FrameGeometry(32), DecodeOptions(chunk_frames=7)))
     assert [c.shape[0] for c in chunks] == [7, 7, 7, 7, 7, 5]
 
 
 def test_stopping_early_leaves_no_ffmpeg_behind(clips_dir: Path) -> None:
     path = clips_dir / "clip06_bottles.mp4"
-    stream = sample_frames(path, probe(path), FrameGeometry(32), chunk_frames=2)
+    stream = sample_frames(path, probe(path), FrameGeometry(32), DecodeOptions(chunk_frames=2))
     next(stream)
     stream.close()
     leftovers = subprocess.run(["pgrep", "-P", str(os.getpid()), "ffmpeg"], capture_output=True, text=True)
@@ -90,7 +91,7 @@ def test_corrupt_file_fails_with_decoder_errors(broken_dir: Path) -> None:
     with pytest.raises(CorruptVideo, match="Invalid NAL unit size"):
         decode_all(path, FrameGeometry(32))
     # Tolerating decoder errors is an explicit choice.
-    assert decode_all(path, FrameGeometry(32), max_errors=100).shape[0] == 5
+    assert decode_all(path, FrameGeometry(32), DecodeOptions(max_errors=100)).shape[0] == 5
 
 
 def test_truncated_mp4_without_index(broken_dir: Path) -> None:
@@ -128,27 +129,43 @@ def test_empty_text_audio_and_image_inputs(tmp_path: Path) -> None:
         probe(tmp_path / "missing.mp4")
 
 
-def test_time_limit_stops_decoding(clips_dir: Path) -> None:
-    path = clips_dir / "clip03_bigbuckbunny.webm"
+def test_time_limit_stops_a_decoder_that_never_delivers(tmp_path: Path) -> None:
+    """ffmpeg blocked on an input that never sends a byte (a FIFO nobody writes) is stopped at the limit."""
+    fifo = tmp_path / "stalled.mp4"
+    os.mkfifo(fifo)
+    info = VideoInfo(duration=10.0, width=64, height=64, fps=25.0, codec="h264", stream_index=0)
     with pytest.raises(DecodeTimeout, match="COPYCAT_DECODE__TIMEOUT_S"):
-        decode_all(path, FrameGeometry(224), timeout_s=0.05)
+        list(sample_frames(fifo, info, FrameGeometry(32), DecodeOptions(timeout_s=0.5)))
 
 
-def test_time_spent_on_the_frames_does_not_count(clips_dir: Path) -> None:
-    """A slow model downstream (here 0.5 s per frame) must not turn a good video into a decode timeout."""
-    import time
+def test_the_decode_clock_counts_only_time_spent_waiting_on_the_decoder() -> None:
+    """A slow model downstream must not turn a good video into a decode timeout: only the reads count."""
+    now = [100.0]
+    clock = DecodeClock(now=lambda: now[0])
+    with clock:  # reading a chunk from ffmpeg: 2 s
+        now[0] += 2.0
+    now[0] += 50.0  # the model works on the chunk: not counted
+    with clock:
+        now[0] += 1.0
+        assert clock.elapsed() == pytest.approx(3.0)  # a read still running counts
+    now[0] += 10.0
+    assert clock.elapsed() == pytest.approx(3.0)
 
-    path = clips_dir / "clip17_earth.webm"
-    frames = 0
-    for chunk in sample_frames(path, probe(path), FrameGeometry(64), chunk_frames=1, timeout_s=1.5):
-        time.sleep(0.5)
-        frames += chunk.shape[0]
-    assert frames == 5
+
+def test_one_decode_yields_every_geometry_pixel_identical_to_its_own_decode(clips_dir: Path) -> None:
+    """The split + stack graph gives each view exactly what a decode of that geometry alone gives."""
+    path = clips_dir / "clip19_pillow.mp4"  # portrait: squash and crop differ
+    geometries = (FrameGeometry(64), FrameGeometry(128), FrameGeometry(48, "crop", short_side=56))
+    chunks = list(sample_views(path, probe(path), geometries, DecodeOptions(chunk_frames=3)))
+    for index, geometry in enumerate(geometries):
+        together = np.concatenate([chunk[index] for chunk in chunks])
+        assert together.shape[1:] == (geometry.size, geometry.size, 3)
+        assert np.array_equal(together, decode_all(path, geometry))
 
 
 def test_length_limit(clips_dir: Path) -> None:
     with pytest.raises(VideoTooLong):
-        decode_all(clips_dir / "clip03_bigbuckbunny.webm", FrameGeometry(32), max_duration_s=10)
+        decode_all(clips_dir / "clip03_bigbuckbunny.webm", FrameGeometry(32), DecodeOptions(max_duration_s=10))
 
 
 def test_container_length_alone_never_claims_truncation(clips_dir: Path) -> None:

@@ -7,6 +7,7 @@ import pytest
 import torch
 from torch import nn
 
+from workers.device import resolve_device
 from workers.dns import (
     api,
     coarse_similarity,
@@ -182,7 +183,7 @@ def test_bad_arguments_are_rejected():
 
 def test_device_prefers_cuda_when_available(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    assert api.select_device().type == "cuda"
+    assert resolve_device().type == "cuda"
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    assert api.select_device().type == "cpu"
-    assert api.select_device("cpu").type == "cpu"
+    assert resolve_device().type == "cpu"
+    assert resolve_device("cpu").type == "cpu"

@@ -15,11 +15,11 @@ from workers.dns.weights import ALL_FILES
 
 
 def configure(monkeypatch: pytest.MonkeyPatch, **values: str) -> None:
-    from tasks import context
+    from tasks import resources
 
     for name, value in values.items():
         monkeypatch.setenv(f"COPYCAT_DNS__{name.upper()}", value)
-    context.reset()
+    resources.reset()
 
 
 @pytest.fixture

@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from workers.decode import FrameGeometry, decode_all
+from workers.decode import decode_all
 from workers.embed import create_embedder
 from workers.embed.onnx import choose_providers
 from workers.errors import ConfigError, WeightsMissing
+from workers.types import FrameGeometry
 
 
 class TinyDescriptor(torch.nn.Module):

@@ -7,11 +7,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from workers.decode import FrameGeometry, decode_all
+from workers.decode import decode_all
 from workers.embed import create_embedder
 from workers.localise import TemporalNetwork, similarity
-from workers.pipeline import embed_crops, match_query
-from workers.stores.vectors import SearchHits
+from workers.pipeline import embed_video, match_query
+from workers.stores.memory import MemoryLibrary
+from workers.types import FrameGeometry, QueryParams
 
 
 def unit(n: int, seed: int, dim: int = 512) -> np.ndarray:
@@ -19,32 +20,14 @@ def unit(n: int, seed: int, dim: int = 512) -> np.ndarray:
     return x / np.linalg.norm(x, axis=1, keepdims=True)
 
 
-class ExactSearch:
-    """Inner-product search over in-memory frame matrices: what Milvus answers, computed exactly."""
-
-    def __init__(self, references: dict[str, np.ndarray]) -> None:
-        self.references = references
-        self.bank = np.concatenate(list(references.values()))
-        self.owner = np.concatenate([np.full(len(m), vid, dtype=object) for vid, m in references.items()])
-        self.frame = np.concatenate([np.arange(len(m)) for m in references.values()])
-        self.calls = 0
-
-    def __call__(self, vectors: np.ndarray, limit: int) -> SearchHits:
-        self.calls += 1
-        sims = vectors @ self.bank.T
-        top = np.argsort(-sims, axis=1, kind="stable")[:, :limit]
-        rows = np.repeat(np.arange(len(vectors)), top.shape[1])
-        return SearchHits(rows.astype(np.int32), self.owner[top].ravel(), self.frame[top].ravel().astype(np.int32),
-                          np.take_along_axis(sims, top, 1).ravel().astype(np.float32))
-
-
 def test_an_excerpt_is_found_with_one_batched_search() -> None:
     references = {"a": unit(40, 1), "b": unit(30, 2), "c": unit(25, 3)}
-    search = ExactSearch(references)
+    library = MemoryLibrary(references)
     query = np.concatenate([unit(5, 9), references["b"][10:22], unit(4, 10)])  # b's 10-21 at query second 5
-    matches = match_query(query, fps=1.0, search=search, load_reference=references.__getitem__,
-                          localizer=TemporalNetwork(device="cpu", min_length=3), top_k=2, min_score=0.35)
-    assert search.calls == 1
+    matches = match_query(query, fps=1.0, search=library.search, load_references=library.load,
+                          localizer=TemporalNetwork(device="cpu", min_length=3),
+                          params=QueryParams(top_k=2, min_score=0.35))
+    assert library.searches == 1
     [match] = matches
     assert match.video_id == "b"
     [segment] = match.segments
@@ -56,12 +39,47 @@ def test_views_find_a_copy_that_only_a_tile_shows() -> None:
     references = {"a": unit(30, 1), "b": unit(30, 2)}
     whole = unit(20, 7)
     tiles = np.stack([unit(20, 8), references["a"][5:25], unit(20, 9), unit(20, 11)])
-    kwargs = {"fps": 1.0, "load_reference": references.__getitem__, "min_score": 0.35,
-              "localizer": TemporalNetwork(device="cpu", min_length=3)}
-    assert match_query(whole, search=ExactSearch(references), **kwargs) == []
+    library = MemoryLibrary(references)
+    kwargs = {"fps": 1.0, "search": library.search, "load_references": library.load,
+              "params": QueryParams(min_score=0.35), "localizer": TemporalNetwork(device="cpu", min_length=3)}
+    assert match_query(whole, **kwargs) == []
     views = np.concatenate([whole[None], tiles])
-    [match] = match_query(views, search=ExactSearch(references), **kwargs)
+    [match] = match_query(views, **kwargs)
     assert match.video_id == "a" and match.segments[0].ref_start == 5
+
+
+def test_videos_that_may_not_be_reported_never_take_a_candidate_slot() -> None:
+    """Orphaned, failed or re-indexing videos are dropped before the cut to top_k, not after."""
+    copy = unit(20, 5)
+    references = {"gone-1": copy.copy(), "gone-2": copy.copy(), "kept": copy.copy()}
+    library = MemoryLibrary(references)
+    params = QueryParams(top_k=1, min_score=0.35)
+    kwargs = {"fps": 1.0, "search": library.search, "load_references": library.load, "params": params,
+              "localizer": TemporalNetwork(device="cpu", min_length=3)}
+    [first] = match_query(copy, **kwargs)
+    assert first.video_id == "gone-1"  # ties broken by id: without the check the orphan takes the only slot
+    [match] = match_query(copy, searchable=lambda ids: {"kept"} & set(ids), **kwargs)
+    assert match.video_id == "kept"
+
+
+def test_a_query_with_tiles_starts_ffmpeg_once(clips_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Whole frames and the 2x2 tiles come from one decoder process (counted as ffmpeg starts)."""
+    import subprocess
+
+    import workers.decode
+
+    started: list[list[str]] = []
+    real_popen = subprocess.Popen
+
+    def counting_popen(cmd, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003 - Popen's own signature
+        started.append(cmd)
+        return real_popen(cmd, *args, **kwargs)
+
+    monkeypatch.setattr(workers.decode.subprocess, "Popen", counting_popen)
+    embedder = create_embedder("sscd_distilled", device="cpu")
+    embedded = embed_video(clips_dir / "clip17_earth.webm", embedder, crop_grid=2)
+    assert embedded.views.shape == (5, 5, 512)
+    assert len([cmd for cmd in started if cmd[0] == "ffmpeg"]) == 1
 
 
 def test_similarity_of_views_is_the_best_view() -> None:
@@ -84,7 +102,7 @@ def test_crop_tiles_are_embedded_per_quadrant(clips_dir: Path, tmp_path: Path) -
     subprocess.run(["ffmpeg", "-v", "error", "-y", *inputs, "-filter_complex", graph, "-map", "[out]",
                     "-t", "6", "-c:v", "libx264", "-preset", "ultrafast", str(mosaic)], check=True)
     embedder = create_embedder("sscd_distilled", device="cpu")
-    tiles = embed_crops(mosaic, embedder, 2)
+    tiles = embed_video(mosaic, embedder, crop_grid=2).crops
     assert tiles.shape == (4, 6, 512) and tiles.dtype == np.float32
     originals = [embedder.embed(decode_all(clips_dir / name, FrameGeometry(224))[:6]) for name in names]
     for tile_index, tile in enumerate(tiles):
@@ -96,5 +114,8 @@ def test_crop_tiles_are_embedded_per_quadrant(clips_dir: Path, tmp_path: Path) -
 @pytest.mark.parametrize("grid", [1, 3])
 def test_crop_grid_sizes(clips_dir: Path, grid: int) -> None:
     embedder = create_embedder("sscd_distilled", device="cpu")
-    tiles = embed_crops(clips_dir / "clip17_earth.webm", embedder, grid)
-    assert tiles.shape == (grid * grid, 5, 512)
+    embedded = embed_video(clips_dir / "clip17_earth.webm", embedder, crop_grid=grid)
+    views = embedded.views
+    assert views.shape == ((1 + grid * grid) if grid > 1 else 5, *((5, 512) if grid > 1 else (512,)))
+    whole = embed_video(clips_dir / "clip17_earth.webm", embedder).features
+    np.testing.assert_array_equal(embedded.features, whole)  # tiles never change the whole-frame descriptors

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from workers.device import resolve_device
 from workers.dns.layers import MIN_FRAMES, repeat_to_min_length
 from workers.dns.selector import SelectorNetwork
 from workers.dns.students import FineGrainedStudent
@@ -28,13 +29,6 @@ TARGET_CHUNK = 2048
 
 Frames = np.ndarray | torch.Tensor | Iterable[np.ndarray]
 """RGB frames [T, H, W, 3], uint8 or float 0..255: one array, or any iterable of [H, W, 3] arrays."""
-
-
-def select_device(device: str | torch.device | None = None) -> torch.device:
-    """The given device, else CUDA when available, else CPU."""
-    if device is not None:
-        return torch.device(device)
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 def preprocess_frames(frames: Frames, resize: int = 256, crop: int = 224) -> torch.Tensor:
@@ -164,7 +158,7 @@ def distill_and_select(
     model = None
     if model_name != "feature_extractor":
         model = load_model(model_name, model_weight_path, weights_dir, allow_random)
-    return DistillAndSelect(model_name, model, extractor, select_device(device), batch_size, crop)
+    return DistillAndSelect(model_name, model, extractor, resolve_device(device), batch_size, crop)
 
 
 def _module(model: DistillAndSelect | nn.Module) -> nn.Module:

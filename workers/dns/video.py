@@ -21,12 +21,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from workers.decode import FrameGeometry
-from workers.dns.api import select_device
+from workers.device import resolve_device
 from workers.dns.layers import repeat_to_min_length
 from workers.dns.selector import SelectorNetwork
 from workers.dns.students import CoarseGrainedStudent, FineGrainedStudent
 from workers.dns.weights import MODEL_FILES, PCA_WHITENING, RESNET50, WeightFile, load_feature_extractor, load_model
+from workers.types import FrameGeometry
 
 DNS_GEOMETRY = FrameGeometry(224, "crop", short_side=256)
 """The reference ViSiL/DnS preprocessing (spec §1.1), done inside ffmpeg."""
@@ -133,7 +133,7 @@ def load_dns_models(weights_dir: str | None, student: str, *, allow_random: bool
     A missing file raises ``WeightsNotFound`` unless ``allow_random`` (tests only: scores are meaningless).
     """
     _check_student(student)
-    target = select_device(device)
+    target = resolve_device(device)
     extractor = load_feature_extractor(None, weights_dir, allow_random)
     models = [load_model(name, None, weights_dir, allow_random)
               for name in ("cg_student", student, SELECTOR_FOR[student])]

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from workers.decode import FrameGeometry
 from workers.embed.base import FrameEmbedder, l2_normalise
 from workers.errors import ConfigError
+from workers.types import FrameGeometry
 
 ONNX_MODELS = ("sscd_distilled", "sscd")
 # A 224 px squash was as accurate as short side 288 + crop for SSCD, and 3-5x cheaper (shared/specs).

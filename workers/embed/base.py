@@ -14,7 +14,7 @@ from abc import ABC, abstractmethod
 
 import numpy as np
 
-from workers.decode import FrameGeometry
+from workers.types import FrameGeometry
 
 log = logging.getLogger(__name__)
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from workers.decode import FrameGeometry
 from workers.embed.base import FrameEmbedder
+from workers.types import FrameGeometry
 
 # Preferred first; filtered against what this onnxruntime build offers.
 PROVIDER_PREFERENCE = ("CUDAExecutionProvider", "CPUExecutionProvider")

@@ -13,21 +13,13 @@ from pathlib import Path
 
 import numpy as np
 
-from workers.decode import FrameGeometry
+from workers.device import resolve_device
 from workers.embed.base import FrameEmbedder
 from workers.errors import ConfigError, WeightsMissing
+from workers.types import FrameGeometry
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
-def resolve_torch_device(device: str) -> str:
-    """'auto' -> 'cuda' when torch sees a GPU, else 'cpu'; anything else is passed through."""
-    import torch
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return device
 
 
 class TorchEmbedder(FrameEmbedder):
@@ -40,7 +32,7 @@ class TorchEmbedder(FrameEmbedder):
         self.path = path
         self.arch = arch
         self.mean, self.std = mean, std
-        self._device = resolve_torch_device(device)
+        self._device = str(resolve_device(device))
         self._module = None
 
     @property

@@ -214,6 +214,19 @@ def load_matrix(store: ObjectStore, bucket: str, key: str) -> np.ndarray:
     return np.load(io.BytesIO(store.get_bytes(bucket, key)), allow_pickle=False)
 
 
+def save_arrays(store: ObjectStore, bucket: str, key: str, **arrays: np.ndarray) -> ObjectInfo:
+    """Store several named arrays as one ``.npz`` object (e.g. a query's DnS representation)."""
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    return store.put_bytes(bucket, key, buffer.getvalue(), "application/x-npz")
+
+
+def load_arrays(store: ObjectStore, bucket: str, key: str) -> dict[str, np.ndarray]:
+    """Read back the arrays written by ``save_arrays``."""
+    with np.load(io.BytesIO(store.get_bytes(bucket, key)), allow_pickle=False) as data:
+        return {name: data[name] for name in data.files}
+
+
 def sha256_file(path: Path) -> str:
     """Content hash of a file: identifies the same footage uploaded under different names."""
     digest = hashlib.sha256()

@@ -8,24 +8,10 @@ are deleted. Milvus Lite searches unsealed (growing) rows slowly, ~0.8 s per cal
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
 from workers.stores.milvus import VIDEO_ID_MAX, MilvusCollection, call, check_video_id
-
-
-@dataclass(frozen=True)
-class SearchHits:
-    """Flat, parallel arrays of every hit of a batch search: query row, video, frame, score."""
-
-    query_frame: np.ndarray  # int32 [H]
-    video_id: np.ndarray  # object (str) [H]
-    frame: np.ndarray  # int32 [H]
-    score: np.ndarray  # float32 [H]
-
-    def __len__(self) -> int:
-        return int(self.score.shape[0])
+from workers.types import SearchHits
 
 
 class VectorIndex(MilvusCollection):

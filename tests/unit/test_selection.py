@@ -1,4 +1,4 @@
-"""Tests for workers/select.py: grouping ANN hits by video and ranking the videos."""
+"""Tests for workers/selection.py: grouping ANN hits by video and ranking the videos."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from collections import defaultdict
 import numpy as np
 import pytest
 
-from workers.select import REDUCERS, select_candidates
+from workers.selection import REDUCERS, select_candidates
 from workers.types import Candidate
 
 README_URLS = np.array(["a", "a", "c", "a", "b", "b", "c", "c"])

@@ -1,0 +1,171 @@
+"""The one owner of per-process resources, built from ``Settings``.
+
+Everything a task or a command needs from the outside world (database engine, object store, embedder,
+frame and video-level Milvus collections, DnS models, localiser, the Celery app) is created on first use
+by the process's ``Resources`` and released by its ``close()``. Nothing else in the project caches a
+connection or a model. Celery forks worker processes after the parent has imported everything: a forked
+child calls ``after_fork()`` and opens its own connections (and CUDA context) when it first needs them.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from functools import cached_property
+from typing import TYPE_CHECKING
+
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+from db.migrate import upgrade
+from db.session import create_db_engine
+from tasks.app import create_app
+from tasks.settings import Settings, load_settings
+from workers.embed import create_embedder
+from workers.errors import DatabaseUnavailable
+from workers.localise import TemporalNetwork
+from workers.stores.objects import LocalObjectStore, ObjectStore, S3ObjectStore
+from workers.stores.vectors import VectorIndex
+from workers.stores.videovectors import VideoVectorIndex
+
+if TYPE_CHECKING:
+    from celery import Celery
+    from sqlalchemy import Engine
+
+    from workers.dns.video import DnsModels
+    from workers.embed.base import FrameEmbedder
+
+log = logging.getLogger(__name__)
+
+COARSE_MODEL = "dns_cg_student"
+COARSE_DIM = 1024
+_RESOURCES = ("engine", "objects", "embedder", "frame_index", "video_index", "dns_models", "localizer")
+
+
+class Resources:
+    """Lazily built resources of one process; ``close()`` releases them (and ``after_fork()`` forgets them)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    @cached_property
+    def app(self) -> Celery:
+        """The Celery app of these settings, made the current app so task calls go through it."""
+        app = create_app(self.settings)
+        app.set_current()
+        app.set_default()
+        return app
+
+    @cached_property
+    def engine(self) -> Engine:
+        """The database engine, with the schema migrated to the latest revision."""
+        engine = create_db_engine(self.settings.database_url, self.settings.database.pool_size)
+        try:
+            upgrade(engine)
+        except (OperationalError, DBAPIError) as exc:
+            engine.dispose()
+            raise DatabaseUnavailable(f"database unavailable: {exc.orig or exc}") from exc
+        return engine
+
+    @cached_property
+    def objects(self) -> ObjectStore:
+        """The object store with Copycat's buckets in place."""
+        cfg = self.settings
+        store: ObjectStore
+        if cfg.s3.endpoint:
+            store = S3ObjectStore(cfg.s3.endpoint, cfg.s3.access_key, cfg.s3.secret_key, secure=cfg.s3.secure,
+                                  region=cfg.s3.region)
+        else:
+            store = LocalObjectStore(cfg.objects_dir)
+        for bucket in (cfg.s3.uploads_bucket, cfg.s3.queries_bucket, cfg.s3.matrices_bucket):
+            store.ensure_bucket(bucket)
+        return store
+
+    @cached_property
+    def embedder(self) -> FrameEmbedder:
+        cfg = self.settings.embed
+        return create_embedder(cfg.model, model_path=cfg.model_path, model_name=cfg.model_name, arch=cfg.arch,
+                               dim=cfg.dim, input_size=cfg.input_size, resize=cfg.resize,
+                               batch_size=cfg.batch_size, device=cfg.device, threads=cfg.threads)
+
+    @cached_property
+    def frame_index(self) -> VectorIndex:
+        """The Milvus collection of the configured model's frame vectors."""
+        m, model = self.settings.milvus, self.embedder
+        return VectorIndex(self._milvus_uri(), model.name, model.dim, token=m.token, prefix=m.collection_prefix,
+                           index_type=m.index_type, hnsw_m=m.hnsw_m, hnsw_ef_construction=m.hnsw_ef_construction,
+                           search_ef=m.search_ef, insert_batch=m.insert_batch, search_batch=m.search_batch)
+
+    @cached_property
+    def video_index(self) -> VideoVectorIndex:
+        """The Milvus collection of DnS coarse vectors (``<collection_prefix>_dns_cg_student``)."""
+        m = self.settings.milvus
+        return VideoVectorIndex(self._milvus_uri(), COARSE_MODEL, COARSE_DIM, token=m.token,
+                                prefix=m.collection_prefix, index_type=m.index_type, hnsw_m=m.hnsw_m,
+                                hnsw_ef_construction=m.hnsw_ef_construction, search_ef=m.search_ef)
+
+    @cached_property
+    def dns_models(self) -> DnsModels:
+        """The DnS networks of the configured student (a missing weight file fails naming it)."""
+        from workers.dns.video import load_dns_models
+
+        cfg = self.settings
+        started = time.perf_counter()
+        models = load_dns_models(str(cfg.weights_dir), cfg.dns.student, allow_random=cfg.dns.allow_random_weights,
+                                 device=cfg.embed.device, batch_size=cfg.embed.batch_size)
+        log.info("DnS models (%s) loaded from %s on %s in %.1f s", cfg.dns.student, cfg.weights_dir, models.device,
+                 time.perf_counter() - started)
+        return models
+
+    @cached_property
+    def localizer(self) -> TemporalNetwork:
+        cfg = self.settings.localise
+        return TemporalNetwork(tn_max_step=cfg.tn_max_step, tn_top_k=cfg.tn_top_k, max_path=cfg.max_path,
+                               min_sim=cfg.min_sim, min_length=cfg.min_length, max_iou=cfg.max_iou, trim=cfg.trim,
+                               merge_gap=cfg.merge_gap, split_jump=cfg.split_jump, device=cfg.device)
+
+    def close(self) -> None:
+        """Release every connection this process opened; the object must not be used afterwards."""
+        for index in ("frame_index", "video_index"):
+            if index in self.__dict__:
+                self.__dict__[index].close()
+        if "engine" in self.__dict__:
+            self.__dict__["engine"].dispose()
+        if "app" in self.__dict__:
+            self.__dict__.pop("app").close()
+        self._forget()
+
+    def after_fork(self) -> None:
+        """In a forked child: drop the parent's connections without touching them (the parent still uses
+        them); the Celery app stays, the worker runs on it."""
+        if "engine" in self.__dict__:
+            self.__dict__["engine"].dispose(close=False)
+        self._forget()
+
+    def _forget(self) -> None:
+        for name in _RESOURCES:
+            self.__dict__.pop(name, None)
+
+    def _milvus_uri(self) -> str:
+        uri = self.settings.milvus_uri
+        if "://" not in uri:
+            self.settings.home.mkdir(parents=True, exist_ok=True)
+        return uri
+
+
+_current: Resources | None = None
+
+
+def current() -> Resources:
+    """This process's resources, built from the environment on first use."""
+    global _current
+    if _current is None:
+        _current = Resources(load_settings())
+    return _current
+
+
+def reset() -> None:
+    """Close this process's resources; the next ``current()`` reads the environment again (tests, CLI)."""
+    global _current
+    if _current is not None:
+        _current.close()
+    _current = None

@@ -1,0 +1,42 @@
+"""An exact, in-memory frame index: what Milvus answers, computed exactly, for unit tests and ``bench/tune.py``.
+
+``MemoryLibrary`` is a ``workers.query.FrameLibrary`` over a dict of frame matrices, so the product's own
+query path (``answer_query``, ``match_query``) runs over arrays with no service behind it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping
+
+import numpy as np
+
+from workers.types import SearchHits
+
+
+class MemoryLibrary:
+    """Frame matrices [T, D] by video id, searched exhaustively by inner product."""
+
+    def __init__(self, references: Mapping[str, np.ndarray]) -> None:
+        self.references = dict(references)
+        dim = next(iter(self.references.values())).shape[1] if self.references else 0
+        matrices = list(self.references.values())
+        self.bank = np.concatenate(matrices).astype(np.float32) if matrices else np.zeros((0, dim), np.float32)
+        self.owner = np.concatenate([np.full(len(m), vid, dtype=object) for vid, m in self.references.items()]
+                                    ) if matrices else np.zeros(0, dtype=object)
+        self.frame = np.concatenate([np.arange(len(m)) for m in matrices]) if matrices else np.zeros(0, np.int64)
+        self.searches = 0
+
+    def search(self, vectors: np.ndarray, limit: int) -> SearchHits:
+        """Top ``limit`` frames per row of ``vectors`` [N, D]; ties in index order (stable)."""
+        self.searches += 1
+        sims = np.asarray(vectors, np.float32) @ self.bank.T
+        top = np.argsort(-sims, axis=1, kind="stable")[:, :limit]
+        rows = np.repeat(np.arange(len(vectors)), top.shape[1])
+        return SearchHits(rows.astype(np.int32), self.owner[top].ravel(), self.frame[top].ravel().astype(np.int32),
+                          np.take_along_axis(sims, top, 1).ravel().astype(np.float32))
+
+    def searchable(self, video_ids: list[str]) -> Collection[str]:
+        return {vid for vid in video_ids if vid in self.references}
+
+    def load(self, video_ids: list[str]) -> Mapping[str, np.ndarray]:
+        return {vid: self.references[vid] for vid in video_ids if vid in self.references}
