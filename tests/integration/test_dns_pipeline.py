@@ -7,7 +7,6 @@ and that the query stage runs and reports ``video_similarity``; the numbers them
 from __future__ import annotations
 
 import json
-import uuid
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +19,7 @@ from db import dns as dns_db
 from db import jobs, videos
 from db.session import session_scope
 from tasks import dns, resources
+from tests.conftest import use_fresh_resources
 from workers.stores.objects import load_matrix
 
 pytestmark = pytest.mark.services
@@ -33,25 +33,20 @@ def dns_env(services_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, tmp_p
                 "RERANK_PERCENTAGE": "0.5"}
     for name, value in settings.items():
         monkeypatch.setenv(f"COPYCAT_DNS__{name}", value)
-    resources.reset()
-    dns.reset()
+    use_fresh_resources()
     torch.manual_seed(0)
-    yield services_env
-    dns.reset()
+    return services_env
 
 
 def ingest_with_dns(clips_dir: Path, names: list[str]) -> dict[str, str]:
-    """Upload + index each clip (frame pipeline), then run ``copycat.dns.index`` on it; name -> video id."""
-    ids = {name: client.ingest_file(clips_dir / name, name) for name in names}
-    for video_id in ids.values():
-        assert dns.index_video_dns.delay(video_id).get()["student"] == "fg_att_student"
-    return ids
+    """Upload + index each clip: with DnS on, one ingest run stores the DnS outputs too; name -> video id."""
+    return {name: client.ingest_file(clips_dir / name, name) for name in names}
 
 
 @pytest.mark.slow
 def test_index_stores_coarse_vector_fine_index_and_selector_stat(dns_env: dict[str, str], clips_dir: Path):
     ids = ingest_with_dns(clips_dir, [BIKES, EARTH])
-    index = dns.video_vectors()
+    index = resources.current().video_index
     assert index.collection == f"{dns_env['COPYCAT_MILVUS__COLLECTION_PREFIX']}_dns_cg_student"
     assert index.count() == 2
     stored = index.get(list(ids.values()))
@@ -63,7 +58,7 @@ def test_index_stores_coarse_vector_fine_index_and_selector_stat(dns_env: dict[s
     with session_scope(resources.current().engine) as session:
         for name, video_id in ids.items():
             video, row = videos.get_video(session, video_id), dns_db.get_video_dns(session, video_id)
-            assert video.status == "indexed" and "dns" in video.timings
+            assert video.status == "indexed" and "dns_embed" in video.timings
             assert (row.student, row.fine_dtype, row.fine_bucket) == ("fg_att_student", "float32",
                                                                       cfg.s3.matrices_bucket)
             assert row.frames == video.frame_count == {BIKES: 10, EARTH: 5}[name]
@@ -71,16 +66,16 @@ def test_index_stores_coarse_vector_fine_index_and_selector_stat(dns_env: dict[s
             fine = load_matrix(resources.current().objects, row.fine_bucket, row.fine_key)
             assert fine.shape == (row.frames, 9, 512) and fine.dtype == np.float32
 
-    # Indexing again replaces, never duplicates.
-    dns.index_video_dns.delay(ids[EARTH]).get()
+    # Indexing again (the backfill task) replaces, never duplicates.
+    assert dns.index_video_dns.delay(ids[EARTH]).get()["student"] == "fg_att_student"
     assert index.count() == 2
 
     # A deleted video takes its vector, fine object and row with it.
     with session_scope(resources.current().engine) as session:
         gone = dns_db.get_video_dns(session, ids[EARTH])
         fine_object = (gone.fine_bucket, gone.fine_key)
-    dns.forget_video(ids[EARTH])
     with session_scope(resources.current().engine) as session:
+        dns.forget_video(resources.current(), session, ids[EARTH])
         videos.delete_video(session, ids[EARTH])
     with session_scope(resources.current().engine) as session:
         assert dns_db.get_video_dns(session, ids[EARTH]) is None
@@ -88,41 +83,19 @@ def test_index_stores_coarse_vector_fine_index_and_selector_stat(dns_env: dict[s
     assert resources.current().objects.stat(*fine_object) is None
 
 
-def submit_query(path: Path) -> str:
-    """A query job for a local file, as ``copycat query`` creates it (without running it yet)."""
-    from tasks.query import default_params
-
-    cfg, job_id = resources.current().settings, str(uuid.uuid4())
-    key = f"{job_id}/{path.name}"
-    with session_scope(resources.current().engine) as session:
-        jobs.create_job(session, job_id=job_id, source=str(path), name=path.name, bucket=cfg.s3.queries_bucket,
-                        key=key, params=default_params())
-    resources.current().objects.put_file(cfg.s3.queries_bucket, key, path)
-    return job_id
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("milvus_uri", ["lite"], indirect=True)
-def test_query_with_dns_reports_video_similarity(dns_env: dict[str, str], clips_dir: Path,
-                                                 monkeypatch: pytest.MonkeyPatch):
-    """The hook as ``match_job`` calls it: after the frame-level matching, ``dns_rerank`` adds the DnS scores."""
-    import tasks.query
-    from tasks.query import embed_query
+def test_query_with_dns_reports_video_similarity(dns_env: dict[str, str], clips_dir: Path):
+    """A query job with DnS on: one decode gives frames and DnS frames; matches carry ``video_similarity``."""
+    from tasks.query import StoredFrameLibrary, query_dns_key
+    from workers.dns.video import DnsRepresentation
+    from workers.query import DnsStage
+    from workers.stores.objects import load_arrays
+    from workers.types import QueryParams
 
     ids = ingest_with_dns(clips_dir, [BIKES, EARTH])
-    job_id = submit_query(clips_dir / BIKES)
-    frame_matching = tasks.query.match_query
-
-    def match_query_then_dns(query: np.ndarray, **kw):
-        matches = frame_matching(query, **kw)
-        return dns.dns_rerank(job_id, matches, query=query, fps=kw["fps"], load_reference=kw["load_reference"],
-                              top_k=kw["top_k"], min_score=kw["min_score"], exclude=kw["exclude"],
-                              timings=kw["timings"])
-
-    monkeypatch.setattr(tasks.query, "match_query", match_query_then_dns)
-    embed_query.delay(job_id)
-    with session_scope(resources.current().engine) as session:
-        result = jobs.result_json(jobs.get_job(session, job_id))
+    res = resources.current()
+    result = client.wait_for_job(client.submit_query(str(clips_dir / BIKES), res.settings.query_params()))
     assert result["status"] == "done", result["error"]
     assert result["matches"][0]["name"] == BIKES and result["matches"][0]["segments"]
     for match in result["matches"]:
@@ -130,27 +103,25 @@ def test_query_with_dns_reports_video_similarity(dns_env: dict[str, str], clips_
     assert {"dns_embed", "dns_search", "dns_select", "dns_fine", "dns_localise"} <= set(result["timings"])
 
     # A copy the frame search missed is found through DnS and localised like any candidate.
-    with session_scope(resources.current().engine) as session:
-        matrix_key = jobs.get_job(session, job_id).matrix_key
-    cfg = resources.current().settings
-    query = load_matrix(resources.current().objects, cfg.s3.matrices_bucket, matrix_key).astype(np.float32)
-
-    def load_reference(video_id: str) -> np.ndarray:
-        with session_scope(resources.current().engine) as session:
-            video = videos.get_video(session, video_id)
-        return load_matrix(resources.current().objects, video.matrix_bucket, video.matrix_key).astype(np.float32)
-
+    cfg = res.settings
+    with session_scope(res.engine) as session:
+        matrix_key = jobs.get_job(session, result["job_id"]).matrix_key
+    views = load_matrix(res.objects, cfg.s3.matrices_bucket, matrix_key).astype(np.float32)
+    stored = load_arrays(res.objects, cfg.s3.matrices_bucket, query_dns_key(result["job_id"], cfg.dns.student))
+    stage = DnsStage(DnsRepresentation(stored["coarse"], stored["fine"], float(stored["selector_stat"])),
+                     res.dns_models, dns.StoredDnsLibrary(res), rerank_percentage=0.5)
+    library, params = StoredFrameLibrary(res), QueryParams(top_k=2, min_score=0.3)
     timings: dict[str, float] = {}
-    found = dns.dns_rerank(job_id, [], query=query, fps=1.0, load_reference=load_reference, top_k=2, min_score=0.3,
-                           timings=timings)
+    found = stage.rerank([], views, fps=1.0, library=library, localizer=res.localizer, params=params,
+                         exclude=frozenset(), timings=timings)
     assert ids[BIKES] in {m.video_id for m in found}
     bikes = next(m for m in found if m.video_id == ids[BIKES])
     assert bikes.segments and bikes.video_similarity is not None
     assert timings["dns_localise"] > 0
 
     # Excluded videos are neither candidates nor added.
-    assert dns.dns_rerank(job_id, [], query=query, fps=1.0, load_reference=load_reference, top_k=2, min_score=0.3,
-                          exclude={ids[BIKES], ids[EARTH]}) == []
+    assert stage.rerank([], views, fps=1.0, library=library, localizer=res.localizer, params=params,
+                        exclude={ids[BIKES], ids[EARTH]}, timings={}) == []
 
 
 @pytest.mark.parametrize("milvus_uri", ["lite"], indirect=True)
@@ -168,7 +139,7 @@ def test_dedup_groups_near_duplicate_videos(dns_env: dict[str, str]):
                "earth.mp4": basis[2], "earth_cropped.mp4": 0.95 * basis[2] + 0.312 * basis[3],
                "bikes.mp4": basis[4]}
     for name, vector in vectors.items():
-        dns.video_vectors().upsert(rows[name], vector / np.linalg.norm(vector))
+        resources.current().video_index.upsert(rows[name], vector / np.linalg.norm(vector))
 
     result = CliRunner().invoke(dedup, ["--json", "--threshold", "0.9"])
     assert result.exit_code == 0, result.output

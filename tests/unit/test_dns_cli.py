@@ -66,18 +66,20 @@ def test_download_without_network_reports_each_failure(weights_dir: Path, monkey
 def test_enabled_follows_the_switch_and_missing_weights_are_named(weights_dir: Path,
                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     """Switched on without weights, DnS fails loudly (naming the file) instead of being skipped silently."""
-    from tasks import dns
+    from tasks import dns, resources
     from workers.errors import WeightsMissing
 
-    assert not dns.enabled()
+    assert not dns.enabled(resources.current().settings)
     configure(monkeypatch, enabled="true")
-    assert dns.enabled()
-    assert [f.name for f in dns.missing_weights()] == [f.name for f in required_files("fg_att_student")]
+    cfg = resources.current().settings
+    assert dns.enabled(cfg)
+    assert [f.name for f in dns.missing_weights(cfg)] == [f.name for f in required_files("fg_att_student")]
     with pytest.raises(WeightsMissing, match=required_files("fg_att_student")[0].name):
-        dns.models()
+        resources.current().dns_models  # noqa: B018
     weights_dir.mkdir()
     for file in required_files("fg_att_student"):
         (weights_dir / file.name).write_bytes(b"x")
-    assert dns.missing_weights() == []
+    assert dns.missing_weights(cfg) == []
     configure(monkeypatch, student="fg_bin_student")
-    assert [f.name for f in dns.missing_weights()] == ["dns_fg_bin_student.pth", "dns_selector_cg-fg_bin.pth"]
+    assert [f.name for f in dns.missing_weights(resources.current().settings)] == [
+        "dns_fg_bin_student.pth", "dns_selector_cg-fg_bin.pth"]

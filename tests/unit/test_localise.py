@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pytest
 
@@ -247,12 +245,13 @@ def test_matches_obvious_reference_on_random_cases() -> None:
     assert found > 50  # the cases do exercise accepted boxes
 
 
-def test_600_by_600_is_fast() -> None:
+def test_a_long_copy_is_one_box() -> None:
+    """A 600 x 600 self-similarity (ten minutes at 1 fps) gives its whole diagonal first; its speed is measured by
+    ``bench/query_speed.py``, not asserted here."""
     x = unit_rows(600, dim=64)
     sim = (x @ x.T).astype(np.float32)
-    start = time.perf_counter()
-    tn_boxes(sim, tn_top_k=10)
-    assert time.perf_counter() - start < 2.0  # ~0.2 s on one idle core
+    boxes = tn_boxes(sim, tn_top_k=10)
+    assert boxes[0][0] == [0, 0, 599, 599]
 
 
 # Options beyond the reference.

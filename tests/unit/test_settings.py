@@ -15,6 +15,16 @@ from workers.errors import ConfigError
 README = Path(__file__).resolve().parents[2] / "README.md"
 
 
+@pytest.fixture(autouse=True)
+def no_inherited_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The defaults are tested, not whatever COPYCAT_* the shell running the tests has set."""
+    import os
+
+    for key in list(os.environ):
+        if key.startswith("COPYCAT_"):
+            monkeypatch.delenv(key)
+
+
 def test_nested_variables_are_read(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("COPYCAT_EMBED__MODEL", "sscd")
     monkeypatch.setenv("COPYCAT_SELECT__TOP_K", "7")
