@@ -56,10 +56,14 @@ def register_upload(session: Session, bucket: str, key: str, *, size: int | None
 
 def claim_for_ingest(session: Session, video_id: str, *, model: str, dim: int, retrying: bool) -> Video | None:
     """Start an ingest run (``decoding``, one more attempt); None when the row is gone or the message is a
-    duplicate of a run that already got past embedding (``retrying`` runs always proceed)."""
+    duplicate of a run that already got past embedding (``retrying`` runs always proceed). A retry of a run
+    whose matrix is already stored stays ``indexing``: only the vectors are left to write."""
     video = session.get(Video, video_id)
     if video is None or (video.status in DONE_WITH_EMBEDDING and not retrying):
         return None
+    if retrying and video.status == VideoStatus.INDEXING and video.matrix_key:
+        video.attempts += 1
+        return video
     set_status(session, video_id, VideoStatus.DECODING, model=model, dim=dim, failure_code=None,
                failure_detail=None)
     video.attempts += 1
@@ -72,14 +76,14 @@ def lock_video(session: Session, video_id: str) -> Video | None:
     return session.get(Video, video_id)
 
 
-def mark_indexed(session: Session, video: Video, info: VideoInfo, *, size: int, etag: str, sha256: str,
-                 frame_count: int, fps: float, matrix_bucket: str, matrix_key: str, matrix_dtype: str,
-                 timings: dict[str, float]) -> None:
-    """The run's vectors and matrix are in place for exactly these bytes."""
-    set_status(session, video.id, VideoStatus.INDEXED, size=size, etag=etag, sha256=sha256,
-               frame_count=frame_count, fps=fps, matrix_bucket=matrix_bucket, matrix_key=matrix_key,
-               matrix_dtype=matrix_dtype, timings=timings, duration=info.duration, width=info.width,
-               height=info.height, source_fps=info.fps, codec=info.codec)
+def record_matrix(session: Session, video: Video, info: VideoInfo, *, size: int, sha256: str, frame_count: int,
+                  fps: float, matrix_bucket: str, matrix_key: str, matrix_dtype: str,
+                  timings: dict[str, float]) -> None:
+    """The run's matrix is stored for the registered bytes: ``indexing`` (its vectors are written next)."""
+    set_status(session, video.id, VideoStatus.INDEXING, size=size, sha256=sha256, frame_count=frame_count, fps=fps,
+               matrix_bucket=matrix_bucket, matrix_key=matrix_key, matrix_dtype=matrix_dtype, timings=timings,
+               duration=info.duration, width=info.width, height=info.height, source_fps=info.fps,
+               codec=info.codec)
 
 
 def searchable_ids(session: Session, video_ids: Sequence[str], *, model: str, fps: float) -> set[str]:

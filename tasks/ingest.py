@@ -2,7 +2,7 @@
 
 ``copycat.ingest.embed`` (queue ``embed``, next to the model): one run per upload: download, one decode
 into every view (model frames, and DnS frames when DnS is on), embed, store the matrix, replace the
-video's vectors, mark it ``indexed``. The matrix is never read back.
+video's vectors, mark it ``indexed``. The matrix is read back only by a retry after a Milvus outage.
 ``copycat.ingest.remove`` (queue ``index``): the object was deleted; drop its vectors, matrix and row.
 """
 
@@ -15,15 +15,17 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from celery import shared_task
 
 from db import videos
 from db.models import VideoStatus
 from tasks import dns, resources
 from tasks.base import TASK_OPTIONS, VideoTask, session
+from workers.dns.video import DnsRepresentation
 from workers.errors import InputError
 from workers.pipeline import EmbeddedObject, ProgressFn, embed_object
-from workers.stores.objects import ObjectInfo, save_matrix
+from workers.stores.objects import ObjectInfo, load_matrix, save_matrix
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +59,9 @@ def embed_video(self: VideoTask, video_id: str) -> dict[str, Any]:
     video = self.claim(video_id, res.embedder.name, res.embedder.dim)
     if video is None:
         return {"video_id": video_id, "skipped": True}
+    if video.status == VideoStatus.INDEXING:  # a retry after the matrix was stored: only the vectors are left
+        features = load_matrix(res.objects, video.matrix_bucket, video.matrix_key).astype(np.float32)
+        return {"video_id": video_id, "frames": index_vectors(res, video_id, video.matrix_key, features)}
     try:
         embedded = embed(res, video.bucket, video.key, video.name, dns_on=dns.enabled(res.settings),
                          progress=self.reporter(lambda: self.embedding(video_id), forward=progress_hook.get()))
@@ -65,9 +70,11 @@ def embed_video(self: VideoTask, video_id: str) -> dict[str, Any]:
             log.info("video %s was replaced or deleted while a failing run read it; dropping the failure", video_id)
             return {"video_id": video_id, "superseded": True}
         raise
-    if not save_ingest(res, video_id, embedded):
+    key = store_matrix(res, video_id, embedded)
+    if key is None:
         return {"video_id": video_id, "superseded": True}
-    return {"video_id": video_id, "frames": int(embedded.video.features.shape[0])}
+    return {"video_id": video_id, "frames": index_vectors(res, video_id, key, embedded.video.features,
+                                                          embedded.video.dns, embedded.sha256)}
 
 
 def embed(res: resources.Resources, bucket: str, key: str, name: str, *, crop_grid: int = 1, dns_on: bool = False,
@@ -93,9 +100,11 @@ def embed(res: resources.Resources, bucket: str, key: str, name: str, *, crop_gr
     return embedded
 
 
-def save_ingest(res: resources.Resources, video_id: str, embedded: EmbeddedObject) -> bool:
-    """Store the matrix, then, under the video's lock and only for the registered bytes, replace its vectors
-    (and DnS outputs) and mark it indexed. Returns False when the run was superseded (its result dropped)."""
+def store_matrix(res: resources.Resources, video_id: str, embedded: EmbeddedObject) -> str | None:
+    """Store the run's matrix and record it on the row (``indexing``), only for the registered bytes.
+
+    Returns the matrix key, or None when the run was superseded (its matrix is then removed again).
+    """
     cfg, store, features = res.settings, res.objects, embedded.video.features
     key = matrix_key(video_id, res.embedder.name, embedded.sha256)
     tick = time.perf_counter()
@@ -106,26 +115,48 @@ def save_ingest(res: resources.Resources, video_id: str, embedded: EmbeddedObjec
         current = row is not None and row.etag == embedded.source.etag
         previous = (row.matrix_bucket, row.matrix_key) if row is not None and row.matrix_key else None
         if current:
-            videos.set_status(s, video_id, VideoStatus.INDEXING)
-            tick = time.perf_counter()
-            res.frame_index.replace_video(video_id, features)
-            timings["index"] = round(time.perf_counter() - tick, 4)
-            if embedded.video.dns is not None:
-                dns.save_representation(res, s, video_id, embedded.video.dns, embedded.sha256)
-            videos.mark_indexed(s, row, embedded.video.info, size=embedded.source.size, etag=embedded.source.etag,
-                                sha256=embedded.sha256, frame_count=int(features.shape[0]), fps=embedded.video.fps,
-                                matrix_bucket=cfg.s3.matrices_bucket, matrix_key=key,
-                                matrix_dtype=cfg.embed.matrix_dtype, timings=timings)
-            name = row.name
+            videos.record_matrix(s, row, embedded.video.info, size=embedded.source.size, sha256=embedded.sha256,
+                                 frame_count=int(features.shape[0]), fps=embedded.video.fps,
+                                 matrix_bucket=cfg.s3.matrices_bucket, matrix_key=key,
+                                 matrix_dtype=cfg.embed.matrix_dtype, timings=timings)
     if not current:
         store.remove(cfg.s3.matrices_bucket, key)
         log.info("video %s was replaced or deleted while it was embedded; result dropped", video_id)
-        return False
+        return None
     if previous and previous != (cfg.s3.matrices_bucket, key):
         store.remove(*previous)
-    log.info("video %s (%s): %d frames embedded with %s and indexed in %.1f s", video_id, name, features.shape[0],
-             res.embedder.name, sum(timings.values()))
-    return True
+    return key
+
+
+def index_vectors(res: resources.Resources, video_id: str, key: str, features: np.ndarray,
+                  representation: DnsRepresentation | None = None, sha256: str | None = None) -> int:
+    """Make Milvus hold exactly this matrix's vectors (and the DnS outputs), then mark the video indexed.
+
+    Runs under the video's lock, which ``remove_video`` also takes: vectors are written only for the row's
+    current matrix and only while the row exists, so no late run can leave stale vectors. Returns the count.
+    """
+    with session() as s:
+        row = videos.lock_video(s, video_id)
+        if row is None or row.matrix_key != key:
+            log.info("video %s was removed or re-ingested before its vectors were written; nothing to index",
+                     video_id)
+            return 0
+        tick = time.perf_counter()
+        count = res.frame_index.replace_video(video_id, features)
+        if representation is not None and sha256 is not None:
+            dns.save_representation(res, s, video_id, representation, sha256)
+        videos.add_timing(s, video_id, "index", time.perf_counter() - tick)
+        videos.set_status(s, video_id, VideoStatus.INDEXED)
+        name = row.name
+    if dns.enabled(res.settings) and representation is None:  # a retry: the run's DnS outputs were lost
+        enqueue_dns(video_id, name)
+    log.info("video %s (%s): %d frames indexed with %s", video_id, name, count, res.embedder.name)
+    return count
+
+
+def enqueue_dns(video_id: str, name: str) -> None:
+    resources.current().app.tasks[dns.index_video_dns.name].apply_async(args=[video_id],
+                                                                        argsrepr=describe(video_id, name))
 
 
 @shared_task(name="copycat.ingest.remove", base=VideoTask, **TASK_OPTIONS)

@@ -85,5 +85,5 @@ def test_a_broken_reupload_takes_the_old_footage_out_of_results(services_env: di
                                                 broken_dir / "broken01_decord_corrupted.mp4")
     assert register_upload(cfg.s3.uploads_bucket, "news.mp4", info.size, info.etag)
     assert row(video_id).status == "failed" and resources.current().frame_index.count(video_id) == 0
-    result = wait_for_job(submit_query(str(clips_dir / "clip04_cockatoo.mp4"), {"crop_grid": 1}))
+    result = wait_for_job(submit_query(str(clips_dir / "clip04_cockatoo.mp4"), cfg.query_params({"crop_grid": 1})))
     assert result["status"] == "done" and result["matches"] == []
