@@ -187,3 +187,17 @@ def test_device_prefers_cuda_when_available(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert resolve_device().type == "cpu"
     assert resolve_device("cpu").type == "cpu"
+
+
+def test_the_readme_example_of_the_library_api_runs(tmp_path) -> None:
+    """``distill_and_select`` is a public interface: its README example stays true (random weights here)."""
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    code = re.search(r"\*\*Library API\.\*\*.*?```python\n(.*?)```", readme, re.S).group(1)
+    code = code.replace('weights_dir="weights"', f'weights_dir="{tmp_path}", allow_random=True')
+    scope: dict[str, object] = {}
+    exec(compile(code, "README.md", "exec"), scope)  # noqa: S102 - the project's own documentation
+    assert scope["features"].shape == (30, 9, 512)
+    assert scope["video_vector"].shape == (1024,)
