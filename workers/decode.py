@@ -27,6 +27,16 @@ from typing import Literal
 import ffmpeg
 import numpy as np
 
+from workers.admission import (
+    InputLimits,
+    check_file_size,
+    check_limits,
+    demuxer_of,
+    input_url,
+    open_options,
+    path_free_errors,
+    refused_container,
+)
 from workers.errors import (
     CorruptVideo,
     DecodeTimeout,
@@ -64,25 +74,35 @@ class FrameGeometry:
         ]
 
 
-def probe(path: Path, label: str | None = None) -> VideoInfo:
+@path_free_errors
+def probe(path: Path, label: str | None = None, limits: InputLimits | None = None) -> VideoInfo:
     """Read container and stream metadata; raise an ``InputError`` naming what is wrong with the file.
 
-    ``label`` names the video in error messages (the upload's name rather than a scratch file's).
+    ``label`` names the video in error messages (the upload's name rather than a scratch file's). Only
+    the demuxers of ``workers.admission.CONTAINERS`` are opened, and a video over ``limits`` (default:
+    ``InputLimits()``) is refused here, before any frame is decoded.
     """
     name = label or path.name
+    limits = limits or InputLimits()
     if not path.exists():
         raise NotAVideo(f"{name}: file does not exist")
-    if path.stat().st_size == 0:
+    size = path.stat().st_size
+    if size == 0:
         raise EmptyFile(f"{name}: the file is empty (0 bytes)")
+    check_file_size(size, limits, name)
     try:
-        meta = ffmpeg.probe(str(path), v="error")
+        meta = ffmpeg.probe(input_url(path), v="error", **open_options())
     except ffmpeg.Error as exc:
-        reason = _last_lines(exc.stderr.decode("utf-8", "replace"), 3)
+        stderr = exc.stderr.decode("utf-8", "replace")
+        if (refused := refused_container(stderr, name)) is not None:
+            raise refused from None
+        reason = _last_lines(stderr, 3)
         if "moov atom not found" in reason and _looks_like_mp4(path):
             raise TruncatedVideo(f"{name}: the file is cut short (MP4 index missing): {reason}") from None
         raise NotAVideo(f"{name}: not a readable video: {reason or 'ffprobe failed'}") from None
     except json.JSONDecodeError:
         raise NotAVideo(f"{name}: ffprobe returned unreadable metadata") from None
+    demuxer = demuxer_of(str(meta.get("format", {}).get("format_name", "")), name)
 
     videos = [
         s for s in meta.get("streams", [])
@@ -98,15 +118,20 @@ def probe(path: Path, label: str | None = None) -> VideoInfo:
     duration = stream_duration or _first_positive(meta.get("format", {}).get("duration"))
     if duration is None:
         raise NotAVideo(f"{name}: the video stream has no duration (a still image or a broken header)")
-    return VideoInfo(
+    if not (stream.get("width") and stream.get("height")):
+        raise NotAVideo(f"{name}: the video stream has no frame size (an unknown codec or a broken header)")
+    info = VideoInfo(
         duration=duration,
         duration_is_exact=stream_duration is not None,
-        width=int(stream.get("width") or 0),
-        height=int(stream.get("height") or 0),
+        width=int(stream["width"]),
+        height=int(stream["height"]),
         fps=_rate(stream.get("avg_frame_rate")) or _rate(stream.get("r_frame_rate")) or 0.0,
         codec=str(stream.get("codec_name", "unknown")),
         stream_index=int(stream["index"]),
+        demuxer=demuxer,
     )
+    check_limits(info, limits, name)
+    return info
 
 
 def expected_frames(duration: float, fps: float) -> int:
@@ -114,6 +139,7 @@ def expected_frames(duration: float, fps: float) -> int:
     return max(1, int(np.floor(duration * fps + 0.5)))
 
 
+@path_free_errors
 def sample_frames(
     path: Path,
     info: VideoInfo,
@@ -137,7 +163,7 @@ def sample_frames(
     name = label or path.name
     if info.duration > max_duration_s:
         raise VideoTooLong(f"{name}: {info.duration:.0f} s is longer than the limit of {max_duration_s:.0f} s")
-    stream = ffmpeg.input(str(path))[str(info.stream_index)].filter("fps", fps=fps)
+    stream = ffmpeg.input(input_url(path), **open_options(info.demuxer))[str(info.stream_index)].filter("fps", fps=fps)
     for filter_name, kwargs in geometry.filters():
         stream = stream.filter(filter_name, **kwargs)
     cmd = (
