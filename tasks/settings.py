@@ -18,7 +18,10 @@ from typing import Literal
 from pydantic import BaseModel, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from workers.admission import InputLimits
 from workers.errors import ConfigError
+
+_LIMITS = InputLimits()
 
 
 class DatabaseSettings(BaseModel):
@@ -66,7 +69,16 @@ class DecodeSettings(BaseModel):
     timeout_s: float = Field(1800.0, gt=0, description="wall-clock limit for decoding one video")
     chunk_frames: int = Field(64, ge=1, description="frames read from ffmpeg at a time (bounds memory)")
     max_errors: int = Field(0, ge=0, description="decoder errors tolerated before a video counts as corrupt")
-    max_duration_s: float = Field(6 * 3600.0, gt=0, description="longer videos are refused")
+    max_duration_s: float = Field(_LIMITS.max_duration_s, gt=0, description="longer videos are refused")
+    max_pixels: int = Field(_LIMITS.max_pixels, ge=1, description="videos whose frames have more pixels (width x"
+                            " height) are refused; the default is 8K UHD, 7680x4320")
+    max_file_mib: int = Field(_LIMITS.max_file_bytes // 2**20, ge=1, description="larger files are refused (MiB)")
+    max_fps: float = Field(_LIMITS.max_fps, gt=0, description="videos with a higher frame rate are refused")
+
+    def limits(self) -> InputLimits:
+        """The limits ``workers.decode.probe`` checks before any frame is decoded."""
+        return InputLimits(max_pixels=self.max_pixels, max_file_bytes=self.max_file_mib * 2**20,
+                           max_duration_s=self.max_duration_s, max_fps=self.max_fps)
 
 
 class EmbedSettings(BaseModel):
