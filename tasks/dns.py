@@ -127,7 +127,7 @@ def represent_object(bucket: str, key: str, name: str) -> DnsRepresentation:
     cfg = context.settings()
     with context.scratch_file(name) as path:
         context.objects().get_file(bucket, key, path)
-        info = probe(path, name)
+        info = probe(path, name, cfg.decode.limits())
         chunks = sample_frames(path, info, DNS_GEOMETRY, fps=DNS_FPS, chunk_frames=cfg.decode.chunk_frames,
                                timeout_s=cfg.decode.timeout_s, max_errors=cfg.decode.max_errors,
                                max_duration_s=cfg.decode.max_duration_s, label=name)

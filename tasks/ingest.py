@@ -131,7 +131,8 @@ def embed_object(bucket: str, key: str, name: str, on_probe: Callable[[VideoInfo
     """
     cfg = context.settings()
     decode = {"fps": cfg.decode.fps, "chunk_frames": cfg.decode.chunk_frames, "timeout_s": cfg.decode.timeout_s,
-              "max_errors": cfg.decode.max_errors, "max_duration_s": cfg.decode.max_duration_s, "label": name}
+              "max_errors": cfg.decode.max_errors, "max_duration_s": cfg.decode.max_duration_s, "label": name,
+              "limits": cfg.decode.limits()}
     started = time.perf_counter()
     with context.scratch_file(name) as path:
         obj = context.objects().get_file(bucket, key, path)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from workers.admission import InputLimits
 from workers.decode import FrameGeometry, expected_frames, probe, sample_frames
 from workers.embed.base import FrameEmbedder
 from workers.localise import Localizer, query_coverage, video_score
@@ -37,10 +38,11 @@ class EmbeddedVideo:
 def embed_file(path: Path, embedder: FrameEmbedder, *, fps: float = 1.0, chunk_frames: int = 64,
                timeout_s: float = 1800.0, max_errors: int = 0, max_duration_s: float = float("inf"),
                on_probe: Callable[[VideoInfo], None] | None = None,
-               progress: ProgressFn | None = None, label: str | None = None) -> EmbeddedVideo:
+               progress: ProgressFn | None = None, label: str | None = None,
+               limits: InputLimits | None = None) -> EmbeddedVideo:
     """Probe, decode at ``fps`` and embed ``path``; decoding of the next chunk overlaps inference."""
     started = time.perf_counter()
-    info = probe(path, label)
+    info = probe(path, label, limits)
     probed = time.perf_counter()
     if on_probe is not None:
         on_probe(info)
@@ -66,14 +68,14 @@ def embed_file(path: Path, embedder: FrameEmbedder, *, fps: float = 1.0, chunk_f
 
 def embed_crops(path: Path, embedder: FrameEmbedder, grid: int, *, fps: float = 1.0, chunk_frames: int = 64,
                 timeout_s: float = 1800.0, max_errors: int = 0, max_duration_s: float = float("inf"),
-                label: str | None = None) -> np.ndarray:
+                label: str | None = None, limits: InputLimits | None = None) -> np.ndarray:
     """Descriptors of a grid x grid tiling of every sampled frame: float32 [grid², T, D].
 
     A copy shown as an inset (picture-in-picture) fills a small part of the frame, where whole-frame
     descriptors barely see it; a tile around the inset does. Frames are decoded at ``grid`` times the
     model's size, so each tile has the model's size.
     """
-    info = probe(path, label)
+    info = probe(path, label, limits)
     size = embedder.geometry.size
     geometry = FrameGeometry(size * grid, "squash")
     embedder.load()
