@@ -64,6 +64,16 @@ def open_options(demuxer: str | None = None) -> dict[str, str]:
     return options
 
 
+def decode_options(info: VideoInfo) -> dict[str, str]:
+    """``open_options`` for decoding a probed video, with the decoder's frame size capped.
+
+    A stream may change its frame size mid-way (a new H.264 parameter set), so the probed first frame does
+    not bound what the decoder allocates. It may make frames up to twice each side of what was admitted
+    (plus the 64-pixel alignment ffmpeg checks), never the 16k x 16k a hostile stream could switch to.
+    """
+    return {**open_options(info.demuxer), "max_pixels": str(4 * (info.width + 64) * (info.height + 64))}
+
+
 def demuxer_of(format_name: str, name: str) -> str:
     """The demuxer to force for a probed ``format_name`` ('mov,mp4,m4a,...' -> 'mov'), or refuse it."""
     demuxer = format_name.split(",", 1)[0]
@@ -81,8 +91,8 @@ def refused_container(stderr: str, name: str) -> UnsupportedContainer | None:
 def check_file_size(file_bytes: int, limits: InputLimits, name: str) -> None:
     """Refuse a file over the size limit (before anything reads it, where the size is known first)."""
     if file_bytes > limits.max_file_bytes:
-        raise FileTooLarge(f"{name}: {file_bytes / 2**20:.0f} MiB is more than the limit of "
-                           f"{limits.max_file_bytes / 2**20:.0f} MiB (COPYCAT_DECODE__MAX_FILE_MIB)")
+        raise FileTooLarge(f"{name}: {_size(file_bytes)} is more than the limit of {_size(limits.max_file_bytes)}"
+                           " (COPYCAT_DECODE__MAX_FILE_MIB)")
 
 
 def check_limits(info: VideoInfo, limits: InputLimits, name: str) -> None:
@@ -149,3 +159,7 @@ def _refusal(name: str, demuxer: str) -> str:
     what = "a still image" if demuxer.endswith("_pipe") or demuxer.startswith("image2") else f"a {demuxer} file"
     return (f"{name}: {what}, not a video container Copycat opens (accepted: MP4/MOV, Matroska/WebM, AVI, "
             "FLV, MPEG-TS/PS, Ogg, ASF/WMV)")
+
+
+def _size(count: int) -> str:
+    return f"{count / 2**20:.1f} MiB" if count >= 2**20 else f"{count} bytes"

@@ -31,6 +31,7 @@ from workers.admission import (
     InputLimits,
     check_file_size,
     check_limits,
+    decode_options,
     demuxer_of,
     input_url,
     open_options,
@@ -163,7 +164,7 @@ def sample_frames(
     name = label or path.name
     if info.duration > max_duration_s:
         raise VideoTooLong(f"{name}: {info.duration:.0f} s is longer than the limit of {max_duration_s:.0f} s")
-    stream = ffmpeg.input(input_url(path), **open_options(info.demuxer))[str(info.stream_index)].filter("fps", fps=fps)
+    stream = ffmpeg.input(input_url(path), **decode_options(info))[str(info.stream_index)].filter("fps", fps=fps)
     for filter_name, kwargs in geometry.filters():
         stream = stream.filter(filter_name, **kwargs)
     cmd = (
