@@ -46,12 +46,12 @@ def run_evaluation(gt_path: Path, params: dict[str, Any], *, include_hard: bool 
     from cli import client
 
     gt = load_ground_truth(gt_path)
-    ids = []
+    names: dict[str, str] = {}  # video id -> the reference's name in the ground truth
     for ref in gt["references"]:
-        ids.append(client.ingest_file(Path(ref["path"]), f"eval/{ref['name']}"))
+        names[client.ingest_file(Path(ref["path"]), f"eval/{ref['name']}")] = ref["name"]
         if on_step:
             on_step(f"indexed {ref['name']}")
-    client.wait_for_videos(ids)
+    client.wait_for_videos(list(names))
     queries = [q for q in gt["queries"] if include_hard or not q.get("hard")]
     predictions: dict[str, dict[str, list[list[float]]]] = {}
     records = []
@@ -59,15 +59,24 @@ def run_evaluation(gt_path: Path, params: dict[str, Any], *, include_hard: bool 
         result = client.wait_for_job(client.submit_query(query["path"], params))
         if result["status"] != "done":
             raise RuntimeError(f"query {query['name']} failed: {result['error']}")
-        predictions[query["name"]] = {
-            m["name"]: [[s["query_start"], s["ref_start"], s["query_end"], s["ref_end"]] for s in m["segments"]]
-            for m in result["matches"]
-        }
+        predictions[query["name"]] = predicted_boxes(result["matches"], names)
         records.append({"query": query["name"], "transform": query.get("transform", ""),
                         "job_id": result["job_id"], "matches": result["matches"], "timings": result["timings"]})
         if on_step:
             on_step(f"queried {query['name']}")
     return score(gt, queries, predictions, records)
+
+
+def predicted_boxes(matches: list[dict[str, Any]], names: dict[str, str]) -> dict[str, list[list[float]]]:
+    """A query's matches as boxes by the ground truth's reference names, found by video id.
+
+    Not by the match's ``name``: that is only the file name, shared by ``a/x.mp4`` and ``b/x.mp4``.
+    Matches of videos the ground truth does not list are dropped (their truth is unknown).
+    """
+    return {
+        names[m["video_id"]]: [[s["query_start"], s["ref_start"], s["query_end"], s["ref_end"]] for s in m["segments"]]
+        for m in matches if m["video_id"] in names
+    }
 
 
 def score(gt: dict[str, Any], queries: list[dict[str, Any]], predictions: dict[str, dict[str, list[list[float]]]],
