@@ -100,6 +100,12 @@ class ObjectMissing(InputError):
     code = "object_missing"
 
 
+class InvalidObjectKey(ObjectMissing):
+    """The key cannot name an object here: empty, with '.' or '..' parts, or a part or key too long."""
+
+    code = "invalid_key"
+
+
 class TransientError(CopycatError):
     """A dependency is unavailable for now; the task is retried with backoff."""
 

@@ -256,7 +256,7 @@ def resolution_switch(out: Path, server: Path) -> None:
 
 
 X264 = ("-c:v", "libx264")
-LONG_KEY = "long/" + "a" * 990 + ".mp4"
+LONG_KEY = "long/" + "/".join(["a" * 199] * 4) + "/" + "a" * 191 + ".mp4"  # 1000 characters, parts of < 256
 CORPUS = [
     Hostile("empty.mp4", write(b""), EmptyFile, "empty"),
     Hostile("notes.mp4", write(b"this is not a video\n" * 20), NotAVideo, "not a readable video"),
@@ -296,7 +296,7 @@ CORPUS = [
     Hostile("rate_1000fps.mp4", encoded(*X264, rate="1000", seconds="1.2"), FrameRateTooHigh, "1000 frames"),
     Hostile("rate_1000fps_allowed.mp4", encoded(*X264, rate="1000", seconds="1.2"), None,
             limits=InputLimits(max_fps=1000.0)),
-    Hostile("gaps_30min.mkv", encoded("-vf", r"setpts='(N+if(gte(N\,2)\,1800\,0))/TB'", "-fps_mode", "passthrough",
+    Hostile("gaps_10min.mkv", encoded("-vf", r"setpts='(N+if(gte(N\,2)\,600\,0))/TB'", "-fps_mode", "passthrough",
                                       *X264, rate="1", seconds="4"), None),
     Hostile("gaps_10h.mkv", encoded("-vf", r"setpts='(N+if(gte(N\,2)\,36000\,0))/TB'", "-fps_mode", "passthrough",
                                     *X264, rate="1", seconds="4"), VideoTooLong),

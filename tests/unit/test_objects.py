@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from workers.errors import ObjectMissing
+from workers.errors import InvalidObjectKey, ObjectMissing
 from workers.stores.objects import LocalObjectStore
 
 
@@ -104,3 +104,18 @@ def test_missing_objects_name_no_server_path(store: LocalObjectStore, tmp_path: 
         list(store.list("no-such-bucket"))
     assert str(store.root) not in str(caught.value)
     assert store.stat("uploads", "gone.mp4") is None
+
+
+@pytest.mark.parametrize("key", ["../escape.mp4", "a/./b.mp4", "", "long/" + "é" * 128 + ".mp4"])
+def test_keys_that_cannot_name_a_file_are_refused(store: LocalObjectStore, key: str) -> None:
+    with pytest.raises(InvalidObjectKey) as caught:
+        store.put_bytes("uploads", key, b"x")
+    assert caught.value.code == "invalid_key"
+    with pytest.raises(ObjectMissing):
+        store.stat("uploads", key)
+
+
+def test_a_1000_character_key_of_short_parts_is_stored(store: LocalObjectStore) -> None:
+    key = "/".join(["k" * 199] * 5)
+    assert store.put_bytes("uploads", key, b"x").key == key
+    assert [info.key for info in store.list("uploads")] == [key]

@@ -20,10 +20,11 @@ from typing import BinaryIO, Protocol
 
 import numpy as np
 
-from workers.errors import ConfigError, ObjectMissing, StorageUnavailable
+from workers.errors import ConfigError, InvalidObjectKey, ObjectMissing, StorageUnavailable
 from workers.stores.events import NotificationsUnsupported, ObjectEvent, listen
 
 OCTET = "application/octet-stream"
+NAME_MAX = 255  # bytes in one file name on Linux file systems: the longest part of a key the local store takes
 
 
 @dataclass(frozen=True)
@@ -195,7 +196,9 @@ class LocalObjectStore:
     def _path(self, bucket: str, key: str) -> Path:
         parts = key.split("/")
         if not key or any(p in {"", ".", ".."} for p in parts):
-            raise ObjectMissing(f"invalid object key {key!r}")
+            raise InvalidObjectKey(f"invalid object key {key!r}: empty, '.' or '..' parts")
+        if any(len(p.encode()) > NAME_MAX for p in parts):
+            raise InvalidObjectKey(f"invalid object key {key!r}: a part is longer than {NAME_MAX} bytes")
         return self.root / _safe_part(bucket) / Path(*parts)
 
     def _existing(self, bucket: str, key: str) -> Path:
@@ -281,6 +284,8 @@ def _s3_errors(bucket: str, key: str = "") -> Iterator[None]:
     except S3Error as exc:
         if exc.code in {"NoSuchKey", "NoSuchBucket", "NoSuchObject"}:
             raise ObjectMissing(f"{where} does not exist ({exc.code})") from exc
+        if exc.code in {"KeyTooLongError", "InvalidObjectName"}:
+            raise InvalidObjectKey(f"{where}: the server refused the key ({exc.code}: {exc.message})") from exc
         if exc.code in {"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch"}:
             raise ConfigError(f"{where}: S3 refused the credentials ({exc.code})") from exc
         raise StorageUnavailable(f"{where}: S3 error {exc.code}: {exc.message}") from exc
