@@ -41,6 +41,7 @@ _REFUSED = re.compile(r"\[([\w,]+) @ [^\]]*\] Format not on whitelist")
 _PATH = re.compile(r"(?:(?<=[\s'\"(\[=<])|^)(?:file:)?/[^\s'\"|,;)\]>]*")
 _PLACEHOLDER = "\x00label\x00"
 
+
 @dataclass(frozen=True)
 class InputLimits:
     """What one upload may cost a worker. Defaults protect a worker; ``DecodeSettings`` exposes each one."""
@@ -156,9 +157,10 @@ def _label(args: tuple[Any, ...], kwargs: dict[str, Any], fn: Callable[..., Any]
 
 
 def _refusal(name: str, demuxer: str) -> str:
-    what = "a still image" if demuxer.endswith("_pipe") or demuxer.startswith("image2") else f"a {demuxer} file"
-    return (f"{name}: {what}, not a video container Copycat opens (accepted: MP4/MOV, Matroska/WebM, AVI, "
-            "FLV, MPEG-TS/PS, Ogg, ASF/WMV)")
+    if demuxer.endswith("_pipe") or demuxer.startswith("image2"):
+        return f"{name}: a still image, not a video"
+    return (f"{name}: the {demuxer or 'unknown'} format is not a video container Copycat opens (accepted: "
+            "MP4/MOV, Matroska/WebM, AVI, FLV, MPEG-TS/PS, Ogg, ASF/WMV)")
 
 
 def _size(count: int) -> str:

@@ -87,7 +87,7 @@ def test_the_hls_attack_is_real_for_plain_ffprobe(server_file: Path, tmp_path: P
 def test_an_hls_playlist_saved_as_mp4_is_refused(server_file: Path, tmp_path: Path) -> None:
     upload = tmp_path / "input.mp4"
     upload.write_bytes(hls_playlist(server_file))
-    with pytest.raises(UnsupportedContainer, match="x.mp4: a hls file, not a video container") as caught:
+    with pytest.raises(UnsupportedContainer, match="x.mp4: the hls format is not a video container") as caught:
         admit(upload, "x.mp4")
     assert caught.value.code == "unsupported_container"
     assert str(server_file) not in str(caught.value)
@@ -262,23 +262,23 @@ CORPUS = [
     Hostile("notes.mp4", write(b"this is not a video\n" * 20), NotAVideo, "not a readable video"),
     Hostile("noise.mkv", write(bytes(range(256)) * 64), NotAVideo),
     Hostile("tone.m4a", lavfi("sine=duration=2"), NoVideoStream, "audio"),
-    Hostile("tone.mp3", lavfi("sine=duration=2"), UnsupportedContainer, "a mp3 file"),
+    Hostile("tone.mp3", lavfi("sine=duration=2"), UnsupportedContainer, "the mp3 format"),
     Hostile("still.png", lavfi("testsrc=size=64x64", "-frames:v", "1"), UnsupportedContainer, "still image"),
     Hostile("still.mp4", lavfi("testsrc=size=64x64", "-frames:v", "1", "-f", "image2", "-c:v", "mjpeg"),
             UnsupportedContainer, "still image"),
     Hostile("animated.mp4", lavfi("testsrc=size=64x64:rate=5", "-t", "1", "-f", "gif"), UnsupportedContainer,
-            "a gif file"),
+            "the gif format"),
     Hostile("list.m3u8", playlist("#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXTINF:2.0,\n{server}/private.ts\n"
-                                  "#EXT-X-ENDLIST\n"), UnsupportedContainer, "a hls file"),
+                                  "#EXT-X-ENDLIST\n"), UnsupportedContainer, "the hls format"),
     Hostile("hls.mp4", playlist("#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXTINF:2.0,\nprivate.ts\n#EXT-X-ENDLIST\n"),
-            UnsupportedContainer, "a hls file"),
+            UnsupportedContainer, "the hls format"),
     Hostile("ffconcat.mp4", playlist("ffconcat version 1.0\nfile '{server}/private.ts'\n"), UnsupportedContainer,
-            "a concat file"),
+            "the concat format"),
     Hostile("dash.mp4", playlist('<?xml version="1.0"?>\n<MPD xmlns="urn:mpeg:dash:schema:mpd:2011" '
                                  'profiles="urn:mpeg:dash:profile:isoff-on-demand:2011" type="static" '
                                  'mediaPresentationDuration="PT2S"><Period><AdaptationSet><Representation '
                                  'id="0" bandwidth="1"><BaseURL>{server}/private.ts</BaseURL></Representation>'
-                                 '</AdaptationSet></Period></MPD>\n'), UnsupportedContainer, "a dash file"),
+                                 '</AdaptationSet></Period></MPD>\n'), UnsupportedContainer, "the dash format"),
     Hostile("header_16384x16384.avi", patched(encoded("-c:v", "rawvideo", "-pix_fmt", "gray"),
                                               avi_frame_size(16384, 16384)), NotAVideo, "no frame size"),
     Hostile("header_8192x8192.avi", patched(encoded("-c:v", "rawvideo", "-pix_fmt", "gray"),
