@@ -75,12 +75,15 @@ def hls_playlist(target: Path) -> bytes:
     return f"#EXTM3U\n#EXT-X-TARGETDURATION:3\n#EXTINF:3.0,\n{target}\n#EXT-X-ENDLIST\n".encode()
 
 
-def test_the_hls_attack_is_real_for_plain_ffprobe(server_file: Path, tmp_path: Path) -> None:
-    """Without the whitelist ffmpeg follows the playlist and reads the server's file (what probe used to do)."""
+@pytest.mark.parametrize("options", [[], ["-protocol_whitelist", "file"]])
+def test_the_hls_attack_is_real_for_plain_ffprobe(server_file: Path, tmp_path: Path, options: list[str]) -> None:
+    """Without the format whitelist ffmpeg follows the playlist and reads the server's file (what probe used
+    to do); allowing only the ``file`` protocol does not stop it, the file is local."""
     upload = tmp_path / "x.mp4"
     upload.write_bytes(hls_playlist(server_file))
-    out = subprocess.run(["ffprobe", "-v", "error", "-show_entries", "format=format_name:stream=width,height",
-                          "-of", "compact", str(upload)], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(["ffprobe", "-v", "error", *options, "-show_entries",
+                          "format=format_name:stream=width,height", "-of", "compact", str(upload)],
+                         capture_output=True, text=True, check=True).stdout
     assert "format_name=hls" in out and "width=96|height=64" in out
 
 
