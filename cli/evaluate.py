@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from workers.evaluate import EvaluationReport, load_ground_truth, score
+from workers.evaluate import EvaluationReport, load_ground_truth, predicted_boxes, score
 from workers.types import QueryParams
 
 
@@ -23,12 +23,12 @@ def run_evaluation(gt_path: Path, params: QueryParams, *, include_hard: bool = T
     from cli import client
 
     gt = load_ground_truth(gt_path)
-    ids = []
+    names: dict[str, str] = {}  # video id -> the reference's name in the ground truth
     for ref in gt["references"]:
-        ids.append(client.ingest_file(Path(ref["path"]), f"eval/{ref['name']}"))
+        names[client.ingest_file(Path(ref["path"]), f"eval/{ref['name']}")] = ref["name"]
         if on_step:
             on_step(f"indexed {ref['name']}")
-    client.wait_for_videos(ids)
+    client.wait_for_videos(list(names))
     queries = [q for q in gt["queries"] if include_hard or not q.get("hard")]
     predictions: dict[str, dict[str, list[list[float]]]] = {}
     records = []
@@ -36,10 +36,7 @@ def run_evaluation(gt_path: Path, params: QueryParams, *, include_hard: bool = T
         result = client.wait_for_job(client.submit_query(query["path"], params))
         if result["status"] != "done":
             raise RuntimeError(f"query {query['name']} failed: {result['error']}")
-        predictions[query["name"]] = {
-            m["name"]: [[s["query_start"], s["ref_start"], s["query_end"], s["ref_end"]] for s in m["segments"]]
-            for m in result["matches"]
-        }
+        predictions[query["name"]] = predicted_boxes(result["matches"], names)
         records.append({"query": query["name"], "transform": query.get("transform", ""),
                         "job_id": result["job_id"], "matches": result["matches"], "timings": result["timings"]})
         if on_step:

@@ -17,9 +17,12 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from workers.admission import InputLimits
 from workers.decode import DecodeOptions
 from workers.errors import ConfigError
 from workers.types import QueryParams
+
+_LIMITS = InputLimits()
 
 
 class DatabaseSettings(BaseModel):
@@ -67,7 +70,16 @@ class DecodeSettings(BaseModel):
     timeout_s: float = Field(1800.0, gt=0, description="wall-clock limit for decoding one video")
     chunk_frames: int = Field(64, ge=1, description="frames read from ffmpeg at a time (bounds memory)")
     max_errors: int = Field(0, ge=0, description="decoder errors tolerated before a video counts as corrupt")
-    max_duration_s: float = Field(6 * 3600.0, gt=0, description="longer videos are refused")
+    max_duration_s: float = Field(_LIMITS.max_duration_s, gt=0, description="longer videos are refused")
+    max_pixels: int = Field(_LIMITS.max_pixels, ge=1, description="videos whose frames have more pixels (width x"
+                            " height) are refused; the default is 8K UHD, 7680x4320")
+    max_file_mib: int = Field(_LIMITS.max_file_bytes // 2**20, ge=1, description="larger files are refused (MiB)")
+    max_fps: float = Field(_LIMITS.max_fps, gt=0, description="videos with a higher frame rate are refused")
+
+    def limits(self) -> InputLimits:
+        """The limits ``workers.decode.probe`` checks before any frame is decoded."""
+        return InputLimits(max_pixels=self.max_pixels, max_file_bytes=self.max_file_mib * 2**20,
+                           max_duration_s=self.max_duration_s, max_fps=self.max_fps)
 
 
 class EmbedSettings(BaseModel):
@@ -201,7 +213,7 @@ class Settings(BaseSettings):
     def decode_options(self) -> DecodeOptions:
         d = self.decode
         return DecodeOptions(fps=d.fps, chunk_frames=d.chunk_frames, timeout_s=d.timeout_s, max_errors=d.max_errors,
-                             max_duration_s=d.max_duration_s)
+                             limits=d.limits())
 
     def query_params(self, overrides: dict[str, Any] | None = None) -> QueryParams:
         """A job's parameters: the settings' defaults with the job's own values on top."""

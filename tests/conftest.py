@@ -25,6 +25,7 @@ CLIPS = SHARED / "data" / "clips"
 BROKEN = SHARED / "data" / "broken"
 PG_HOST, PG_PORT = os.environ.get("COPYCAT_TEST_PG_HOST", "127.0.0.1"), 5432
 REDIS_PORT = 6379
+REDIS_DB = int(os.environ.get("COPYCAT_TEST_REDIS_DB", "9"))  # read at import: tests clear COPYCAT_* variables
 S3_KEYS = ("copycat", "copycat-test-secret")
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
@@ -82,10 +83,12 @@ def fresh_database() -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def redis_url() -> str:
+    """Database 9 of the shared Redis, flushed; ``COPYCAT_TEST_REDIS_DB`` picks another, so that two test
+    sessions on one machine do not take each other's tasks (their workers share the queue names)."""
     require(port_open("127.0.0.1", REDIS_PORT), f"Redis on 127.0.0.1:{REDIS_PORT}")
     import redis
 
-    url = f"redis://127.0.0.1:{REDIS_PORT}/9"
+    url = f"redis://127.0.0.1:{REDIS_PORT}/{REDIS_DB}"
     redis.Redis.from_url(url).flushdb()
     return url
 

@@ -26,6 +26,17 @@ from pathlib import Path
 import ffmpeg
 import numpy as np
 
+from workers.admission import (
+    InputLimits,
+    check_file_size,
+    check_limits,
+    decode_options,
+    demuxer_of,
+    input_url,
+    open_options,
+    path_free_errors,
+    refused_container,
+)
 from workers.errors import (
     CorruptVideo,
     DecodeTimeout,
@@ -33,7 +44,6 @@ from workers.errors import (
     NotAVideo,
     NoVideoStream,
     TruncatedVideo,
-    VideoTooLong,
 )
 from workers.types import FrameGeometry, VideoInfo
 
@@ -41,25 +51,35 @@ STDERR_TAIL_LINES = 20
 _ADDRESS = re.compile(r" @ 0x[0-9a-f]+")
 
 
-def probe(path: Path, label: str | None = None) -> VideoInfo:
+@path_free_errors
+def probe(path: Path, label: str | None = None, limits: InputLimits | None = None) -> VideoInfo:
     """Read container and stream metadata; raise an ``InputError`` naming what is wrong with the file.
 
-    ``label`` names the video in error messages (the upload's name rather than a scratch file's).
+    ``label`` names the video in error messages (the upload's name rather than a scratch file's). Only
+    the demuxers of ``workers.admission.CONTAINERS`` are opened, and a video over ``limits`` (default:
+    ``InputLimits()``) is refused here, before any frame is decoded.
     """
     name = label or path.name
+    limits = limits or InputLimits()
     if not path.exists():
         raise NotAVideo(f"{name}: file does not exist")
-    if path.stat().st_size == 0:
+    size = path.stat().st_size
+    if size == 0:
         raise EmptyFile(f"{name}: the file is empty (0 bytes)")
+    check_file_size(size, limits, name)
     try:
-        meta = ffmpeg.probe(str(path), v="error")
+        meta = ffmpeg.probe(input_url(path), v="error", **open_options())
     except ffmpeg.Error as exc:
-        reason = _last_lines(exc.stderr.decode("utf-8", "replace"), 3)
+        stderr = exc.stderr.decode("utf-8", "replace")
+        if (refused := refused_container(stderr, name)) is not None:
+            raise refused from None
+        reason = _last_lines(stderr, 3)
         if "moov atom not found" in reason and _looks_like_mp4(path):
             raise TruncatedVideo(f"{name}: the file is cut short (MP4 index missing): {reason}") from None
         raise NotAVideo(f"{name}: not a readable video: {reason or 'ffprobe failed'}") from None
     except json.JSONDecodeError:
         raise NotAVideo(f"{name}: ffprobe returned unreadable metadata") from None
+    demuxer = demuxer_of(str(meta.get("format", {}).get("format_name", "")), name)
 
     videos = [
         s for s in meta.get("streams", [])
@@ -75,15 +95,20 @@ def probe(path: Path, label: str | None = None) -> VideoInfo:
     duration = stream_duration or _first_positive(meta.get("format", {}).get("duration"))
     if duration is None:
         raise NotAVideo(f"{name}: the video stream has no duration (a still image or a broken header)")
-    return VideoInfo(
+    if not (stream.get("width") and stream.get("height")):
+        raise NotAVideo(f"{name}: the video stream has no frame size (an unknown codec or a broken header)")
+    info = VideoInfo(
         duration=duration,
         duration_is_exact=stream_duration is not None,
-        width=int(stream.get("width") or 0),
-        height=int(stream.get("height") or 0),
+        width=int(stream["width"]),
+        height=int(stream["height"]),
         fps=_rate(stream.get("avg_frame_rate")) or _rate(stream.get("r_frame_rate")) or 0.0,
         codec=str(stream.get("codec_name", "unknown")),
         stream_index=int(stream["index"]),
+        demuxer=demuxer,
     )
+    check_limits(info, limits, name)
+    return info
 
 
 def expected_frames(duration: float, fps: float) -> int:
@@ -93,13 +118,15 @@ def expected_frames(duration: float, fps: float) -> int:
 
 @dataclass(frozen=True)
 class DecodeOptions:
-    """How a worker decodes: sampling rate and the limits that protect it (from ``Settings.decode``)."""
+    """How a worker decodes: sampling rate, chunking, and the limits that protect it (``Settings.decode_options``).
+
+    ``limits`` are checked by ``probe``, before any frame is decoded."""
 
     fps: float = 1.0
     chunk_frames: int = 64
     timeout_s: float = 1800.0
     max_errors: int = 0
-    max_duration_s: float = float("inf")
+    limits: InputLimits = InputLimits()
 
 
 def sample_frames(path: Path, info: VideoInfo, geometry: FrameGeometry, options: DecodeOptions = DecodeOptions(),
@@ -109,6 +136,7 @@ def sample_frames(path: Path, info: VideoInfo, geometry: FrameGeometry, options:
         yield chunk
 
 
+@path_free_errors
 def sample_views(
     path: Path,
     info: VideoInfo,
@@ -133,9 +161,6 @@ def sample_views(
     name = label or path.name
     if not geometries:
         raise ValueError("sample_views needs at least one geometry")
-    if info.duration > options.max_duration_s:
-        raise VideoTooLong(f"{name}: {info.duration:.0f} s is longer than the limit of "
-                           f"{options.max_duration_s:.0f} s")
     cmd = _decoder_command(path, info, geometries, options.fps)
     width, height = max(g.size for g in geometries), sum(g.size for g in geometries)
     frame_bytes = width * height * 3
@@ -230,7 +255,7 @@ def sample_views(
 
 def _decoder_command(path: Path, info: VideoInfo, geometries: Sequence[FrameGeometry], fps: float) -> list[str]:
     """The ffmpeg command line: sample at ``fps``, one scaled branch per geometry, stacked into one raw frame."""
-    sampled = ffmpeg.input(str(path))[str(info.stream_index)].filter("fps", fps=fps)
+    sampled = ffmpeg.input(input_url(path), **decode_options(info))[str(info.stream_index)].filter("fps", fps=fps)
     branches = [sampled] if len(geometries) == 1 else [sampled.split()[i] for i in range(len(geometries))]
     width = max(g.size for g in geometries)
     scaled = []
@@ -287,7 +312,7 @@ class DecodeClock:
 
 def decode_all(path: Path, geometry: FrameGeometry, options: DecodeOptions = DecodeOptions()) -> np.ndarray:
     """All sampled frames of a short video as uint8 [T, size, size, 3] (tests and small clips only)."""
-    parts = list(sample_frames(path, probe(path), geometry, options))
+    parts = list(sample_frames(path, probe(path, limits=options.limits), geometry, options))
     return np.concatenate(parts) if parts else np.zeros((0, geometry.size, geometry.size, 3), np.uint8)
 
 

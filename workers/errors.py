@@ -34,6 +34,12 @@ class NotAVideo(InputError):
     code = "not_a_video"
 
 
+class UnsupportedContainer(NotAVideo):
+    """The file is a playlist, a still image or another format outside the accepted video containers."""
+
+    code = "unsupported_container"
+
+
 class NoVideoStream(InputError):
     """The container holds no video stream (audio-only, subtitles, a still image's cover art)."""
 
@@ -58,16 +64,46 @@ class DecodeTimeout(InputError):
     code = "decode_timeout"
 
 
-class VideoTooLong(InputError):
+class LimitExceeded(InputError):
+    """The video is over one of the configured input limits (``COPYCAT_DECODE__MAX_*``)."""
+
+    code = "over_limit"
+
+
+class VideoTooLong(LimitExceeded):
     """The video is longer than the configured maximum duration."""
 
     code = "too_long"
+
+
+class FileTooLarge(LimitExceeded):
+    """The file is larger than the configured maximum size."""
+
+    code = "file_too_large"
+
+
+class FrameTooLarge(LimitExceeded):
+    """The frames have more pixels than the configured maximum."""
+
+    code = "frame_too_large"
+
+
+class FrameRateTooHigh(LimitExceeded):
+    """The stream's frame rate is above the configured maximum."""
+
+    code = "frame_rate_too_high"
 
 
 class ObjectMissing(InputError):
     """The object named by a job does not exist (deleted before it was processed)."""
 
     code = "object_missing"
+
+
+class InvalidObjectKey(ObjectMissing):
+    """The key cannot name an object here: empty, with '.' or '..' parts, or a part or key too long."""
+
+    code = "invalid_key"
 
 
 class TransientError(CopycatError):

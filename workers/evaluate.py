@@ -197,6 +197,18 @@ def load_ground_truth(path: Path) -> dict[str, Any]:
     return data
 
 
+def predicted_boxes(matches: list[dict[str, Any]], names: dict[str, str]) -> dict[str, list[list[float]]]:
+    """A query's matches (result JSON) as boxes by the ground truth's reference names, found by video id.
+
+    Not by the match's ``name``: that is only the file name, shared by ``a/x.mp4`` and ``b/x.mp4``.
+    Matches of videos the ground truth does not list are dropped (their truth is unknown).
+    """
+    return {
+        names[m["video_id"]]: [[s["query_start"], s["ref_start"], s["query_end"], s["ref_end"]] for s in m["segments"]]
+        for m in matches if m["video_id"] in names
+    }
+
+
 def score(gt: dict[str, Any], queries: list[dict[str, Any]], predictions: dict[str, dict[str, list[list[float]]]],
           records: list[dict[str, Any]] | None = None) -> EvaluationReport:
     """Score predicted boxes (by query name, then reference name) against the ground truth."""

@@ -189,9 +189,11 @@ def _stable_top_k(sim: np.ndarray, k: int) -> np.ndarray:
     """Column indices of each row's k largest values, best first, exact ties by lower index: int [T_q, k].
 
     The same as ``np.argsort(-sim, axis=1, kind="stable")[:, :k]`` but linear in T_r per row: partition
-    finds each row's k-th best value, and only entries at least that good are sorted.
+    finds each row's k-th best value, and only entries at least that good are sorted. NaN ranks last, as
+    in argsort: compared as NaN it would leave a row with fewer than k entries, and the row would read the
+    next row's indices.
     """
-    key = -sim
+    key = np.where(np.isnan(sim), np.inf, -sim)
     kth = np.partition(key, k - 1, axis=1)[:, k - 1 : k]
     rows, cols = np.nonzero(key <= kth)
     order = np.lexsort((cols, key[rows, cols], rows))

@@ -73,7 +73,7 @@ def embed_video(path: Path, embedder: FrameEmbedder, options: DecodeOptions = De
     the DnS frames at ``dns_geometry``, fed to the DnS extractor chunk by chunk.
     """
     started = time.perf_counter()
-    info = probe(path, label)
+    info = probe(path, label, options.limits)
     probed = time.perf_counter()
     size = embedder.geometry.size
     geometries = [embedder.geometry]

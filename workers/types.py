@@ -22,6 +22,7 @@ class VideoInfo:
     codec: str
     stream_index: int
     duration_is_exact: bool = True  # False when only the container's length (of its longest stream) is known
+    demuxer: str = ""  # the ffmpeg demuxer ffprobe found (workers.admission.CONTAINERS), forced when decoding
 
 
 @dataclass(frozen=True)

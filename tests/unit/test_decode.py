@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from workers.admission import InputLimits
 from workers.decode import DecodeClock, DecodeOptions, decode_all, expected_frames, probe, sample_frames, sample_views
 from workers.errors import (
     CorruptVideo,
@@ -165,7 +166,8 @@ def test_one_decode_yields_every_geometry_pixel_identical_to_its_own_decode(clip
 
 def test_length_limit(clips_dir: Path) -> None:
     with pytest.raises(VideoTooLong):
-        decode_all(clips_dir / "clip03_bigbuckbunny.webm", FrameGeometry(32), DecodeOptions(max_duration_s=10))
+        decode_all(clips_dir / "clip03_bigbuckbunny.webm", FrameGeometry(32),
+                   DecodeOptions(limits=InputLimits(max_duration_s=10)))
 
 
 def test_container_length_alone_never_claims_truncation(clips_dir: Path) -> None:

@@ -146,3 +146,19 @@ def test_video_level_precision_and_recall() -> None:
     assert video_precision_recall(PAIRS) == (2 / 3, 2 / 3)
     precision, recall = video_precision_recall({"quiet_negative": PAIRS["quiet_negative"]})
     assert math.isnan(precision) and math.isnan(recall)
+
+
+def test_references_that_share_a_file_name_are_scored_apart() -> None:
+    """``a/x.mp4`` and ``b/x.mp4`` are both named ``x.mp4`` in a match; the video id tells them apart."""
+    from workers.evaluate import predicted_boxes, score
+
+    gt = {"references": [{"name": "a/x.mp4"}, {"name": "b/x.mp4"}],
+          "queries": [{"name": "q.mp4", "matches": [{"reference": "b/x.mp4", "segments": [[0, 0, 10, 10]]}]}]}
+    segment = {"query_start": 0, "ref_start": 0, "query_end": 10, "ref_end": 10}
+    matches = [{"video_id": "id-b", "name": "x.mp4", "segments": [segment]},
+               {"video_id": "id-elsewhere", "name": "x.mp4", "segments": [segment]}]  # not in the ground truth
+    predictions = {"q.mp4": predicted_boxes(matches, {"id-a": "a/x.mp4", "id-b": "b/x.mp4"})}
+    assert predictions == {"q.mp4": {"b/x.mp4": [[0, 0, 10, 10]]}}
+    report = score(gt, gt["queries"], predictions)
+    assert report.video == {"precision": 1.0, "recall": 1.0}
+    assert report.segment["recall"] == pytest.approx(EXACT)

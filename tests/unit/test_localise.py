@@ -8,6 +8,7 @@ import pytest
 from workers.localise import (
     Localizer,
     TemporalNetwork,
+    _stable_top_k,
     boxes_to_segments,
     merge_diagonal,
     query_coverage,
@@ -202,6 +203,19 @@ def test_negative_similarities_are_used_raw() -> None:
     assert tn_boxes(noise(30, 30, -1.0, -0.5)) == []
     sim = plant(noise(30, 30, -1.0, -0.5), 0, 3, 20)
     assert [b for b, _ in tn_boxes(sim)] == [[0, 3, 19, 22]]
+
+
+def test_nan_similarities_rank_last_within_their_own_row() -> None:
+    """A NaN row (a broken frame descriptor) once took the next row's indices, or crashed as the last row."""
+    sim = np.random.default_rng(0).random((6, 8))
+    sim[2] = np.nan
+    sim[4, [1, 5]] = np.nan
+    sim[5] = np.nan
+    assert np.array_equal(_stable_top_k(sim, 3), np.argsort(-sim, axis=1, kind="stable")[:, :3])
+    copy = plant(noise(30, 40), 5, 12, 20)
+    broken = copy.copy()
+    broken[29] = np.nan
+    assert tn_boxes(broken) == tn_boxes(np.where(np.isnan(broken), -np.inf, broken)) != []
 
 
 def test_not_a_matrix_is_rejected() -> None:

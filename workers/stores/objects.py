@@ -10,21 +10,21 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Protocol
+from typing import BinaryIO, Protocol
 
 import numpy as np
 
-from workers.errors import ConfigError, ObjectMissing, StorageUnavailable
+from workers.errors import ConfigError, InvalidObjectKey, ObjectMissing, StorageUnavailable
 from workers.stores.events import NotificationsUnsupported, ObjectEvent, listen
 
 OCTET = "application/octet-stream"
+NAME_MAX = 255  # bytes in one file name on Linux file systems: the longest part of a key the local store takes
 
 
 @dataclass(frozen=True)
@@ -132,10 +132,16 @@ class S3ObjectStore:
 
 
 class LocalObjectStore:
-    """Buckets as folders under ``root``: the embedded default, no server to run."""
+    """Buckets as folders under ``root``: the embedded default, no server to run.
+
+    The ETag is the file's MD5, as S3 gives for a single-part upload. It is computed once per version of a
+    file (its inode, size and mtime; a put replaces the inode), while the bytes are written when it can be,
+    so the watcher's sweep every few seconds does not re-read the whole library.
+    """
 
     def __init__(self, root: Path) -> None:
         self.root = root
+        self._md5: dict[Path, tuple[tuple[int, int, int], str]] = {}
 
     def ensure_bucket(self, bucket: str) -> None:
         (self.root / _safe_part(bucket)).mkdir(parents=True, exist_ok=True)
@@ -145,23 +151,24 @@ class LocalObjectStore:
         target.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=target.parent, delete=False, prefix=".upload-") as tmp, \
                 path.open("rb") as src:
-            shutil.copyfileobj(src, tmp, 1 << 20)
-        os.replace(tmp.name, target)
-        return self._info(bucket, key)
+            digest = _copy_hashing(src, tmp)
+        return self._publish(bucket, key, Path(tmp.name), digest)
 
     def put_bytes(self, bucket: str, key: str, data: bytes, content_type: str = OCTET) -> ObjectInfo:
         target = self._path(bucket, key)
         target.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=target.parent, delete=False, prefix=".upload-") as tmp:
             tmp.write(data)
-        os.replace(tmp.name, target)
-        return self._info(bucket, key)
+        return self._publish(bucket, key, Path(tmp.name), hashlib.md5(data, usedforsecurity=False).hexdigest())
 
     def get_file(self, bucket: str, key: str, dest: Path) -> ObjectInfo:
-        source = self._existing(bucket, key)
+        """Copy the object to ``dest``; size and ETag describe the bytes copied, even if it is replaced meanwhile."""
         dest.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(source, dest)
-        return self._info(bucket, key)
+        with self._open(bucket, key) as src, dest.open("wb") as out:
+            stat = os.fstat(src.fileno())
+            digest = _copy_hashing(src, out)
+            size = out.tell()
+        return ObjectInfo(bucket, key, size, digest, datetime.fromtimestamp(stat.st_mtime, UTC))
 
     def get_bytes(self, bucket: str, key: str) -> bytes:
         return self._existing(bucket, key).read_bytes()
@@ -172,14 +179,16 @@ class LocalObjectStore:
     def list(self, bucket: str, prefix: str = "") -> Iterator[ObjectInfo]:
         base = self.root / _safe_part(bucket)
         if not base.is_dir():
-            raise ObjectMissing(f"bucket {bucket} does not exist under {self.root}")
+            raise ObjectMissing(f"bucket {bucket} does not exist")
         for path in sorted(base.rglob("*")):
             key = path.relative_to(base).as_posix()
             if path.is_file() and not path.name.startswith(".upload-") and key.startswith(prefix):
                 yield self._info(bucket, key)
 
     def remove(self, bucket: str, key: str) -> None:
-        self._path(bucket, key).unlink(missing_ok=True)
+        path = self._path(bucket, key)
+        path.unlink(missing_ok=True)
+        self._md5.pop(path, None)
 
     def listen(self, bucket: str) -> Iterator[ObjectEvent]:
         raise NotificationsUnsupported("a local folder sends no notifications; the watcher sweeps it")
@@ -187,19 +196,44 @@ class LocalObjectStore:
     def _path(self, bucket: str, key: str) -> Path:
         parts = key.split("/")
         if not key or any(p in {"", ".", ".."} for p in parts):
-            raise ObjectMissing(f"invalid object key {key!r}")
+            raise InvalidObjectKey(f"invalid object key {key!r}: empty, '.' or '..' parts")
+        if any(len(p.encode()) > NAME_MAX for p in parts):
+            raise InvalidObjectKey(f"invalid object key {key!r}: a part is longer than {NAME_MAX} bytes")
         return self.root / _safe_part(bucket) / Path(*parts)
 
     def _existing(self, bucket: str, key: str) -> Path:
         path = self._path(bucket, key)
         if not path.is_file():
-            raise ObjectMissing(f"{bucket}/{key} does not exist under {self.root}")
+            raise ObjectMissing(f"{bucket}/{key} does not exist")
         return path
 
+    def _open(self, bucket: str, key: str) -> BinaryIO:
+        try:
+            return self._existing(bucket, key).open("rb")
+        except (FileNotFoundError, IsADirectoryError):  # removed since the check
+            raise ObjectMissing(f"{bucket}/{key} does not exist") from None
+
     def _info(self, bucket: str, key: str) -> ObjectInfo:
-        path = self._existing(bucket, key)
-        stat = path.stat()
-        return ObjectInfo(bucket, key, stat.st_size, _md5(path), datetime.fromtimestamp(stat.st_mtime, UTC))
+        """Size, MTime and MD5 of one version of the file: all read through one open handle."""
+        path = self._path(bucket, key)
+        with self._open(bucket, key) as handle:
+            stat = os.fstat(handle.fileno())
+            version = _version(stat)
+            cached = self._md5.get(path)
+            if cached is not None and cached[0] == version:
+                digest = cached[1]
+            else:
+                digest = _copy_hashing(handle, None)
+                self._md5[path] = (version, digest)
+        return ObjectInfo(bucket, key, stat.st_size, digest, datetime.fromtimestamp(stat.st_mtime, UTC))
+
+    def _publish(self, bucket: str, key: str, written: Path, digest: str) -> ObjectInfo:
+        """Move a fully written temporary file into place, remembering the MD5 computed while writing it."""
+        target = self._path(bucket, key)
+        stat = written.stat()
+        os.replace(written, target)
+        self._md5[target] = (_version(stat), digest)
+        return self._info(bucket, key)
 
 
 def save_matrix(store: ObjectStore, bucket: str, key: str, matrix: np.ndarray) -> ObjectInfo:
@@ -236,11 +270,18 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _md5(path: Path) -> str:
+def _version(stat: os.stat_result) -> tuple[int, int, int]:
+    """What changes when a file's bytes do: a new inode (replaced), a new size or a new mtime (edited)."""
+    return stat.st_ino, stat.st_size, stat.st_mtime_ns
+
+
+def _copy_hashing(src: BinaryIO, dest: BinaryIO | None) -> str:
+    """MD5 of everything read from ``src``, written on to ``dest`` as it is read (when given)."""
     digest = hashlib.md5(usedforsecurity=False)
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
+    for block in iter(lambda: src.read(1 << 20), b""):
+        digest.update(block)
+        if dest is not None:
+            dest.write(block)
     return digest.hexdigest()
 
 
@@ -256,6 +297,8 @@ def _s3_errors(bucket: str, key: str = "") -> Iterator[None]:
     except S3Error as exc:
         if exc.code in {"NoSuchKey", "NoSuchBucket", "NoSuchObject"}:
             raise ObjectMissing(f"{where} does not exist ({exc.code})") from exc
+        if exc.code in {"KeyTooLongError", "InvalidObjectName"}:
+            raise InvalidObjectKey(f"{where}: the server refused the key ({exc.code}: {exc.message})") from exc
         if exc.code in {"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch"}:
             raise ConfigError(f"{where}: S3 refused the credentials ({exc.code})") from exc
         raise StorageUnavailable(f"{where}: S3 error {exc.code}: {exc.message}") from exc
