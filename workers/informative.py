@@ -1,0 +1,80 @@
+"""Low-information frames: black, blank, solid or near-uniform frames, the dark ends of fades, plain title cards.
+
+Why: every video's black frames look alike to a copy descriptor, and so do white, grey or single-colour frames
+and the nearly blank cards of titles and credits. A temporal path through such frames links any two videos that
+have them (an 8 s black query "copied" a 20 s black reference with score 1.14, issue 11). Such frames carry no
+evidence of copying, so they are found from pixel statistics of the decoded frames and kept out of matching.
+
+Statistics are taken on the luma of the model-sized frame averaged over ``CELL`` x ``CELL`` pixel cells, which
+keeps sensor noise and compression blocks from passing for detail:
+
+- ``contrast``: standard deviation of the cell luma (0-255 scale);
+- ``flat``: share of cells within ``FLAT_TOLERANCE`` of the frame's median luma (the background).
+
+A frame is uninformative when it has almost no contrast (``contrast < min_contrast``: black, white, solid
+colour, grain on a flat colour, the last tenth of a fade to black) or when it is a plain background with a
+little on it (``flat >= max_flat``: a title card, a lone caption on black). Edge energy (mean difference of
+neighbouring cells) was tried as a third test and dropped: grain on black has more of it than a dim sky.
+
+Thresholds, measured on the fixture benchmark (``python -m bench.informative``, 1391 frames whose truth is
+known): black, white, coloured, noisy-dark and colour-fade frames have contrast <= 0.6, footage >= 4.4 (a
+plain sky, clip02) apart from truly black first frames; title cards have flat >= 0.91, footage <= 0.86
+(dark space, clip18 darkened). With ``min_contrast`` 3 and ``max_flat`` 0.88 every blank or card frame is
+dropped and all footage is kept except clip03's black first frame.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+CELL = 4
+"""Side of the square pixel cells averaged before the statistics (224 px frames -> 56 x 56 cells)."""
+FLAT_TOLERANCE = 2.0
+"""Luma levels (0-255) within which a cell counts as the frame's background."""
+LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+"""ITU-R BT.601 luma weights of R, G, B."""
+
+
+@dataclass(frozen=True)
+class FrameStatistics:
+    """Per-frame statistics of ``frame_statistics``, each float32 [N]."""
+
+    contrast: np.ndarray
+    flat: np.ndarray
+
+
+def frame_statistics(frames: np.ndarray) -> FrameStatistics:
+    """Contrast and flat share (module docstring) of uint8 RGB frames [N, H, W, 3]."""
+    if frames.ndim != 4 or frames.shape[-1] != 3:
+        raise ValueError(f"need uint8 RGB frames [N, H, W, 3], got shape {frames.shape}")
+    n, height, width, _ = frames.shape
+    if n == 0:
+        empty = np.zeros(0, np.float32)
+        return FrameStatistics(empty, empty)
+    rows, cols = max(1, height // CELL), max(1, width // CELL)
+    luma = frames[:, : rows * CELL, : cols * CELL].astype(np.float32) @ LUMA  # [N, H', W']
+    if height >= CELL and width >= CELL:
+        luma = luma.reshape(n, rows, CELL, cols, CELL).mean(axis=(2, 4))  # [N, rows, cols]
+    cells = luma.reshape(n, -1)
+    background = np.median(cells, axis=1)
+    flat = (np.abs(cells - background[:, None]) <= FLAT_TOLERANCE).mean(axis=1)
+    return FrameStatistics(cells.std(axis=1).astype(np.float32), flat.astype(np.float32))
+
+
+def informative_frames(
+    frames: np.ndarray,
+    *,
+    min_contrast: float = 3.0,
+    max_flat: float = 0.88,
+) -> np.ndarray:
+    """Which frames carry enough picture to count as evidence of copying: bool [N] (True = informative).
+
+    Args:
+        frames: uint8 RGB frames [N, H, W, 3], as the decoder yields them for the model.
+        min_contrast: a frame with less luma standard deviation (0-255, over cells) is blank.
+        max_flat: a frame with at least this share of background cells is a plain card.
+    """
+    stats = frame_statistics(frames)
+    return (stats.contrast >= min_contrast) & (stats.flat < max_flat)
