@@ -11,7 +11,9 @@ video-score threshold, and scores the result with ``copycat evaluate``'s metric.
 With the mask, uninformative reference frames are left out of the search bank, uninformative query views
 are not searched, and both masks go to ``TemporalNetwork.localize``.
 
-    python -m bench.mask_replay [--fixtures DIR] [--quick] [--raw out.json]
+    python -m bench.mask_replay [--fixtures DIR] [--quick] [--raw out.json] [--min-length N] [--top-k K]
+
+``--min-length`` and ``--top-k`` replace the product's ``min_length`` and ``top_k`` (to measure short copies).
 """
 
 from __future__ import annotations
@@ -78,12 +80,18 @@ def embed_set(gt: dict[str, Any], cache: Path) -> dict[str, tuple[np.ndarray, np
     return out
 
 
-def predict(gt: dict[str, Any], views: dict[str, tuple[np.ndarray, np.ndarray]], tn: TemporalNetwork, *,
-            masked: bool, limit: int, top_k: int) -> dict[str, list[dict[str, Any]]]:
+def predict(
+    gt: dict[str, Any],
+    views: dict[str, tuple[np.ndarray, np.ndarray]],
+    tn: TemporalNetwork,
+    *,
+    masked: bool,
+    limit: int,
+    top_k: int,
+) -> dict[str, list[dict[str, Any]]]:
     """Per query, every localised candidate: reference, video score and segments, before the threshold."""
     names = [r["name"] for r in gt["references"]]
-    rows = [(name, i) for name in names for i in range(views[name][0].shape[1])
-            if not masked or views[name][1][0, i]]
+    rows = [(name, i) for name in names for i in range(views[name][0].shape[1]) if not masked or views[name][1][0, i]]
     bank = np.stack([views[name][0][0, i] for name, i in rows])
     owner = np.array([name for name, _ in rows], dtype=object)
     out: dict[str, list[dict[str, Any]]] = {}
@@ -96,15 +104,21 @@ def predict(gt: dict[str, Any], views: dict[str, tuple[np.ndarray, np.ndarray]],
             sims = searched @ bank.T
             k = min(limit, bank.shape[0])
             top = np.argpartition(-sims, k - 1, axis=1)[:, :k]
-            candidates = select_candidates(owner[top].ravel(), np.take_along_axis(sims, top, 1).ravel(),
-                                           reduce="sum", top_k=top_k)
+            candidates = select_candidates(
+                owner[top].ravel(), np.take_along_axis(sims, top, 1).ravel(), reduce="sum", top_k=top_k
+            )
             for candidate in candidates:
                 ref_features, ref_masks = views[candidate.video_id]
                 extra = {"query_informative": masks, "reference_informative": ref_masks[0]} if masked else {}
                 segments = tn.localize(features, ref_features[0], 1.0, **extra)
                 if segments:
-                    results.append({"reference": candidate.video_id, "score": video_score(segments),
-                                    "segments": [s.to_json() for s in segments]})
+                    results.append(
+                        {
+                            "reference": candidate.video_id,
+                            "score": video_score(segments),
+                            "segments": [s.to_json() for s in segments],
+                        }
+                    )
         out[query["name"]] = results
     return out
 
@@ -112,16 +126,24 @@ def predict(gt: dict[str, Any], views: dict[str, tuple[np.ndarray, np.ndarray]],
 def evaluate(gt: dict[str, Any], raw: dict[str, list[dict[str, Any]]], threshold: float) -> dict[str, Any]:
     """Segment and video metrics at a video-score threshold, and the hard negatives that match."""
     predictions = {
-        q: {m["reference"]: [[s["query_start"], s["ref_start"], s["query_end"], s["ref_end"]] for s in m["segments"]]
-            for m in items if m["score"] >= threshold}
+        q: {
+            m["reference"]: [[s["query_start"], s["ref_start"], s["query_end"], s["ref_end"]] for s in m["segments"]]
+            for m in items
+            if m["score"] >= threshold
+        }
         for q, items in raw.items()
     }
     report = score(gt, gt["queries"], predictions)
     hard = {q["name"] for q in gt["queries"] if q.get("hard_negative")}
-    false_hard = {q: [(m["reference"], round(m["score"], 3)) for m in raw[q] if m["score"] >= threshold]
-                  for q in sorted(hard)}
-    return {"segment": report.segment, "video": report.video, "per_transform": report.per_transform,
-            "hard_negative_matches": {q: v for q, v in false_hard.items() if v}}
+    false_hard = {
+        q: [(m["reference"], round(m["score"], 3)) for m in raw[q] if m["score"] >= threshold] for q in sorted(hard)
+    }
+    return {
+        "segment": report.segment,
+        "video": report.video,
+        "per_transform": report.per_transform,
+        "hard_negative_matches": {q: v for q, v in false_hard.items() if v},
+    }
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -129,29 +151,46 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--fixtures", type=Path, default=Path(".cache/fixtures"))
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--raw", type=Path, default=None, help="write every localised candidate to this JSON")
+    parser.add_argument("--min-length", type=int, default=None, help="TN min_length instead of the setting's")
+    parser.add_argument("--top-k", type=int, default=None, help="candidates localised instead of the setting's")
+    parser.add_argument("--masked-only", action="store_true", help="replay only with the mask")
     args = parser.parse_args(argv)
     gt_path = build_fixtures(CLIPS, args.fixtures, quick=args.quick)
     gt = load_ground_truth(gt_path)
     views = embed_set(gt, args.fixtures / "cache")
     cfg = Settings()
     loc = cfg.localise
-    tn = TemporalNetwork(tn_max_step=loc.tn_max_step, tn_top_k=loc.tn_top_k, max_path=loc.max_path,
-                         min_sim=loc.min_sim, min_length=loc.min_length, max_iou=loc.max_iou, trim=loc.trim,
-                         merge_gap=loc.merge_gap, split_jump=loc.split_jump, device="cpu")
+    tn = TemporalNetwork(
+        tn_max_step=loc.tn_max_step,
+        tn_top_k=loc.tn_top_k,
+        max_path=loc.max_path,
+        min_sim=loc.min_sim,
+        min_length=loc.min_length if args.min_length is None else args.min_length,
+        max_iou=loc.max_iou,
+        trim=loc.trim,
+        merge_gap=loc.merge_gap,
+        split_jump=loc.split_jump,
+        device="cpu",
+    )
     raws = {}
-    for masked in (False, True):
-        raw = predict(gt, views, tn, masked=masked, limit=cfg.select.search_limit, top_k=cfg.select.top_k)
+    top_k = cfg.select.top_k if args.top_k is None else args.top_k
+    for masked in (True,) if args.masked_only else (False, True):
+        raw = predict(gt, views, tn, masked=masked, limit=cfg.select.search_limit, top_k=top_k)
         raws["masked" if masked else "plain"] = raw
         result = evaluate(gt, raw, cfg.query.min_score)
         seg, vid = result["segment"], result["video"]
-        print(f"{'with mask' if masked else 'no mask':>9}: segment P {seg['precision']:.3f} R {seg['recall']:.3f} "
-              f"F1 {seg['f1']:.3f}; video P {vid['precision']:.3f} R {vid['recall']:.3f}; "
-              f"hard negatives matched {len(result['hard_negative_matches'])}")
+        print(
+            f"{'with mask' if masked else 'no mask':>9}: segment P {seg['precision']:.3f} R {seg['recall']:.3f} "
+            f"F1 {seg['f1']:.3f}; video P {vid['precision']:.3f} R {vid['recall']:.3f}; "
+            f"hard negatives matched {len(result['hard_negative_matches'])}"
+        )
         for query, found in result["hard_negative_matches"].items():
             print(f"           {query}: {found}")
         for label, values in result["per_transform"].items():
-            print(f"           {label:<12} pairs {values['pairs']:>3}  P {values['precision']:.3f}  "
-                  f"R {values['recall']:.3f}")
+            print(
+                f"           {label:<12} pairs {values['pairs']:>3}  P {values['precision']:.3f}  "
+                f"R {values['recall']:.3f}"
+            )
     if args.raw:
         args.raw.write_text(json.dumps(raws, indent=1))
     return 0
