@@ -8,8 +8,9 @@ masks, then replays search (exact inner product in place of Milvus, ``search_lim
 selection (``select_candidates``), localisation (``TemporalNetwork`` with the product's defaults) and the
 video-score threshold, and scores the result with ``copycat evaluate``'s metric.
 
-With the mask, uninformative reference frames are left out of the search bank, uninformative query views
-are not searched, and both masks go to ``TemporalNetwork.localize``.
+With the mask, uninformative reference frames (pixel statistics and, unless ``--no-patterns``, test-pattern
+descriptors) are left out of the search bank, uninformative query views are not searched, and both masks
+go to ``TemporalNetwork.localize``.
 
     python -m bench.mask_replay [--fixtures DIR] [--quick] [--raw out.json] [--min-length N] [--top-k K]
 
@@ -34,7 +35,7 @@ from tasks.settings import Settings
 from workers.decode import FrameGeometry, decode_all
 from workers.embed import create_embedder
 from workers.embed.base import FrameEmbedder
-from workers.informative import informative_frames
+from workers.informative import informative_frames, pattern_frames, unlike_patterns
 from workers.localise import TemporalNetwork, video_score
 from workers.select import select_candidates
 
@@ -154,10 +155,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--min-length", type=int, default=None, help="TN min_length instead of the setting's")
     parser.add_argument("--top-k", type=int, default=None, help="candidates localised instead of the setting's")
     parser.add_argument("--masked-only", action="store_true", help="replay only with the mask")
+    parser.add_argument("--no-patterns", action="store_true", help="mask by pixel statistics only")
     args = parser.parse_args(argv)
     gt_path = build_fixtures(CLIPS, args.fixtures, quick=args.quick)
     gt = load_ground_truth(gt_path)
     views = embed_set(gt, args.fixtures / "cache")
+    if not args.no_patterns:
+        embedder = create_embedder("sscd_distilled", device="cpu")
+        patterns = embedder.embed(pattern_frames(embedder.geometry.size))
+        views = {
+            name: (features, masks & np.stack([unlike_patterns(view, patterns) for view in features]))
+            for name, (features, masks) in views.items()
+        }
     cfg = Settings()
     loc = cfg.localise
     tn = TemporalNetwork(

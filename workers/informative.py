@@ -21,6 +21,13 @@ known): black, white, coloured, noisy-dark and colour-fade frames have contrast 
 plain sky, clip02) apart from truly black first frames; title cards have flat >= 0.91, footage <= 0.86
 (dark space, clip18 darkened). With ``min_contrast`` 3 and ``max_flat`` 0.88 every blank or card frame is
 dropped and all footage is kept except clip03's black first frame.
+
+Test patterns (colour bars, ffmpeg's ``testsrc``) are full of contrast, so pixel statistics keep them; yet
+bars in one video and bars in another are no copy. They are recognised by their descriptors instead:
+``pattern_frames`` draws colour bars, the embedder embeds them once, and ``unlike_patterns`` drops frames
+whose descriptor is close to one of them. With ``sscd_distilled`` at 224 px, SMPTE bars (SD and HD) score
+0.65 against the drawn bars and ``testsrc`` 0.49-0.55, while no informative frame of the fixture benchmark
+(references, and every view of every other query) scored above 0.23; hence ``max_similarity`` 0.4.
 """
 
 from __future__ import annotations
@@ -61,6 +68,51 @@ def frame_statistics(frames: np.ndarray) -> FrameStatistics:
     background = np.median(cells, axis=1)
     flat = (np.abs(cells - background[:, None]) <= FLAT_TOLERANCE).mean(axis=1)
     return FrameStatistics(cells.std(axis=1).astype(np.float32), flat.astype(np.float32))
+
+
+def pattern_frames(size: int) -> np.ndarray:
+    """Colour bars to embed as test-pattern prototypes: uint8 [4, size, size, 3].
+
+    75 % SMPTE bars (seven columns), the same with SMPTE's reversed strip and dark bottom band, and
+    full-range eight-colour bars in both orders. Drawn here, so nothing is downloaded or shipped.
+    """
+    seven = [(191, 191, 191), (191, 191, 0), (0, 191, 191), (0, 191, 0), (191, 0, 191), (191, 0, 0), (0, 0, 191)]
+    eight = [
+        (255, 255, 255),
+        (255, 255, 0),
+        (0, 255, 255),
+        (0, 255, 0),
+        (255, 0, 255),
+        (255, 0, 0),
+        (0, 0, 255),
+        (0, 0, 0),
+    ]
+
+    def bars(colours: list[tuple[int, int, int]]) -> np.ndarray:
+        edges = np.linspace(0, size, len(colours) + 1).astype(int)
+        frame = np.zeros((size, size, 3), np.uint8)
+        for colour, left, right in zip(colours, edges[:-1], edges[1:], strict=True):
+            frame[:, left:right] = colour
+        return frame
+
+    smpte = bars(seven)
+    smpte[size * 2 // 3 : size * 3 // 4] = bars(seven[::-1])[size * 2 // 3 : size * 3 // 4]
+    smpte[size * 3 // 4 :] = 16
+    return np.stack([bars(seven), smpte, bars(eight), bars(eight[::-1])])
+
+
+def unlike_patterns(features: np.ndarray, pattern_features: np.ndarray, max_similarity: float = 0.4) -> np.ndarray:
+    """Which frames do not look like a test pattern: bool [N] (True = informative).
+
+    Args:
+        features: float [N, D] L2-normalised frame descriptors.
+        pattern_features: float [P, D], the same embedder's descriptors of ``pattern_frames``.
+        max_similarity: frames with a cosine at or above this to any pattern are dropped.
+    """
+    if len(features) == 0 or len(pattern_features) == 0:
+        return np.ones(len(features), bool)
+    sims = np.asarray(features, np.float32) @ np.asarray(pattern_features, np.float32).T
+    return sims.max(axis=1) < max_similarity
 
 
 def informative_frames(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -12,8 +13,9 @@ import pytest
 from bench import fixtures
 from bench.informative import AMBIGUOUS, BLANK, INFORMATIVE, collect, fade_windows, frame_labels
 from workers.decode import decode_all
-from workers.embed import DEFAULT_GEOMETRY
-from workers.informative import frame_statistics, informative_frames
+from workers.embed import DEFAULT_GEOMETRY, create_embedder
+from workers.embed.base import FrameEmbedder
+from workers.informative import frame_statistics, informative_frames, pattern_frames, unlike_patterns
 
 CLIPS = Path(os.environ.get("BENCH_CLIPS_DIR", "/work/shared/data/clips"))
 SIZE = DEFAULT_GEOMETRY.size
@@ -106,6 +108,60 @@ def test_a_fade_is_dropped_only_near_black(footage: np.ndarray) -> None:
     assert kept[levels >= 0.15].all()
     first = int(np.argmax(kept))
     assert kept[first:].all(), "once a fade frame is kept, every brighter one is"
+
+
+def test_pattern_frames_are_colour_bars() -> None:
+    """Full of contrast (pixel statistics keep them), which is why descriptors must recognise them."""
+    bars = pattern_frames(SIZE)
+
+    assert bars.shape == (4, SIZE, SIZE, 3) and bars.dtype == np.uint8
+    assert informative_frames(bars).all()
+    assert len({tuple(bars[0, SIZE // 2, x]) for x in range(0, SIZE, 4)}) == 7
+
+
+def test_unlike_patterns_by_hand_built_descriptors() -> None:
+    patterns = np.eye(4, dtype=np.float32)[:2]  # two prototypes in 4-d
+    frames = np.array([[1, 0, 0, 0], [0.6, 0.8, 0, 0], [0, 0, 1, 0], [0.3, 0, 0.954, 0]], np.float32)
+
+    assert unlike_patterns(frames, patterns, max_similarity=0.5).tolist() == [False, False, True, True]
+    assert unlike_patterns(frames, np.zeros((0, 4), np.float32)).all()
+    assert unlike_patterns(np.zeros((0, 4), np.float32), patterns).shape == (0,)
+
+
+@pytest.fixture(scope="module")
+def embedder() -> FrameEmbedder:
+    """The product's default model (sscd_distilled on onnxruntime, CPU)."""
+    return create_embedder("sscd_distilled", device="cpu")
+
+
+@needs_clips
+def test_test_patterns_are_recognised_and_footage_is_not(
+    embedder: FrameEmbedder, footage: np.ndarray, tmp_path: Path
+) -> None:
+    """ffmpeg's SMPTE HD bars and testsrc look like the drawn bars; real frames do not."""
+    patterns = embedder.embed(pattern_frames(embedder.geometry.size))
+    generated = []
+    for source in ("smptehdbars", "smptebars", "testsrc"):
+        out = tmp_path / f"{source}.mp4"
+        subprocess.run(
+            [
+                "ffmpeg",
+                "-v",
+                "error",
+                "-f",
+                "lavfi",
+                "-i",
+                f"{source}=s=640x360:r=25:d=3",
+                "-pix_fmt",
+                "yuv420p",
+                str(out),
+            ],
+            check=True,
+        )
+        generated.append(decode_all(out, DEFAULT_GEOMETRY, fps=1.0))
+
+    assert not unlike_patterns(embedder.embed(np.concatenate(generated)), patterns).any()
+    assert unlike_patterns(embedder.embed(footage), patterns).all()
 
 
 def test_shapes_are_checked_and_empty_input_gives_an_empty_mask() -> None:
