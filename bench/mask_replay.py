@@ -36,7 +36,7 @@ from workers.decode import FrameGeometry, decode_all
 from workers.embed import create_embedder
 from workers.embed.base import FrameEmbedder
 from workers.informative import informative_frames, pattern_frames, unlike_patterns
-from workers.localise import TemporalNetwork, video_score
+from workers.localise import TemporalNetwork, bounded_video_score, video_score
 from workers.select import select_candidates
 
 CLIPS = Path("/work/shared/data/clips")
@@ -117,6 +117,7 @@ def predict(
                         {
                             "reference": candidate.video_id,
                             "score": video_score(segments),
+                            "bounded": bounded_video_score(segments, 1.0),
                             "segments": [s.to_json() for s in segments],
                         }
                     )
@@ -124,21 +125,21 @@ def predict(
     return out
 
 
-def evaluate(gt: dict[str, Any], raw: dict[str, list[dict[str, Any]]], threshold: float) -> dict[str, Any]:
-    """Segment and video metrics at a video-score threshold, and the hard negatives that match."""
+def evaluate(
+    gt: dict[str, Any], raw: dict[str, list[dict[str, Any]]], threshold: float, key: str = "score"
+) -> dict[str, Any]:
+    """Segment and video metrics at a threshold on ``key`` (``score`` or ``bounded``), and matched hard negatives."""
     predictions = {
         q: {
             m["reference"]: [[s["query_start"], s["ref_start"], s["query_end"], s["ref_end"]] for s in m["segments"]]
             for m in items
-            if m["score"] >= threshold
+            if m[key] >= threshold
         }
         for q, items in raw.items()
     }
     report = score(gt, gt["queries"], predictions)
     hard = {q["name"] for q in gt["queries"] if q.get("hard_negative")}
-    false_hard = {
-        q: [(m["reference"], round(m["score"], 3)) for m in raw[q] if m["score"] >= threshold] for q in sorted(hard)
-    }
+    false_hard = {q: [(m["reference"], round(m[key], 3)) for m in raw[q] if m[key] >= threshold] for q in sorted(hard)}
     return {
         "segment": report.segment,
         "video": report.video,
@@ -156,6 +157,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--top-k", type=int, default=None, help="candidates localised instead of the setting's")
     parser.add_argument("--masked-only", action="store_true", help="replay only with the mask")
     parser.add_argument("--no-patterns", action="store_true", help="mask by pixel statistics only")
+    parser.add_argument(
+        "--bounded",
+        type=float,
+        default=None,
+        metavar="THRESHOLD",
+        help="decide on bounded_video_score >= THRESHOLD instead of video_score >= min_score",
+    )
     args = parser.parse_args(argv)
     gt_path = build_fixtures(CLIPS, args.fixtures, quick=args.quick)
     gt = load_ground_truth(gt_path)
@@ -186,7 +194,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     for masked in (True,) if args.masked_only else (False, True):
         raw = predict(gt, views, tn, masked=masked, limit=cfg.select.search_limit, top_k=top_k)
         raws["masked" if masked else "plain"] = raw
-        result = evaluate(gt, raw, cfg.query.min_score)
+        if args.bounded is None:
+            result = evaluate(gt, raw, cfg.query.min_score)
+        else:
+            result = evaluate(gt, raw, args.bounded, key="bounded")
         seg, vid = result["segment"], result["video"]
         print(
             f"{'with mask' if masked else 'no mask':>9}: segment P {seg['precision']:.3f} R {seg['recall']:.3f} "

@@ -11,6 +11,8 @@ from workers.localise import (
     MASKED_SIMILARITY,
     Localizer,
     TemporalNetwork,
+    bounded_score,
+    bounded_video_score,
     boxes_to_segments,
     drop_uninformative,
     informative_share,
@@ -490,3 +492,49 @@ def test_segments_made_mostly_of_masked_frames_are_dropped() -> None:
     assert informative_share(segment, views, reference_mask, 1.0) == 1.0
     # At 2 fps the same seconds cover frames 0-19 and 0-9.
     assert informative_share(segment, np.arange(20) < 10, np.ones(10, bool), 2.0) == pytest.approx(0.5)
+
+
+# Scores bounded to [0, 1].
+
+
+def test_bounded_score_of_an_exact_copy_depends_only_on_its_length() -> None:
+    """TN scores an exact n-frame copy n / (n - 1); bounded, it is 1 - exp(-seconds / 3)."""
+    reference = unit_rows(60, seed=10).astype(np.float32)
+    for n, fps in ((4, 1.0), (10, 1.0), (20, 2.0)):
+        tn = TemporalNetwork(min_length=1, merge_gap=0, device="cpu")
+        [segment] = tn.localize(reference[5 : 5 + n], reference, fps)
+        assert segment.score == pytest.approx(n / (n - 1))
+        assert bounded_score(segment, fps) == pytest.approx(1 - np.exp(-n / fps / 3))
+    assert bounded_score(Segment(0, 3, 0, 3, 1.5), 1.0) == pytest.approx(0.632, abs=1e-3)
+    assert bounded_score(Segment(0, 6, 0, 6, 1.2), 1.0) == pytest.approx(0.865, abs=1e-3)
+
+
+def test_bounded_score_rises_with_similarity_and_length_and_stays_in_range() -> None:
+    rng = np.random.default_rng(11)
+    for _ in range(200):
+        q0, length, r0, stretch = rng.uniform(0, 50), rng.uniform(0.5, 60), rng.uniform(0, 50), rng.uniform(0.5, 2)
+        raw = rng.uniform(-1, 2)
+        value = bounded_score(Segment(q0, q0 + length, r0, r0 + length * stretch, raw), 1.0)
+        assert 0.0 <= value <= 1.0
+    short, long = Segment(0, 4, 0, 4, 0.8), Segment(0, 12, 0, 12, 0.8)
+    weak, strong = Segment(0, 8, 0, 8, 0.4), Segment(0, 8, 0, 8, 0.9)
+    assert bounded_score(short, 1.0) < bounded_score(long, 1.0)
+    assert bounded_score(weak, 1.0) < bounded_score(strong, 1.0)
+    assert bounded_score(Segment(0, 8, 0, 8, -0.3), 1.0) == 0.0
+    assert bounded_score(Segment(3, 3, 3, 3, 1.0), 1.0) == 0.0
+
+
+def test_bounded_score_treats_a_faster_copy_like_any_other() -> None:
+    """A 1.5x copy on a dense path: 10 query frames, 15 reference frames, each pair similarity 1."""
+    sim = np.full((10, 40), -0.2)
+    for q in range(10):
+        sim[q, 5 + (q * 3) // 2] = 1.0
+    [(box, score)] = [b for b in tn_boxes(sim, min_length=3, trim=True, max_path=0)]
+    [segment] = boxes_to_segments([(box, score)], 1.0)
+    assert bounded_score(segment, 1.0) == pytest.approx(1 - np.exp(-10 / 3), abs=1e-6)
+
+
+def test_bounded_video_score_is_the_best_bounded_segment() -> None:
+    segments = [Segment(0, 4, 0, 4, 1.3), Segment(10, 30, 10, 30, 0.7)]
+    assert bounded_video_score(segments, 1.0) == pytest.approx(max(bounded_score(s, 1.0) for s in segments))
+    assert bounded_video_score([], 1.0) == 0.0
