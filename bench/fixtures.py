@@ -6,15 +6,27 @@ queries and writes down, for each, which reference seconds it copies.
 
 Split. ``REFERENCES`` (14 clips, all >= 9.6 s) are the videos to index. ``HOLDOUT`` (the 6 shortest
 clips, 5-8 s, weak as references) is never indexed: it supplies unrelated queries and the "host" footage
-that reference segments are inserted into or shown over (picture-in-picture).
+that reference segments are inserted into or shown over (picture-in-picture). ``GENERATED_REFERENCES``
+are indexed too: 20 s of black, and reference footage between black, a title card, SMPTE bars and fades,
+because real libraries are full of such frames and they must not link unrelated videos.
+
+Queries. Edits of whole references (re-encodes, resizes, crops, flips, photometric changes, text, logos,
+other codecs, a 90-degree turn into a portrait frame, 1.5x speed, combined edits, blockiness at 160p),
+excerpts inside other footage (picture-in-picture, inserts, 3-6 s copies inside ~75 s of holdout footage,
+compilations of 3-5 s copies, a 2x2 grid of four videos, copies between black and title cards), and
+unrelated queries. Of those, the hard negatives (``"hard_negative": true``) are made to resemble
+something indexed: black, white and noisy dark frames, fades, coloured intros and outros on holdout
+footage, title cards with other text, a slideshow of holdout stills, test patterns, and old
+black-and-white film like clip01's.
 
 Usage::
 
     gt = build_fixtures(Path("/work/shared/data/clips"), Path("/tmp/fixtures"))    # about a minute
     python -m bench.fixtures OUT_DIR [--quick]                                     # same, plus a table
 
-``quick=True`` builds a small subset (5 references, 9 positive and 2 unrelated queries) for tests.
-``plan_fixtures`` lists the planned queries and their ground truth without encoding anything.
+``quick=True`` builds a small subset (5 reference clips and 20 s of black; 12 positive and 4 unrelated
+queries, 2 of them hard negatives) for tests. ``plan_fixtures`` lists the planned queries and their
+ground truth without encoding anything; ``plan_library`` the generated references.
 
 Media. Queries are H.264 mp4 (yuv420p, even sizes, at most 640 px wide, CRF 28, no audio) unless the
 transform is about the codec (``codec``: mpeg4 in avi, VP8 in webm) or is a byte copy (``copy``).
@@ -32,18 +44,28 @@ Ground truth (``ground_truth.json`` in the output folder)::
 
     {"version": int, "quick": bool, "clips_dir": str, "holdout": ["clip08_flower.webm", ...],
      "text_overlay": "drawtext <font file>" | "drawbox fallback (no font found)",
-     "references": [{"name": "clip01_chaplin.mp4", "path": "/abs/clip01_chaplin.mp4", "duration": 9.64}],
+     "references": [{"name": "clip01_chaplin.mp4", "path": "/abs/clip01_chaplin.mp4", "duration": 9.64,
+                     "generated": false}],
      "queries": [{"name": "q_clip02_crop15.mp4", "path": "q_clip02_crop15.mp4", "duration": 11.2,
-                  "transform": "crop", "hard": false, "filter": "<ffmpeg graph, for people>",
+                  "transform": "crop", "hard": false, "hard_negative": false,
+                  "filter": "<ffmpeg graph, for people>",
                   "sources": [{"clip": "clip02_airfield.mp4", "start": 0.0, "end": 11.2}],
                   "matches": [{"reference": "clip02_airfield.mp4", "segments": [[0.0, 0.0, 11.2, 11.2]]}]}]}
 
-``path`` is absolute or relative to the JSON file's folder. Each segment is
-``[query_start, ref_start, query_end, ref_end]`` in seconds, end exclusive, rounded to 0.01 s. A query
-with ``"matches": []`` copies nothing that is indexed and must match nothing. ``transform`` is one of
-lowbitrate, resize, crop, flip, brightness, text, logo, pip, insert, trim, concat, copy, codec. ``"hard": true`` flags
-queries that whole-frame descriptors are known to miss (picture-in-picture). Query file names spell
-their ground truth: ``q_clip04_5-14_in_clip13_at3.mp4`` holds clip04 seconds 5-14 from its second 3.
+``path`` is absolute or relative to the JSON file's folder (generated references and queries lie in
+it). References also carry ``"generated": bool`` and, when generated, their ``sources``. Each segment is
+``[query_start, ref_start, query_end, ref_end]`` in seconds, end exclusive, rounded to 0.01 s; a 1.5x
+query's box is 1.5 times longer on the reference axis. Ground truth follows footage, not pixels: a part
+of a clip copies every indexed video that shows the same seconds of that clip (the clip, and a
+generated reference built around it), at the offsets and speed where it appears. Generated frames
+(black, colours, cards, patterns) and stills copy nothing. A query with ``"matches": []`` copies
+nothing that is indexed and must match nothing. ``sources`` lists each part: ``{"clip", "start",
+"end"}`` (plus ``"speed"`` or ``"still": true``) or ``{"generator", "length"}``. ``transform`` is one of
+lowbitrate, resize, crop, flip, brightness, text, logo, pip, insert, trim, concat, copy, codec, short,
+compilation, grid, rotate, speed, combined, blocky, intro, fade (positives) and blank, intro, title,
+slideshow, pattern, fade, scene (hard negatives). ``"hard": true`` flags queries that whole-frame
+descriptors are known to miss (picture-in-picture, the grid). Query file names spell their ground
+truth: ``q_clip04_5-14_in_clip13_at3.mp4`` holds clip04 seconds 5-14 from its second 3.
 
 Text overlays use ffmpeg ``drawtext`` with a DejaVu (or other sans) TrueType font when one is installed;
 without a font they fall back to ``drawbox`` bands and blocks, and ``text_overlay`` in the JSON says which.
@@ -53,6 +75,7 @@ Logos are a small generated badge (``color`` + ``drawbox``), so they need no fon
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import math
 import os
@@ -63,11 +86,11 @@ import sys
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
-VERSION = 1
+VERSION = 2
 """Bump whenever a planned query or its encoding changes, so cached fixture folders are rebuilt."""
 
 REFERENCES: tuple[str, ...] = (
@@ -102,6 +125,23 @@ QUICK_REFERENCES: tuple[str, ...] = (
     "clip18_jwst.mp4",
 )
 
+GENERATED_REFERENCES: tuple[str, ...] = (
+    "r_black20.mp4",
+    "r_intro_clip07_10-25.mp4",
+    "r_bars_clip16_5-20_end.mp4",
+)
+"""Indexed videos built here: 20 s of black, and clip footage between black, title cards, bars and fades."""
+QUICK_GENERATED: tuple[str, ...] = ("r_black20.mp4",)
+HOST_CUTS: tuple[tuple[str, float], ...] = (
+    ("clip09", 6),
+    ("clip13", 6),
+    ("clip15", 7.5),
+    ("clip19", 7),
+    ("clip08", 4.8),
+    ("clip17", 4.8),
+)
+"""Holdout openings (clip, end second) that make up the long unrelated footage short copies hide in."""
+
 GROUND_TRUTH = "ground_truth.json"
 MAX_WIDTH = 640
 SPLICE_FPS = 25
@@ -118,6 +158,7 @@ X264 = _args("-c:v libx264 -preset superfast -crf 28 -pix_fmt yuv420p -threads 2
 # x264's bitrate mode gives different bytes from run to run when threaded; one thread keeps it repeatable.
 X264_LOW = _args("-c:v libx264 -preset superfast -b:v 100k -maxrate 150k -bufsize 200k -pix_fmt yuv420p -threads 1")
 MPEG4 = _args("-c:v mpeg4 -q:v 7 -pix_fmt yuv420p -threads 2")
+MPEG4_BLOCKY = _args("-c:v mpeg4 -q:v 31 -pix_fmt yuv420p -threads 2")
 VP8 = _args("-c:v libvpx -deadline good -cpu-used 16 -b:v 400k -pix_fmt yuv420p -threads 2")
 # Drop encoder/version strings and metadata so rebuilding gives the same bytes on the same ffmpeg.
 BITEXACT = ("-map_metadata", "-1", "-fflags", "+bitexact", "-flags:v", "+bitexact", "-an", "-sn", "-dn")
@@ -132,7 +173,7 @@ FONT_CANDIDATES = (
     "/Library/Fonts/Arial.ttf",
 )
 
-Recipe = Literal["edit", "splice", "pip", "copy"]
+Recipe = Literal["edit", "splice", "pip", "grid", "copy"]
 
 
 class FixtureBuildError(RuntimeError):
@@ -148,17 +189,36 @@ class ClipInfo:
     height: int
 
 
+PartKind = Literal["clip", "still", "generated"]
+
+
 @dataclass(frozen=True)
 class Part:
-    """Seconds ``[start, end)`` of ``clip``'s timeline; ``end`` is the clip's duration for a tail."""
+    """A piece of a spliced video, ``length`` seconds long on that video's timeline.
+
+    ``kind="clip"``: seconds ``[start, end)`` of ``clip``'s timeline (``end`` is the clip's duration for a
+    tail), played ``speed`` times as fast. ``kind="still"``: the clip's frame at ``start`` held for
+    ``end - start`` seconds (slideshows; copies nothing, even of a reference). ``kind="generated"``:
+    ``clip`` is an ffmpeg source filter without size, rate or duration (``color=c=black``, ``testsrc``),
+    ``start`` is 0 and ``end`` the length; generated footage never counts as a copy. ``filters`` run on
+    the part after cutting, in its own time (fades, flips, captions).
+    """
 
     clip: str
     start: float
     end: float
+    kind: PartKind = "clip"
+    speed: float = 1.0
+    filters: str = ""
 
     @property
     def length(self) -> float:
-        return self.end - self.start
+        return (self.end - self.start) / self.speed
+
+    @property
+    def footage(self) -> bool:
+        """Whether this part shows frames of a clip (moving or still), not generated ones."""
+        return self.kind != "generated"
 
 
 @dataclass(frozen=True)
@@ -171,11 +231,14 @@ class Match:
 
 @dataclass(frozen=True)
 class QuerySpec:
-    """One planned query: how to make it and what it copies.
+    """One planned video (a query, or a generated reference): how to make it and what it copies.
 
     ``recipe`` picks the ffmpeg command: ``edit`` runs ``graph`` (``[src]`` to ``[dst]``) over one trimmed
     part; ``splice`` letterboxes each part onto a ``canvas`` at 25 fps and concatenates them; ``pip`` shows
-    ``parts[1]`` scaled to ``inset`` over ``parts[0]`` scaled to ``canvas``; ``copy`` copies the bytes.
+    ``parts[1]`` scaled to ``inset`` over ``parts[0]`` scaled to ``canvas``; ``grid`` letterboxes four
+    equally long parts into the quarters of ``canvas`` (2x2, in reading order); ``copy`` copies the bytes.
+    ``hard_negative`` flags unrelated queries built to look like something indexed (black, blank, title
+    cards, test patterns, stills, fades, similar scenes) that must match nothing.
     """
 
     name: str
@@ -189,11 +252,13 @@ class QuerySpec:
     inset: tuple[int, int] = (0, 0)
     codec: tuple[str, ...] = X264
     hard: bool = False
+    hard_negative: bool = False
     quick: bool = False
 
     @property
     def sources(self) -> tuple[str, ...]:
-        return tuple(dict.fromkeys(part.clip for part in self.parts))
+        """The clips whose frames the video shows (generated parts are not clips)."""
+        return tuple(dict.fromkeys(part.clip for part in self.parts if part.footage))
 
 
 # ---------------------------------------------------------------------------------------------- planning
@@ -208,7 +273,7 @@ def plan_fixtures(infos: Mapping[str, ClipInfo], *, quick: bool = False, font: P
     missing = sorted(set(REFERENCES + HOLDOUT) - set(infos))
     if missing:
         raise ValueError(f"plan_fixtures: no ClipInfo for {', '.join(missing)}")
-    p = _Planner(infos, font)
+    p = _Planner(infos, font, references_for(quick))
     specs = [
         # Re-encode at ~100 kbit/s.
         p.edit("lowbitrate", "clip01", "null", codec=X264_LOW, quick=True),
@@ -271,13 +336,180 @@ def plan_fixtures(infos: Mapping[str, ClipInfo], *, quick: bool = False, font: P
         p.edit("resize50", "clip19", "scale=w=trunc(iw/4)*2:h=trunc(ih/4)*2", transform="resize"),
         p.concat(("clip13", 0, None), ("clip17", 0, None)),
         p.copy("clip15"),
+        # Short copies (3-6 s) hidden in about 72 s of unrelated footage.
+        p.short_copy("clip11", 4, 8, after=5, rotate=0),
+        p.short_copy("clip04", 2, 5, after=3, rotate=2),
+        p.short_copy("clip14", 3, 8, after=8, rotate=4, quick=True),
+        # Compilations of short copies: with unrelated footage between them, and back to back.
+        p.splice(
+            "q_clip01_clip05_clip12_clip16_clip02_compilation.mp4",
+            "compilation",
+            [
+                p.part("clip09", 0, 2),
+                p.part("clip01", 2, 6),
+                p.part("clip13", 1, 3),
+                p.part("clip05", 3, 7),
+                p.part("clip17", 0, 2),
+                p.part("clip12", 1, 4),
+                p.part("clip19", 2, 4),
+                p.part("clip16", 10, 15),
+                p.part("clip15", 0, 2),
+                p.part("clip02", 5, 9),
+                p.part("clip08", 0, 2),
+            ],
+            (640, 360),
+        ),
+        p.splice(
+            "q_clip03_clip10_clip20_clip06_clip14_back_to_back.mp4",
+            "compilation",
+            [
+                p.part("clip03", 10, 14),
+                p.part("clip10", 2, 5),
+                p.part("clip20", 6, 10),
+                p.part("clip06", 25, 29),
+                p.part("clip14", 4, 7),
+            ],
+            (640, 360),
+        ),
+        # Four videos in a 2x2 grid, one of them unrelated (hard for whole-frame descriptors).
+        p.grid([("clip07", 5, 12), ("clip18", 2, 9), ("clip11", 6, 13), ("clip19", 0, 7)]),
+        # Turned 90 degrees into a portrait frame; played 1.5x as fast.
+        p.edit(
+            "rot90_portrait", "clip02", "transpose=clock,pad=w=400:h=720:x=(ow-iw)/2:y=(oh-ih)/2", transform="rotate"
+        ),
+        p.splice("q_clip03_3-18_speed1.5.mp4", "speed", [replace(p.part("clip03", 3, 18), speed=1.5)]),
+        # Combined edits.
+        p.edit(
+            "watermark_letterbox_fps15",
+            "clip16",
+            f"fps=15,scale=640:360,setsar=1,pad=w=640:h=480:x=0:y=60,{p.caption('COPYCAT TV', 5, 0.45)}",
+            transform="combined",
+        ),
+        p.edit(
+            "mirror_grid_border",
+            "clip05",
+            "hflip,drawgrid=w=iw/6:h=ih/4:t=2:c=white@0.6,pad=w=iw+48:h=ih+48:x=24:y=24:color=0xc03020",
+            transform="combined",
+            quick=True,
+        ),
+        p.edit("blocky160", "clip04", "scale=w=-2:h=160", codec=MPEG4_BLOCKY, ext="avi", transform="blocky"),
+        # Copies between black, title cards and fades: only the footage is a copy.
+        p.splice(
+            "q_clip12_2-8_between_black_title_white.mp4",
+            "intro",
+            [
+                p.solid("black", 3),
+                p.card("HIGHLIGHTS", 3),
+                replace(p.part("clip12", 2, 8), filters="fade=t=in:d=0.5"),
+                p.solid("white", 2),
+            ],
+            quick=True,
+        ),
+        p.splice(
+            "q_clip07_12-20_with_intro.mp4",
+            "intro",
+            [p.solid("black", 2), p.card("CAM 4", 2, "0x401010"), p.part("clip07", 12, 20), p.solid("black", 3)],
+        ),
+        p.edit("fades", "clip14", "fade=t=in:d=1,fade=t=out:st=9:d=1", transform="fade"),
+        # Hard negatives: blank, generated or look-alike footage that copies nothing indexed.
+        p.splice("q_unrelated_black8.mp4", "blank", [p.solid("black", 8)], (640, 360), hard_negative=True, quick=True),
+        p.splice("q_unrelated_white8.mp4", "blank", [p.solid("white", 8)], (640, 360), hard_negative=True),
+        p.splice(
+            "q_unrelated_darknoise8.mp4",
+            "blank",
+            [p.pattern("color=c=0x181818", 8, "noise=alls=10:allf=t")],
+            (640, 360),
+            hard_negative=True,
+        ),
+        p.splice(
+            "q_unrelated_black_to_white6.mp4",
+            "fade",
+            [p.pattern("color=c=black", 6, "fade=t=out:d=6:color=white")],
+            (640, 360),
+            hard_negative=True,
+        ),
+        p.splice(
+            "q_unrelated_black6_then_clip09.mp4",
+            "intro",
+            [p.solid("black", 6), p.tail("clip09", 0)],
+            hard_negative=True,
+            quick=True,
+        ),
+        p.splice(
+            "q_unrelated_clip13_then_white4.mp4",
+            "intro",
+            [p.tail("clip13", 0), p.solid("white", 4)],
+            hard_negative=True,
+        ),
+        p.splice(
+            "q_unrelated_blue4_then_clip17_then_red3.mp4",
+            "intro",
+            [p.solid("0x1030a0", 4), p.tail("clip17", 0), p.solid("0xa01010", 3)],
+            hard_negative=True,
+        ),
+        p.splice(
+            "q_unrelated_clip17_black3_clip08.mp4",
+            "intro",
+            [p.tail("clip17", 0), p.solid("black", 3), p.tail("clip08", 0)],
+            hard_negative=True,
+        ),
+        p.splice(
+            "q_unrelated_title_then_clip19.mp4",
+            "title",
+            [p.card("A DIFFERENT STORY", 4), p.tail("clip19", 0)],
+            hard_negative=True,
+        ),
+        p.splice(
+            "q_unrelated_titlecards.mp4",
+            "title",
+            [p.card("CHAPTER ONE", 4), p.card("THE JOURNEY", 4, "black"), p.card("CREDITS", 4, "0x303030")],
+            (640, 360),
+            hard_negative=True,
+        ),
+        p.splice(
+            "q_unrelated_slideshow.mp4",
+            "slideshow",
+            [
+                p.still("clip08", 2, 3),
+                p.still("clip09", 3, 3),
+                p.still("clip13", 4, 3),
+                p.still("clip15", 2, 3),
+                p.still("clip17", 3, 3),
+                p.still("clip19", 5, 3),
+            ],
+            (640, 360),
+            hard_negative=True,
+        ),
+        p.splice("q_unrelated_testsrc10.mp4", "pattern", [p.pattern("testsrc", 10)], (640, 360), hard_negative=True),
+        p.splice(
+            "q_unrelated_smptehdbars8.mp4", "pattern", [p.pattern("smptehdbars", 8)], (640, 360), hard_negative=True
+        ),
+        p.splice(
+            "q_unrelated_clip15_fades.mp4",
+            "fade",
+            [replace(p.tail("clip15", 0), filters="fade=t=in:d=1.5,fade=t=out:st=6:d=1.5"), p.solid("black", 2)],
+            hard_negative=True,
+        ),
+        # Old black-and-white film like clip01, but other footage.
+        p.edit(
+            "oldfilm",
+            "clip09",
+            "crop=w=iw:h=trunc(iw*9/32)*2,hue=s=0,noise=alls=18:allf=t,vignette",
+            transform="scene",
+            hard_negative=True,
+        ),
     ]
     return [spec for spec in specs if spec.quick] if quick else specs
 
 
 def references_for(quick: bool) -> tuple[str, ...]:
-    """The clips a benchmark run indexes: all references, or the quick subset."""
-    return QUICK_REFERENCES if quick else REFERENCES
+    """The videos a benchmark run indexes: all reference clips and generated references, or the quick subset."""
+    return QUICK_REFERENCES + QUICK_GENERATED if quick else REFERENCES + GENERATED_REFERENCES
+
+
+def plan_library(infos: Mapping[str, ClipInfo], *, quick: bool = False, font: Path | None = None) -> list[QuerySpec]:
+    """The generated references a run indexes (built like queries, into the output folder)."""
+    return _Planner(infos, font, references_for(quick)).generated
 
 
 def _crop(keep: float, anchor: str) -> str:
@@ -308,10 +540,39 @@ def _box(qs: float, rs: float, qe: float, re: float) -> tuple[float, float, floa
 class _Planner:
     """Turns short recipe calls into ``QuerySpec``s, resolving clip names, durations and ground truth."""
 
-    def __init__(self, infos: Mapping[str, ClipInfo], font: Path | None) -> None:
+    def __init__(self, infos: Mapping[str, ClipInfo], font: Path | None, library: Sequence[str]) -> None:
         self.infos = infos
         self.font = font
         self.by_short = {name.split("_")[0]: name for name in REFERENCES + HOLDOUT}
+        # Where each indexed video shows which clip footage: (offset in the reference, part).
+        self.layouts: dict[str, list[tuple[float, Part]]] = {
+            name: [(0.0, Part(name, 0.0, infos[name].duration))] for name in REFERENCES if name in library
+        }
+        self.generated = [spec for spec in self._generated_references() if spec.name in library]
+        for spec in self.generated:
+            offsets = itertools.accumulate((part.length for part in spec.parts), initial=0.0)
+            self.layouts[spec.name] = list(zip(offsets, spec.parts, strict=False))
+
+    def _generated_references(self) -> list[QuerySpec]:
+        """Indexed videos that are mostly black, blank, bars or title cards (``GENERATED_REFERENCES``)."""
+        intro = self.part("clip07", 10, 25)
+        intro = replace(intro, filters=f"fade=t=in:d=1,fade=t=out:st={_num(intro.length - 1)}:d=1")
+        parts = {
+            "r_black20.mp4": [self.solid("black", 20)],
+            "r_intro_clip07_10-25.mp4": [
+                self.solid("black", 3),
+                self.card("PARKING STUDY", 3),
+                intro,
+                self.solid("black", 2),
+            ],
+            "r_bars_clip16_5-20_end.mp4": [
+                self.pattern("smptebars", 4),
+                self.solid("white", 1),
+                self.part("clip16", 5, 20),
+                self.card("THE END", 3, "black"),
+            ],
+        }
+        return [self.splice(name, "reference", chain, (640, 360), reference=True) for name, chain in parts.items()]
 
     def clip(self, short: str) -> str:
         return self.by_short[short]
@@ -342,13 +603,123 @@ class _Planner:
         return part
 
     def matches(self, placed: Iterable[tuple[float, Part]]) -> tuple[Match, ...]:
-        """Ground truth for parts placed at query offsets; holdout parts copy nothing indexed."""
+        """Ground truth for parts placed at query offsets: where their footage lies in each indexed video.
+
+        A clip part copies the stretch of every indexed video that shows the same seconds of the same clip
+        (the clip itself, and generated references built around it), mapped through the part's speed.
+        Stills, generated parts and holdout footage copy nothing.
+        """
         boxes: dict[str, list[tuple[float, float, float, float]]] = {}
         for offset, part in placed:
-            if part.clip in REFERENCES:
-                box = _box(offset, part.start, offset + part.length, part.end)
-                boxes.setdefault(part.clip, []).append(box)
+            if part.kind != "clip":
+                continue
+            for reference, layout in self.layouts.items():
+                for ref_offset, held in layout:
+                    low, high = max(part.start, held.start), min(part.end, held.end)
+                    if held.kind != "clip" or held.clip != part.clip or high <= low:
+                        continue
+                    q_start, q_end = (offset + (t - part.start) / part.speed for t in (low, high))
+                    box = _box(q_start, ref_offset + low - held.start, q_end, ref_offset + high - held.start)
+                    boxes.setdefault(reference, []).append(box)
         return tuple(Match(ref, tuple(segs)) for ref, segs in boxes.items())
+
+    def solid(self, colour: str, length: float) -> Part:
+        """A frame of one colour (ffmpeg colour name or 0xRRGGBB) for ``length`` seconds."""
+        return Part(f"color=c={colour}", 0.0, float(length), kind="generated")
+
+    def pattern(self, source: str, length: float, filters: str = "") -> Part:
+        """An ffmpeg test source (``testsrc``, ``smptebars``, ...) for ``length`` seconds."""
+        return Part(source, 0.0, float(length), kind="generated", filters=filters)
+
+    def card(self, caption: str, length: float, colour: str = "0x102040") -> Part:
+        """A title card: ``caption`` in white, centred on a plain background."""
+        return Part(f"color=c={colour}", 0.0, float(length), kind="generated", filters=self.caption(caption, 9))
+
+    def caption(self, caption: str, fraction: int, alpha: float = 1.0) -> str:
+        """Centred white text ``1 / fraction`` of the frame high; drawbox blocks when there is no font."""
+        if self.font is None:
+            words = len(caption.split())
+            return ",".join(
+                f"drawbox=x=iw*{0.5 - 0.08 * words + 0.16 * i:.2f}:y=ih*0.45:w=iw*0.12:h=ih/{fraction}"
+                f":color=white@{alpha}:t=fill"
+                for i in range(words)
+            )
+        return (
+            f"drawtext=fontfile='{self.font}':text='{caption}':fontsize=h/{fraction}:fontcolor=white@{alpha}"
+            ":x=(w-tw)/2:y=(h-th)/2"
+        )
+
+    def still(self, short: str, at: float, length: float) -> Part:
+        """The holdout clip's frame at ``at`` s, held for ``length`` s (one slide of a slideshow)."""
+        clip = self.clip(short)
+        if clip in REFERENCES:
+            raise ValueError(f"{clip}: stills are made of holdout footage only")
+        return Part(clip, float(at), float(at + length), kind="still")
+
+    def long_host(self, rotate: int) -> list[Part]:
+        """About 72 s of unrelated footage: the start of every holdout clip, then all of them mirrored."""
+        order = HOST_CUTS[rotate:] + HOST_CUTS[:rotate]
+        plain = [self.part(short, 0, end) for short, end in order]
+        return plain + [replace(part, filters="hflip") for part in plain]
+
+    def splice(
+        self,
+        name: str,
+        transform: str,
+        parts: Sequence[Part],
+        canvas: tuple[int, int] | None = None,
+        *,
+        reference: bool = False,
+        hard_negative: bool = False,
+        quick: bool = False,
+    ) -> QuerySpec:
+        """Parts back to back on one canvas (the first clip's capped size unless given).
+
+        ``reference=True`` plans an indexed video, whose ground truth is its layout, not ``matches``.
+        """
+        offsets = list(itertools.accumulate((part.length for part in parts), initial=0.0))
+        if canvas is None:
+            canvas = _capped(self.infos[next(part.clip for part in parts if part.footage)])
+        return QuerySpec(
+            name=name,
+            transform=transform,
+            recipe="splice",
+            parts=tuple(parts),
+            matches=() if reference else self.matches(zip(offsets, parts, strict=False)),
+            duration=round(offsets[-1], 2),
+            canvas=canvas,
+            hard_negative=hard_negative,
+            quick=quick,
+        )
+
+    def short_copy(
+        self, short: str, a1: float, a2: float, after: int, rotate: int, *, quick: bool = False
+    ) -> QuerySpec:
+        """Seconds ``[a1, a2)`` of a reference after the first ``after`` parts of ``long_host(rotate)``."""
+        host = self.long_host(rotate)
+        at = sum(part.length for part in host[:after])
+        parts = [*host[:after], self.part(short, a1, a2), *host[after:]]
+        name = f"q_{short}_{_num(a1)}-{_num(a2)}_in_long_at{_num(round(at, 2))}.mp4"
+        return self.splice(name, "short", parts, (640, 360), quick=quick)
+
+    def grid(self, cells: Sequence[tuple[str, float, float]], *, quick: bool = False) -> QuerySpec:
+        """Four equally long parts in a 2x2 grid on a 640x360 canvas, in reading order."""
+        parts = tuple(self.part(short, a, b) for short, a, b in cells)
+        if len(parts) != 4 or len({part.length for part in parts}) != 1:
+            raise ValueError("grid: needs four parts of one length")
+        copied = "_".join(short for short, _, _ in cells if self.clip(short) in REFERENCES)
+        others = "_".join(short for short, _, _ in cells if self.clip(short) not in REFERENCES)
+        return QuerySpec(
+            name=f"q_{copied}_grid" + (f"_with_{others}" if others else "") + ".mp4",
+            transform="grid",
+            recipe="grid",
+            parts=parts,
+            matches=self.matches((0.0, part) for part in parts),
+            duration=round(parts[0].length, 2),
+            canvas=(640, 360),
+            hard=True,
+            quick=quick,
+        )
 
     def prefix(self, clip: str) -> str:
         return "q_" if clip in REFERENCES else "q_unrelated_"
@@ -363,6 +734,7 @@ class _Planner:
         transform: str | None = None,
         codec: tuple[str, ...] = X264,
         ext: str = "mp4",
+        hard_negative: bool = False,
         quick: bool = False,
     ) -> QuerySpec:
         part = self.part(short, start, None)
@@ -376,6 +748,7 @@ class _Planner:
             duration=round(part.length, 2),
             graph=graph,
             codec=codec,
+            hard_negative=hard_negative,
             quick=quick,
         )
 
@@ -567,19 +940,41 @@ def build_fixtures(clips_dir: Path, out_dir: Path, *, quick: bool = False) -> Pa
     out_dir.mkdir(parents=True, exist_ok=True)
     infos = probe_clips(clips_dir)
     font = find_font()
+    library = plan_library(infos, quick=quick, font=font)
     specs = plan_fixtures(infos, quick=quick, font=font)
     with ThreadPoolExecutor(_jobs()) as pool:
-        durations = list(pool.map(lambda spec: _build_query(spec, clips_dir, out_dir), specs))
-    refs = references_for(quick)
+        built = list(pool.map(lambda spec: _build_query(spec, clips_dir, out_dir), library + specs))
+    generated = {spec.name: (spec, duration) for spec, duration in zip(library, built, strict=False)}
+    durations = built[len(library) :]
+    references = []
+    for name in references_for(quick):
+        if name in generated:
+            spec, duration = generated[name]
+            references.append(
+                {
+                    "name": name,
+                    "path": name,
+                    "duration": round(duration, 2),
+                    "generated": True,
+                    "sources": _sources_json(spec),
+                }
+            )
+        else:
+            references.append(
+                {
+                    "name": name,
+                    "path": str(clips_dir / name),
+                    "duration": round(infos[name].duration, 2),
+                    "generated": False,
+                }
+            )
     document = {
         "version": VERSION,
         "quick": quick,
         "clips_dir": str(clips_dir),
         "holdout": list(HOLDOUT),
         "text_overlay": f"drawtext {font}" if font else "drawbox fallback (no font found)",
-        "references": [
-            {"name": name, "path": str(clips_dir / name), "duration": round(infos[name].duration, 2)} for name in refs
-        ],
+        "references": references,
         "queries": [_query_json(spec, duration) for spec, duration in zip(specs, durations, strict=True)],
     }
     tmp = gt_path.with_suffix(".json.tmp")
@@ -613,10 +1008,27 @@ def _query_json(spec: QuerySpec, duration: float) -> dict[str, object]:
         "duration": round(duration, 2),
         "transform": spec.transform,
         "hard": spec.hard,
-        "sources": [{"clip": p.clip, "start": p.start, "end": round(p.end, 3)} for p in spec.parts],
+        "hard_negative": spec.hard_negative,
+        "sources": _sources_json(spec),
         "filter": spec.graph,
         "matches": [{"reference": m.reference, "segments": [list(s) for s in m.segments]} for m in spec.matches],
     }
+
+
+def _sources_json(spec: QuerySpec) -> list[dict[str, object]]:
+    """What each part shows: a clip's seconds (``speed`` when not 1, ``still`` for a held frame) or a generator."""
+    rows: list[dict[str, object]] = []
+    for part in spec.parts:
+        if part.kind == "generated":
+            rows.append({"generator": part.clip, "length": round(part.length, 3)})
+            continue
+        row: dict[str, object] = {"clip": part.clip, "start": part.start, "end": round(part.end, 3)}
+        if part.speed != 1:
+            row["speed"] = part.speed
+        if part.kind == "still":
+            row["still"] = True
+        rows.append(row)
+    return rows
 
 
 def _build_query(spec: QuerySpec, clips_dir: Path, out_dir: Path) -> float:
@@ -652,15 +1064,23 @@ def _graph(spec: QuerySpec) -> tuple[list[str], str]:
         trim = f",trim=start={part.start},setpts=PTS-STARTPTS" if part.start > 0 else ""
         return [part.clip], f"[0:v:0]setpts=PTS-STARTPTS{trim}[src];{spec.graph};[dst]{cap}[out]"
     width, height = spec.canvas
-    if spec.recipe == "splice":
-        chains = [
-            f"[{i}:v:0]{_cut(part)},scale={width}:{height}:force_original_aspect_ratio=decrease"
-            f":force_divisible_by=2,pad={width}:{height}:(ow-iw)/2:(oh-ih)/2,setsar=1,format=yuv420p[p{i}]"
-            for i, part in enumerate(spec.parts)
-        ]
+    if spec.recipe in ("splice", "grid"):
+        if spec.recipe == "grid":
+            width, height = _even(width / 2), _even(height / 2)
+        inputs: list[str] = []
+        chains = []
+        for i, part in enumerate(spec.parts):
+            if part.footage:
+                inputs.append(part.clip)
+            fit = (
+                f"scale={width}:{height}:force_original_aspect_ratio=decrease:force_divisible_by=2,"
+                f"pad={width}:{height}:(ow-iw)/2:(oh-ih)/2,setsar=1,format=yuv420p"
+            )
+            chains.append(f"{_source(part, len(inputs) - 1, (width, height))},{fit}[p{i}]")
         labels = "".join(f"[p{i}]" for i in range(len(spec.parts)))
-        graph = ";".join(chains) + f";{labels}concat=n={len(spec.parts)}:v=1:a=0[out]"
-        return [part.clip for part in spec.parts], graph
+        if spec.recipe == "grid":
+            return inputs, ";".join(chains) + f";{labels}xstack=inputs=4:layout=0_0|w0_0|0_h0|w0_h0[out]"
+        return inputs, ";".join(chains) + f";{labels}concat=n={len(spec.parts)}:v=1:a=0[out]"
     background, inset = spec.parts
     inset_w, inset_h = spec.inset
     margin = _even(width * 0.03)
@@ -670,6 +1090,21 @@ def _graph(spec: QuerySpec) -> tuple[list[str], str]:
         f"[bg][fg]overlay=x=W-w-{margin}:y={margin}:shortest=1,format=yuv420p[out]"
     )
     return [background.clip, inset.clip], graph
+
+
+def _source(part: Part, index: int, size: tuple[int, int]) -> str:
+    """The filter chain that yields ``part`` at the splice rate from ``-i`` input ``index`` (or a source)."""
+    if part.kind == "generated":
+        options = f"s={size[0]}x{size[1]}:r={SPLICE_FPS}:d={_num(part.length)}"
+        chain = f"{part.clip}{':' if '=' in part.clip else '='}{options}"
+    elif part.kind == "still":
+        one_frame = Part(part.clip, part.start, part.start + 1 / SPLICE_FPS)
+        chain = f"[{index}:v:0]{_cut(one_frame)},tpad=stop_mode=clone:stop_duration={part.length - 1 / SPLICE_FPS:.2f}"
+    else:
+        chain = f"[{index}:v:0]{_cut(part)}"
+        if part.speed != 1:
+            chain += f",setpts=PTS/{part.speed:g},fps={SPLICE_FPS}"
+    return f"{chain},{part.filters}" if part.filters else chain
 
 
 def _cut(part: Part) -> str:
@@ -710,10 +1145,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"{'query':<44} {'transform':<11} {'dur':>6}  ground truth")
     for query in document["queries"]:
         truth = "; ".join(
-            f"{m['reference'].split('_')[0]} " + " ".join("[{:g} {:g} {:g} {:g}]".format(*s) for s in m["segments"])
+            f"{_short(m['reference'])} " + " ".join("[{:g} {:g} {:g} {:g}]".format(*s) for s in m["segments"])
             for m in query["matches"]
         )
-        flag = " (hard)" if query["hard"] else ""
+        flag = " (hard)" if query["hard"] else " (hard negative)" if query["hard_negative"] else ""
         print(f"{query['name']:<44} {query['transform']:<11} {query['duration']:>6.2f}  {truth or '-'}{flag}")
     queries = document["queries"]
     positives = sum(len(q["matches"]) for q in queries)
@@ -723,6 +1158,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"pairs, {unrelated} unrelated; {elapsed:.1f} s; {gt_path}"
     )
     return 0
+
+
+def _short(name: str) -> str:
+    """``clip04`` for a clip, the whole stem for a generated reference (``r_black20``)."""
+    return name.rsplit(".", 1)[0] if name.startswith("r_") else name.split("_")[0]
 
 
 if __name__ == "__main__":

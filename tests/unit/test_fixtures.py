@@ -13,7 +13,17 @@ from pathlib import Path
 import pytest
 
 from bench import fixtures
-from bench.fixtures import HOLDOUT, QUICK_REFERENCES, REFERENCES, ClipInfo, QuerySpec, plan_fixtures
+from bench.fixtures import (
+    GENERATED_REFERENCES,
+    HOLDOUT,
+    QUICK_REFERENCES,
+    REFERENCES,
+    ClipInfo,
+    QuerySpec,
+    plan_fixtures,
+    plan_library,
+    references_for,
+)
 
 CLIPS = Path(os.environ.get("BENCH_CLIPS_DIR", "/work/shared/data/clips"))
 TOLERANCE = 0.15
@@ -36,7 +46,17 @@ PROMISED = {
     "insert": 3,
     "trim": 3,
     "concat": 2,
+    "short": 3,
+    "compilation": 5,
+    "grid": 3,
+    "rotate": 1,
+    "speed": 1,
+    "combined": 2,
+    "blocky": 1,
+    "intro": 2,
 }
+# Every kind of hard negative the benchmark promises, with how many queries of it.
+PROMISED_NEGATIVES = {"blank": 3, "fade": 2, "intro": 4, "title": 2, "slideshow": 1, "pattern": 2, "scene": 1}
 
 
 def fake_infos(duration: float = 30.0) -> dict[str, ClipInfo]:
@@ -72,6 +92,75 @@ def test_full_plan_promises_counts() -> None:
     assert sum(len(spec.matches) == 2 for spec in specs if spec.transform == "concat") >= 2
 
 
+def test_full_plan_has_hard_negatives_of_every_kind() -> None:
+    """At least 12 hard negatives, each unrelated, covering blank frames, intros, cards, stills and patterns."""
+    specs = plan_fixtures(fake_infos())
+    negatives = [spec for spec in specs if spec.hard_negative]
+    kinds = defaultdict(int)
+    for spec in negatives:
+        kinds[spec.transform] += 1
+
+    assert len(negatives) >= 12
+    assert all(not spec.matches and spec.name.startswith("q_unrelated_") for spec in negatives)
+    for kind, count in PROMISED_NEGATIVES.items():
+        assert kinds[kind] >= count, kind
+    generators = {part.clip for spec in negatives for part in spec.parts if part.kind == "generated"}
+    assert {"color=c=black", "color=c=white", "testsrc", "smptehdbars"} <= generators
+
+
+def test_harder_positives_are_short_and_hidden(infos: dict[str, ClipInfo]) -> None:
+    """Short copies are 3-6 s inside >= 60 s queries; a compilation holds several; the grid four videos."""
+    specs = plan_fixtures(infos)
+    short = [spec for spec in specs if spec.transform == "short"]
+    assert len(short) >= 3
+    for spec in short:
+        [match] = spec.matches
+        [(qs, _, qe, _)] = match.segments
+        assert 3 <= qe - qs <= 6 and spec.duration - (qe - qs) >= 60, spec.name
+    compilations = [spec for spec in specs if spec.transform == "compilation"]
+    assert max(len({m.reference for m in spec.matches} & set(REFERENCES)) for spec in compilations) >= 5
+    for spec in compilations:
+        assert all(qe - qs <= 5 for m in spec.matches for qs, _, qe, _ in m.segments), spec.name
+    [grid] = [spec for spec in specs if spec.transform == "grid"]
+    assert grid.recipe == "grid" and len(grid.parts) == 4
+    assert len(set(grid.sources) & set(REFERENCES)) == 3
+
+
+def test_generated_references_are_mostly_blank() -> None:
+    """The library's generated videos: 20 s of black, and clip footage framed by black, cards and bars."""
+    library = {spec.name: spec for spec in plan_library(fake_infos())}
+    assert tuple(library) == GENERATED_REFERENCES
+    assert [part.clip for part in library["r_black20.mp4"].parts] == ["color=c=black"]
+    assert library["r_black20.mp4"].duration == 20
+    for name in GENERATED_REFERENCES[1:]:
+        kinds = [part.kind for part in library[name].parts]
+        assert kinds.count("clip") == 1 and kinds.count("generated") >= 3, name
+        assert not library[name].matches
+    assert [spec.name for spec in plan_library(fake_infos(), quick=True)] == ["r_black20.mp4"]
+
+
+def test_ground_truth_follows_footage_into_generated_references() -> None:
+    """clip07 seconds 12-20 lie at 8-16 s of the intro reference (3 s black, 3 s card, clip07 from 10 s)."""
+    specs = by_name(plan_fixtures(fake_infos(30.0)))
+
+    intro = specs["q_clip07_12-20_with_intro.mp4"]
+    assert [(m.reference, m.segments) for m in intro.matches] == [
+        ("clip07_parkinglot.mp4", ((4, 12, 12, 20),)),
+        ("r_intro_clip07_10-25.mp4", ((4, 8, 12, 16),)),
+    ]
+    # Black, title cards and bars in a query never count as a copy of the same frames in a reference.
+    assert not specs["q_unrelated_black8.mp4"].matches
+    between = specs["q_clip12_2-8_between_black_title_white.mp4"]
+    assert [(m.reference, m.segments) for m in between.matches] == [("clip12_armwrestle.mp4", ((6, 2, 12, 8),))]
+
+
+def test_stills_come_from_the_holdout() -> None:
+    """A still of a reference would be a copy that the ground truth leaves out, so it is refused."""
+    planner = fixtures._Planner(fake_infos(), None, references_for(False))
+    with pytest.raises(ValueError, match="holdout"):
+        planner.still("clip01", 2, 3)
+
+
 def test_holdout_clips_are_never_ground_truth() -> None:
     """Matches name only references; unrelated queries are made of holdout footage and say so."""
     specs = plan_fixtures(fake_infos())
@@ -79,7 +168,7 @@ def test_holdout_clips_are_never_ground_truth() -> None:
     assert len(REFERENCES) + len(HOLDOUT) == 20
     assert len(by_name(specs)) == len(specs), "query names must be unique"
     for spec in specs:
-        assert {m.reference for m in spec.matches} <= set(REFERENCES)
+        assert {m.reference for m in spec.matches} <= set(REFERENCES + GENERATED_REFERENCES)
         if spec.matches:
             assert spec.name.startswith("q_clip"), spec.name
         else:
@@ -94,9 +183,11 @@ def test_references_are_long_enough_for_segments(infos: dict[str, ClipInfo]) -> 
     assert all(infos[name].duration < 8.5 for name in HOLDOUT)
 
 
-def test_only_picture_in_picture_is_hard() -> None:
+def test_only_insets_are_hard() -> None:
+    """Picture-in-picture and the 2x2 grid show the copy in a quarter of the frame."""
     for spec in plan_fixtures(fake_infos()):
-        assert spec.hard == (spec.transform == "pip"), spec.name
+        assert spec.hard == (spec.transform in ("pip", "grid")), spec.name
+        assert not (spec.hard and spec.hard_negative), spec.name
 
 
 def test_names_spell_their_ground_truth() -> None:
@@ -119,15 +210,26 @@ def test_names_spell_their_ground_truth() -> None:
     pip = specs["q_clip02_3-10_pip_on_clip15.mp4"]
     assert pip.matches[0].segments == ((0, 3, 7, 10),)
 
+    short = specs["q_clip11_4-8_in_long_at31.3.mp4"]
+    assert short.matches[0].segments == ((31.3, 4, 35.3, 8),)
+    assert short.duration == pytest.approx(2 * sum(end for _, end in fixtures.HOST_CUTS) + 4)
+
+    speed = specs["q_clip03_3-18_speed1.5.mp4"]
+    assert speed.matches[0].segments == ((0, 3, 10, 18),)
+    assert speed.duration == 10
+
 
 def test_boxes_lie_inside_both_videos(infos: dict[str, ClipInfo]) -> None:
-    """Every box fits the planned query and the reference, and copies at the same speed."""
+    """Every box fits the planned query and the reference, and copies at the speed of its part."""
+    durations = {name: info.duration for name, info in infos.items()}
+    durations |= {spec.name: spec.duration for spec in plan_library(infos)}
     for spec in plan_fixtures(infos):
+        speed = max(part.speed for part in spec.parts)
         for match in spec.matches:
             for qs, rs, qe, re in match.segments:
                 assert 0 <= qs < qe <= spec.duration + 0.01, spec.name
-                assert 0 <= rs < re <= infos[match.reference].duration + 0.01, spec.name
-                assert qe - qs == pytest.approx(re - rs, abs=0.011), spec.name
+                assert 0 <= rs < re <= durations[match.reference] + 0.01, spec.name
+                assert (qe - qs) * speed == pytest.approx(re - rs, abs=0.011), spec.name
 
 
 def test_plan_rejects_a_part_outside_its_clip() -> None:
@@ -142,10 +244,12 @@ def test_quick_plan_is_a_small_subset() -> None:
     positives = [spec for spec in quick if spec.matches]
 
     assert {spec.name for spec in quick} <= set(full)
-    assert len(positives) >= 8
-    assert len(quick) - len(positives) >= 2
+    assert 8 <= len(positives) <= 14
+    assert 2 <= len(quick) - len(positives) <= 5
+    assert sum(spec.hard_negative for spec in quick) >= 2
     assert len(QUICK_REFERENCES) == 5
     assert {m.reference for spec in quick for m in spec.matches} <= set(QUICK_REFERENCES)
+    assert set(references_for(True)) == set(QUICK_REFERENCES) | {"r_black20.mp4"}
 
 
 def test_is_complete_checks_version_mode_and_files(tmp_path: Path) -> None:
@@ -200,13 +304,14 @@ def test_quick_build_matches_its_schema(quick_build: Path) -> None:
 
     assert document["version"] == fixtures.VERSION
     assert document["quick"] is True
-    assert [ref["name"] for ref in document["references"]] == list(QUICK_REFERENCES)
+    assert [ref["name"] for ref in document["references"]] == list(references_for(True))
     for ref in document["references"]:
-        assert set(ref) >= {"name", "path", "duration"}
+        assert set(ref) >= {"name", "path", "duration", "generated"}
         assert isinstance(ref["duration"], float)
+        assert ref["generated"] == ref["name"].startswith("r_")
     for query in document["queries"]:
-        assert set(query) >= {"name", "path", "duration", "transform", "hard", "matches"}
-        assert isinstance(query["hard"], bool)
+        assert set(query) >= {"name", "path", "duration", "transform", "hard", "hard_negative", "matches"}
+        assert isinstance(query["hard"], bool) and isinstance(query["hard_negative"], bool)
         for match in query["matches"]:
             assert set(match) == {"reference", "segments"}
             assert all(len(box) == 4 and all(isinstance(v, int | float) for v in box) for box in match["segments"])

@@ -6,12 +6,19 @@ import numpy as np
 import pytest
 
 from workers.localise import (
+    MASKED_SIMILARITY,
     Localizer,
     TemporalNetwork,
     _stable_top_k,
+    bounded_score,
+    bounded_video_score,
     boxes_to_segments,
+    drop_uninformative,
+    informative_share,
+    mask_similarity,
     merge_diagonal,
     query_coverage,
+    similarity,
     tn_boxes,
     video_score,
 )
@@ -383,3 +390,164 @@ def test_split_jump_separates_footage_inserted_into_a_copy() -> None:
     assert [box for box, _ in whole][0] == [0, 0, 19, 11]
     split = tn_boxes(sim, min_length=2, trim=True, split_jump=3)
     assert sorted(box for box, _ in split) == [[0, 0, 3, 3], [12, 4, 19, 11]]
+
+
+# Low-information frames (black, blank, title cards) kept out of localisation.
+
+
+def blank_and_content(n_blank: int, content: np.ndarray, black: np.ndarray) -> np.ndarray:
+    """``n_blank`` copies of the one 'black frame' descriptor, then ``content`` rows: float32 [n_blank + T, D]."""
+    return np.concatenate([np.repeat(black[None], n_blank, axis=0), content]).astype(np.float32)
+
+
+def test_mask_similarity_lowers_masked_rows_and_columns() -> None:
+    sim = np.arange(12, dtype=np.float32).reshape(3, 4) / 12
+    masked = mask_similarity(sim, np.array([True, False, True]), np.array([True, True, False, True]))
+
+    expected = sim.copy()
+    expected[1, :] = MASKED_SIMILARITY
+    expected[:, 2] = MASKED_SIMILARITY
+    np.testing.assert_array_equal(masked, expected)
+    assert masked.dtype == sim.dtype
+    np.testing.assert_array_equal(mask_similarity(sim, None, None), sim)
+
+
+def test_mask_similarity_per_view_or_for_all_views() -> None:
+    sim = np.ones((2, 3, 4), dtype=np.float32)  # [V, T_q, T_r]
+    per_view = mask_similarity(sim, np.array([[True, True, True], [False, True, True]]), None)
+    all_views = mask_similarity(sim, np.array([True, False, True]), None)
+
+    assert per_view[0].min() == 1 and (per_view[1, 0] == MASKED_SIMILARITY).all() and per_view[1, 1:].min() == 1
+    assert (all_views[:, 1] == MASKED_SIMILARITY).all() and all_views[:, [0, 2]].min() == 1
+    with pytest.raises(ValueError, match="query mask"):
+        mask_similarity(sim, np.ones(4, bool), None)
+    with pytest.raises(ValueError, match="reference mask"):
+        mask_similarity(sim, None, np.ones(3, bool))
+
+
+def test_similarity_masks_each_view_before_taking_the_best() -> None:
+    """A blank tile of an informative frame does not lend its similarity to the frame."""
+    reference = unit_rows(4, seed=3)
+    views = np.stack([reference[:2], reference[2:]])  # view 1 of frame 0 equals reference frame 2
+    sim = similarity(views, reference, "cpu", query_informative=np.array([[True, True], [False, True]]))
+
+    assert sim[0, 2] < 0.9  # view 1 (masked) would have scored 1.0 there
+    assert sim[0, 0] == pytest.approx(1.0)
+    assert sim[1, 3] == pytest.approx(1.0)
+
+
+def test_black_on_black_is_no_copy_once_masked() -> None:
+    """An 8 s black query against a 20 s black reference: a 'copy' scoring above 1 unless masked."""
+    black = unit_rows(1, seed=4)[0]
+    nothing = np.zeros((0, black.shape[0]))
+    query, reference = blank_and_content(8, nothing, black), blank_and_content(20, nothing, black)
+    tn = TemporalNetwork(min_length=3, merge_gap=2, device="cpu")
+
+    assert tn.localize(query, reference, 1.0)[0].score > 1
+    assert tn.localize(query, reference, 1.0, query_informative=np.zeros(8, bool),
+                       reference_informative=np.zeros(20, bool)) == []
+
+
+def test_a_black_intro_is_left_out_of_the_copied_segment() -> None:
+    """Query: 6 black frames, then reference content 5-14; reference: 3 black frames, then 20 content frames.
+
+    Unmasked, the black frames of both videos form a segment of their own (or extend the copy's);
+    masked, exactly the content is reported: query [6, 16) ~ reference [8, 18).
+    """
+    black = unit_rows(1, seed=5)[0]
+    content = unit_rows(20, seed=6)
+    query = blank_and_content(6, content[5:15], black)
+    reference = blank_and_content(3, content, black)
+    query_mask, reference_mask = np.arange(16) >= 6, np.arange(23) >= 3
+    tn = TemporalNetwork(min_length=3, merge_gap=2, split_jump=3, device="cpu")
+
+    unmasked = tn.localize(query, reference, 1.0)
+    masked = tn.localize(query, reference, 1.0, query_informative=query_mask, reference_informative=reference_mask)
+
+    assert any(s.query_start < 6 for s in unmasked)
+    assert [(s.query_start, s.query_end, s.ref_start, s.ref_end) for s in masked] == [(6, 16, 8, 18)]
+
+
+def test_a_fade_through_black_inside_a_copy_keeps_the_copy() -> None:
+    """Query = reference 0-19 with frames 8-10 faded to black: the copy is still one segment around the fade."""
+    black = unit_rows(1, seed=7)[0]
+    reference = unit_rows(20, seed=8).astype(np.float32)
+    query = reference.copy()
+    query[8:11] = black
+    mask = np.ones(20, bool)
+    mask[8:11] = False
+    tn = TemporalNetwork(min_length=3, merge_gap=2, device="cpu")
+
+    [segment] = tn.localize(query, reference, 1.0, query_informative=mask, reference_informative=np.ones(20, bool))
+
+    assert (segment.query_start, segment.query_end, segment.ref_start, segment.ref_end) == (0, 20, 0, 20)
+
+
+def test_masks_that_keep_everything_change_nothing() -> None:
+    reference = unit_rows(40, seed=9).astype(np.float32)
+    tn = TemporalNetwork(merge_gap=2, device="cpu")
+    plain = tn.localize(reference[5:30], reference, 1.0)
+    masked = tn.localize(reference[5:30], reference, 1.0, query_informative=np.ones(25, bool),
+                         reference_informative=np.ones(40, bool))
+    assert masked == plain
+
+
+def test_segments_made_mostly_of_masked_frames_are_dropped() -> None:
+    """Informative share is the smaller of the two sides; a frame counts if any of its views is informative."""
+    segment = Segment(0.0, 10.0, 0.0, 5.0, 0.9)  # query frames 0-9 at 1 fps, reference frames 0-4
+    query_mask = np.arange(12) < 3  # 3 of the segment's 10 query frames
+    reference_mask = np.ones(5, bool)
+
+    assert informative_share(segment, query_mask, reference_mask, 1.0) == pytest.approx(0.3)
+    assert drop_uninformative([segment], query_mask, reference_mask, 1.0, min_share=0.5) == []
+    assert drop_uninformative([segment], query_mask, reference_mask, 1.0, min_share=0.3) == [segment]
+    views = np.stack([query_mask, np.arange(12) >= 3])
+    assert informative_share(segment, views, reference_mask, 1.0) == 1.0
+    # At 2 fps the same seconds cover frames 0-19 and 0-9.
+    assert informative_share(segment, np.arange(20) < 10, np.ones(10, bool), 2.0) == pytest.approx(0.5)
+
+
+# Scores bounded to [0, 1].
+
+
+def test_bounded_score_of_an_exact_copy_depends_only_on_its_length() -> None:
+    """TN scores an exact n-frame copy n / (n - 1); bounded, it is 1 - exp(-seconds / 3)."""
+    reference = unit_rows(60, seed=10).astype(np.float32)
+    for n, fps in ((4, 1.0), (10, 1.0), (20, 2.0)):
+        tn = TemporalNetwork(min_length=1, merge_gap=0, device="cpu")
+        [segment] = tn.localize(reference[5 : 5 + n], reference, fps)
+        assert segment.score == pytest.approx(n / (n - 1))
+        assert bounded_score(segment, fps) == pytest.approx(1 - np.exp(-n / fps / 3))
+    assert bounded_score(Segment(0, 3, 0, 3, 1.5), 1.0) == pytest.approx(0.632, abs=1e-3)
+    assert bounded_score(Segment(0, 6, 0, 6, 1.2), 1.0) == pytest.approx(0.865, abs=1e-3)
+
+
+def test_bounded_score_rises_with_similarity_and_length_and_stays_in_range() -> None:
+    rng = np.random.default_rng(11)
+    for _ in range(200):
+        q0, length, r0, stretch = rng.uniform(0, 50), rng.uniform(0.5, 60), rng.uniform(0, 50), rng.uniform(0.5, 2)
+        raw = rng.uniform(-1, 2)
+        value = bounded_score(Segment(q0, q0 + length, r0, r0 + length * stretch, raw), 1.0)
+        assert 0.0 <= value <= 1.0
+    short, long = Segment(0, 4, 0, 4, 0.8), Segment(0, 12, 0, 12, 0.8)
+    weak, strong = Segment(0, 8, 0, 8, 0.4), Segment(0, 8, 0, 8, 0.9)
+    assert bounded_score(short, 1.0) < bounded_score(long, 1.0)
+    assert bounded_score(weak, 1.0) < bounded_score(strong, 1.0)
+    assert bounded_score(Segment(0, 8, 0, 8, -0.3), 1.0) == 0.0
+    assert bounded_score(Segment(3, 3, 3, 3, 1.0), 1.0) == 0.0
+
+
+def test_bounded_score_treats_a_faster_copy_like_any_other() -> None:
+    """A 1.5x copy on a dense path: 10 query frames, 15 reference frames, each pair similarity 1."""
+    sim = np.full((10, 40), -0.2)
+    for q in range(10):
+        sim[q, 5 + (q * 3) // 2] = 1.0
+    [(box, score)] = [b for b in tn_boxes(sim, min_length=3, trim=True, max_path=0)]
+    [segment] = boxes_to_segments([(box, score)], 1.0)
+    assert bounded_score(segment, 1.0) == pytest.approx(1 - np.exp(-10 / 3), abs=1e-6)
+
+
+def test_bounded_video_score_is_the_best_bounded_segment() -> None:
+    segments = [Segment(0, 4, 0, 4, 1.3), Segment(10, 30, 10, 30, 0.7)]
+    assert bounded_video_score(segments, 1.0) == pytest.approx(max(bounded_score(s, 1.0) for s in segments))
+    assert bounded_video_score([], 1.0) == 0.0
