@@ -80,7 +80,6 @@ import json
 import math
 import os
 import shutil
-import statistics
 import subprocess
 import sys
 import time
@@ -89,6 +88,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
+
+from workers.decode import probe, timestamp_span
 
 VERSION = 2
 """Bump whenever a planned query or its encoding changes, so cached fixture folders are rebuilt."""
@@ -222,7 +223,7 @@ class Part:
 
 
 @dataclass(frozen=True)
-class Match:
+class TruthMatch:
     """Ground truth against one reference: boxes ``(query_start, ref_start, query_end, ref_end)``."""
 
     reference: str
@@ -245,7 +246,7 @@ class QuerySpec:
     transform: str
     recipe: Recipe
     parts: tuple[Part, ...]
-    matches: tuple[Match, ...]
+    matches: tuple[TruthMatch, ...]
     duration: float
     graph: str = ""
     canvas: tuple[int, int] = (0, 0)
@@ -602,7 +603,7 @@ class _Planner:
             raise ValueError(f"{clip}: part {start}-{end} s lies outside its {duration:.2f} s")
         return part
 
-    def matches(self, placed: Iterable[tuple[float, Part]]) -> tuple[Match, ...]:
+    def matches(self, placed: Iterable[tuple[float, Part]]) -> tuple[TruthMatch, ...]:
         """Ground truth for parts placed at query offsets: where their footage lies in each indexed video.
 
         A clip part copies the stretch of every indexed video that shows the same seconds of the same clip
@@ -621,7 +622,7 @@ class _Planner:
                     q_start, q_end = (offset + (t - part.start) / part.speed for t in (low, high))
                     box = _box(q_start, ref_offset + low - held.start, q_end, ref_offset + high - held.start)
                     boxes.setdefault(reference, []).append(box)
-        return tuple(Match(ref, tuple(segs)) for ref, segs in boxes.items())
+        return tuple(TruthMatch(ref, tuple(segs)) for ref, segs in boxes.items())
 
     def solid(self, colour: str, length: float) -> Part:
         """A frame of one colour (ffmpeg colour name or 0xRRGGBB) for ``length`` seconds."""
@@ -863,40 +864,12 @@ class _Planner:
 def probe_clip(path: Path) -> ClipInfo:
     """Duration and size of the first video stream (not the container's, which can be longer).
 
-    The stream's own duration where the container records one (mp4, avi); otherwise (webm, mkv, flv)
-    the span of its packet timestamps plus one typical frame interval.
+    The stream's own duration where the container records one (mp4, avi, Matroska's DURATION tag);
+    otherwise (some webm, flv) the span of its packet timestamps plus one typical frame interval.
     """
-    out = _run(
-        [
-            "ffprobe",
-            "-v",
-            "error",
-            "-select_streams",
-            "v:0",
-            "-show_entries",
-            "stream=width,height,duration:packet=pts_time",
-            "-of",
-            "json",
-            str(path),
-        ],
-        f"probe {path.name}",
-    )
-    data = json.loads(out)
-    streams = data.get("streams") or []
-    pts = sorted(float(p["pts_time"]) for p in data.get("packets", []) if p.get("pts_time") not in (None, "N/A"))
-    if not streams or not pts:
-        raise FixtureBuildError(f"probe {path.name}: no video stream with timestamps")
-    declared = streams[0].get("duration")
-    if declared not in (None, "N/A") and float(declared) > 0:
-        duration = float(declared)
-    else:  # webm, mkv and flv leave it out: last frame's start plus a typical frame interval
-        steps = [b - a for a, b in zip(pts, pts[1:], strict=False) if b > a]
-        duration = pts[-1] - pts[0] + (statistics.median(steps) if steps else 0.04)
-    return ClipInfo(
-        duration=round(duration, 3),
-        width=int(streams[0]["width"]),
-        height=int(streams[0]["height"]),
-    )
+    info = probe(path)
+    duration = info.duration if info.duration_is_exact else timestamp_span(path, info)
+    return ClipInfo(duration=round(duration, 3), width=info.width, height=info.height)
 
 
 def probe_clips(clips_dir: Path, names: Sequence[str] = REFERENCES + HOLDOUT) -> dict[str, ClipInfo]:

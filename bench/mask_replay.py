@@ -10,7 +10,7 @@ video-score threshold, and scores the result with ``copycat evaluate``'s metric.
 
 With the mask, uninformative reference frames (pixel statistics and, unless ``--no-patterns``, test-pattern
 descriptors) are left out of the search bank, uninformative query views are not searched, and both masks
-go to ``TemporalNetwork.localize``.
+go to ``TemporalNetwork.localise``.
 
     python -m bench.mask_replay [--fixtures DIR] [--quick] [--raw out.json] [--min-length N] [--top-k K]
 
@@ -111,7 +111,7 @@ def predict(
             for candidate in candidates:
                 ref_features, ref_masks = views[candidate.video_id]
                 extra = {"query_informative": masks, "reference_informative": ref_masks[0]} if masked else {}
-                segments = tn.localize(features, ref_features[0], 1.0, **extra)
+                segments = tn.localise(features, ref_features[0], 1.0, **extra)
                 if segments:
                     results.append(
                         {

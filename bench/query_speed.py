@@ -96,7 +96,7 @@ def seed_style(query: np.ndarray, index: VectorIndex, store: LocalObjectStore, t
         reference = load_matrix(store, BUCKET, f"{candidate.video_id}.npy").astype(np.float32)
         load_s += time.perf_counter() - tick
         tick = time.perf_counter()
-        found += bool(tn.localize(query, reference, 1.0))
+        found += bool(tn.localise(query, reference, 1.0))
         localise_s += time.perf_counter() - tick
     timings["load_candidates"], timings["localise"] = load_s, localise_s
     return found
@@ -133,7 +133,7 @@ def run(sizes: list[int], repeats: int, work: Path) -> None:
             matches = match_query(query, fps=1.0, search=index.search,
                                   load_references=lambda ids, s=store: {v: load_matrix(s, BUCKET, f"{v}.npy")
                                                                         for v in ids},
-                                  localizer=tn, params=QueryParams(top_k=5, min_score=0.35), timings=ours)
+                                  localiser=tn, params=QueryParams(top_k=5, min_score=0.35), timings=ours)
             assert [m.video_id for m in matches] == ["clip04_cockatoo.mp4"], matches
             results["copycat"].append(ours)
             theirs: dict[str, float] = {}

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from bench.fixtures import build_fixtures
+from tasks.settings import Settings
 from workers.embed import create_embedder
 from workers.evaluate import load_ground_truth, score
 from workers.localise import TemporalNetwork
@@ -38,7 +39,7 @@ MAX_GRID = 2
 
 def embed_set(gt: dict[str, Any], model: str, cache: Path) -> dict[str, np.ndarray]:
     """Features keyed by name: references [T, D], queries [1 + MAX_GRID², T, D]; cached per model."""
-    path = cache / f"features_{model}_views{MAX_GRID}.npz"
+    path = cache / f"features_v{gt['version']}_{model}_views{MAX_GRID}.npz"
     if path.exists():
         with np.load(path) as data:
             return {k: data[k] for k in data.files}
@@ -58,7 +59,7 @@ def predict(gt: dict[str, Any], feats: dict[str, np.ndarray], tn: TemporalNetwor
     for query in gt["queries"]:
         views = feats[query["name"]]
         views = views[:1] if params.crop_grid == 1 else views
-        result = answer_query(views, fps=1.0, library=library, localizer=tn, params=replace(params, min_score=0.0))
+        result = answer_query(views, fps=1.0, library=library, localiser=tn, params=replace(params, min_score=0.0))
         out[query["name"]] = [(m.video_id, m.score, [[s.query_start, s.ref_start, s.query_end, s.ref_end]
                                                      for s in m.segments]) for m in result.matches]
     return out
@@ -90,7 +91,8 @@ def main(argv: list[str] | None = None) -> None:
     gt_path = build_fixtures(CLIPS, args.fixtures, quick=args.quick)
     gt = load_ground_truth(gt_path)
     grid = {"crop_grid": [1, MAX_GRID], "trim": [True, False], "merge_gap": [None, 2], "split_jump": [None, 3],
-            "min_length": [3, 5], "min_sim": [0.2, 0.3], "tn_top_k": [5, 10]}
+            "min_length": [1, 3], "min_sim": [0.2, 0.3], "tn_top_k": [5, 10]}
+    defaults = Settings()
     rows = []
     for model in args.models.split(","):
         started = time.perf_counter()
@@ -99,7 +101,8 @@ def main(argv: list[str] | None = None) -> None:
         for values in itertools.product(*grid.values()):
             setting = dict(zip(grid, values, strict=True))
             crop_grid = setting.pop("crop_grid")
-            raw = predict(gt, feats, TemporalNetwork(device="cpu", **setting), QueryParams(crop_grid=crop_grid))
+            tn = replace(TemporalNetwork(**defaults.localise.model_dump()), device="cpu", **setting)
+            raw = predict(gt, feats, tn, replace(QueryParams(crop_grid=crop_grid), top_k=defaults.select.top_k))
             low_true, high_false = separation(gt, raw)
             for threshold in (0.0, 0.25, 0.35, 0.5):
                 rows.append({"model": model, "crop_grid": crop_grid, **setting, "threshold": threshold,

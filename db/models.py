@@ -71,6 +71,7 @@ class Video(Failable, Base):
     fps: Mapped[float | None] = mapped_column(Float, doc="frames sampled per second")
     duration: Mapped[float | None] = mapped_column(Float)
     frame_count: Mapped[int | None] = mapped_column(Integer)
+    vector_count: Mapped[int | None] = mapped_column(Integer, doc="informative frames, indexed in Milvus")
     width: Mapped[int | None] = mapped_column(Integer)
     height: Mapped[int | None] = mapped_column(Integer)
     source_fps: Mapped[float | None] = mapped_column(Float)

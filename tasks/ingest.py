@@ -92,7 +92,8 @@ def embed(res: resources.Resources, bucket: str, key: str, name: str, *, crop_gr
     shared = dns_on and dns.shares_decode(cfg)
     embedded = embed_object(fetch, res.embedder, cfg.decode_options(), scratch_dir=cfg.scratch_dir, label=name,
                             crop_grid=crop_grid, dns=res.dns_models if shared else None,
-                            dns_geometry=dns.DNS_GEOMETRY if shared else None, progress=progress)
+                            dns_geometry=dns.DNS_GEOMETRY if shared else None, frame_filter=cfg.frame_filter(),
+                            patterns=res.pattern_features, progress=progress)
     if dns_on and not shared:
         own = embed_object(fetch, res.embedder, replace(cfg.decode_options(), fps=dns.DNS_FPS),
                            scratch_dir=cfg.scratch_dir, label=name, dns=res.dns_models, dns_geometry=dns.DNS_GEOMETRY)
@@ -146,11 +147,12 @@ def index_vectors(res: resources.Resources, video_id: str, key: str, features: n
         if representation is not None and sha256 is not None:
             dns.save_representation(res, s, video_id, representation, sha256)
         videos.add_timing(s, video_id, "index", time.perf_counter() - tick)
-        videos.set_status(s, video_id, VideoStatus.INDEXED)
+        videos.set_status(s, video_id, VideoStatus.INDEXED, vector_count=count)
         name = row.name
     if dns.enabled(res.settings) and representation is None:  # a retry: the run's DnS outputs were lost
         enqueue_dns(video_id, name)
-    log.info("video %s (%s): %d frames indexed with %s", video_id, name, count, res.embedder.name)
+    log.info("video %s (%s): %d of %d frames informative, indexed with %s", video_id, name, count,
+             features.shape[0], res.embedder.name)
     return count
 
 

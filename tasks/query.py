@@ -86,7 +86,7 @@ def match_job(self: JobTask, job_id: str) -> dict[str, Any]:
         rep = DnsRepresentation(stored["coarse"], stored["fine"], float(stored["selector_stat"]))
         stage = DnsStage(rep, res.dns_models, dns.StoredDnsLibrary(res), coarse_top_k=cfg.dns.coarse_top_k,
                          rerank_percentage=cfg.dns.rerank_percentage)
-    result = answer_query(views, fps=cfg.decode.fps, library=StoredFrameLibrary(res), localizer=res.localizer,
+    result = answer_query(views, fps=cfg.decode.fps, library=StoredFrameLibrary(res), localiser=res.localiser,
                           params=params, exclude=exclude, dns=stage)
     with session() as s:
         names = {vid: v.name for vid, v in videos.videos_by_ids(s, [m.video_id for m in result.matches]).items()}

@@ -14,6 +14,7 @@ import time
 from functools import cached_property
 from typing import TYPE_CHECKING
 
+import numpy as np
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from db.migrate import upgrade
@@ -23,6 +24,7 @@ from tasks.settings import Settings, load_settings
 from workers.embed import create_embedder
 from workers.errors import DatabaseUnavailable
 from workers.localise import TemporalNetwork
+from workers.pipeline import pattern_features
 from workers.stores.objects import LocalObjectStore, ObjectStore, S3ObjectStore
 from workers.stores.vectors import VectorIndex
 from workers.stores.videovectors import VideoVectorIndex
@@ -38,7 +40,8 @@ log = logging.getLogger(__name__)
 
 COARSE_MODEL = "dns_cg_student"
 COARSE_DIM = 1024
-_RESOURCES = ("engine", "objects", "embedder", "frame_index", "video_index", "dns_models", "localizer")
+_RESOURCES = ("engine", "objects", "embedder", "pattern_features", "frame_index", "video_index", "dns_models",
+              "localiser")
 
 
 class Resources:
@@ -88,6 +91,11 @@ class Resources:
                                batch_size=cfg.batch_size, device=cfg.device, threads=cfg.threads)
 
     @cached_property
+    def pattern_features(self) -> np.ndarray:
+        """The embedder's descriptors of drawn test patterns (frames like them are not evidence)."""
+        return pattern_features(self.embedder)
+
+    @cached_property
     def frame_index(self) -> VectorIndex:
         """The Milvus collection of the configured model's frame vectors."""
         m, model = self.settings.milvus, self.embedder
@@ -117,11 +125,9 @@ class Resources:
         return models
 
     @cached_property
-    def localizer(self) -> TemporalNetwork:
-        cfg = self.settings.localise
-        return TemporalNetwork(tn_max_step=cfg.tn_max_step, tn_top_k=cfg.tn_top_k, max_path=cfg.max_path,
-                               min_sim=cfg.min_sim, min_length=cfg.min_length, max_iou=cfg.max_iou, trim=cfg.trim,
-                               merge_gap=cfg.merge_gap, split_jump=cfg.split_jump, device=cfg.device)
+    def localiser(self) -> TemporalNetwork:
+        """The temporal network with the settings' options (``LocaliseSettings`` mirrors its fields)."""
+        return TemporalNetwork(**self.settings.localise.model_dump())
 
     def close(self) -> None:
         """Release every connection this process opened; the object must not be used afterwards."""

@@ -20,6 +20,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from workers.admission import InputLimits
 from workers.decode import DecodeOptions
 from workers.errors import ConfigError
+from workers.informative import FrameFilter
 from workers.types import QueryParams
 
 _LIMITS = InputLimits()
@@ -98,31 +99,49 @@ class EmbedSettings(BaseModel):
     matrix_dtype: Literal["float16", "float32"] = Field("float16", description="dtype of stored frame matrices")
 
 
+class FramesSettings(BaseModel):
+    """Which frames count as evidence (``workers/informative.py``; thresholds measured by bench/informative.py)."""
+
+    mask: bool = Field(True, description="leave black, blank, title-card and test-pattern frames out of search"
+                       " and localisation")
+    min_contrast: float = Field(3.0, ge=0, description="frames with less luma contrast (0-255) are blank")
+    max_flat: float = Field(0.88, gt=0, le=1, description="frames with at least this share of flat background"
+                            " are plain cards")
+    max_pattern_similarity: float = Field(0.4, description="frames this similar to a drawn test pattern are"
+                                          " test patterns")
+
+
 class SelectSettings(BaseModel):
     search_limit: int = Field(64, ge=1, le=16384, description="Milvus hits per query frame")
-    top_k: int = Field(5, ge=1, description="candidate videos localised per query")
+    top_k: int = Field(10, ge=1, description="candidate videos localised per query")
     reduce: Literal["sum", "mean", "max", "min", "count"] = Field("sum", description="hit aggregation")
 
 
 class LocaliseSettings(BaseModel):
-    """Temporal-network defaults chosen on the fixture benchmark (bench/tune.py; VCSL's are 10/5/10/0.2/5/0.3)."""
+    """Temporal-network defaults chosen on the fixture benchmark (bench/tune.py; VCSL's are 10/5/10/0.2/5/0.3).
+
+    The field names are ``workers.localise.TemporalNetwork``'s: the localiser is built from them directly."""
 
     tn_max_step: int = Field(10, ge=2, description="largest temporal jump between matched frames")
     tn_top_k: int = Field(10, ge=1, description="reference frames kept per query frame")
     max_path: int = Field(10, ge=0, description="segments tried per pair is max_path + 1")
     min_sim: float = Field(0.2, description="minimum frame similarity on a path and per segment")
-    min_length: int = Field(3, ge=0, description="segments must span more than this many frames on both axes")
+    min_length: int = Field(1, ge=0, description="segments must span more than this many frames on both axes")
     max_iou: float = Field(0.3, ge=0, le=1, description="overlap above which a later segment is dropped")
     trim: bool = Field(True, description="drop path ends whose similarity is below min_sim")
     merge_gap: int = Field(2, ge=0, description="join segments on one diagonal separated by at most this")
     split_jump: int = Field(3, ge=0, description="cut a path where its time offset jumps by more than this"
                             " many frames (footage inserted into a copy)")
+    min_informative: float = Field(0.5, ge=0, le=1, description="segments need at least this share of"
+                                   " informative frames on both sides")
+    score: Literal["bounded", "tn"] = Field("bounded", description="segment score: bounded (mean similarity x"
+                                            " evidence of length, in [0, 1]) or tn (the temporal network's)")
     device: str = Field("auto", description="device for the similarity matmul")
 
 
 class QuerySettings(BaseModel):
-    min_score: float = Field(0.35, description="matches whose video score (best segment score) is below this"
-                             " are not reported; measured in bench/tune.py")
+    min_score: float = Field(0.35, ge=0, le=1, description="matches whose video score (best segment score, in"
+                             " [0, 1]) is below this are not reported; measured in bench/tune.py")
     exclude_self: bool = Field(False, description="drop candidates with the query's own content")
     crop_grid: int = Field(2, ge=1, le=4, description="also search the NxN tiles of each query frame (finds"
                            " picture-in-picture copies; N²+1 embeddings and searches per frame); 1 = whole frames")
@@ -170,6 +189,7 @@ class Settings(BaseSettings):
     milvus: MilvusSettings = MilvusSettings()
     decode: DecodeSettings = DecodeSettings()
     embed: EmbedSettings = EmbedSettings()
+    frames: FramesSettings = FramesSettings()
     select: SelectSettings = SelectSettings()
     localise: LocaliseSettings = LocaliseSettings()
     query: QuerySettings = QuerySettings()
@@ -214,6 +234,11 @@ class Settings(BaseSettings):
         d = self.decode
         return DecodeOptions(fps=d.fps, chunk_frames=d.chunk_frames, timeout_s=d.timeout_s, max_errors=d.max_errors,
                              limits=d.limits())
+
+    def frame_filter(self) -> FrameFilter:
+        f = self.frames
+        return FrameFilter(enabled=f.mask, min_contrast=f.min_contrast, max_flat=f.max_flat,
+                           max_pattern_similarity=f.max_pattern_similarity)
 
     def query_params(self, overrides: dict[str, Any] | None = None) -> QueryParams:
         """A job's parameters: the settings' defaults with the job's own values on top."""

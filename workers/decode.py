@@ -111,6 +111,23 @@ def probe(path: Path, label: str | None = None, limits: InputLimits | None = Non
     return info
 
 
+@path_free_errors
+def timestamp_span(path: Path, info: VideoInfo) -> float:
+    """Seconds the video stream's packets span, plus one typical frame interval: its length where the
+    container records none of its own (some WebM and FLV files), at the price of reading every packet."""
+    try:
+        data = ffmpeg.probe(input_url(path), v="error", select_streams=str(info.stream_index),
+                            show_entries="packet=pts_time", **open_options(info.demuxer))
+    except ffmpeg.Error as exc:
+        raise NotAVideo(f"{path.name}: packets unreadable: {_last_lines(exc.stderr.decode('utf-8', 'replace'), 3)}")\
+            from None
+    pts = sorted(float(p["pts_time"]) for p in data.get("packets", []) if p.get("pts_time") not in (None, "N/A"))
+    if not pts:
+        raise NotAVideo(f"{path.name}: the video stream has no timestamps")
+    steps = [b - a for a, b in zip(pts, pts[1:], strict=False) if b > a]
+    return pts[-1] - pts[0] + (float(np.median(steps)) if steps else 0.04)
+
+
 def expected_frames(duration: float, fps: float) -> int:
     """Frames ffmpeg's fps filter yields for a stream of ``duration`` seconds (see module docstring)."""
     return max(1, int(np.floor(duration * fps + 0.5)))

@@ -36,6 +36,23 @@ from dataclasses import dataclass
 
 import numpy as np
 
+
+@dataclass(frozen=True)
+class FrameFilter:
+    """Which frames count as evidence (``Settings.frames``); ``enabled`` False keeps every frame."""
+
+    enabled: bool = True
+    min_contrast: float = 3.0
+    max_flat: float = 0.88
+    max_pattern_similarity: float = 0.4
+
+    def keep(self, frames: np.ndarray, features: np.ndarray, pattern_features: np.ndarray) -> np.ndarray:
+        """bool [N]: frames uint8 [N, H, W, 3] with their descriptors [N, D] that are informative."""
+        if not self.enabled:
+            return np.ones(len(frames), bool)
+        return (informative_frames(frames, min_contrast=self.min_contrast, max_flat=self.max_flat)
+                & unlike_patterns(features, pattern_features, self.max_pattern_similarity))
+
 CELL = 4
 """Side of the square pixel cells averaged before the statistics (224 px frames -> 56 x 56 cells)."""
 FLAT_TOLERANCE = 2.0

@@ -4,7 +4,7 @@ The first (and default) method is the Temporal Network (TN) of Tan et al. (ACM M
 (CVPR 2022). ``tn_boxes`` reproduces the VCSL reference ``vcsl/vta.py::tn`` exactly, quirks included (spec
 ``specs/temporal-network.md`` §2); the improvements measured in that spec's appendix are keyword options
 that are off unless asked for. ``TemporalNetwork`` wraps it behind the one-method
-``Localizer`` interface: features in, ``Segment``s in seconds out.
+``Localiser`` interface: features in, ``Segment``s in seconds out.
 
 Boxes are ``[q_start, r_start, q_end, r_end]`` of *inclusive* frame indices; ``boxes_to_segments`` turns
 them into seconds, with frame ``i`` standing for ``[i / fps, (i + 1) / fps)``.
@@ -15,7 +15,8 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Literal
 
 import numpy as np
 import torch
@@ -540,11 +541,11 @@ def drop_uninformative(segments: Sequence[Segment], query_informative: np.ndarra
     return [s for s in segments if informative_share(s, query_informative, reference_informative, fps) >= min_share]
 
 
-class Localizer(ABC):
+class Localiser(ABC):
     """Finds copied segment pairs between a query and one reference video."""
 
     @abstractmethod
-    def localize(self, query: np.ndarray, reference: np.ndarray, fps: float, *,
+    def localise(self, query: np.ndarray, reference: np.ndarray, fps: float, *,
                  query_informative: np.ndarray | None = None,
                  reference_informative: np.ndarray | None = None) -> list[Segment]:
         """Copied segments between query float [T_q, D] (or views [V, T_q, D]) and reference [T_r, D].
@@ -556,7 +557,7 @@ class Localizer(ABC):
 
 
 @dataclass
-class TemporalNetwork(Localizer):
+class TemporalNetwork(Localiser):
     """TN localisation (``tn_boxes``) on the cosine similarity of the two feature matrices.
 
     The six TN parameters default to VCSL's. ``trim`` defaults to on: the spec's appendix measured it
@@ -564,6 +565,7 @@ class TemporalNetwork(Localizer):
     ``split_jump`` (frames) are off here; the product's settings choose them (``tasks/settings.py``).
     When masks are given, uninformative frames are masked in the similarity matrix (``mask_similarity``)
     and segments with less than ``min_informative`` informative frames are dropped (``drop_uninformative``).
+    ``score`` "bounded" reports each segment's ``bounded_score`` (in [0, 1]) instead of TN's path score.
     """
 
     tn_max_step: int = 10
@@ -576,9 +578,10 @@ class TemporalNetwork(Localizer):
     merge_gap: int | None = None
     split_jump: int | None = None
     min_informative: float = 0.5
+    score: Literal["tn", "bounded"] = "tn"
     device: str = "auto"
 
-    def localize(self, query: np.ndarray, reference: np.ndarray, fps: float, *,
+    def localise(self, query: np.ndarray, reference: np.ndarray, fps: float, *,
                  query_informative: np.ndarray | None = None,
                  reference_informative: np.ndarray | None = None) -> list[Segment]:
         sim = similarity(query, reference, self.device, query_informative=query_informative,
@@ -596,9 +599,11 @@ class TemporalNetwork(Localizer):
             split_jump=self.split_jump,
         )
         segments = boxes_to_segments(boxes, fps)
-        if query_informative is None and reference_informative is None:
-            return segments
-        n_query, n_reference = sim.shape
-        query_mask = np.ones(n_query, bool) if query_informative is None else query_informative
-        reference_mask = np.ones(n_reference, bool) if reference_informative is None else reference_informative
-        return drop_uninformative(segments, query_mask, reference_mask, fps, self.min_informative)
+        if query_informative is not None or reference_informative is not None:
+            n_query, n_reference = sim.shape
+            query_mask = np.ones(n_query, bool) if query_informative is None else query_informative
+            reference_mask = np.ones(n_reference, bool) if reference_informative is None else reference_informative
+            segments = drop_uninformative(segments, query_mask, reference_mask, fps, self.min_informative)
+        if self.score == "bounded":
+            segments = [replace(s, score=bounded_score(s, fps)) for s in segments]
+        return segments

@@ -20,7 +20,8 @@ import numpy as np
 
 from workers.decode import DecodeOptions, expected_frames, probe, sample_views
 from workers.embed.base import FrameEmbedder
-from workers.localise import Localizer, query_coverage, video_score
+from workers.informative import FrameFilter, pattern_frames
+from workers.localise import Localiser, query_coverage, video_score
 from workers.selection import select_candidates
 from workers.stores.objects import ObjectInfo, sha256_file
 from workers.types import EmbeddedVideo, FrameGeometry, Match, QueryParams, SearchHits
@@ -44,6 +45,7 @@ class EmbeddedObject:
 def embed_object(fetch: Callable[[Path], ObjectInfo], embedder: FrameEmbedder,
                  options: DecodeOptions = DecodeOptions(), *, scratch_dir: Path, label: str, crop_grid: int = 1,
                  dns: DnsModels | None = None, dns_geometry: FrameGeometry | None = None,
+                 frame_filter: FrameFilter = FrameFilter(), patterns: np.ndarray | None = None,
                  progress: ProgressFn | None = None) -> EmbeddedObject:
     """Fetch an object into a private scratch folder (``fetch(dest)``), hash and ``embed_video`` it, clean up.
 
@@ -57,13 +59,19 @@ def embed_object(fetch: Callable[[Path], ObjectInfo], embedder: FrameEmbedder,
         downloaded = time.perf_counter() - started
         sha256 = sha256_file(path)
         video = embed_video(path, embedder, options, crop_grid=crop_grid, dns=dns, dns_geometry=dns_geometry,
-                            progress=progress, label=label)
+                            frame_filter=frame_filter, patterns=patterns, progress=progress, label=label)
     video.timings = {"download": round(downloaded, 4), **video.timings}
     return EmbeddedObject(video, source, sha256)
 
 
+def pattern_features(embedder: FrameEmbedder) -> np.ndarray:
+    """The embedder's descriptors of drawn test patterns, float32 [P, D] (see ``workers.informative``)."""
+    return embedder.embed(pattern_frames(embedder.geometry.size))
+
+
 def embed_video(path: Path, embedder: FrameEmbedder, options: DecodeOptions = DecodeOptions(), *,
                 crop_grid: int = 1, dns: DnsModels | None = None, dns_geometry: FrameGeometry | None = None,
+                frame_filter: FrameFilter = FrameFilter(), patterns: np.ndarray | None = None,
                 progress: ProgressFn | None = None, label: str | None = None) -> EmbeddedVideo:
     """Probe ``path``, decode it once at ``options.fps`` and embed every view; decoding overlaps inference.
 
@@ -71,6 +79,11 @@ def embed_video(path: Path, embedder: FrameEmbedder, options: DecodeOptions = De
     tiles, decoded at ``crop_grid`` times the model's size so each tile has the model's size (a copy shown
     as an inset fills a small part of the frame, where whole-frame descriptors barely see it); with ``dns``
     the DnS frames at ``dns_geometry``, fed to the DnS extractor chunk by chunk.
+
+    Views that ``frame_filter`` finds uninformative (black, blank, title cards, test patterns: no evidence of
+    copying) get a zero descriptor, which is their mask from here on: they are never indexed nor searched,
+    and no temporal path runs through them. ``patterns`` are ``pattern_features(embedder)``, computed here
+    when not given.
     """
     started = time.perf_counter()
     info = probe(path, label, options.limits)
@@ -83,19 +96,26 @@ def embed_video(path: Path, embedder: FrameEmbedder, options: DecodeOptions = De
         if dns_geometry is None:
             raise ValueError("embed_video with dns models needs their dns_geometry")
         geometries.append(dns_geometry)
+    patterns = pattern_features(embedder) if patterns is None and frame_filter.enabled else patterns
     expected = expected_frames(info.duration, options.fps)
     whole: list[np.ndarray] = []
     tiles: list[list[np.ndarray]] = [[] for _ in range(crop_grid * crop_grid)] if crop_grid > 1 else []
     dns_parts = []
     done, model_s, dns_s = 0, 0.0, 0.0
     embedder.load()
+
+    def embed_masked(frames: np.ndarray) -> np.ndarray:
+        features = embedder.embed(frames)
+        features[~frame_filter.keep(frames, features, patterns)] = 0.0
+        return features
+
     for views in sample_views(path, info, geometries, options, label=label):
         tick = time.perf_counter()
-        whole.append(embedder.embed(views[0]))
+        whole.append(embed_masked(views[0]))
         if crop_grid > 1:
             for index, (row, col) in enumerate(itertools.product(range(crop_grid), range(crop_grid))):
                 tile = views[1][:, row * size : (row + 1) * size, col * size : (col + 1) * size]
-                tiles[index].append(embedder.embed(np.ascontiguousarray(tile)))
+                tiles[index].append(embed_masked(np.ascontiguousarray(tile)))
         model_s += time.perf_counter() - tick
         if dns is not None:
             tick = time.perf_counter()
@@ -125,20 +145,21 @@ def embed_video(path: Path, embedder: FrameEmbedder, options: DecodeOptions = De
 
 
 def match_query(query: np.ndarray, *, fps: float, search: Callable[[np.ndarray, int], SearchHits],
-                load_references: Callable[[list[str]], Mapping[str, np.ndarray]], localizer: Localizer,
+                load_references: Callable[[list[str]], Mapping[str, np.ndarray]], localiser: Localiser,
                 params: QueryParams = QueryParams(), exclude: Collection[str] = frozenset(),
                 searchable: Callable[[list[str]], Collection[str]] | None = None,
                 timings: dict[str, float] | None = None) -> list[Match]:
     """Query frames [Tq, D] (or views [V, Tq, D]) -> matches whose video score reaches ``min_score``, best first.
 
     One batched search for every view of every frame, hits aggregated per video (``params.reduce``), the
-    ``params.top_k`` best candidates localised with ``localizer`` against their full frame matrices (one
+    ``params.top_k`` best candidates localised with ``localiser`` against their full frame matrices (one
     ``load_references`` call for all of them). ``searchable`` (ids -> those that may be reported: indexed,
     not deleted) is asked before the cut to ``top_k``, so a video on its way out never takes a slot.
     """
     timings = timings if timings is not None else {}
     tick = time.perf_counter()
-    hits = search(query.reshape(-1, query.shape[-1]), params.search_limit)
+    rows = query.reshape(-1, query.shape[-1])
+    hits = search(rows[informative(rows)], params.search_limit)
     timings["search"] = time.perf_counter() - tick
 
     tick = time.perf_counter()
@@ -155,25 +176,33 @@ def match_query(query: np.ndarray, *, fps: float, search: Callable[[np.ndarray, 
 
     tick = time.perf_counter()
     matches = localise_candidates(query, [c.video_id for c in candidates], references, fps=fps,
-                                  localizer=localizer, min_score=params.min_score)
+                                  localiser=localiser, min_score=params.min_score)
     timings["localise"] = time.perf_counter() - tick
     return matches
 
 
+def informative(features: np.ndarray) -> np.ndarray:
+    """bool [...]: which descriptors (last axis) carry a frame; ``embed_video`` zeroes the uninformative ones."""
+    return np.any(np.asarray(features) != 0, axis=-1)
+
+
 def localise_candidates(query: np.ndarray, video_ids: list[str], references: Mapping[str, np.ndarray], *,
-                        fps: float, localizer: Localizer, min_score: float) -> list[Match]:
+                        fps: float, localiser: Localiser, min_score: float) -> list[Match]:
     """Localise ``query`` against each candidate's matrix; matches scoring ``min_score`` or more, best first.
 
-    A candidate without a matrix in ``references`` (deleted or replaced meanwhile) is skipped. Ties are
+    Zero descriptors mark uninformative frames (``embed_video``) and are masked for the localiser. A
+    candidate without a matrix in ``references`` (deleted or replaced meanwhile) is skipped. Ties are
     broken by how much of the query the segments cover, then by video id.
     """
     matches: list[Match] = []
     coverage: dict[str, float] = {}
+    query_mask = informative(query)
     for video_id in video_ids:
         reference = references.get(video_id)
         if reference is None or reference.shape[0] == 0:
             continue
-        segments = localizer.localize(query, reference, fps)
+        segments = localiser.localise(query, reference, fps, query_informative=query_mask,
+                                      reference_informative=informative(reference))
         score = video_score(segments)
         if segments and score >= min_score:
             matches.append(Match(video_id, score, segments))

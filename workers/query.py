@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
-from workers.localise import Localizer
+from workers.localise import Localiser
 from workers.pipeline import localise_candidates, match_query
 from workers.types import Match, QueryParams, SearchHits
 
@@ -61,16 +61,16 @@ class QueryResult:
     timings: dict[str, float] = field(default_factory=dict)
 
 
-def answer_query(views: np.ndarray, *, fps: float, library: FrameLibrary, localizer: Localizer,
+def answer_query(views: np.ndarray, *, fps: float, library: FrameLibrary, localiser: Localiser,
                  params: QueryParams, exclude: Collection[str] = frozenset(),
                  dns: DnsStage | None = None) -> QueryResult:
     """Query views [Tq, D] or [V, Tq, D] -> matches reaching ``params.min_score``, with DnS scores when ``dns``."""
     timings: dict[str, float] = {}
     matches = match_query(views, fps=fps, search=library.search, load_references=library.load,
-                          searchable=library.searchable, localizer=localizer, params=params, exclude=exclude,
+                          searchable=library.searchable, localiser=localiser, params=params, exclude=exclude,
                           timings=timings)
     if dns is not None:
-        matches = dns.rerank(matches, views, fps=fps, library=library, localizer=localizer, params=params,
+        matches = dns.rerank(matches, views, fps=fps, library=library, localiser=localiser, params=params,
                              exclude=exclude, timings=timings)
     return QueryResult(matches, {k: round(v, 4) for k, v in timings.items()})
 
@@ -86,7 +86,7 @@ class DnsStage:
     rerank_percentage: float = 0.25
 
     def rerank(self, matches: list[Match], views: np.ndarray, *, fps: float, library: FrameLibrary,
-               localizer: Localizer, params: QueryParams, exclude: Collection[str],
+               localiser: Localiser, params: QueryParams, exclude: Collection[str],
                timings: dict[str, float]) -> list[Match]:
         """``matches`` with ``video_similarity`` set, plus DnS candidates among the best ``top_k`` that the frame
         search missed, localised "as before" against ``views`` and kept when they score ``min_score``."""
@@ -100,7 +100,7 @@ class DnsStage:
         allowed = set(library.searchable(missed)) if missed else set()
         missed = [vid for vid in missed if vid in allowed]
         extra = localise_candidates(views, missed, library.load(missed) if missed else {}, fps=fps,
-                                    localizer=localizer, min_score=params.min_score)
+                                    localiser=localiser, min_score=params.min_score)
         extra = [dataclasses.replace(m, video_similarity=similarity[m.video_id]) for m in extra]
         timings["dns_localise"] = time.perf_counter() - tick
         return list(heapq.merge(result, extra, key=lambda m: -round(m.score, 3)))

@@ -75,7 +75,7 @@ def test_uploads_are_indexed_and_nothing_is_lost_across_a_watcher_restart(
         assert all(v.attempts == 1 for v in final.values()), {n: v.attempts for n, v in final.items()}
         for video in final.values():
             if video.status == "indexed":
-                assert resources.current().frame_index.count(video.id) == video.frame_count
+                assert resources.current().frame_index.count(video.id) == video.vector_count
         assert final["clip01_chaplin.mp4"].key == "在线/clip01_chaplin.mp4"
 
         # A query dropped in the queries bucket becomes a query job, with its result in PostgreSQL.

@@ -112,7 +112,7 @@ def test_query_with_dns_reports_video_similarity(dns_env: dict[str, str], clips_
                      res.dns_models, dns.StoredDnsLibrary(res), rerank_percentage=0.5)
     library, params = StoredFrameLibrary(res), QueryParams(top_k=2, min_score=0.3)
     timings: dict[str, float] = {}
-    found = stage.rerank([], views, fps=1.0, library=library, localizer=res.localizer, params=params,
+    found = stage.rerank([], views, fps=1.0, library=library, localiser=res.localiser, params=params,
                          exclude=frozenset(), timings=timings)
     assert ids[BIKES] in {m.video_id for m in found}
     bikes = next(m for m in found if m.video_id == ids[BIKES])
@@ -120,7 +120,7 @@ def test_query_with_dns_reports_video_similarity(dns_env: dict[str, str], clips_
     assert timings["dns_localise"] > 0
 
     # Excluded videos are neither candidates nor added.
-    assert stage.rerank([], views, fps=1.0, library=library, localizer=res.localizer, params=params,
+    assert stage.rerank([], views, fps=1.0, library=library, localiser=res.localiser, params=params,
                         exclude={ids[BIKES], ids[EARTH]}, timings={}) == []
 
 

@@ -42,7 +42,7 @@ def test_events_create_overwrite_and_remove(services_env: dict[str, str], clips_
     assert handle_event(ObjectEvent("created", uploads, key, info.size, info.etag)) is True
     second = video(uploads, key)
     assert second.id == first.id and second.etag == info.etag and second.sha256 != first.sha256
-    assert resources.current().frame_index.count(second.id) == second.frame_count == 10
+    assert resources.current().frame_index.count(second.id) == second.vector_count == second.frame_count == 10
 
     # Removal.
     store.remove(uploads, key)

@@ -7,7 +7,7 @@ import pytest
 
 from workers.localise import (
     MASKED_SIMILARITY,
-    Localizer,
+    Localiser,
     TemporalNetwork,
     _stable_top_k,
     bounded_score,
@@ -308,7 +308,7 @@ def test_merge_diagonal_keeps_other_diagonals_apart() -> None:
     assert merge_diagonal(boxes, merge_gap=100) == boxes
 
 
-# Seconds, video score and the Localizer.
+# Seconds, video score and the Localiser.
 
 
 def test_boxes_to_segments_counts_whole_frames() -> None:
@@ -343,15 +343,15 @@ def test_query_coverage_equals_towhee_duplicate_filter_at_one_fps() -> None:
     assert query_coverage(boxes_to_segments(boxes, fps=1.0), query_duration=t_q) == pytest.approx(w.sum() / t_q)
 
 
-def test_temporal_network_localizes_a_copy_in_seconds() -> None:
+def test_temporal_network_localises_a_copy_in_seconds() -> None:
     """The query is reference frames 10-39 sampled at 2 frames/s: query [0, 15) s ~ reference [5, 20) s.
 
     TN also returns a weaker box inside the copy (a second path reusing the first one's nodes).
     """
     reference = unit_rows(60).astype(np.float32)
-    localizer = TemporalNetwork(device="cpu")
-    assert isinstance(localizer, Localizer)
-    segments = localizer.localize(reference[10:40], reference, fps=2.0)
+    localiser = TemporalNetwork(device="cpu")
+    assert isinstance(localiser, Localiser)
+    segments = localiser.localise(reference[10:40], reference, fps=2.0)
     assert segments[0] == Segment(0.0, 15.0, 5.0, 20.0, pytest.approx(30 / 29, rel=1e-6))
     assert [s.query_start for s in segments] == sorted(s.query_start for s in segments)
     assert all(s.query_start - s.ref_start == -5.0 and s.score < segments[0].score for s in segments[1:])
@@ -359,21 +359,21 @@ def test_temporal_network_localizes_a_copy_in_seconds() -> None:
 
 def test_temporal_network_merge_gap_reads_one_copy_as_one_segment() -> None:
     reference = unit_rows(60).astype(np.float32)
-    segments = TemporalNetwork(merge_gap=0, device="cpu").localize(reference[10:40], reference, fps=2.0)
+    segments = TemporalNetwork(merge_gap=0, device="cpu").localise(reference[10:40], reference, fps=2.0)
     assert [(s.query_start, s.query_end, s.ref_start, s.ref_end) for s in segments] == [(0, 15, 5, 20)]
 
 
 def test_temporal_network_accepts_float16_on_the_auto_device() -> None:
     reference = unit_rows(60)
-    full = TemporalNetwork().localize(reference[10:40], reference, 1.0)
-    half = TemporalNetwork().localize(reference[10:40].astype(np.float16), reference.astype(np.float16), 1.0)
+    full = TemporalNetwork().localise(reference[10:40], reference, 1.0)
+    half = TemporalNetwork().localise(reference[10:40].astype(np.float16), reference.astype(np.float16), 1.0)
     assert (half[0].query_start, half[0].query_end, half[0].ref_start, half[0].ref_end) == (0, 30, 10, 40)
     assert half[0].score == pytest.approx(full[0].score, rel=1e-3)
 
 
 def test_temporal_network_rejects_mismatched_features() -> None:
     with pytest.raises(ValueError, match="T_q, D"):
-        TemporalNetwork(device="cpu").localize(np.ones((5, 8)), np.ones((5, 16)), 1.0)
+        TemporalNetwork(device="cpu").localise(np.ones((5, 8)), np.ones((5, 16)), 1.0)
 
 
 def test_split_jump_separates_footage_inserted_into_a_copy() -> None:
@@ -443,8 +443,8 @@ def test_black_on_black_is_no_copy_once_masked() -> None:
     query, reference = blank_and_content(8, nothing, black), blank_and_content(20, nothing, black)
     tn = TemporalNetwork(min_length=3, merge_gap=2, device="cpu")
 
-    assert tn.localize(query, reference, 1.0)[0].score > 1
-    assert tn.localize(query, reference, 1.0, query_informative=np.zeros(8, bool),
+    assert tn.localise(query, reference, 1.0)[0].score > 1
+    assert tn.localise(query, reference, 1.0, query_informative=np.zeros(8, bool),
                        reference_informative=np.zeros(20, bool)) == []
 
 
@@ -461,8 +461,8 @@ def test_a_black_intro_is_left_out_of_the_copied_segment() -> None:
     query_mask, reference_mask = np.arange(16) >= 6, np.arange(23) >= 3
     tn = TemporalNetwork(min_length=3, merge_gap=2, split_jump=3, device="cpu")
 
-    unmasked = tn.localize(query, reference, 1.0)
-    masked = tn.localize(query, reference, 1.0, query_informative=query_mask, reference_informative=reference_mask)
+    unmasked = tn.localise(query, reference, 1.0)
+    masked = tn.localise(query, reference, 1.0, query_informative=query_mask, reference_informative=reference_mask)
 
     assert any(s.query_start < 6 for s in unmasked)
     assert [(s.query_start, s.query_end, s.ref_start, s.ref_end) for s in masked] == [(6, 16, 8, 18)]
@@ -478,7 +478,7 @@ def test_a_fade_through_black_inside_a_copy_keeps_the_copy() -> None:
     mask[8:11] = False
     tn = TemporalNetwork(min_length=3, merge_gap=2, device="cpu")
 
-    [segment] = tn.localize(query, reference, 1.0, query_informative=mask, reference_informative=np.ones(20, bool))
+    [segment] = tn.localise(query, reference, 1.0, query_informative=mask, reference_informative=np.ones(20, bool))
 
     assert (segment.query_start, segment.query_end, segment.ref_start, segment.ref_end) == (0, 20, 0, 20)
 
@@ -486,8 +486,8 @@ def test_a_fade_through_black_inside_a_copy_keeps_the_copy() -> None:
 def test_masks_that_keep_everything_change_nothing() -> None:
     reference = unit_rows(40, seed=9).astype(np.float32)
     tn = TemporalNetwork(merge_gap=2, device="cpu")
-    plain = tn.localize(reference[5:30], reference, 1.0)
-    masked = tn.localize(reference[5:30], reference, 1.0, query_informative=np.ones(25, bool),
+    plain = tn.localise(reference[5:30], reference, 1.0)
+    masked = tn.localise(reference[5:30], reference, 1.0, query_informative=np.ones(25, bool),
                          reference_informative=np.ones(40, bool))
     assert masked == plain
 
@@ -515,7 +515,7 @@ def test_bounded_score_of_an_exact_copy_depends_only_on_its_length() -> None:
     reference = unit_rows(60, seed=10).astype(np.float32)
     for n, fps in ((4, 1.0), (10, 1.0), (20, 2.0)):
         tn = TemporalNetwork(min_length=1, merge_gap=0, device="cpu")
-        [segment] = tn.localize(reference[5 : 5 + n], reference, fps)
+        [segment] = tn.localise(reference[5 : 5 + n], reference, fps)
         assert segment.score == pytest.approx(n / (n - 1))
         assert bounded_score(segment, fps) == pytest.approx(1 - np.exp(-n / fps / 3))
     assert bounded_score(Segment(0, 3, 0, 3, 1.5), 1.0) == pytest.approx(0.632, abs=1e-3)

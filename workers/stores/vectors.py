@@ -23,20 +23,24 @@ class VectorIndex(MilvusCollection):
         self.insert_batch, self.search_batch = insert_batch, search_batch
 
     def replace_video(self, video_id: str, matrix: np.ndarray) -> int:
-        """Make the collection hold exactly the rows of ``matrix`` [T, D] for ``video_id``; returns T."""
+        """Make the collection hold exactly the informative rows of ``matrix`` [T, D] for ``video_id`` (zero
+        rows mark uninformative frames and are not indexed); returns how many rows it holds."""
         self._check_vectors(matrix)
         check_video_id(video_id)
         self.ensure_collection()
         vectors = np.ascontiguousarray(matrix, dtype=np.float32)
-        for start in range(0, vectors.shape[0], self.insert_batch):
-            rows = [
-                {"pk": f"{video_id}:{i}", "video_id": video_id, "frame": i, "embedding": vectors[i].tolist()}
-                for i in range(start, min(start + self.insert_batch, vectors.shape[0]))
-            ]
+        kept = np.flatnonzero(np.any(vectors != 0, axis=1))
+        for start in range(0, len(kept), self.insert_batch):
+            rows = [{"pk": f"{video_id}:{i}", "video_id": video_id, "frame": int(i), "embedding": vectors[i].tolist()}
+                    for i in kept[start : start + self.insert_batch]]
             call(lambda rows=rows: self.client.upsert(self.collection, rows), "upsert")
         call(lambda: self.client.delete(self.collection, filter=f'video_id == "{video_id}" and frame >= '
                                         f"{vectors.shape[0]}"), "delete stale frames")
-        return int(vectors.shape[0])
+        masked = np.setdiff1d(np.arange(vectors.shape[0]), kept)
+        for start in range(0, len(masked), self.insert_batch):
+            keys = [f"{video_id}:{i}" for i in masked[start : start + self.insert_batch]]
+            call(lambda keys=keys: self.client.delete(self.collection, ids=keys), "delete masked frames")
+        return int(len(kept))
 
     def delete_video(self, video_id: str) -> None:
         check_video_id(video_id)
