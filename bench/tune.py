@@ -1,11 +1,11 @@
-"""Choose the query defaults by measurement: model, localiser options, views and the decision threshold.
+"""Choose the query defaults by measurement: model, frame mask, localiser options, views and the threshold.
 
-Embeds the fixture benchmark once per model (cached as .npz: references as whole frames, queries as every
-view the product can search), then replays the product's own query path, ``workers.query.answer_query``,
-over an exact in-memory index (``workers.stores.memory.MemoryLibrary``) for a grid of settings: every
-``TemporalNetwork`` option the product has (``split_jump`` and ``merge_gap`` included) and the query's
-``crop_grid``. Prints segment F1 (VCSL micro), video-level precision/recall and, per setting, the score gap
-between true and false matches.
+Embeds the fixture benchmark once per model, with and without the low-information frame mask (cached as
+.npz: references as whole frames, queries as every view the product can search), then replays the
+product's own query path, ``workers.query.answer_query``, over an exact in-memory index
+(``workers.stores.memory.MemoryLibrary``) for a grid of settings: every ``TemporalNetwork`` option the
+product has (``split_jump`` and ``merge_gap`` included) and the query's ``crop_grid``. Prints segment F1
+(VCSL micro), video-level precision/recall and, per setting, the score gap between true and false matches.
 
     python -m bench.tune [--fixtures DIR] [--models sscd_distilled,sscd] [--quick]
 """
@@ -37,15 +37,19 @@ MAX_GRID = 2
 """Queries are embedded with tiles of this grid; ``crop_grid`` 1 uses their whole-frame view only."""
 
 
-def embed_set(gt: dict[str, Any], model: str, cache: Path) -> dict[str, np.ndarray]:
-    """Features keyed by name: references [T, D], queries [1 + MAX_GRID², T, D]; cached per model."""
-    path = cache / f"features_v{gt['version']}_{model}_views{MAX_GRID}.npz"
+def embed_set(gt: dict[str, Any], model: str, cache: Path, mask: bool) -> dict[str, np.ndarray]:
+    """Features keyed by name: references [T, D], queries [1 + MAX_GRID², T, D], uninformative views zeroed
+    when ``mask`` (the product's ``FrameFilter``); cached per fixture version, model and mask."""
+    path = cache / f"features_v{gt['version']}_{model}_views{MAX_GRID}{'_masked' if mask else ''}.npz"
     if path.exists():
         with np.load(path) as data:
             return {k: data[k] for k in data.files}
     embedder = create_embedder(model, device="cpu")
-    feats = {e["name"]: embed_video(Path(e["path"]), embedder).features for e in gt["references"]}
-    feats |= {e["name"]: embed_video(Path(e["path"]), embedder, crop_grid=MAX_GRID).views for e in gt["queries"]}
+    frame_filter = replace(Settings().frame_filter(), enabled=mask)
+    feats = {e["name"]: embed_video(Path(e["path"]), embedder, frame_filter=frame_filter).features
+             for e in gt["references"]}
+    feats |= {e["name"]: embed_video(Path(e["path"]), embedder, crop_grid=MAX_GRID, frame_filter=frame_filter).views
+              for e in gt["queries"]}
     cache.mkdir(parents=True, exist_ok=True)
     np.savez(path, **feats)
     return feats
@@ -87,25 +91,28 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--models", default="sscd_distilled,sscd")
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--out", type=Path, default=None, help="write every row as JSON lines")
+    parser.add_argument("--defaults-only", action="store_true", help="the product's defaults alone, mask on and off")
     args = parser.parse_args(argv)
     gt_path = build_fixtures(CLIPS, args.fixtures, quick=args.quick)
     gt = load_ground_truth(gt_path)
     grid = {"crop_grid": [1, MAX_GRID], "trim": [True, False], "merge_gap": [None, 2], "split_jump": [None, 3],
             "min_length": [1, 3], "min_sim": [0.2, 0.3], "tn_top_k": [5, 10]}
     defaults = Settings()
+    if args.defaults_only:
+        grid = {"crop_grid": [defaults.query.crop_grid]}
     rows = []
-    for model in args.models.split(","):
+    for model, mask in itertools.product(args.models.split(","), (True, False)):
         started = time.perf_counter()
-        feats = embed_set(gt, model, args.fixtures / "cache")
-        print(f"{model}: features ready in {time.perf_counter() - started:.1f} s")
+        feats = embed_set(gt, model, args.fixtures / "cache", mask)
+        print(f"{model} (mask {mask}): features ready in {time.perf_counter() - started:.1f} s")
         for values in itertools.product(*grid.values()):
             setting = dict(zip(grid, values, strict=True))
             crop_grid = setting.pop("crop_grid")
             tn = replace(TemporalNetwork(**defaults.localise.model_dump()), device="cpu", **setting)
             raw = predict(gt, feats, tn, replace(QueryParams(crop_grid=crop_grid), top_k=defaults.select.top_k))
             low_true, high_false = separation(gt, raw)
-            for threshold in (0.0, 0.25, 0.35, 0.5):
-                rows.append({"model": model, "crop_grid": crop_grid, **setting, "threshold": threshold,
+            for threshold in sorted({0.0, 0.25, defaults.query.min_score, 0.5}):
+                rows.append({"model": model, "mask": mask, "crop_grid": crop_grid, **setting, "threshold": threshold,
                              "min_true": round(low_true, 3), "max_false": round(high_false, 3),
                              **{k: round(v, 4) for k, v in evaluate(gt, raw, threshold).items()}})
     if args.out:

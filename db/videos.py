@@ -70,6 +70,15 @@ def claim_for_ingest(session: Session, video_id: str, *, model: str, dim: int, r
     return video
 
 
+def mark_embedding(session: Session, video_id: str) -> bool:
+    """Frames of the run are being embedded; False when the row is gone."""
+    video = session.get(Video, video_id)
+    if video is None:
+        return False
+    video.status = VideoStatus.EMBEDDING
+    return True
+
+
 def lock_video(session: Session, video_id: str) -> Video | None:
     """The row under the video's lock (held until commit), which ingest and removal both take."""
     advisory_lock(session, f"video:{video_id}")

@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 
 from db import jobs, videos
 from db.failures import mark_failed
-from db.models import Failable, QueryJob, Video, VideoStatus
+from db.models import Failable, QueryJob, Video
 from db.session import session_scope
 from tasks import resources
 from workers.errors import ConfigError, CopycatError, InputError, TransientError
@@ -133,9 +133,10 @@ class VideoTask(RecordedTask):
             return video
 
     def embedding(self, video_id: str) -> None:
-        """Frames are flowing: ``embedding`` (the first progress report of a run)."""
+        """Frames are flowing: ``embedding`` (the first progress report of a run); a row deleted meanwhile is
+        left alone (the run's result is dropped when it tries to store it)."""
         with session() as s:
-            videos.set_status(s, video_id, VideoStatus.EMBEDDING)
+            videos.mark_embedding(s, video_id)
 
     def after_failure(self, object_id: str) -> None:
         try:

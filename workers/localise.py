@@ -400,8 +400,8 @@ def bounded_score(segment: Segment, fps: float, length_scale_s: float = LENGTH_S
     any length or speed. The second factor is the evidence of length: an exact copy of 3 s scores 0.63,
     6 s 0.86, 10 s 0.96, 20 s 1.00.
 
-    Measured on the fixture benchmark (``bench/mask_replay.py --bounded``, masked, ``min_length`` 1 and
-    ``top_k`` 10): true segments scored 0.41-1.00 (5th percentile 0.50; the lowest is picture-in-picture),
+    Measured on the fixture benchmark (masked, ``min_length`` 1 and ``top_k`` 10, as ``bench/tune.py``
+    replays it): true segments scored 0.41-1.00 (5th percentile 0.50; the lowest is picture-in-picture),
     false ones <= 0.22 apart from three 4-6 s segments (0.59-0.69) of repetitive footage matched at the
     wrong offset. Segment precision above each score: 0.92 at 0.2, 0.95 at 0.3-0.4, 0.96 at 0.5, 0.97 at
     0.6, 1.00 at 0.7 and above. As a video-level threshold on the best segment, 0.3-0.4 gave precision
