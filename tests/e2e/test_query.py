@@ -34,10 +34,14 @@ def full_fixtures(clips_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> 
 @pytest.mark.parametrize("milvus_uri", ["lite"], indirect=True)
 @pytest.mark.parametrize("crop_grid", [2, 1])
 def test_quick_set_end_to_end(services_env: dict[str, str], quick_fixtures: Path, crop_grid: int) -> None:
-    """With tiles (the default) every copy is found; with whole frames only, all but picture-in-picture."""
+    """With tiles (the default) every copy is found; with whole frames only, all but picture-in-picture.
+    No hard negative (black, title cards) matches anything; every score lies in [0, 1]."""
     report = run_evaluation(quick_fixtures, resources.current().settings.query_params({"crop_grid": crop_grid}))
-    assert report.segment["f1"] >= (0.93 if crop_grid > 1 else 0.85), report.segment
+    # bench.tune on this set: F1 0.962 with tiles, 0.948 without (both with video precision 1.0)
+    assert report.segment["f1"] >= (0.94 if crop_grid > 1 else 0.92), report.segment
     assert report.video["precision"] == 1.0, report.video
+    scores = [x["score"] for r in report.queries for m in r["matches"] for x in (m, *m["segments"])]
+    assert scores and all(0.0 <= score <= 1.0 for score in scores)
     gt = json.loads(quick_fixtures.read_text())
     by_query = {r["query"]: r for r in report.queries}
     for query in gt["queries"]:
@@ -66,10 +70,11 @@ def test_quick_set_end_to_end(services_env: dict[str, str], quick_fixtures: Path
 
 @pytest.mark.parametrize("milvus_uri", ["lite"], indirect=True)
 def test_full_benchmark_keeps_its_accuracy(services_env: dict[str, str], full_fixtures: Path) -> None:
+    """bench.tune on this set (v2, 75 queries): F1 0.928, video precision 1.000, recall 0.986."""
     report = run_evaluation(full_fixtures, resources.current().settings.query_params())
-    assert report.segment["f1"] >= 0.96, report.segment
-    assert report.video == {"precision": 1.0, "recall": 1.0}, report.video
+    assert report.segment["f1"] >= 0.905, report.segment
+    assert report.video["precision"] == 1.0 and report.video["recall"] >= 0.96, report.video
     gt = json.loads(full_fixtures.read_text())
     unrelated = {q["name"] for q in gt["queries"] if not q["matches"]}
-    assert len(unrelated) >= 5
+    assert len(unrelated) >= 20 and len([q for q in gt["queries"] if q.get("hard_negative")]) >= 12
     assert all(r["matches"] == [] for r in report.queries if r["query"] in unrelated)
