@@ -81,9 +81,15 @@ class Video(Failable, Base):
     matrix_dtype: Mapped[str | None] = mapped_column(String(16))
     timings: Mapped[dict[str, Any]] = mapped_column(default=dict)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+    lease_owner: Mapped[str | None] = mapped_column(String(64), doc="task id of the run working on the video")
+    lease_until: Mapped[datetime | None] = mapped_column(doc="the run is presumed dead after this")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     indexed_at: Mapped[datetime | None] = mapped_column()
+
+    def fail(self, code: str, detail: str) -> None:
+        super().fail(code, detail)
+        self.lease_owner = self.lease_until = None
 
 
 class QueryJob(Failable, Base):

@@ -15,7 +15,8 @@ from db.session import advisory_lock
 from workers.types import VideoInfo
 
 VIDEO_NAMESPACE = uuid.UUID("5b0f6a1e-7c3d-4e8a-9a59-0c0b8f1d2c3e")
-IN_PROGRESS = (VideoStatus.PENDING, VideoStatus.DECODING, VideoStatus.EMBEDDING, VideoStatus.INDEXING)
+RUNNING = (VideoStatus.DECODING, VideoStatus.EMBEDDING, VideoStatus.INDEXING)
+IN_PROGRESS = (VideoStatus.PENDING, *RUNNING)
 # A fresh message for a video in these states is a duplicate (re-uploads and retries reset it to pending).
 DONE_WITH_EMBEDDING = (VideoStatus.INDEXING, VideoStatus.INDEXED, VideoStatus.FAILED)
 
@@ -45,8 +46,7 @@ def register_upload(session: Session, bucket: str, key: str, *, size: int | None
         session.flush()
         return video, True
     changed = bool(etag) and etag != video.etag
-    stuck = (stale_after is not None and video.status in IN_PROGRESS
-             and _aware(video.updated_at) < utcnow() - stale_after)
+    stuck = stale_after is not None and _stuck(video, stale_after)
     if force or changed or (retry_failed and video.status == VideoStatus.FAILED) or stuck:
         video.size, video.etag = size, etag
         _reset(video)
@@ -54,20 +54,41 @@ def register_upload(session: Session, bucket: str, key: str, *, size: int | None
     return video, False
 
 
-def claim_for_ingest(session: Session, video_id: str, *, model: str, dim: int, retrying: bool) -> Video | None:
-    """Start an ingest run (``decoding``, one more attempt); None when the row is gone or the message is a
-    duplicate of a run that already got past embedding (``retrying`` runs always proceed). A retry of a run
-    whose matrix is already stored stays ``indexing``: only the vectors are left to write."""
-    video = session.get(Video, video_id)
-    if video is None or (video.status in DONE_WITH_EMBEDDING and not retrying):
+def claim_for_ingest(session: Session, video_id: str, *, model: str, dim: int, retrying: bool, run_id: str,
+                     lease: timedelta) -> Video | None:
+    """Start an ingest run (``decoding``, one more attempt) holding the video's lease for ``lease``.
+
+    None when there is nothing to do: the row is gone, the message is a duplicate of a run that already got
+    past embedding (``retrying`` runs always proceed), or another run holds a live lease (a sweep re-queued
+    the video while it was being worked on). The same run (``run_id``: the task id, also when the broker
+    redelivers the message after its worker died) takes its lease over. A retry of a run whose matrix is
+    already stored stays ``indexing``: only the vectors are left to write.
+    """
+    video = session.get(Video, video_id, with_for_update=True)
+    same_run = video is not None and video.lease_owner == run_id
+    if video is None or (video.status in DONE_WITH_EMBEDDING and not (retrying or same_run)):
         return None
-    if retrying and video.status == VideoStatus.INDEXING and video.matrix_key:
+    now = utcnow()
+    if (video.status in RUNNING and video.lease_owner not in (None, run_id) and video.lease_until is not None
+            and _aware(video.lease_until) > now):
+        return None
+    video.lease_owner, video.lease_until = run_id, now + lease
+    if video.status == VideoStatus.INDEXING and video.matrix_key and (retrying or same_run):
         video.attempts += 1
         return video
     set_status(session, video_id, VideoStatus.DECODING, model=model, dim=dim, failure_code=None,
                failure_detail=None)
     video.attempts += 1
     return video
+
+
+def renew_lease(session: Session, video_id: str, run_id: str, lease: timedelta) -> bool:
+    """The run is alive: its lease lasts ``lease`` from now. False when the run no longer holds it."""
+    video = session.get(Video, video_id)
+    if video is None or video.lease_owner != run_id:
+        return False
+    video.lease_until = utcnow() + lease
+    return True
 
 
 def mark_embedding(session: Session, video_id: str) -> bool:
@@ -116,6 +137,7 @@ def set_status(session: Session, video_id: str, status: VideoStatus, **fields: A
         setattr(video, name, value)
     if status == VideoStatus.INDEXED:
         video.indexed_at = utcnow()
+        video.lease_owner = video.lease_until = None
     return video
 
 
@@ -169,6 +191,15 @@ def delete_video(session: Session, video_id: str) -> bool:
     return session.execute(delete(Video).where(Video.id == video_id)).rowcount > 0
 
 
+def _stuck(video: Video, stale_after: timedelta) -> bool:
+    """Whether a row in progress has lost its worker: a run's lease expired (renewed every few seconds
+    while it lives, whatever the video's length), or a row waited ``stale_after`` without being picked up."""
+    now = utcnow()
+    if video.status in RUNNING and video.lease_until is not None:
+        return _aware(video.lease_until) < now
+    return video.status in IN_PROGRESS and _aware(video.updated_at) < now - stale_after
+
+
 def _reset(video: Video) -> None:
     """Back to pending, stamped now: a row re-queued this way is not 'stuck' again until stale_after passes."""
     video.updated_at = utcnow()
@@ -176,6 +207,7 @@ def _reset(video: Video) -> None:
     video.failure_code = video.failure_detail = None
     video.timings = {}
     video.indexed_at = None
+    video.lease_owner = video.lease_until = None
 
 
 def _get(session: Session, video_id: str) -> Video:

@@ -13,8 +13,11 @@ Task bodies never write a status themselves: they call the lifecycle methods her
 from __future__ import annotations
 
 import logging
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import timedelta
 from typing import Any, ClassVar
 
 from celery import Task
@@ -125,12 +128,47 @@ class VideoTask(RecordedTask):
     row_type = Video
 
     def claim(self, video_id: str, model: str, dim: int) -> Video | None:
-        """Start a run (``decoding``); None when there is nothing to do (row gone, duplicate message)."""
+        """Start a run (``decoding``) holding the video's lease; None when there is nothing to do (row gone,
+        duplicate message, or another live run holds the lease)."""
         with session() as s:
-            video = videos.claim_for_ingest(s, video_id, model=model, dim=dim, retrying=bool(self.request.retries))
+            video = videos.claim_for_ingest(s, video_id, model=model, dim=dim, retrying=bool(self.request.retries),
+                                            run_id=self._run_id(), lease=self._lease())
             if video is None:
-                log.info("video %s is gone or past embedding; duplicate ingest message ignored", video_id)
+                log.info("video %s is gone, past embedding or in another live run; ingest message ignored",
+                         video_id)
             return video
+
+    @contextmanager
+    def leased(self, video_id: str) -> Iterator[None]:
+        """Renew the video's lease while the block runs (a thread, so downloads and long inserts count too):
+        if this process dies, the lease runs out and the next sweep queues the video again."""
+        stop = threading.Event()
+        period = self._lease().total_seconds() / 4
+        run_id, lease = self._run_id(), self._lease()
+
+        def heartbeat() -> None:
+            while not stop.wait(period):
+                try:
+                    with session() as s:
+                        if not videos.renew_lease(s, video_id, run_id, lease):
+                            return
+                except CopycatError as exc:  # the database is down: the run goes on, the lease may lapse
+                    log.warning("video %s: lease not renewed (%s)", video_id, exc)
+
+        thread = threading.Thread(target=heartbeat, name=f"lease-{video_id}", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join()
+
+    def _run_id(self) -> str:
+        """The run's identity: the task id, which a retry or a redelivery after a worker's death keeps."""
+        return str(self.request.id or "direct")
+
+    def _lease(self) -> timedelta:
+        return timedelta(seconds=resources.current().settings.broker.lease_s)
 
     def embedding(self, video_id: str) -> None:
         """Frames are flowing: ``embedding`` (the first progress report of a run); a row deleted meanwhile is

@@ -59,22 +59,23 @@ def embed_video(self: VideoTask, video_id: str) -> dict[str, Any]:
     video = self.claim(video_id, res.embedder.name, res.embedder.dim)
     if video is None:
         return {"video_id": video_id, "skipped": True}
-    if video.status == VideoStatus.INDEXING:  # a retry after the matrix was stored: only the vectors are left
-        features = load_matrix(res.objects, video.matrix_bucket, video.matrix_key).astype(np.float32)
-        return {"video_id": video_id, "frames": index_vectors(res, video_id, video.matrix_key, features)}
-    try:
-        embedded = embed(res, video.bucket, video.key, video.name, dns_on=dns.enabled(res.settings),
-                         progress=self.reporter(lambda: self.embedding(video_id), forward=progress_hook.get()))
-    except InputError:
-        if _superseded(video_id, video.etag):
-            log.info("video %s was replaced or deleted while a failing run read it; dropping the failure", video_id)
+    with self.leased(video_id):
+        if video.status == VideoStatus.INDEXING:  # a retry after the matrix was stored: only vectors are left
+            features = load_matrix(res.objects, video.matrix_bucket, video.matrix_key).astype(np.float32)
+            return {"video_id": video_id, "frames": index_vectors(res, video_id, video.matrix_key, features)}
+        try:
+            embedded = embed(res, video.bucket, video.key, video.name, dns_on=dns.enabled(res.settings),
+                             progress=self.reporter(lambda: self.embedding(video_id), forward=progress_hook.get()))
+        except InputError:
+            if _superseded(video_id, video.etag):
+                log.info("video %s was replaced or deleted while a failing run read it; failure dropped", video_id)
+                return {"video_id": video_id, "superseded": True}
+            raise
+        key = store_matrix(res, video_id, embedded)
+        if key is None:
             return {"video_id": video_id, "superseded": True}
-        raise
-    key = store_matrix(res, video_id, embedded)
-    if key is None:
-        return {"video_id": video_id, "superseded": True}
-    return {"video_id": video_id, "frames": index_vectors(res, video_id, key, embedded.video.features,
-                                                          embedded.video.dns, embedded.sha256)}
+        return {"video_id": video_id, "frames": index_vectors(res, video_id, key, embedded.video.features,
+                                                              embedded.video.dns, embedded.sha256)}
 
 
 def embed(res: resources.Resources, bucket: str, key: str, name: str, *, crop_grid: int = 1, dns_on: bool = False,

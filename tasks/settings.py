@@ -35,6 +35,8 @@ class BrokerSettings(BaseModel):
     url: str = Field("", description="Celery broker, e.g. redis://127.0.0.1:6379/0; empty runs tasks in-process")
     result_backend: str = Field("", description="Celery result backend; empty uses the broker URL")
     task_time_limit_s: int = Field(3600, ge=10, description="hard limit for one task")
+    lease_s: int = Field(120, ge=10, description="a video whose ingest run has not renewed its lease for this"
+                         " long (its worker died) is queued again by the next sweep")
     max_retries: int = Field(5, ge=0, description="retries for transient faults (S3, Milvus, DB down)")
     retry_backoff_max_s: int = Field(300, ge=1, description="cap of the exponential retry delay")
     prefetch_multiplier: int = Field(1, ge=1, description="tasks a worker process reserves ahead")

@@ -1,0 +1,25 @@
+"""videos.lease_owner / lease_until: the run working on a video, renewed while it lives
+
+Revision ID: 0004
+Revises: 0003
+"""
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0004"
+down_revision = "0003"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("videos") as batch:
+        batch.add_column(sa.Column("lease_owner", sa.String(length=64), nullable=True))
+        batch.add_column(sa.Column("lease_until", sa.DateTime(timezone=True), nullable=True))
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("videos") as batch:
+        batch.drop_column("lease_until")
+        batch.drop_column("lease_owner")

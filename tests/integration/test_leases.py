@@ -1,0 +1,100 @@
+"""Leases on ingest runs: a dead worker's video is queued again within a lease, whatever its length."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from db import videos
+from db.models import utcnow
+from db.session import session_scope
+from tasks import resources
+
+LEASE = timedelta(seconds=120)
+WAITING = timedelta(hours=2)  # how long a pending row may wait in the queue before a sweep queues it again
+
+
+def register(session, etag: str = "v1") -> tuple[videos.Video, bool]:  # noqa: ANN001
+    return videos.register_upload(session, "uploads", "long.mp4", size=1, etag=etag, stale_after=WAITING)
+
+
+def claim(session, run_id: str, lease: timedelta = LEASE) -> videos.Video | None:  # noqa: ANN001
+    return videos.claim_for_ingest(session, videos.video_id_for("uploads", "long.mp4"), model="m", dim=4,
+                                   retrying=False, run_id=run_id, lease=lease)
+
+
+def test_a_live_run_keeps_its_video_and_a_dead_one_loses_it_within_a_lease(copycat_env: Path) -> None:
+    engine = resources.current().engine
+    with session_scope(engine) as s:
+        video, queued = register(s)
+        video_id = video.id
+        assert queued
+    with session_scope(engine) as s:
+        assert claim(s, "run-a").status == "decoding"
+    with session_scope(engine) as s:  # a sweep while run A is alive: nothing to do
+        assert register(s) == (videos.get_video(s, video_id), False)
+    with session_scope(engine) as s:  # a duplicate message while run A is alive: ignored
+        assert claim(s, "run-b") is None
+    with session_scope(engine) as s:  # run A's own redelivery (its worker died) takes the lease over
+        assert claim(s, "run-a") is not None and videos.renew_lease(s, video_id, "run-a", LEASE)
+        assert not videos.renew_lease(s, video_id, "run-b", LEASE)
+
+    with session_scope(engine) as s:  # run A dies: its heartbeat stops, the lease runs out
+        videos.get_video(s, video_id).lease_until = utcnow() - timedelta(seconds=1)
+    with session_scope(engine) as s:  # the next sweep queues the video again, long before WAITING
+        video, queued = register(s)
+        assert queued and video.status == "pending" and video.lease_owner is None
+    with session_scope(engine) as s:
+        assert claim(s, "run-b").lease_owner == "run-b"
+    with session_scope(engine) as s:  # run A, if it comes back, cannot renew a lease it lost
+        assert not videos.renew_lease(s, video_id, "run-a", LEASE)
+
+
+def test_an_indexed_or_failed_video_holds_no_lease(copycat_env: Path) -> None:
+    engine = resources.current().engine
+    with session_scope(engine) as s:
+        video_id = register(s)[0].id
+    with session_scope(engine) as s:
+        claim(s, "run-a")
+        videos.set_status(s, video_id, videos.VideoStatus.INDEXED)
+    with session_scope(engine) as s:
+        assert videos.get_video(s, video_id).lease_owner is None
+        assert claim(s, "run-a") is None  # a late redelivery of a finished run does nothing
+        videos.get_video(s, video_id).fail("corrupt", "x")
+        assert videos.get_video(s, video_id).lease_until is None
+
+
+def test_the_heartbeat_renews_the_lease_while_the_run_works(copycat_env: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """``VideoTask.leased`` renews every quarter lease in a thread (downloads and long inserts included)."""
+    from tasks.ingest import embed_video
+    from tests.conftest import use_fresh_resources, wait_until
+
+    monkeypatch.setenv("COPYCAT_BROKER__LEASE_S", "10")
+    use_fresh_resources()
+    engine = resources.current().engine
+    with session_scope(engine) as s:
+        video_id = register(s)[0].id
+    with session_scope(engine) as s:
+        claim(s, "direct", timedelta(seconds=10))  # the run id of a task called outside a worker
+    with session_scope(engine) as s:
+        first = videos.get_video(s, video_id).lease_until  # as the database gives it back
+
+    def renewed() -> bool:
+        with session_scope(engine) as s:
+            return videos.get_video(s, video_id).lease_until > first
+
+    with embed_video.leased(video_id):
+        wait_until(renewed, timeout=60, interval=0.5, what="a renewed lease")
+
+
+@pytest.mark.services
+def test_an_ingested_video_ends_without_a_lease(copycat_env: Path, clips_dir: Path) -> None:
+    from cli.client import ingest_file
+
+    video_id = ingest_file(clips_dir / "clip08_flower.webm", "flower.webm")
+    with session_scope(resources.current().engine) as s:
+        video = videos.get_video(s, video_id)
+        assert video.status == "indexed" and video.lease_owner is None and video.lease_until is None
