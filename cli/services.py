@@ -83,10 +83,8 @@ class ManagedProcess:
         if self.process is None or self.process.poll() is not None:
             return
         os.killpg(self.process.pid, self.stop_signal)
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            pass
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.process.pid, signal.SIGKILL)
         self.process.wait(5)

@@ -18,8 +18,15 @@ from pathlib import Path
 
 import pytest
 
-from cli.services import (free_port, milvus_lite_server, milvus_standalone, port_open, seaweed_s3, venv_binary,
-                          wait_for_milvus)
+from cli.services import (
+    free_port,
+    milvus_lite_server,
+    milvus_standalone,
+    port_open,
+    seaweed_s3,
+    venv_binary,
+    wait_for_milvus,
+)
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 CLIPS = SHARED / "data" / "clips"

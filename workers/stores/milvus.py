@@ -4,23 +4,72 @@ A collection belongs to one model. It records the model and dimension that built
 properties) and refuses vectors from any other. ``uri`` is a Milvus server (``http://host:19530``) or a
 Milvus Lite file; Milvus Lite lets one process open a file, and several worker processes share it through
 ``milvus-lite server`` and its URL.
+
+Servers differ by version (2.3 to 2.6 are supported): ``milvus_features`` turns the version a server reports
+into what it can do, and collections are created accordingly (the VARCHAR scalar index is ``Trie`` on 2.3,
+``INVERTED`` from 2.4). Older servers are refused with ``UnsupportedMilvusVersion``.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 
-from workers.errors import ModelMismatch, VectorStoreUnavailable
+from workers.errors import ModelMismatch, UnsupportedMilvusVersion, VectorStoreUnavailable
 
 log = logging.getLogger(__name__)
 
 MODEL_PROPERTY = "copycat.model"
 DIM_PROPERTY = "copycat.dim"
 VIDEO_ID_MAX = 64
+LITE_PREFIX = "milvus_lite"  # Milvus Lite answers get_server_version() with e.g. "milvus_lite-3.2.2"
+OLDEST_SUPPORTED = (2, 3)
+
+
+@dataclass(frozen=True)
+class MilvusFeatures:
+    """What one Milvus server can do, read from the version it reports (measured on 2.3.5 and Lite 3.2.2)."""
+
+    version: str  # as reported: "v2.3.5-lite" (the PyPI standalone server), "v2.4.13", "milvus_lite-3.2.2"
+    lite: bool  # the embedded Milvus Lite engine: searches unsealed rows slowly, so flush before searching
+    varchar_index: str  # scalar index for VARCHAR filter fields: "Trie" on 2.3, "INVERTED" from 2.4 and Lite
+    upsert: bool  # insert-or-replace by primary key (2.3)
+    delete_by_expression: bool  # delete with any boolean filter, not only "pk in [...]" (2.3)
+    grouping_search: bool  # search(group_by_field=...): 2.4 and Lite; 2.3.5 silently ignores the parameter
+    float16_vectors: bool  # FLOAT16_VECTOR fields: 2.4; 2.3.5 accepts the type but searches return ~0 scores
+
+    @property
+    def supported(self) -> bool:
+        """Copycat writes with upsert and removes frames by expression, so it needs both."""
+        return self.upsert and self.delete_by_expression
+
+
+def milvus_features(version: str) -> MilvusFeatures:
+    """Features of the server that reports ``version``; refuses one older than 2.3 or one it cannot read.
+
+    Versions newer than the newest known (2.6) are assumed to keep every feature.
+    """
+    if version.startswith(LITE_PREFIX):
+        return MilvusFeatures(version, lite=True, varchar_index="INVERTED", upsert=True, delete_by_expression=True,
+                              grouping_search=True, float16_vectors=False)
+    match = re.search(r"(\d+)\.(\d+)", version)
+    if match is None:
+        raise UnsupportedMilvusVersion(f"cannot read the Milvus version {version!r}; Copycat supports Milvus "
+                                       "2.3 to 2.6 and Milvus Lite")
+    release = (int(match.group(1)), int(match.group(2)))
+    features = MilvusFeatures(version, lite=False, varchar_index="INVERTED" if release >= (2, 4) else "Trie",
+                              upsert=release >= (2, 3), delete_by_expression=release >= (2, 3),
+                              grouping_search=release >= (2, 4), float16_vectors=release >= (2, 4))
+    if not features.supported:
+        oldest = ".".join(map(str, OLDEST_SUPPORTED))
+        raise UnsupportedMilvusVersion(f"Milvus {version} is too old: Copycat needs Milvus {oldest} or newer "
+                                       "(upsert and delete by expression); upgrade the server or use Milvus Lite")
+    return features
 
 
 class MilvusCollection:
@@ -28,17 +77,18 @@ class MilvusCollection:
 
     def __init__(self, uri: str, model: str, dim: int, *, token: str = "", prefix: str = "copycat_frames",
                  index_type: str = "HNSW", hnsw_m: int = 16, hnsw_ef_construction: int = 200,
-                 search_ef: int = 128) -> None:
+                 search_ef: int = 128, consistency: str = "Strong") -> None:
         self.uri = uri
         self.model = model
         self.dim = dim
         self.collection = collection_name(prefix, model)
         self.index_type = index_type
         self.hnsw_m, self.hnsw_ef_construction, self.search_ef = hnsw_m, hnsw_ef_construction, search_ef
+        self.consistency = consistency
         self._token = token
         self._client = None
         self._ready = False
-        self._lite = False
+        self._features: MilvusFeatures | None = None
 
     @property
     def client(self):  # noqa: ANN201 - pymilvus.MilvusClient, imported lazily
@@ -53,6 +103,19 @@ class MilvusCollection:
             self._client.close()
             self._client = None
             self._ready = False
+            self._features = None
+
+    @property
+    def features(self) -> MilvusFeatures:
+        """What the connected server can do (asked once per connection)."""
+        if self._features is None:
+            version = str(call(self.client.get_server_version, "get_server_version"))
+            try:
+                self._features = milvus_features(version)
+            except UnsupportedMilvusVersion as exc:
+                raise UnsupportedMilvusVersion(f"{self.uri}: {exc}") from None
+            log.info("Milvus at %s is %s", self.uri, version)
+        return self._features
 
     def exists(self) -> bool:
         """Whether the collection has been created (without creating it)."""
@@ -63,13 +126,23 @@ class MilvusCollection:
         if self._ready:
             return
         client = self.client
+        features = self.features
         if call(lambda: client.has_collection(self.collection), "has_collection"):
             self._check_model(call(lambda: client.describe_collection(self.collection), "describe_collection"))
         else:
-            self._create()
+            self._create(features)
         call(lambda: client.load_collection(self.collection), "load_collection")
-        self._lite = str(call(client.get_server_version, "get_server_version")).startswith("milvus_lite")
         self._ready = True
+
+    @property
+    def read_options(self) -> dict[str, str]:
+        """Options of every read (search, query, get).
+
+        A Milvus server's default, Bounded, hides writes of the last few seconds: on 2.3.5 a count right after
+        a delete still saw the deleted rows. Strong reads see every finished write, at ~0.2-0.4 s per call on
+        2.3.5 (the wait for the next time tick); Milvus Lite is always up to date.
+        """
+        return {"consistency_level": self.consistency}
 
     def search_params(self, limit: int) -> dict:
         return {"metric_type": "IP", "params": {"ef": max(self.search_ef, limit), "nprobe": 32}}
@@ -78,10 +151,10 @@ class MilvusCollection:
         """Declare the collection's fields; every collection has a float vector field named ``embedding``."""
         raise NotImplementedError
 
-    def _add_indexes(self, index) -> None:  # noqa: ANN001 - pymilvus IndexParams
-        """Scalar indexes beyond the vector index (none by default)."""
+    def _add_indexes(self, index, features: MilvusFeatures) -> None:  # noqa: ANN001 - pymilvus IndexParams
+        """Scalar indexes beyond the vector index (none by default), of the types ``features`` offers."""
 
-    def _create(self) -> None:
+    def _create(self, features: MilvusFeatures) -> None:
         from pymilvus import DataType
 
         client = self.client
@@ -91,16 +164,17 @@ class MilvusCollection:
         index = client.prepare_index_params()
         params = {"M": self.hnsw_m, "efConstruction": self.hnsw_ef_construction} if self.index_type == "HNSW" else {}
         index.add_index(field_name="embedding", index_type=self.index_type, metric_type="IP", params=params)
-        self._add_indexes(index)
+        self._add_indexes(index, features)
         properties = {MODEL_PROPERTY: self.model, DIM_PROPERTY: str(self.dim)}
         try:
             call(lambda: client.create_collection(self.collection, schema=schema, index_params=index,
-                                                  properties=properties), "create_collection")
+                                                  properties=properties, consistency_level=self.consistency),
+                 "create_collection")
         except VectorStoreUnavailable:
             if not client.has_collection(self.collection):  # not a lost race with another worker
                 raise
-        log.info("created Milvus collection %s for model %s (dim %d, %s)", self.collection, self.model, self.dim,
-                 self.index_type)
+        log.info("created Milvus collection %s for model %s (dim %d, %s) on Milvus %s", self.collection, self.model,
+                 self.dim, self.index_type, features.version)
 
     def _check_model(self, description: dict) -> None:
         props = description.get("properties") or {}
