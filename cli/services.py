@@ -136,6 +136,12 @@ def milvus_lite_server(data_dir: Path, *, port: int) -> ManagedProcess:
 MILVUS_STANDALONE_PORT = 19530  # the proxy's port inside the server's own network namespace
 
 
+def private_network_works() -> bool:
+    """Whether this process may start a server in a private network namespace (root or user namespaces)."""
+    check = [sys.executable, str(Path(__file__).with_name("netns.py")), "--host-port", "0", "--port", "1", "--", "true"]
+    return subprocess.run(check, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode == 0
+
+
 def milvus_standalone(data_dir: Path, *, port: int) -> ManagedProcess:
     """Milvus standalone 2.3 (PyPI ``milvus``: embedded etcd, local storage), served on 127.0.0.1:``port``.
 

@@ -23,6 +23,7 @@ from cli.services import (
     milvus_lite_server,
     milvus_standalone,
     port_open,
+    private_network_works,
     seaweed_s3,
     venv_binary,
     wait_for_milvus,
@@ -159,6 +160,7 @@ def milvus_standalone_server(tmp_path_factory: pytest.TempPathFactory) -> Iterat
         venv_binary("milvus-server")
     except FileNotFoundError:
         require(False, "milvus-server (PyPI package milvus, dev extra)")
+    require(private_network_works(), "a private network namespace (root or user namespaces) for Milvus standalone")
     port = free_port()
     server = milvus_standalone(tmp_path_factory.mktemp("milvus-standalone"), port=port)
     server.start()
