@@ -1,4 +1,4 @@
-"""Ingest against the real services: SeaweedFS S3, PostgreSQL, Milvus Lite (file and server), Celery."""
+"""Ingest against the real services: SeaweedFS S3, PostgreSQL, Milvus (Lite file, Lite server, standalone), Celery."""
 
 from __future__ import annotations
 
@@ -118,6 +118,18 @@ def test_deleted_object_is_forgotten(services_env: dict[str, str], clips_dir: Pa
     assert set(rows_by_name()) == {"clip01_chaplin.mp4"}
     assert context.vectors().count(gone.id) == 0
     assert context.objects().stat(gone.matrix_bucket, gone.matrix_key) is None
+
+
+def test_the_collection_gets_the_indexes_its_server_offers(services_env: dict[str, str],
+                                                           request: pytest.FixtureRequest) -> None:
+    """Milvus 2.3 (standalone) has no INVERTED scalar index, so video ids get a Trie; Milvus Lite has INVERTED."""
+    backend = request.node.callspec.params["milvus_uri"]
+    index = context.vectors()
+    index.ensure_collection()
+    assert index.features.lite == (backend != "standalone")
+    expected = "Trie" if backend == "standalone" else "INVERTED"
+    assert index.client.describe_index(index.collection, "video_id")["index_type"] == expected
+    assert index.client.describe_index(index.collection, "embedding")["index_type"] == "HNSW"
 
 
 def test_model_mismatch_is_refused(services_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:

@@ -6,6 +6,7 @@ import pytest
 
 from workers.errors import ConfigError, UnsupportedMilvusVersion
 from workers.stores.milvus import milvus_features
+from workers.stores.vectors import VectorIndex
 
 
 def test_milvus_2_3_uses_trie_and_no_grouping() -> None:
@@ -49,3 +50,13 @@ def test_versions_before_2_3_are_refused_by_name(version: str) -> None:
 def test_an_unreadable_version_is_refused() -> None:
     with pytest.raises(UnsupportedMilvusVersion, match="cannot read the Milvus version 'nightly'"):
         milvus_features("nightly")
+
+
+@pytest.mark.parametrize(("index_type", "params"), [("HNSW", {"M": 24, "efConstruction": 300}),
+                                                    ("IVF_FLAT", {"nlist": 512}), ("IVF_SQ8", {"nlist": 512}),
+                                                    ("FLAT", {})])
+def test_vector_index_parameters(index_type: str, params: dict[str, int]) -> None:
+    """IVF indexes need a cluster count: Milvus 2.3 refuses one without ("nlist out of range")."""
+    index = VectorIndex("unused.db", "m", 8, index_type=index_type, hnsw_m=24, hnsw_ef_construction=300,
+                        ivf_nlist=512)
+    assert index.index_params() == params

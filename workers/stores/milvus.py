@@ -77,13 +77,14 @@ class MilvusCollection:
 
     def __init__(self, uri: str, model: str, dim: int, *, token: str = "", prefix: str = "copycat_frames",
                  index_type: str = "HNSW", hnsw_m: int = 16, hnsw_ef_construction: int = 200,
-                 search_ef: int = 128, consistency: str = "Strong") -> None:
+                 search_ef: int = 128, ivf_nlist: int = 1024, consistency: str = "Strong") -> None:
         self.uri = uri
         self.model = model
         self.dim = dim
         self.collection = collection_name(prefix, model)
         self.index_type = index_type
         self.hnsw_m, self.hnsw_ef_construction, self.search_ef = hnsw_m, hnsw_ef_construction, search_ef
+        self.ivf_nlist = ivf_nlist
         self.consistency = consistency
         self._token = token
         self._client = None
@@ -144,6 +145,14 @@ class MilvusCollection:
         """
         return {"consistency_level": self.consistency}
 
+    def index_params(self) -> dict[str, int]:
+        """Build parameters of the vector index; IVF has no default cluster count on 2.3 ("nlist out of range")."""
+        if self.index_type == "HNSW":
+            return {"M": self.hnsw_m, "efConstruction": self.hnsw_ef_construction}
+        if self.index_type in ("IVF_FLAT", "IVF_SQ8"):
+            return {"nlist": self.ivf_nlist}
+        return {}
+
     def search_params(self, limit: int) -> dict:
         return {"metric_type": "IP", "params": {"ef": max(self.search_ef, limit), "nprobe": 32}}
 
@@ -162,8 +171,8 @@ class MilvusCollection:
         self._add_fields(schema, DataType)
         schema.add_field("embedding", DataType.FLOAT_VECTOR, dim=self.dim)
         index = client.prepare_index_params()
-        params = {"M": self.hnsw_m, "efConstruction": self.hnsw_ef_construction} if self.index_type == "HNSW" else {}
-        index.add_index(field_name="embedding", index_type=self.index_type, metric_type="IP", params=params)
+        index.add_index(field_name="embedding", index_type=self.index_type, metric_type="IP",
+                        params=self.index_params())
         self._add_indexes(index, features)
         properties = {MODEL_PROPERTY: self.model, DIM_PROPERTY: str(self.dim)}
         try:
