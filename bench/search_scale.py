@@ -18,7 +18,7 @@ the server's RSS growth over idle per hour of video at 1 fps (an upper bound: it
 Searches use Bounded consistency, so the times
 are the index's own; the product's path (Strong reads, batched calls) is timed once, on the default index.
 
-    python -m bench.search_scale [--sizes 100000] [--uri http://127.0.0.1:19530] [--work DIR] [--pq]
+    python -m bench.search_scale [--sizes 100000] [--uri http://127.0.0.1:19530] [--work DIR] [--pq] [--default-only]
 
 Without ``--uri`` it starts Milvus standalone (PyPI ``milvus``) under ``--work`` and stops it afterwards.
 """
@@ -67,10 +67,12 @@ class IndexConfig:
 DEFAULT = IndexConfig("HNSW", {"M": 16, "efConstruction": 200}, [{"ef": 64}, {"ef": 128}, {"ef": 256}])
 
 
-def configs(size: int, with_pq: bool) -> list[IndexConfig]:
+def configs(size: int, with_pq: bool, only_default: bool) -> list[IndexConfig]:
     """The indexes to compare; HNSW M=8 (recall@64 0.79-0.87 at 20k) is left out."""
     nlist = int(2 ** round(math.log2(4 * math.sqrt(size))))  # the usual 4 * sqrt(N), as a power of two
     probes = [{"nprobe": 16}, {"nprobe": 64}]
+    if only_default:
+        return [DEFAULT]
     chosen = [
         IndexConfig("FLAT", {}, [{}]),
         DEFAULT,
@@ -187,16 +189,17 @@ def search(index: VectorIndex, queries: np.ndarray, params: dict[str, int], leve
 
 
 def product_path(index: VectorIndex, queries: np.ndarray, repeats: int) -> None:
-    """The product's own search (``VectorIndex.search``: Strong reads, ``search_batch`` vectors per call)."""
-    for batch in (256, 1024):
-        index.search_batch = batch
-        seconds = []
-        for _ in range(repeats):
-            tick = time.perf_counter()
-            index.search(queries, LIMIT)
-            seconds.append(time.perf_counter() - tick)
-        print(f"  VectorIndex.search of the {queries.shape[0]} real query vectors (Strong, ef {index.search_ef}, "
-              f"{batch} per call): {statistics.median(seconds):.3f} s")
+    """The product's own search (``VectorIndex.search``, ``search_batch`` vectors per call) at both consistencies."""
+    for consistency in ("Bounded", "Strong"):
+        for batch in (256, 1024):
+            index.search_batch, index.search_consistency = batch, consistency
+            seconds = []
+            for _ in range(repeats):
+                tick = time.perf_counter()
+                index.search(queries, LIMIT)
+                seconds.append(time.perf_counter() - tick)
+            print(f"  VectorIndex.search of the {queries.shape[0]} real query vectors ({consistency}, ef "
+                  f"{index.search_ef}, {batch} per call): {statistics.median(seconds):.3f} s")
 
 
 class BenchIndex(VectorIndex):
@@ -207,7 +210,8 @@ class BenchIndex(VectorIndex):
         schema.add_field("row", data_type.INT64)
 
 
-def run(sizes: list[int], uri: str | None, work: Path, real_fps: float, repeats: int, with_pq: bool) -> None:
+def run(sizes: list[int], uri: str | None, work: Path, real_fps: float, repeats: int, with_pq: bool,
+        only_default: bool) -> None:
     work.mkdir(parents=True, exist_ok=True)
     real, real_whole, real_tiles = real_descriptors(work, real_fps)
     server = None
@@ -223,14 +227,16 @@ def run(sizes: list[int], uri: str | None, work: Path, real_fps: float, repeats:
         idle_rss = milvus_rss_mb(server)
         print(f"Milvus at {uri}; idle RSS {idle_rss:.0f} MB (0: not started here)")
         for size in sizes:
-            run_size(size, uri, server, idle_rss, real, real_fps, real_whole, real_tiles, repeats, with_pq)
+            run_size(size, uri, server, idle_rss, real, real_fps, real_whole, real_tiles, repeats, with_pq,
+                     only_default)
     finally:
         if server is not None:
             server.stop()
 
 
 def run_size(size: int, uri: str, server: ManagedProcess | None, idle_rss: float, real: dict[str, np.ndarray],
-             real_fps: float, real_whole: np.ndarray, real_tiles: np.ndarray, repeats: int, with_pq: bool) -> None:
+             real_fps: float, real_whole: np.ndarray, real_tiles: np.ndarray, repeats: int, with_pq: bool,
+             only_default: bool) -> None:
     rng = np.random.default_rng(size)
     synthetic, sources = synthetic_library(size - sum(m.shape[0] for m in real.values()), rng)
     names = list(real) + [f"synthetic-{i:05d}" for i in range(len(synthetic))]
@@ -267,7 +273,7 @@ def run_size(size: int, uri: str, server: ManagedProcess | None, idle_rss: float
 
     print(f"{'index':34} {'build s':>7} {'load s':>6} {'RSS MB':>6} {'MB/h':>5} {'rec@64':>6} {'tiles':>5} "
           f"{'cand':>5} {'true':>5} {'60 q s':>6} {'300 q s':>7}")
-    for config in configs(library.shape[0], with_pq):
+    for config in configs(library.shape[0], with_pq, only_default):
         index.client.release_collection(index.collection)
         index.client.drop_index(index.collection, "embedding")
         params = index.client.prepare_index_params()
@@ -320,9 +326,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--real-fps", type=float, default=4.0)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--pq", action="store_true", help="also IVF_PQ (builds for minutes on 2 cores)")
+    parser.add_argument("--default-only", action="store_true", help="only the default index (HNSW M=16)")
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # a timeout still stops the server it started
-    run([int(s) for s in args.sizes.split(",")], args.uri, args.work, args.real_fps, args.repeats, args.pq)
+    run([int(s) for s in args.sizes.split(",")], args.uri, args.work, args.real_fps, args.repeats, args.pq,
+        args.default_only)
 
 
 if __name__ == "__main__":

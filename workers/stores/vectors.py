@@ -80,7 +80,7 @@ class VectorIndex(MilvusCollection):
             results = call(
                 lambda batch=batch: self.client.search(
                     self.collection, data=batch.tolist(), limit=limit, output_fields=["video_id", "frame"],
-                    search_params=self.search_params(limit), **self.read_options,
+                    search_params=self.search_params(limit), **self.search_options,
                 ),
                 "search",
             )

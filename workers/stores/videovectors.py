@@ -75,7 +75,7 @@ class VideoVectorIndex(MilvusCollection):
         self.ensure_collection()
         results = call(lambda: self.client.search(self.collection, data=[vector.tolist()], limit=limit,
                                                   output_fields=["video_id"], search_params=self.search_params(limit),
-                                                  **self.read_options),
+                                                  **self.search_options),
                        "search")
         hits = results[0] if results else []
         return VideoHits([hit["entity"]["video_id"] for hit in hits],
