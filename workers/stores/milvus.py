@@ -133,6 +133,7 @@ class MilvusCollection:
             self._check_model(call(lambda: client.describe_collection(self.collection), "describe_collection"))
         else:
             self._create(features)
+        self._ensure_indexes(features)
         call(lambda: client.load_collection(self.collection), "load_collection")
         self._ready = True
 
@@ -181,20 +182,36 @@ class MilvusCollection:
         schema = client.create_schema(auto_id=False, enable_dynamic_field=False)
         self._add_fields(schema, DataType)
         schema.add_field("embedding", DataType.FLOAT_VECTOR, dim=self.dim)
-        index = client.prepare_index_params()
-        index.add_index(field_name="embedding", index_type=self.index_type, metric_type="IP",
-                        params=self.index_params())
-        self._add_indexes(index, features)
         properties = {MODEL_PROPERTY: self.model, DIM_PROPERTY: str(self.dim)}
         try:
-            call(lambda: client.create_collection(self.collection, schema=schema, index_params=index,
-                                                  properties=properties, consistency_level=self.consistency),
-                 "create_collection")
+            call(lambda: client.create_collection(self.collection, schema=schema, properties=properties,
+                                                  consistency_level=self.consistency), "create_collection")
         except VectorStoreUnavailable:
             if not client.has_collection(self.collection):  # not a lost race with another worker
                 raise
         log.info("created Milvus collection %s for model %s (dim %d, %s) on Milvus %s", self.collection, self.model,
                  self.dim, self.index_type, features.version)
+
+    def _ensure_indexes(self, features: MilvusFeatures) -> None:
+        """Every index exists before anyone loads the collection: Milvus 2.3 cannot add one to a loaded
+        collection, and a collection loaded with fewer indexes refuses the next load. Several workers may
+        get here at once; an index another one created meanwhile counts as created."""
+        client = self.client
+        wanted = client.prepare_index_params()
+        wanted.add_index(field_name="embedding", index_type=self.index_type, metric_type="IP",
+                         params=self.index_params())
+        self._add_indexes(wanted, features)
+        present = set(call(lambda: client.list_indexes(self.collection), "list_indexes"))
+        for param in wanted:
+            if param.field_name in present:  # index names default to the field's name
+                continue
+            single = client.prepare_index_params()
+            single.append(param)
+            try:
+                call(lambda single=single: client.create_index(self.collection, single), "create_index")
+            except VectorStoreUnavailable:
+                if param.field_name not in call(lambda: client.list_indexes(self.collection), "list_indexes"):
+                    raise
 
     def _check_model(self, description: dict) -> None:
         props = description.get("properties") or {}
