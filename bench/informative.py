@@ -84,7 +84,7 @@ def collect(gt_path: Path, quick: bool) -> dict[str, tuple[np.ndarray, np.ndarra
             specs[name] = QuerySpec(name, "reference", "copy", (), (), infos[name].duration)
     for name, spec in specs.items():
         path = folder / name if (folder / name).is_file() else CLIPS / name
-        frames = decode_all(path, DEFAULT_GEOMETRY, fps=1.0)
+        frames = decode_all(path, DEFAULT_GEOMETRY)
         stats = frame_statistics(frames)
         labels = frame_labels(spec, len(frames))
         out[name] = (labels, informative_frames(frames), vars(stats))

@@ -14,8 +14,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from cli.services import ManagedProcess, milvus_lite_server, port_open, seaweed_s3
 from tasks.app import QUEUES
+from tasks.services import ManagedProcess, milvus_lite_server, port_open, seaweed_s3
 from tasks.settings import Settings
 
 DEFAULT_BROKER = "redis://127.0.0.1:6379/0"

@@ -1,4 +1,4 @@
-"""Shared fixtures: real PostgreSQL, Redis, SeaweedFS S3 and Milvus Lite (file and server).
+"""Shared fixtures: real PostgreSQL, Redis, SeaweedFS S3, Milvus Lite (file and server) and Milvus standalone.
 
 Outside CI a missing PostgreSQL or Redis skips the tests that need it; in CI (``CI=true``) it fails them,
 so a green CI run always means the services were really exercised.
@@ -18,7 +18,16 @@ from pathlib import Path
 
 import pytest
 
-from cli.services import free_port, milvus_lite_server, port_open, seaweed_s3
+from tasks.services import (
+    free_port,
+    milvus_lite_server,
+    milvus_standalone,
+    port_open,
+    private_network_works,
+    seaweed_s3,
+    venv_binary,
+    wait_for_milvus,
+)
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 CLIPS = SHARED / "data" / "clips"
@@ -141,12 +150,37 @@ def milvus_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         server.stop()
 
 
-@pytest.fixture(params=["lite", "server"])
+@pytest.fixture(scope="session")
+def milvus_standalone_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real Milvus standalone server (PyPI ``milvus``, 2.3.5), started once per session; yields its URI.
+
+    Its own ports are shut in a private network namespace; only 127.0.0.1:PORT reaches it (tasks/netns.py).
+    """
+    try:
+        venv_binary("milvus-server")
+    except FileNotFoundError:
+        require(False, "milvus-server (PyPI package milvus, dev extra)")
+    require(private_network_works(), "a private network namespace (root or user namespaces) for Milvus standalone")
+    port = free_port()
+    server = milvus_standalone(tmp_path_factory.mktemp("milvus-standalone"), port=port)
+    server.start()
+    try:
+        uri = f"http://127.0.0.1:{port}"
+        wait_for_milvus(server, uri)
+        yield uri
+    finally:
+        server.stop()
+
+
+@pytest.fixture(params=["lite", "server", "standalone"])
 def milvus_uri(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """Both ways Copycat talks to Milvus: an embedded Milvus Lite file and a Milvus server URI."""
+    """Every way Copycat talks to Milvus: an embedded Milvus Lite file, the Milvus Lite server (several
+    processes), and a real Milvus standalone server (2.3.5: the oldest version Copycat supports)."""
     if request.param == "lite":
         return str(tmp_path / "milvus.db")
-    return request.getfixturevalue("milvus_server")
+    if request.param == "server":
+        return request.getfixturevalue("milvus_server")
+    return request.getfixturevalue("milvus_standalone_server")
 
 
 def use_fresh_resources() -> None:

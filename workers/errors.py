@@ -142,6 +142,12 @@ class ModelMismatch(ConfigError):
     code = "model_mismatch"
 
 
+class UnsupportedMilvusVersion(ConfigError):
+    """The Milvus server is older than Copycat supports (2.3) or reports a version it cannot read."""
+
+    code = "milvus_version"
+
+
 class WeightsMissing(ConfigError):
     """A model's weight file is not where the settings say it is."""
 

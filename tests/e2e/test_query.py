@@ -31,8 +31,8 @@ def full_fixtures(clips_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> 
     return build_fixtures(clips_dir, tmp_path_factory.mktemp("fixtures-full"))
 
 
-@pytest.mark.parametrize("milvus_uri", ["lite"], indirect=True)
-@pytest.mark.parametrize("crop_grid", [2, 1])
+@pytest.mark.parametrize(("milvus_uri", "crop_grid"), [("lite", 2), ("lite", 1), ("standalone", 2)],
+                         indirect=["milvus_uri"])
 def test_quick_set_end_to_end(services_env: dict[str, str], quick_fixtures: Path, crop_grid: int) -> None:
     """With tiles (the default) every copy is found; with whole frames only, all but picture-in-picture.
     No hard negative (black, title cards) matches anything; every score lies in [0, 1]."""

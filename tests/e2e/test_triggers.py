@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from cli.services import free_port, port_open
 from db import jobs, videos
 from db.session import session_scope
 from tasks import resources
+from tasks.services import free_port, port_open
 from tests.conftest import wait_until
 
 pytestmark = [pytest.mark.services, pytest.mark.slow]

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from cli.services import free_port, port_open
+from tasks.services import free_port, port_open
 from tests.conftest import wait_until
 
 pytestmark = [pytest.mark.services, pytest.mark.slow]

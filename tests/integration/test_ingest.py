@@ -1,4 +1,4 @@
-"""Ingest against the real services: SeaweedFS S3, PostgreSQL, Milvus Lite (file and server), Celery."""
+"""Ingest against the real services: SeaweedFS S3, PostgreSQL, Milvus (Lite file, Lite server, standalone), Celery."""
 
 from __future__ import annotations
 
@@ -120,6 +120,48 @@ def test_deleted_object_is_forgotten(services_env: dict[str, str], clips_dir: Pa
     assert set(rows_by_name()) == {"clip01_chaplin.mp4"}
     assert resources.current().frame_index.count(gone.id) == 0
     assert resources.current().objects.stat(gone.matrix_bucket, gone.matrix_key) is None
+
+
+def test_the_collection_gets_the_indexes_its_server_offers(services_env: dict[str, str],
+                                                           request: pytest.FixtureRequest) -> None:
+    """Milvus 2.3 (standalone) has no INVERTED scalar index, so video ids get a Trie; Milvus Lite has INVERTED."""
+    backend = request.node.callspec.params["milvus_uri"]
+    index = resources.current().frame_index
+    index.ensure_collection()
+    assert index.features.lite == (backend != "standalone")
+    expected = "Trie" if backend == "standalone" else "INVERTED"
+    assert index.client.describe_index(index.collection, "video_id")["index_type"] == expected
+    assert index.client.describe_index(index.collection, "embedding")["index_type"] == "HNSW"
+
+
+@pytest.mark.parametrize("milvus_uri", ["server", "standalone"], indirect=True)  # a Lite file: one client
+def test_workers_creating_the_collection_at_once_can_all_use_it(services_env: dict[str, str]) -> None:
+    """Four workers meet a collection whose creator has not added its indexes yet: each one ends with it
+    loaded and fully indexed.
+
+    On Milvus 2.3 a worker that loaded the collection before its creator had added the scalar index made
+    that index fail ("can't change the index for loaded collection") and every later load fail too.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+    from threading import Barrier
+
+    from workers.stores.vectors import VectorIndex
+
+    cfg = resources.current().settings
+    workers = [VectorIndex(cfg.milvus_uri, "race_model", 8, prefix=cfg.milvus.collection_prefix) for _ in range(4)]
+    workers[0]._create(workers[0].features)  # the creating worker, stopped before its indexes
+    start = Barrier(len(workers))
+
+    def first_use(index: VectorIndex) -> int:
+        start.wait()
+        return index.replace_video(f"video-{id(index)}", np.eye(8, dtype=np.float32))
+
+    with ThreadPoolExecutor(len(workers)) as pool:
+        assert list(pool.map(first_use, workers)) == [8] * len(workers)
+    assert workers[0].count() == 8 * len(workers)
+    assert set(workers[0].client.list_indexes(workers[0].collection)) == {"embedding", "video_id"}
+    for index in workers:
+        index.close()
 
 
 def test_model_mismatch_is_refused(services_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:

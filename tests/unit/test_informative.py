@@ -44,7 +44,7 @@ def footage() -> np.ndarray:
     if not (CLIPS / "clip01_chaplin.mp4").is_file():
         pytest.skip(f"needs the shared clips in {CLIPS}")
     names = ("clip01_chaplin.mp4", "clip05_bikes.mp4", "clip12_armwrestle.mp4")
-    return np.concatenate([decode_all(CLIPS / name, DEFAULT_GEOMETRY, fps=1.0) for name in names])
+    return np.concatenate([decode_all(CLIPS / name, DEFAULT_GEOMETRY) for name in names])
 
 
 @pytest.mark.parametrize("rgb", [(0, 0, 0), (255, 255, 255), (128, 128, 128), (200, 30, 30), (16, 48, 160)])
@@ -158,7 +158,7 @@ def test_test_patterns_are_recognised_and_footage_is_not(
             ],
             check=True,
         )
-        generated.append(decode_all(out, DEFAULT_GEOMETRY, fps=1.0))
+        generated.append(decode_all(out, DEFAULT_GEOMETRY))
 
     assert not unlike_patterns(embedder.embed(np.concatenate(generated)), patterns).any()
     assert unlike_patterns(embedder.embed(footage), patterns).all()

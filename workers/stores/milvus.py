@@ -4,23 +4,72 @@ A collection belongs to one model. It records the model and dimension that built
 properties) and refuses vectors from any other. ``uri`` is a Milvus server (``http://host:19530``) or a
 Milvus Lite file; Milvus Lite lets one process open a file, and several worker processes share it through
 ``milvus-lite server`` and its URL.
+
+Servers differ by version (2.3 to 2.6 are supported): ``milvus_features`` turns the version a server reports
+into what it can do, and collections are created accordingly (the VARCHAR scalar index is ``Trie`` on 2.3,
+``INVERTED`` from 2.4). Older servers are refused with ``UnsupportedMilvusVersion``.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 
-from workers.errors import ModelMismatch, VectorStoreUnavailable
+from workers.errors import ModelMismatch, UnsupportedMilvusVersion, VectorStoreUnavailable
 
 log = logging.getLogger(__name__)
 
 MODEL_PROPERTY = "copycat.model"
 DIM_PROPERTY = "copycat.dim"
 VIDEO_ID_MAX = 64
+LITE_PREFIX = "milvus_lite"  # Milvus Lite answers get_server_version() with e.g. "milvus_lite-3.2.2"
+OLDEST_SUPPORTED = (2, 3)
+
+
+@dataclass(frozen=True)
+class MilvusFeatures:
+    """What one Milvus server can do, read from the version it reports (measured on 2.3.5 and Lite 3.2.2)."""
+
+    version: str  # as reported: "v2.3.5-lite" (the PyPI standalone server), "v2.4.13", "milvus_lite-3.2.2"
+    lite: bool  # the embedded Milvus Lite engine: searches unsealed rows slowly, so flush before searching
+    varchar_index: str  # scalar index for VARCHAR filter fields: "Trie" on 2.3, "INVERTED" from 2.4 and Lite
+    upsert: bool  # insert-or-replace by primary key (2.3)
+    delete_by_expression: bool  # delete with any boolean filter, not only "pk in [...]" (2.3)
+    grouping_search: bool  # search(group_by_field=...): 2.4 and Lite; 2.3.5 silently ignores the parameter
+    float16_vectors: bool  # FLOAT16_VECTOR fields: 2.4; 2.3.5 accepts the type but searches return ~0 scores
+
+    @property
+    def supported(self) -> bool:
+        """Copycat writes with upsert and removes frames by expression, so it needs both."""
+        return self.upsert and self.delete_by_expression
+
+
+def milvus_features(version: str) -> MilvusFeatures:
+    """Features of the server that reports ``version``; refuses one older than 2.3 or one it cannot read.
+
+    Versions newer than the newest known (2.6) are assumed to keep every feature.
+    """
+    if version.startswith(LITE_PREFIX):
+        return MilvusFeatures(version, lite=True, varchar_index="INVERTED", upsert=True, delete_by_expression=True,
+                              grouping_search=True, float16_vectors=False)
+    match = re.search(r"(\d+)\.(\d+)", version)
+    if match is None:
+        raise UnsupportedMilvusVersion(f"cannot read the Milvus version {version!r}; Copycat supports Milvus "
+                                       "2.3 to 2.6 and Milvus Lite")
+    release = (int(match.group(1)), int(match.group(2)))
+    features = MilvusFeatures(version, lite=False, varchar_index="INVERTED" if release >= (2, 4) else "Trie",
+                              upsert=release >= (2, 3), delete_by_expression=release >= (2, 3),
+                              grouping_search=release >= (2, 4), float16_vectors=release >= (2, 4))
+    if not features.supported:
+        oldest = ".".join(map(str, OLDEST_SUPPORTED))
+        raise UnsupportedMilvusVersion(f"Milvus {version} is too old: Copycat needs Milvus {oldest} or newer "
+                                       "(upsert and delete by expression); upgrade the server or use Milvus Lite")
+    return features
 
 
 class MilvusCollection:
@@ -28,17 +77,20 @@ class MilvusCollection:
 
     def __init__(self, uri: str, model: str, dim: int, *, token: str = "", prefix: str = "copycat_frames",
                  index_type: str = "HNSW", hnsw_m: int = 16, hnsw_ef_construction: int = 200,
-                 search_ef: int = 128) -> None:
+                 search_ef: int = 128, ivf_nlist: int = 1024, consistency: str = "Strong",
+                 search_consistency: str = "Bounded") -> None:
         self.uri = uri
         self.model = model
         self.dim = dim
         self.collection = collection_name(prefix, model)
         self.index_type = index_type
         self.hnsw_m, self.hnsw_ef_construction, self.search_ef = hnsw_m, hnsw_ef_construction, search_ef
+        self.ivf_nlist = ivf_nlist
+        self.consistency, self.search_consistency = consistency, search_consistency
         self._token = token
         self._client = None
         self._ready = False
-        self._lite = False
+        self._features: MilvusFeatures | None = None
 
     @property
     def client(self):  # noqa: ANN201 - pymilvus.MilvusClient, imported lazily
@@ -53,6 +105,19 @@ class MilvusCollection:
             self._client.close()
             self._client = None
             self._ready = False
+            self._features = None
+
+    @property
+    def features(self) -> MilvusFeatures:
+        """What the connected server can do (asked once per connection)."""
+        if self._features is None:
+            version = str(call(self.client.get_server_version, "get_server_version"))
+            try:
+                self._features = milvus_features(version)
+            except UnsupportedMilvusVersion as exc:
+                raise UnsupportedMilvusVersion(f"{self.uri}: {exc}") from None
+            log.info("Milvus at %s is %s", self.uri, version)
+        return self._features
 
     def exists(self) -> bool:
         """Whether the collection has been created (without creating it)."""
@@ -63,13 +128,42 @@ class MilvusCollection:
         if self._ready:
             return
         client = self.client
+        features = self.features
         if call(lambda: client.has_collection(self.collection), "has_collection"):
             self._check_model(call(lambda: client.describe_collection(self.collection), "describe_collection"))
         else:
-            self._create()
+            self._create(features)
+        self._ensure_indexes(features)
         call(lambda: client.load_collection(self.collection), "load_collection")
-        self._lite = str(call(client.get_server_version, "get_server_version")).startswith("milvus_lite")
         self._ready = True
+
+    @property
+    def read_options(self) -> dict[str, str]:
+        """Options of the bookkeeping reads (counts, gets), which must see every finished write.
+
+        A Milvus server's default, Bounded, serves what its query node has consumed so far: on 2.3.5 a count
+        a few ms after a delete still saw the deleted rows. Strong waits for the next time tick instead
+        (0.2-0.5 s per call on 2.3.5). Milvus Lite is always up to date.
+        """
+        return {"consistency_level": self.consistency}
+
+    @property
+    def search_options(self) -> dict[str, str]:
+        """Options of similarity searches: Bounded by default, so a query does not wait a time tick per call.
+
+        A frame written less than about a second ago (at most Milvus's ``gracefulTime``, 5 s) may be missed or
+        still be found; the query path checks candidates against the database anyway. On 2.3.5 at 100k frames,
+        ``search`` of 300 query vectors took 0.17-0.18 s Bounded, 0.42 s (one call) to 0.61 s (two) Strong.
+        """
+        return {"consistency_level": self.search_consistency}
+
+    def index_params(self) -> dict[str, int]:
+        """Build parameters of the vector index; IVF has no default cluster count on 2.3 ("nlist out of range")."""
+        if self.index_type == "HNSW":
+            return {"M": self.hnsw_m, "efConstruction": self.hnsw_ef_construction}
+        if self.index_type in ("IVF_FLAT", "IVF_SQ8"):
+            return {"nlist": self.ivf_nlist}
+        return {}
 
     def search_params(self, limit: int) -> dict:
         return {"metric_type": "IP", "params": {"ef": max(self.search_ef, limit), "nprobe": 32}}
@@ -78,29 +172,46 @@ class MilvusCollection:
         """Declare the collection's fields; every collection has a float vector field named ``embedding``."""
         raise NotImplementedError
 
-    def _add_indexes(self, index) -> None:  # noqa: ANN001 - pymilvus IndexParams
-        """Scalar indexes beyond the vector index (none by default)."""
+    def _add_indexes(self, index, features: MilvusFeatures) -> None:  # noqa: ANN001 - pymilvus IndexParams
+        """Scalar indexes beyond the vector index (none by default), of the types ``features`` offers."""
 
-    def _create(self) -> None:
+    def _create(self, features: MilvusFeatures) -> None:
         from pymilvus import DataType
 
         client = self.client
         schema = client.create_schema(auto_id=False, enable_dynamic_field=False)
         self._add_fields(schema, DataType)
         schema.add_field("embedding", DataType.FLOAT_VECTOR, dim=self.dim)
-        index = client.prepare_index_params()
-        params = {"M": self.hnsw_m, "efConstruction": self.hnsw_ef_construction} if self.index_type == "HNSW" else {}
-        index.add_index(field_name="embedding", index_type=self.index_type, metric_type="IP", params=params)
-        self._add_indexes(index)
         properties = {MODEL_PROPERTY: self.model, DIM_PROPERTY: str(self.dim)}
         try:
-            call(lambda: client.create_collection(self.collection, schema=schema, index_params=index,
-                                                  properties=properties), "create_collection")
+            call(lambda: client.create_collection(self.collection, schema=schema, properties=properties,
+                                                  consistency_level=self.consistency), "create_collection")
         except VectorStoreUnavailable:
             if not client.has_collection(self.collection):  # not a lost race with another worker
                 raise
-        log.info("created Milvus collection %s for model %s (dim %d, %s)", self.collection, self.model, self.dim,
-                 self.index_type)
+        log.info("created Milvus collection %s for model %s (dim %d, %s) on Milvus %s", self.collection, self.model,
+                 self.dim, self.index_type, features.version)
+
+    def _ensure_indexes(self, features: MilvusFeatures) -> None:
+        """Every index exists before anyone loads the collection: Milvus 2.3 cannot add one to a loaded
+        collection, and a collection loaded with fewer indexes refuses the next load. Several workers may
+        get here at once; an index another one created meanwhile counts as created."""
+        client = self.client
+        wanted = client.prepare_index_params()
+        wanted.add_index(field_name="embedding", index_type=self.index_type, metric_type="IP",
+                         params=self.index_params())
+        self._add_indexes(wanted, features)
+        present = set(call(lambda: client.list_indexes(self.collection), "list_indexes"))
+        for param in wanted:
+            if param.field_name in present:  # index names default to the field's name
+                continue
+            single = client.prepare_index_params()
+            single.append(param)
+            try:
+                call(lambda single=single: client.create_index(self.collection, single), "create_index")
+            except VectorStoreUnavailable:
+                if param.field_name not in call(lambda: client.list_indexes(self.collection), "list_indexes"):
+                    raise
 
     def _check_model(self, description: dict) -> None:
         props = description.get("properties") or {}

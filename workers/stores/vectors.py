@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from workers.stores.milvus import VIDEO_ID_MAX, MilvusCollection, call, check_video_id
+from workers.stores.milvus import VIDEO_ID_MAX, MilvusCollection, MilvusFeatures, call, check_video_id
 from workers.types import SearchHits
 
 
@@ -53,7 +53,8 @@ class VectorIndex(MilvusCollection):
         if video_id:
             check_video_id(video_id)
         expr = f'video_id == "{video_id}"' if video_id else ""
-        result = call(lambda: self.client.query(self.collection, filter=expr, output_fields=["count(*)"]), "count")
+        result = call(lambda: self.client.query(self.collection, filter=expr, output_fields=["count(*)"],
+                                                   **self.read_options), "count")
         return int(result[0]["count(*)"]) if result else 0
 
     def search(self, vectors: np.ndarray, limit: int) -> SearchHits:
@@ -61,7 +62,7 @@ class VectorIndex(MilvusCollection):
         self._check_vectors(vectors)
         self.ensure_collection()
         queries = np.ascontiguousarray(vectors, dtype=np.float32)
-        if self._lite:
+        if self.features.lite:
             call(lambda: self.client.flush(self.collection), "flush")
         q_idx, vids, frames, scores = [], [], [], []
         for start in range(0, queries.shape[0], self.search_batch):
@@ -69,7 +70,7 @@ class VectorIndex(MilvusCollection):
             results = call(
                 lambda batch=batch: self.client.search(
                     self.collection, data=batch.tolist(), limit=limit, output_fields=["video_id", "frame"],
-                    search_params=self.search_params(limit),
+                    search_params=self.search_params(limit), **self.search_options,
                 ),
                 "search",
             )
@@ -90,5 +91,5 @@ class VectorIndex(MilvusCollection):
         schema.add_field("video_id", data_type.VARCHAR, max_length=VIDEO_ID_MAX)
         schema.add_field("frame", data_type.INT32)
 
-    def _add_indexes(self, index) -> None:  # noqa: ANN001
-        index.add_index(field_name="video_id", index_type="INVERTED")
+    def _add_indexes(self, index, features: MilvusFeatures) -> None:  # noqa: ANN001
+        index.add_index(field_name="video_id", index_type=features.varchar_index)

@@ -55,7 +55,8 @@ class VideoVectorIndex(MilvusCollection):
 
     def count(self) -> int:
         self.ensure_collection()
-        result = call(lambda: self.client.query(self.collection, filter="", output_fields=["count(*)"]), "count")
+        result = call(lambda: self.client.query(self.collection, filter="", output_fields=["count(*)"],
+                                                   **self.read_options), "count")
         return int(result[0]["count(*)"]) if result else 0
 
     def get(self, video_ids: list[str]) -> dict[str, np.ndarray]:
@@ -64,7 +65,7 @@ class VideoVectorIndex(MilvusCollection):
             return {}
         self.ensure_collection()
         rows = call(lambda: self.client.get(self.collection, ids=list(video_ids),
-                                             output_fields=["video_id", "embedding"]), "get")
+                                             output_fields=["video_id", "embedding"], **self.read_options), "get")
         return {row["video_id"]: np.asarray(row["embedding"], np.float32) for row in rows}
 
     def search(self, vector: np.ndarray, limit: int) -> VideoHits:
@@ -73,7 +74,8 @@ class VideoVectorIndex(MilvusCollection):
         self._check_vectors(vector[None])
         self.ensure_collection()
         results = call(lambda: self.client.search(self.collection, data=[vector.tolist()], limit=limit,
-                                                  output_fields=["video_id"], search_params=self.search_params(limit)),
+                                                  output_fields=["video_id"], search_params=self.search_params(limit),
+                                                  **self.search_options),
                        "search")
         hits = results[0] if results else []
         return VideoHits([hit["entity"]["video_id"] for hit in hits],
