@@ -66,7 +66,7 @@ def test_sweep_indexes_good_clips_and_fails_broken_ones(services_env: dict[str, 
     assert "Invalid NAL unit size" in rows["broken01_decord_corrupted.mp4"].failure_detail
     assert rows["broken02_clip05_bikes_TRUNCATED_half.mp4"].failure_code == "truncated"
     total = resources.current().frame_index.count()
-    assert total == sum(rows[name].frame_count for name in GOOD)
+    assert total == sum(rows[name].vector_count for name in GOOD)
 
     # A second sweep finds nothing new: indexed rows stay, failed ones are not retried forever.
     assert sweep() == {"queued": 0, "removed": 0, "queries": 0}
