@@ -40,6 +40,7 @@ from pathlib import Path
 import numpy as np
 from workers.select import select_candidates
 
+from bench.query_speed import wait_for_index
 from tasks.services import ManagedProcess, free_port, milvus_standalone, wait_for_milvus
 from workers.decode import DecodeOptions
 from workers.embed import create_embedder
@@ -173,16 +174,6 @@ def milvus_rss_mb(server: ManagedProcess | None) -> float:
     return total / 2**20
 
 
-def wait_indexed(index: VectorIndex, timeout: float = 3600.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        state = index.client.describe_index(index.collection, "embedding")
-        if state.get("pending_index_rows", 0) == 0 and state.get("indexed_rows") == state.get("total_rows"):
-            return
-        time.sleep(0.5)
-    raise TimeoutError(f"index of {index.collection} not built after {timeout:.0f} s")
-
-
 def search(index: VectorIndex, queries: np.ndarray, params: dict[str, int], level: str = "Bounded"
            ) -> tuple[float, list[list[int]], list[list[float]]]:
     tick = time.perf_counter()
@@ -286,7 +277,7 @@ def run_size(size: int, uri: str, server: ManagedProcess | None, idle_rss: float
                          params=config.build)
         tick = time.perf_counter()
         index.client.create_index(index.collection, params)
-        wait_indexed(index)
+        wait_for_index(index)
         build_s = time.perf_counter() - tick
         tick = time.perf_counter()
         index.client.load_collection(index.collection)
