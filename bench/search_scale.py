@@ -38,7 +38,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from workers.select import select_candidates
 
 from bench.query_speed import wait_for_index
 from tasks.services import ManagedProcess, free_port, milvus_standalone, wait_for_milvus
@@ -46,6 +45,7 @@ from workers.decode import DecodeOptions
 from workers.embed import create_embedder
 from workers.informative import FrameFilter
 from workers.pipeline import embed_video
+from workers.selection import select_candidates
 from workers.stores.vectors import VectorIndex
 
 CLIPS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "clips"
