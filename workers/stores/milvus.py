@@ -27,6 +27,10 @@ log = logging.getLogger(__name__)
 MODEL_PROPERTY = "copycat.model"
 DIM_PROPERTY = "copycat.dim"
 VIDEO_ID_MAX = 64
+GRPC_OPTIONS = {"grpc.keepalive_permit_without_calls": 0}
+"""pymilvus pings idle connections every 10 s; gRPC servers with default settings (the Milvus Lite server)
+allow that once per 5 minutes and answer with GOAWAY "too many pings", after which the shared connection
+fails. Pinging only during calls keeps dead-peer detection where it matters."""
 LITE_PREFIX = "milvus_lite"  # Milvus Lite answers get_server_version() with e.g. "milvus_lite-3.2.2"
 OLDEST_SUPPORTED = (2, 3)
 
@@ -97,7 +101,8 @@ class MilvusCollection:
         if self._client is None:
             from pymilvus import MilvusClient
 
-            self._client = call(lambda: MilvusClient(self.uri, token=self._token), f"connect to {self.uri}")
+            self._client = call(lambda: MilvusClient(self.uri, token=self._token, grpc_options=GRPC_OPTIONS),
+                                f"connect to {self.uri}")
         return self._client
 
     def close(self) -> None:
