@@ -22,6 +22,7 @@ from db import videos
 from db.models import VideoStatus
 from tasks import dns, resources
 from tasks.base import TASK_OPTIONS, VideoTask, session
+from workers.admission import check_file_size
 from workers.dns.video import DnsRepresentation
 from workers.errors import InputError
 from workers.pipeline import EmbeddedObject, ProgressFn, embed_object
@@ -65,6 +66,7 @@ def embed_video(self: VideoTask, video_id: str) -> dict[str, Any]:
             return {"video_id": video_id, "frames": index_vectors(res, video_id, video.matrix_key, features)}
         try:
             embedded = embed(res, video.bucket, video.key, video.name, dns_on=dns.enabled(res.settings),
+                             size=video.size,
                              progress=self.reporter(lambda: self.embedding(video_id), forward=progress_hook.get()))
         except InputError:
             if _superseded(video_id, video.etag):
@@ -79,13 +81,16 @@ def embed_video(self: VideoTask, video_id: str) -> dict[str, Any]:
 
 
 def embed(res: resources.Resources, bucket: str, key: str, name: str, *, crop_grid: int = 1, dns_on: bool = False,
-          progress: ProgressFn | None = None) -> EmbeddedObject:
+          size: int | None = None, progress: ProgressFn | None = None) -> EmbeddedObject:
     """Decode + embed one object with the process's model (both jobs' first step), in one decode.
 
-    The DnS students need frames at 1 fps: at another ``COPYCAT_DECODE__FPS`` their frames take a second
-    decode of their own.
+    An object whose registered ``size`` is over the file-size limit is refused before it is downloaded
+    (probe checks the downloaded file again). The DnS students need frames at 1 fps: at another
+    ``COPYCAT_DECODE__FPS`` their frames take a second decode of their own.
     """
     cfg = res.settings
+    if size is not None:
+        check_file_size(size, cfg.decode.limits(), name)
 
     def fetch(dest: Path) -> ObjectInfo:
         return res.objects.get_file(bucket, key, dest)

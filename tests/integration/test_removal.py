@@ -80,3 +80,21 @@ def test_a_reference_indexed_at_another_rate_is_skipped_not_fatal(copycat_env: P
     result = wait_for_job(submit_query(str(clips_dir / "clip05_bikes.mp4"), cfg.query_params({"crop_grid": 1})))
     assert result["status"] == "done", result["error"]
     assert [m["name"] for m in result["matches"]] == ["bikes_2fps.mp4"]
+
+
+def test_an_upload_over_the_size_limit_is_refused_before_it_is_downloaded(copycat_env: Path, clips_dir: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """The registered size decides: the scratch disk never holds a file the limits refuse."""
+    from cli.client import ingest_file
+    from workers.stores.objects import LocalObjectStore
+
+    monkeypatch.setenv("COPYCAT_DECODE__MAX_FILE_MIB", "1")
+    use_fresh_resources()
+    downloads: list[str] = []
+    monkeypatch.setattr(LocalObjectStore, "get_file", lambda self, bucket, key, dest: downloads.append(key))
+    video_id = ingest_file(clips_dir / "clip07_parkinglot.mp4", "big.mp4")  # 2.7 MiB
+    with session_scope(resources.current().engine) as session:
+        row = videos.get_video(session, video_id)
+    assert (row.status, row.failure_code) == ("failed", "file_too_large")
+    assert "big.mp4" in row.failure_detail and "COPYCAT_DECODE__MAX_FILE_MIB" in row.failure_detail
+    assert downloads == []
