@@ -40,16 +40,18 @@ MAX_GRID = 2
 def embed_set(gt: dict[str, Any], model: str, cache: Path, mask: bool) -> dict[str, np.ndarray]:
     """Features keyed by name: references [T, D], queries [1 + MAX_GRID², T, D], uninformative views zeroed
     when ``mask`` (the product's ``FrameFilter``); cached per fixture version, model and mask."""
-    path = cache / f"features_v{gt['version']}_{model}_views{MAX_GRID}{'_masked' if mask else ''}.npz"
+    options = Settings().decode_options()
+    path = cache / (f"features_v{gt['version']}_{model}_views{MAX_GRID}{'_masked' if mask else ''}"
+                    f"{'_skipnonref' if options.skip_nonref else ''}.npz")
     if path.exists():
         with np.load(path) as data:
             return {k: data[k] for k in data.files}
     embedder = create_embedder(model, device="cpu")
     frame_filter = replace(Settings().frame_filter(), enabled=mask)
-    feats = {e["name"]: embed_video(Path(e["path"]), embedder, frame_filter=frame_filter).features
+    feats = {e["name"]: embed_video(Path(e["path"]), embedder, options, frame_filter=frame_filter).features
              for e in gt["references"]}
-    feats |= {e["name"]: embed_video(Path(e["path"]), embedder, crop_grid=MAX_GRID, frame_filter=frame_filter).views
-              for e in gt["queries"]}
+    feats |= {e["name"]: embed_video(Path(e["path"]), embedder, options, crop_grid=MAX_GRID,
+                                     frame_filter=frame_filter).views for e in gt["queries"]}
     cache.mkdir(parents=True, exist_ok=True)
     np.savez(path, **feats)
     return feats

@@ -78,6 +78,8 @@ class DecodeSettings(BaseModel):
                             " height) are refused; the default is 8K UHD, 7680x4320")
     max_file_mib: int = Field(_LIMITS.max_file_bytes // 2**20, ge=1, description="larger files are refused (MiB)")
     max_fps: float = Field(_LIMITS.max_fps, gt=0, description="videos with a higher frame rate are refused")
+    skip_nonref: bool = Field(True, description="H.264/HEVC: skip non-reference frames while decoding (faster"
+                              " on streams with B-frames; a sample may come up to 2 source frames early)")
 
     def limits(self) -> InputLimits:
         """The limits ``workers.decode.probe`` checks before any frame is decoded."""
@@ -235,7 +237,7 @@ class Settings(BaseSettings):
     def decode_options(self) -> DecodeOptions:
         d = self.decode
         return DecodeOptions(fps=d.fps, chunk_frames=d.chunk_frames, timeout_s=d.timeout_s, max_errors=d.max_errors,
-                             limits=d.limits())
+                             limits=d.limits(), skip_nonref=d.skip_nonref)
 
     def frame_filter(self) -> FrameFilter:
         f = self.frames

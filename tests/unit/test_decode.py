@@ -189,3 +189,26 @@ def test_matroska_stream_length_comes_from_its_duration_tag(clips_dir: Path, tmp
     info = probe(out)
     assert info.duration_is_exact and info.duration == pytest.approx(10.33, abs=0.05)
     assert decode_all(out, FrameGeometry(32)).shape[0] == 10
+
+
+def test_skipping_non_reference_frames_keeps_every_sample(clips_dir: Path, tmp_path: Path) -> None:
+    """An upload-like H.264 stream (B-frames, deblocking): the same samples, no decoder error, close pixels."""
+    path = tmp_path / "bframes.mp4"
+    ffmpeg("-i", str(clips_dir / "clip16_highway.mp4"), "-t", "8", "-an", "-c:v", "libx264", "-preset", "veryfast",
+           "-bf", "3", str(path))
+    full = decode_all(path, FrameGeometry(64))
+    fast = decode_all(path, FrameGeometry(64), DecodeOptions(skip_nonref=True))
+    assert fast.shape == full.shape == (8, 64, 64, 3)
+    assert np.abs(fast.astype(np.int16) - full.astype(np.int16)).mean() < 12  # a few source frames apart at most
+
+
+def test_only_h264_and_hevc_skip_frames(clips_dir: Path) -> None:
+    from dataclasses import replace
+
+    from workers.decode import _decoder_command
+
+    info = probe(clips_dir / "clip16_highway.mp4")
+    assert "noref" in _decoder_command(clips_dir / "clip16_highway.mp4", info, [FrameGeometry(64)], 1.0, True)
+    assert "noref" not in _decoder_command(clips_dir / "clip16_highway.mp4", info, [FrameGeometry(64)], 1.0, False)
+    vp9 = replace(info, codec="vp9")
+    assert "noref" not in _decoder_command(clips_dir / "clip16_highway.mp4", vp9, [FrameGeometry(64)], 1.0, True)
