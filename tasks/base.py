@@ -54,6 +54,11 @@ def failure_reason(exc: BaseException, retries: int = 0) -> tuple[str, str]:
     return "internal", f"{type(exc).__name__}: {exc}"
 
 
+def enqueue(task_name: str, object_id: str, name: str) -> None:
+    """Queue ``task_name`` for a row on this process's app; Flower shows the name next to the id."""
+    resources.current().app.tasks[task_name].apply_async(args=[object_id], argsrepr=f"({object_id!r}, name={name!r})")
+
+
 def session() -> Session:
     """A transaction on this process's database (a context manager)."""
     return session_scope(resources.current().engine)  # type: ignore[return-value]

@@ -13,8 +13,9 @@ Everything is off unless ``COPYCAT_DNS__ENABLED=true`` and the weights are in ``
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -29,13 +30,13 @@ from tasks.base import TASK_OPTIONS, EnrichmentTask, session
 from tasks.settings import Settings
 from workers.dns.video import DNS_FPS, DNS_GEOMETRY, DnsRepresentation, pack_fine, required_files, unpack_fine
 from workers.dns.weights import WeightFile
-from workers.pipeline import embed_object
-from workers.stores.objects import load_matrix, save_matrix
+from workers.pipeline import EmbeddedObject, embed_object
+from workers.stores.objects import ObjectInfo, load_matrix, save_matrix
 from workers.stores.videovectors import VideoHits
 
 log = logging.getLogger(__name__)
 
-__all__ = ["DNS_FPS", "DNS_GEOMETRY", "StoredDnsLibrary", "enabled", "forget_video", "missing_weights",
+__all__ = ["DNS_GEOMETRY", "StoredDnsLibrary", "enabled", "forget_video", "missing_weights", "represent",
            "save_representation"]
 
 
@@ -86,6 +87,14 @@ def forget_video(res: resources.Resources, s: Session, video_id: str) -> None:
         res.objects.remove(row.fine_bucket, row.fine_key)
 
 
+def represent(res: resources.Resources, fetch: Callable[[Path], ObjectInfo], name: str) -> EmbeddedObject:
+    """A decode of its own at the students' 1 fps, for the DnS representation (``.video.dns``) of an object
+    whose frames were not decoded at that rate (backfill, or ``COPYCAT_DECODE__FPS`` other than 1)."""
+    cfg = res.settings
+    return embed_object(fetch, res.embedder, replace(cfg.decode_options(), fps=DNS_FPS), scratch_dir=cfg.scratch_dir,
+                        label=name, dns=res.dns_models, dns_geometry=DNS_GEOMETRY)
+
+
 @shared_task(name="copycat.dns.index", base=EnrichmentTask, **TASK_OPTIONS)
 def index_video_dns(self: EnrichmentTask, video_id: str) -> dict[str, Any]:
     """Compute and store the DnS outputs of an indexed video (one indexed before DnS was switched on)."""
@@ -99,9 +108,7 @@ def index_video_dns(self: EnrichmentTask, video_id: str) -> dict[str, Any]:
             log.info("video %s vanished or is not indexed; no DnS representation", video_id)
             return {"video_id": video_id, "skipped": "no video"}
         bucket, key, name, sha256 = video.bucket, video.key, video.name, video.sha256
-    embedded = embed_object(lambda dest: res.objects.get_file(bucket, key, dest), res.embedder,
-                            replace(cfg.decode_options(), fps=DNS_FPS), scratch_dir=cfg.scratch_dir, label=name,
-                            dns=res.dns_models, dns_geometry=DNS_GEOMETRY)
+    embedded = represent(res, lambda dest: res.objects.get_file(bucket, key, dest), name)
     rep = embedded.video.dns
     assert rep is not None
     with session() as s:

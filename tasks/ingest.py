@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import time
 from contextvars import ContextVar
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +20,7 @@ from celery import shared_task
 from db import videos
 from db.models import VideoStatus
 from tasks import dns, resources
-from tasks.base import TASK_OPTIONS, VideoTask, session
+from tasks.base import TASK_OPTIONS, VideoTask, enqueue, session
 from workers.admission import check_file_size
 from workers.dns.video import DnsRepresentation
 from workers.errors import InputError
@@ -36,15 +35,12 @@ progress_hook: ContextVar[ProgressFn | None] = ContextVar("progress_hook", defau
 
 def enqueue_ingest(video_id: str, name: str) -> None:
     """Queue the ingest of a registered video; Flower shows the video's name next to its id."""
-    resources.current().app.tasks[embed_video.name].apply_async(args=[video_id], argsrepr=describe(video_id, name))
+    enqueue(embed_video.name, video_id, name)
 
 
 def enqueue_remove(video_id: str, name: str) -> None:
-    resources.current().app.tasks[remove_video.name].apply_async(args=[video_id], argsrepr=describe(video_id, name))
+    enqueue(remove_video.name, video_id, name)
 
-
-def describe(object_id: str, name: str) -> str:
-    return f"({object_id!r}, name={name!r})"
 
 
 def matrix_key(video_id: str, model: str, sha256: str) -> str:
@@ -101,9 +97,7 @@ def embed(res: resources.Resources, bucket: str, key: str, name: str, *, crop_gr
                             dns_geometry=dns.DNS_GEOMETRY if shared else None, frame_filter=cfg.frame_filter(),
                             patterns=res.pattern_features, progress=progress)
     if dns_on and not shared:
-        own = embed_object(fetch, res.embedder, replace(cfg.decode_options(), fps=dns.DNS_FPS),
-                           scratch_dir=cfg.scratch_dir, label=name, dns=res.dns_models, dns_geometry=dns.DNS_GEOMETRY)
-        embedded.video.dns = own.video.dns
+        embedded.video.dns = dns.represent(res, fetch, name).video.dns
     return embedded
 
 
@@ -163,8 +157,7 @@ def index_vectors(res: resources.Resources, video_id: str, key: str, features: n
 
 
 def enqueue_dns(video_id: str, name: str) -> None:
-    resources.current().app.tasks[dns.index_video_dns.name].apply_async(args=[video_id],
-                                                                        argsrepr=describe(video_id, name))
+    enqueue(dns.index_video_dns.name, video_id, name)
 
 
 @shared_task(name="copycat.ingest.remove", base=VideoTask, **TASK_OPTIONS)

@@ -18,8 +18,8 @@ from celery import shared_task
 
 from db import jobs, videos
 from tasks import dns, resources
-from tasks.base import TASK_OPTIONS, JobTask, session
-from tasks.ingest import describe, embed
+from tasks.base import TASK_OPTIONS, JobTask, enqueue, session
+from tasks.ingest import embed
 from workers.dns.video import DnsRepresentation
 from workers.errors import ModelMismatch, ObjectMissing
 from workers.query import DnsStage, answer_query
@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 
 def enqueue_query(job_id: str, name: str) -> None:
     """Queue a query job; Flower shows the query's name next to the job id."""
-    resources.current().app.tasks[embed_query.name].apply_async(args=[job_id], argsrepr=describe(job_id, name))
+    enqueue(embed_query.name, job_id, name)
 
 
 def query_matrix_key(job_id: str, model: str) -> str:
@@ -62,7 +62,7 @@ def embed_query(self: JobTask, job_id: str) -> dict[str, Any]:
     with session() as s:
         jobs.update_job(s, job_id, sha256=embedded.sha256, frame_count=frames, matrix_key=key,
                         duration=embedded.video.info.duration, timings=dict(embedded.video.timings))
-    resources.current().app.tasks[match_job.name].apply_async(args=[job_id], argsrepr=describe(job_id, job.name))
+    enqueue(match_job.name, job_id, job.name)
     return {"job_id": job_id, "frames": frames}
 
 
