@@ -373,6 +373,7 @@ def status(as_json: bool) -> None:
     from sqlalchemy import func, select
 
     from cli.stack import queue_lengths
+    from db import fsck as fsck_db
     from db import videos
     from db.models import QueryJob
 
@@ -380,6 +381,9 @@ def status(as_json: bool) -> None:
     with _session() as session:
         video_states = videos.count_by_status(session)
         job_states = dict(session.execute(select(QueryJob.status, func.count()).group_by(QueryJob.status)).all())
+        last = fsck_db.latest_run(session)
+        last_fsck = None if last is None else {"at": last.started_at.isoformat(), "total": last.total,
+                                               "counts": last.counts}
     workers: dict[str, list[str]] = {}
     queues: dict[str, int | None] = {}
     if cfg.broker.url:
@@ -389,7 +393,7 @@ def status(as_json: bool) -> None:
         workers = {name: sorted(q["name"] for q in qs) for name, qs in replies.items()}
         queues = queue_lengths(cfg)
     data = {"mode": "embedded" if cfg.embedded else "queue", "queues": queues, "workers": workers,
-            "videos": video_states, "query_jobs": job_states}
+            "videos": video_states, "query_jobs": job_states, "last_fsck": last_fsck}
     if as_json:
         click.echo(json.dumps(data, indent=2))
         return
@@ -400,6 +404,33 @@ def status(as_json: bool) -> None:
                    if workers else "no workers answered")
     click.echo(table(sorted(video_states.items()), ["video state", "count"]) if video_states else "no videos")
     click.echo(table(sorted(job_states.items()), ["job state", "count"]) if job_states else "no query jobs")
+    click.echo("last fsck: never" if last_fsck is None else
+               f"last fsck: {last_fsck['at']}, {last_fsck['total']} inconsistencies")
+
+
+@cli.command()
+@click.option("--repair", is_flag=True, help="Delete orphans, queue again what is missing, then check again.")
+@click.option("--json", "as_json", is_flag=True, help="Print the full report as JSON.")
+def fsck(repair: bool, as_json: bool) -> None:
+    """Compare database rows, Milvus vectors, matrices, DnS objects and the uploads bucket.
+
+    Exit code 0 when consistent, 1 when not (after --repair: whether the second check found anything).
+    """
+    from tasks.fsck import check
+    from workers.consistency import KINDS
+
+    result = check(repair=repair)
+    if as_json:
+        click.echo(json.dumps(result.as_json(), indent=2))
+    else:
+        counts = result.findings.counts()
+        click.echo(table([(kind, counts[kind], KINDS[kind]) for kind in KINDS], ["inconsistency", "count", "repair"]))
+        if result.repaired:
+            click.echo("repaired: " + ", ".join(f"{kind} {n}" for kind, n in result.repaired.items()))
+        click.echo("consistent" if result.consistent else
+                   f"{(result.after or result.findings).total} inconsistencies"
+                   + ("" if repair else "; `copycat fsck --repair` fixes them"))
+    sys.exit(0 if result.consistent else 1)
 
 
 @cli.command()

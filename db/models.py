@@ -159,3 +159,16 @@ class QuerySegment(Base):
     score: Mapped[float] = mapped_column(Float)
 
     match: Mapped[QueryMatch] = relationship(back_populates="segments")
+
+
+class FsckRun(Base):
+    """One consistency check (``copycat fsck``, or beat's scheduled one): counts per kind of inconsistency."""
+
+    __tablename__ = "fsck_runs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    started_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    seconds: Mapped[float] = mapped_column(Float)
+    repaired: Mapped[bool] = mapped_column(default=False)
+    counts: Mapped[dict[str, Any]] = mapped_column(default=dict, doc="kind -> inconsistencies found")
+    total: Mapped[int] = mapped_column(Integer)

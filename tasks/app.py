@@ -32,7 +32,7 @@ ROUTES = {
     "copycat.ops.*": {"queue": "ops"},
 }
 
-TASK_MODULES = ("tasks.ingest", "tasks.query", "tasks.ops", "tasks.dns")
+TASK_MODULES = ("tasks.ingest", "tasks.query", "tasks.ops", "tasks.dns", "tasks.fsck")
 
 
 def create_app(settings: Settings) -> Celery:
@@ -63,6 +63,7 @@ def create_app(settings: Settings) -> Celery:
         beat_schedule={
             "reconcile-buckets": {"task": "copycat.ops.reconcile", "schedule": float(broker.reconcile_interval_s)},
             "recover-dead-runs": {"task": "copycat.ops.recover", "schedule": float(broker.recover_interval_s)},
+            "check-consistency": {"task": "copycat.ops.fsck", "schedule": float(settings.fsck.interval_s)},
         },
     )
     return app

@@ -175,6 +175,13 @@ class WatchSettings(BaseModel):
     reconnect_max_s: float = Field(60.0, gt=0, description="longest wait before reconnecting the listener")
 
 
+class FsckSettings(BaseModel):
+    interval_s: int = Field(3600, ge=60, description="period of beat's consistency check (report mode, see"
+                            " `copycat fsck`)")
+    upload_grace_s: int = Field(300, ge=0, description="an upload younger than this is not yet reported as"
+                                " never registered (the watcher may not have seen it)")
+
+
 class StackSettings(BaseModel):
     s3_port: int = Field(8333, ge=1, le=55535, description="`copycat up`: SeaweedFS S3 port (its gRPC port is +10000)")
     milvus_port: int = Field(19530, ge=1, le=65535, description="`copycat up`: Milvus Lite server port")
@@ -212,6 +219,7 @@ class Settings(BaseSettings):
     query: QuerySettings = QuerySettings()
     dns: DnsSettings = DnsSettings()
     watch: WatchSettings = WatchSettings()
+    fsck: FsckSettings = FsckSettings()
     stack: StackSettings = StackSettings()
     flower: FlowerSettings = FlowerSettings()
 

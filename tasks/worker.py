@@ -5,6 +5,7 @@ their Celery app.
 """
 
 import tasks.dns  # noqa: F401  (each import registers that module's tasks)
+import tasks.fsck  # noqa: F401
 import tasks.ingest  # noqa: F401
 import tasks.ops  # noqa: F401
 import tasks.query  # noqa: F401

@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -141,6 +141,20 @@ class MilvusCollection:
         self._ensure_indexes(features)
         call(lambda: client.load_collection(self.collection), "load_collection")
         self._ready = True
+
+    def scan_video_ids(self, batch: int = 16384) -> Iterator[str]:
+        """The ``video_id`` of every row, in pages of ``batch`` (a full scan: for ``copycat fsck``)."""
+        if not self.exists():
+            return
+        self.ensure_collection()
+        pages = call(lambda: self.client.query_iterator(self.collection, batch_size=batch, filter="",
+                                                       output_fields=["video_id"], **self.read_options),
+                     "query_iterator")
+        try:
+            while page := call(pages.next, "query_iterator"):
+                yield from (row["video_id"] for row in page)
+        finally:
+            pages.close()
 
     @property
     def read_options(self) -> dict[str, str]:

@@ -8,6 +8,8 @@ are deleted. Milvus Lite searches unsealed (growing) rows slowly, ~0.8 s per cal
 
 from __future__ import annotations
 
+from collections import Counter
+
 import numpy as np
 
 from workers.stores.milvus import VIDEO_ID_MAX, MilvusCollection, MilvusFeatures, call, check_video_id
@@ -56,6 +58,10 @@ class VectorIndex(MilvusCollection):
         result = call(lambda: self.client.query(self.collection, filter=expr, output_fields=["count(*)"],
                                                    **self.read_options), "count")
         return int(result[0]["count(*)"]) if result else 0
+
+    def counts_by_video(self, batch: int = 16384) -> dict[str, int]:
+        """Frame vectors per video over the whole collection (``copycat fsck``; one pass, in pages)."""
+        return dict(Counter(self.scan_video_ids(batch)))
 
     def search(self, vectors: np.ndarray, limit: int) -> SearchHits:
         """Top ``limit`` frames for each query row of ``vectors`` [N, D], in batched calls."""

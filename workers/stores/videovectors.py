@@ -59,6 +59,10 @@ class VideoVectorIndex(MilvusCollection):
                                                    **self.read_options), "count")
         return int(result[0]["count(*)"]) if result else 0
 
+    def ids(self, batch: int = 16384) -> set[str]:
+        """Every video with a vector (``copycat fsck``)."""
+        return set(self.scan_video_ids(batch))
+
     def get(self, video_ids: list[str]) -> dict[str, np.ndarray]:
         """The stored vectors [D] of those ``video_ids`` that have one."""
         if not video_ids:
