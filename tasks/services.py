@@ -187,3 +187,33 @@ def wait_for_milvus(server: ManagedProcess, uri: str, timeout: float = 180.0) ->
         finally:
             client.close()
     raise TimeoutError(f"{server.name} did not answer at {uri} within {timeout:.0f} s:\n{server.log_tail()}")
+
+
+def private_redis(data_dir: Path, *, port: int) -> ManagedProcess:
+    """A Redis of its own on loopback with an append-only file, as production runs it (docker/compose.yaml):
+    queued messages survive its restart. For the fault suite, which restarts it."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    args = [shutil.which("redis-server") or "redis-server", "--bind", "127.0.0.1", "--port", str(port),
+            "--dir", str(data_dir), "--appendonly", "yes", "--appendfsync", "everysec", "--save", ""]
+    return ManagedProcess("redis", args, data_dir / "redis.log")
+
+
+POSTGRES_USER = "postgres"
+
+
+def private_postgres(data_dir: Path, *, port: int) -> ManagedProcess:
+    """A PostgreSQL cluster of its own (Debian's binaries), on loopback with trust auth, so the fault suite
+    can restart it without touching the machine's server. Initialised on first use; as root the server runs
+    as the ``postgres`` user, as PostgreSQL requires, so ``data_dir`` must be reachable by that user (e.g. a
+    fresh folder under /tmp)."""
+    bin_dir = sorted(Path("/usr/lib/postgresql").glob("*/bin"), key=lambda p: int(p.parent.name))[-1]
+    as_user = ["runuser", "-u", POSTGRES_USER, "--"] if os.geteuid() == 0 else []
+    if not (data_dir / "PG_VERSION").exists():
+        data_dir.mkdir(parents=True, exist_ok=True)
+        if as_user:
+            shutil.chown(data_dir, POSTGRES_USER)
+        subprocess.run([*as_user, str(bin_dir / "initdb"), "-D", str(data_dir), "-A", "trust", "-U", POSTGRES_USER],
+                       check=True, capture_output=True)
+    args = [*as_user, str(bin_dir / "postgres"), "-D", str(data_dir), "-p", str(port), "-k", str(data_dir),
+            "-c", "listen_addresses=127.0.0.1", "-c", "max_connections=200"]
+    return ManagedProcess("postgres", args, data_dir / "postgres.log", stop_signal=signal.SIGINT)
