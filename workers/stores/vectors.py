@@ -57,10 +57,16 @@ class VectorIndex(MilvusCollection):
                                                    **self.read_options), "count")
         return int(result[0]["count(*)"]) if result else 0
 
-    def search(self, vectors: np.ndarray, limit: int) -> SearchHits:
-        """Top ``limit`` frames for each query row of ``vectors`` [N, D], in batched calls."""
+    def search(self, vectors: np.ndarray, limit: int, *, exclude_video: str | None = None) -> SearchHits:
+        """Top ``limit`` frames for each query row of ``vectors`` [N, D], in batched calls; ``exclude_video``'s own
+        frames are filtered out inside Milvus (an indexed video searched against the library would otherwise
+        fill its hits with itself)."""
         self._check_vectors(vectors)
         self.ensure_collection()
+        where = {}
+        if exclude_video:
+            check_video_id(exclude_video)
+            where = {"filter": f'video_id != "{exclude_video}"'}
         queries = np.ascontiguousarray(vectors, dtype=np.float32)
         if self.features.lite:
             call(lambda: self.client.flush(self.collection), "flush")
@@ -70,7 +76,7 @@ class VectorIndex(MilvusCollection):
             results = call(
                 lambda batch=batch: self.client.search(
                     self.collection, data=batch.tolist(), limit=limit, output_fields=["video_id", "frame"],
-                    search_params=self.search_params(limit), **self.search_options,
+                    search_params=self.search_params(limit), **where, **self.search_options,
                 ),
                 "search",
             )
