@@ -11,6 +11,7 @@ video's previous ones and are announced as ``copy.detected``. A failure is logge
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from typing import Any
@@ -26,7 +27,7 @@ from tasks.ingest import DETECT_COPIES
 from tasks.query import StoredFrameLibrary
 from workers.query import answer_query
 from workers.stores.objects import load_matrix
-from workers.types import SearchHits
+from workers.types import Match, SearchHits
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +66,7 @@ def detect_copies(self: EnrichmentTask, video_id: str) -> dict[str, Any]:
         if row is None or row.status != VideoStatus.INDEXED or row.matrix_key != key:
             log.info("video %s was removed or re-ingested during its copy detection; result dropped", video_id)
             return {"video_id": video_id, "superseded": True}
-        kept = copies.replace_copies(s, row, result.matches)
+        kept = copies.replace_copies(s, row, strong_segments(result.matches, cfg.copies.min_score))
         videos.add_timing(s, video_id, "copies", time.perf_counter() - started)
         s.flush()
         relations = copies.list_copies(s, video_id)
@@ -75,3 +76,9 @@ def detect_copies(self: EnrichmentTask, video_id: str) -> dict[str, Any]:
     if relations:
         events.emit("copy.detected", {"video_id": video_id, "name": name, "copies": relations})
     return {"video_id": video_id, "copies": len(kept), "segments": len(relations)}
+
+
+def strong_segments(matches: list[Match], min_score: float) -> list[Match]:
+    """Each match with only its segments scoring ``min_score`` or more (a relation is one segment pair)."""
+    kept = [dataclasses.replace(m, segments=[s for s in m.segments if s.score >= min_score]) for m in matches]
+    return [m for m in kept if m.segments]

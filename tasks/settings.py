@@ -209,8 +209,8 @@ class CopiesSettings(BaseModel):
 
     on_ingest: bool = Field(False, description="match every newly indexed video against the library and store"
                             " its copy relations")
-    min_score: float = Field(0.35, ge=0, le=1, description="segments (and videos) scoring below this are not"
-                             " stored as copies")
+    min_score: float = Field(0.35, ge=0, le=1, description="copied segments scoring below this are not stored"
+                             " (nor their videos' matches)")
     top_k: int = Field(10, ge=1, description="candidate videos localised per newly indexed video")
 
 
