@@ -45,7 +45,7 @@ def render_job_report(job_id: str) -> bytes:
         result = jobs.result_json(job)
         refs = videos.videos_by_ids(s, [m["video_id"] for m in result["matches"]])
         references = {vid: (v.bucket, v.key, v.name, v.matrix_bucket, v.matrix_key) for vid, v in refs.items()}
-        header = JobReport(job_id=job.id, query=job.source, status=job.status, error=result["error"],
+        header = JobReport(job_id=job.id, name=job.name, query=job.source, status=job.status, error=result["error"],
                            created=job.created_at.strftime("%Y-%m-%d %H:%M:%S UTC"), timings=result["timings"])
         query_object, query_matrix = (job.bucket, job.key, job.name), job.matrix_key
     query_views = _matrix(res, cfg.s3.matrices_bucket, query_matrix, header.notes, "the query's descriptors")

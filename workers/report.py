@@ -55,6 +55,7 @@ class JobReport:
     """The job's header fields."""
 
     job_id: str
+    name: str
     query: str
     status: str
     error: str | None = None
@@ -91,7 +92,7 @@ def similarity_image(similarity: np.ndarray, segments: Sequence[Segment], fps: f
         cell = 1.0 / block
     rgb = colourise(image)
     height, width = rgb.shape[:2]
-    thickness = max(1, min(height, width) // 160)
+    thickness = max(2, min(height, width) // 120)
     for segment in segments:
         top, bottom = int(segment.query_start * fps * cell), int(np.ceil(segment.query_end * fps * cell))
         left, right = int(segment.ref_start * fps * cell), int(np.ceil(segment.ref_end * fps * cell))
@@ -140,9 +141,10 @@ _CSS = """
 body{font:14px/1.4 system-ui,sans-serif;margin:24px;color:#222;background:#fff}
 h1{font-size:20px;margin:0 0 4px} h2{font-size:17px;margin:28px 0 6px}
 table{border-collapse:collapse;margin:6px 0} td,th{border:1px solid #ccc;padding:3px 8px;text-align:left}
-.meta{color:#555} .note{color:#a40} .frames{display:flex;gap:24px;flex-wrap:wrap;margin:8px 0 16px}
-.side{display:flex;gap:6px} figure{margin:0;text-align:center;font-size:12px;color:#555}
-figure img{display:block;border:1px solid #999} .matrix img{image-rendering:pixelated;border:1px solid #999}
+.meta{color:#555} .note{color:#a40} table.frames{margin:10px 0 16px} table.frames td{border:0;padding:2px 4px}
+figure{margin:0;text-align:center;font-size:12px;color:#555}
+figure img{display:block;border:1px solid #999} figure.matrix{display:inline-block;max-width:100%}
+.matrix img{image-rendering:pixelated;border:1px solid #999}
 .score{font-weight:600}
 """
 
@@ -152,8 +154,9 @@ def render_report(job: JobReport, matches: Sequence[MatchReport], *, fps: float,
     e = html.escape
     parts = [f"<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Copycat report {e(job.job_id)}"
              f"</title><style>{_CSS}</style></head><body>",
-             f"<h1>Copies of {e(job.query)}</h1>",
-             f"<p class=\"meta\">job <code id=\"job-id\">{e(job.job_id)}</code> · status "
+             f"<h1>Copies of {e(job.name)}</h1>",
+             f"<p class=\"meta\">query <code>{e(job.query)}</code> · job <code id=\"job-id\">{e(job.job_id)}</code>"
+             " · status "
              f"<span id=\"job-status\">{e(job.status)}</span>" + (f" · {e(job.created)}" if job.created else "")
              + f" · {len(matches)} matching video{'s' if len(matches) != 1 else ''}</p>"]
     if job.error:
@@ -183,21 +186,13 @@ def _match_html(rank: int, match: MatchReport, fps: float, matrix_max_px: int) -
         f"<td class=\"score\">{s.segment.score:.3f}</td></tr>" for i, s in enumerate(match.segments, 1))
     out.append(f"<table><tr><th>#</th><th>query</th><th>reference</th><th>score</th></tr>{rows}</table>")
     for i, seg in enumerate(match.segments, 1):
-        out.append(f"<div class=\"frames\" data-segment=\"{i}\">")
-        for side, times, frames in (("query", seg.query_times, seg.query_frames),
-                                    ("reference", seg.ref_times, seg.ref_frames)):
-            out.append(f"<div class=\"side {side}\">")
-            for label, moment, frame in zip(("start", "middle", "end"), times, _padded(frames), strict=True):
-                caption = f"{side} {label} {clock(moment)}"
-                if frame is None:
-                    out.append(f"<figure class=\"missing\"><div>no frame</div><figcaption>{caption}"
-                               "</figcaption></figure>")
-                else:
-                    out.append(f"<figure><img class=\"thumb {side}\" alt=\"{caption}\" src=\"{data_uri(frame)}\" "
-                               f"width=\"{frame.shape[1]}\" height=\"{frame.shape[0]}\"><figcaption>{caption}"
-                               "</figcaption></figure>")
-            out.append("</div>")
-        out.append("</div>")
+        out.append(f"<table class=\"frames\" data-segment=\"{i}\"><tr><th>segment {i}</th><th>query</th>"
+                   "<th>reference</th></tr>")
+        query_frames, ref_frames = _padded(seg.query_frames), _padded(seg.ref_frames)
+        for row, label in enumerate(("start", "middle", "end")):
+            out.append(f"<tr><th>{label}</th><td>{_thumb('query', label, seg.query_times[row], query_frames[row])}"
+                       f"</td><td>{_thumb('reference', label, seg.ref_times[row], ref_frames[row])}</td></tr>")
+        out.append("</table>")
     if match.similarity is not None:
         image = similarity_image(match.similarity, [s.segment for s in match.segments], fps, matrix_max_px)
         rows_n, cols_n = match.similarity.shape
@@ -207,6 +202,14 @@ def _match_html(rank: int, match: MatchReport, fps: float, matrix_max_px: int) -
                    "(across), 0 dark to 1 bright; found segments outlined in red</figcaption></figure>")
     out.append("</section>")
     return "".join(out)
+
+
+def _thumb(side: str, label: str, moment: float, frame: np.ndarray | None) -> str:
+    caption = f"{side} {label} {clock(moment)}"
+    if frame is None:
+        return f"<figure class=\"missing\"><div>no frame</div><figcaption>{caption}</figcaption></figure>"
+    return (f"<figure><img class=\"thumb {side}\" alt=\"{caption}\" src=\"{data_uri(frame)}\" "
+            f"width=\"{frame.shape[1]}\" height=\"{frame.shape[0]}\"><figcaption>{caption}</figcaption></figure>")
 
 
 def _padded(frames: Sequence[np.ndarray | None]) -> list[np.ndarray | None]:

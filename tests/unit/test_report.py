@@ -87,7 +87,7 @@ def page() -> tuple[str, Page]:
                             query_frames=frames, ref_frames=[frames[0], None, frames[2]])
     match = MatchReport("vid-1", "<script>alert(1)</script>.mp4", 0.87, [segment],
                         similarity=rng.random((16, 14)).astype(np.float32), notes=["a note"])
-    job = JobReport("job-1", "suspect.mp4", "done", timings={"search": 0.02})
+    job = JobReport("job-1", "suspect.mp4", "s3://q/suspect.mp4", "done", timings={"search": 0.02})
     html = render_report(job, [match], fps=1.0, matrix_max_px=140)
     parser = Page()
     parser.feed(html)
@@ -105,7 +105,8 @@ def test_the_page_is_self_contained_and_escapes_names(page: tuple[str, Page]) ->
 def test_thumbnails_sit_side_by_side_and_the_matrix_is_drawn(page: tuple[str, Page]) -> None:
     _, parsed = page
     kinds = [img["class"] for img in parsed.images]
-    assert kinds == ["thumb query"] * 3 + ["thumb reference"] * 2 + ["similarity"]
+    assert kinds == ["thumb query", "thumb reference", "thumb query", "thumb query", "thumb reference",
+                     "similarity"], "query and reference side by side at start, middle and end"
     matrix = parsed.images[-1]
     width, height = int(matrix["width"]), int(matrix["height"])
     assert (width, height) == (112, 128)  # 8 pixels per frame
