@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,9 @@ from workers.errors import CopycatError
 VIDEO_SUFFIXES = {".mp4", ".mkv", ".webm", ".avi", ".mov", ".flv", ".m4v", ".mpg", ".mpeg", ".ts", ".wmv",
                   ".3gp", ".ogv"}
 
+# Commands that do not read or write the library, so a stopped stack does not concern them.
+STACKLESS_COMMANDS = {"up", "config", "weights"}
+
 
 @click.group()
 @click.option("-v", "--verbose", count=True, help="More log output (-v info, -vv debug).")
@@ -32,6 +36,8 @@ def cli(ctx: click.Context, verbose: int) -> None:
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     quiet_libraries(level, client=True)
     ctx.ensure_object(dict)
+    if ctx.invoked_subcommand not in STACKLESS_COMMANDS:
+        _refuse_stopped_stack()
 
 
 def _session() -> Any:
@@ -44,6 +50,20 @@ def _settings() -> Any:
     from tasks import resources
 
     return resources.current().settings
+
+
+def _refuse_stopped_stack() -> None:
+    """A home whose ``copycat up`` stack is not running keeps its data in that stack's services: a command
+    run here in embedded mode would answer from an empty index, so it stops and says why."""
+    from tasks.settings import load_settings
+    from tasks.stackfile import StackFile
+
+    home = load_settings(stack_file=False).home.resolve()
+    stack = StackFile(home)
+    if stack.stopped() and "COPYCAT_BROKER__URL" not in os.environ:
+        raise click.ClickException(
+            f"COPYCAT_HOME={home} belongs to a `copycat up` stack that is not running (its settings:"
+            f" {stack.env_path}). Start it with `copycat up`, or use another COPYCAT_HOME for embedded mode.")
 
 
 def expand_inputs(paths: tuple[Path, ...]) -> list[tuple[Path, str]]:
@@ -404,9 +424,10 @@ def flower() -> None:
 def up() -> None:
     """Start the whole system on this machine without Docker; Ctrl-C stops it."""
     from cli.stack import run_stack
+    from tasks.settings import load_settings
 
     try:
-        run_stack(_settings(), click.echo)
+        run_stack(load_settings(stack_file=False), click.echo)
     except RuntimeError as exc:
         raise click.ClickException(str(exc)) from exc
 
@@ -432,7 +453,7 @@ def status(as_json: bool) -> None:
 
         replies = resources.current().app.control.inspect(timeout=1.0).active_queues() or {}
         workers = {name: sorted(q["name"] for q in qs) for name, qs in replies.items()}
-        queues = queue_lengths(cfg.broker.url)
+        queues = queue_lengths(cfg)
     data = {"mode": "embedded" if cfg.embedded else "queue", "queues": queues, "workers": workers,
             "videos": video_states, "query_jobs": job_states}
     if as_json:

@@ -191,6 +191,23 @@ def delete_video(session: Session, video_id: str) -> bool:
     return session.execute(delete(Video).where(Video.id == video_id)).rowcount > 0
 
 
+def requeue_expired(session: Session, limit: int = 1000) -> list[tuple[str, str]]:
+    """Reset to pending every running video whose lease has expired (its worker died) and return their
+    ``(id, name)`` to queue again. Cheap (one indexed query), so it runs every few seconds, not per sweep."""
+    now = utcnow()
+    ids = session.scalars(select(Video.id).where(Video.status.in_(RUNNING), Video.lease_until < now)
+                          .limit(limit)).all()
+    reset: list[tuple[str, str]] = []
+    for video_id in ids:
+        advisory_lock(session, f"video:{video_id}")
+        video = session.get(Video, video_id, with_for_update=True, populate_existing=True)
+        if video is not None and video.status in RUNNING and video.lease_until is not None \
+                and _aware(video.lease_until) < now:
+            _reset(video)
+            reset.append((video.id, video.name))
+    return reset
+
+
 def _stuck(video: Video, stale_after: timedelta) -> bool:
     """Whether a row in progress has lost its worker: a run's lease expired (renewed every few seconds
     while it lives, whatever the video's length), or a row waited ``stale_after`` without being picked up."""

@@ -9,7 +9,8 @@ Queues keep model work apart from everything else, so each scales on its own:
   and for the copy detection of newly indexed videos.
 - ``ops``: the reconciliation sweep, bucket events and webhook deliveries (one small worker, plus beat).
 
-Messages are JSON with ids only. ``acks_late`` plus ``reject_on_worker_lost`` hand a task to another
+Messages are JSON with ids only. ``COPYCAT_BROKER__NAMESPACE`` prefixes every broker key, so two stacks
+on one Redis never consume each other's messages. ``acks_late`` plus ``reject_on_worker_lost`` hand a task to another
 worker when its process dies mid-way; every task is idempotent, so running one twice is harmless.
 With no broker configured, tasks run in the calling process (the embedded mode).
 """
@@ -57,12 +58,22 @@ def create_app(settings: Settings) -> Celery:
         task_soft_time_limit=max(broker.task_time_limit_s - 30, 1),
         result_expires=7 * 24 * 3600,
         broker_connection_retry_on_startup=True,
-        broker_transport_options={"visibility_timeout": broker.task_time_limit_s + 600},
+        broker_transport_options=transport_options(settings),
         task_always_eager=settings.embedded,
         task_eager_propagates=False,
         timezone="UTC",
         beat_schedule={
             "reconcile-buckets": {"task": "copycat.ops.reconcile", "schedule": float(broker.reconcile_interval_s)},
+            "recover-dead-runs": {"task": "copycat.ops.recover", "schedule": float(broker.recover_interval_s)},
         },
     )
     return app
+
+
+def transport_options(settings: Settings) -> dict[str, object]:
+    """Broker options: the redelivery timeout, and the stack's key prefix (Redis) that keeps stacks sharing
+    one broker apart: queues, unacknowledged messages and the workers' control channel all carry it."""
+    options: dict[str, object] = {"visibility_timeout": settings.broker.task_time_limit_s + 600}
+    if settings.broker.namespace:
+        options["global_keyprefix"] = settings.broker.namespace
+    return options

@@ -33,6 +33,23 @@ def reconcile(self: CopycatTask) -> dict[str, int]:
     return sweep()
 
 
+@shared_task(name="copycat.ops.recover", base=CopycatTask, **TASK_OPTIONS)
+def recover(self: CopycatTask) -> int:
+    """Queue again every video whose ingest run stopped renewing its lease (beat, every
+    ``COPYCAT_BROKER__RECOVER_INTERVAL_S``): a worker killed mid-video costs about one lease, not an hour."""
+    return recover_dead_runs()
+
+
+def recover_dead_runs() -> int:
+    with session() as s:
+        expired = videos.requeue_expired(s)
+    for video_id, name in expired:
+        log.warning("video %s (%s): its ingest run stopped renewing its lease (worker gone); queued again",
+                    name, video_id)
+        enqueue_ingest(video_id, name)
+    return len(expired)
+
+
 def sweep() -> dict[str, int]:
     """Queue whatever the buckets hold that the database does not know, and forget what is gone."""
     res = resources.current()

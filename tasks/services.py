@@ -78,16 +78,28 @@ class ManagedProcess:
     def running(self) -> bool:
         return self.process is not None and self.process.poll() is None
 
+    def signal_group(self) -> None:
+        """Ask the whole group to stop (``stop_signal``), without waiting."""
+        if self.process is not None and self.process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, self.stop_signal)
+
+    def kill_group(self) -> None:
+        if self.process is not None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.process.pid, signal.SIGKILL)
+
     def stop(self, timeout: float = 15.0) -> None:
-        """Signal the whole group, wait for the leader, then kill whatever of the group is left."""
-        if self.process is None or self.process.poll() is not None:
+        """Signal the whole group, wait for the leader, then kill whatever of the group is left (also when
+        the leader had already died: a Celery worker's pool children outlive a killed main process)."""
+        if self.process is None:
             return
-        os.killpg(self.process.pid, self.stop_signal)
+        self.signal_group()
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.process.wait(timeout)
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGKILL)
-        self.process.wait(5)
+        self.kill_group()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.process.wait(5)
 
     def log_tail(self, lines: int = 20) -> str:
         if not self.log_path.exists():

@@ -11,6 +11,7 @@ Postgres, Redis, an S3 server and a Milvus server for production.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -18,6 +19,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from tasks.stackfile import StackFile
 from workers.admission import InputLimits
 from workers.decode import DecodeOptions
 from workers.errors import ConfigError
@@ -36,8 +38,12 @@ class BrokerSettings(BaseModel):
     url: str = Field("", description="Celery broker, e.g. redis://127.0.0.1:6379/0; empty runs tasks in-process")
     result_backend: str = Field("", description="Celery result backend; empty uses the broker URL")
     task_time_limit_s: int = Field(3600, ge=10, description="hard limit for one task")
-    lease_s: int = Field(120, ge=10, description="a video whose ingest run has not renewed its lease for this"
-                         " long (its worker died) is queued again by the next sweep")
+    namespace: str = Field("", description="prefix of every broker key (Redis), so that stacks sharing one Redis"
+                           " never take each other's work; `copycat up` picks one per COPYCAT_HOME when empty")
+    lease_s: int = Field(90, ge=10, description="a video whose ingest run has not renewed its lease for this"
+                         " long (its worker died) is queued again by the next recovery check")
+    recover_interval_s: int = Field(30, ge=5, description="period of the recovery check (beat): re-queue videos"
+                                    " whose lease expired")
     max_retries: int = Field(5, ge=0, description="retries for transient faults (S3, Milvus, DB down)")
     retry_backoff_max_s: int = Field(300, ge=1, description="cap of the exponential retry delay")
     prefetch_multiplier: int = Field(1, ge=1, description="tasks a worker process reserves ahead")
@@ -224,6 +230,13 @@ class ReportSettings(BaseModel):
 class StackSettings(BaseModel):
     s3_port: int = Field(8333, ge=1, le=55535, description="`copycat up`: SeaweedFS S3 port (its gRPC port is +10000)")
     milvus_port: int = Field(19530, ge=1, le=65535, description="`copycat up`: Milvus Lite server port")
+    restart_backoff_s: float = Field(1.0, gt=0, description="`copycat up`: wait before restarting a process that"
+                                     " died; doubled per quick death")
+    restart_backoff_max_s: float = Field(60.0, gt=0, description="`copycat up`: longest wait before a restart")
+    stable_after_s: float = Field(60.0, gt=0, description="`copycat up`: a process up this long restarts with"
+                                  " the first backoff again")
+    stop_grace_s: float = Field(15.0, gt=0, description="`copycat up`: seconds a process gets to stop before it"
+                                " is killed")
 
 
 class FlowerSettings(BaseModel):
@@ -315,10 +328,14 @@ class Settings(BaseSettings):
                                   "exclude_self": False, "crop_grid": 1})
 
 
-def load_settings() -> Settings:
-    """Read the environment; a bad value stops start-up with the variable's name."""
+def load_settings(stack_file: bool = True) -> Settings:
+    """Read the environment, over the connection file of a ``copycat up`` that owns the home (see
+    ``tasks/stackfile.py``; ``up`` itself passes ``stack_file=False``); a bad value stops start-up with the
+    variable's name."""
+    home = Path(os.environ.get("COPYCAT_HOME") or Settings.model_fields["home"].default)
+    stack = StackFile(home)
     try:
-        return Settings()
+        return Settings(_env_file=stack.env_path if stack_file and stack.present() else None)
     except ValidationError as exc:
         problems = "; ".join(
             f"COPYCAT_{'__'.join(str(p).upper() for p in err['loc'])}: {err['msg']}" for err in exc.errors()

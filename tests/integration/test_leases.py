@@ -98,3 +98,29 @@ def test_an_ingested_video_ends_without_a_lease(copycat_env: Path, clips_dir: Pa
     with session_scope(resources.current().engine) as s:
         video = videos.get_video(s, video_id)
         assert video.status == "indexed" and video.lease_owner is None and video.lease_until is None
+
+
+def test_the_recovery_check_queues_only_videos_whose_lease_expired(copycat_env: Path) -> None:
+    """``copycat.ops.recover`` (beat, every 30 s): a dead run's video is queued again, once (embedded mode runs
+    the new run at once: its object was never uploaded, so it ends ``object_missing`` on its second attempt);
+    a live run, a pending row and an indexed one are left alone."""
+    from tasks import ops
+
+    engine = resources.current().engine
+    ids = {}
+    with session_scope(engine) as s:
+        for key in ("dead.mp4", "alive.mp4", "waiting.mp4", "done.mp4"):
+            ids[key] = videos.register_upload(s, "uploads", key, size=1, etag="v1")[0].id
+    with session_scope(engine) as s:
+        for key in ("dead.mp4", "alive.mp4", "done.mp4"):
+            videos.claim_for_ingest(s, ids[key], model="m", dim=4, retrying=False, run_id=f"run-{key}", lease=LEASE)
+        videos.get_video(s, ids["dead.mp4"]).lease_until = utcnow() - timedelta(seconds=1)
+        videos.set_status(s, ids["done.mp4"], videos.VideoStatus.INDEXED)
+    assert ops.recover_dead_runs() == 1
+    with session_scope(engine) as s:
+        rows = {key: videos.get_video(s, vid) for key, vid in ids.items()}
+        states = {key: row.status for key, row in rows.items()}
+        dead = rows["dead.mp4"]
+        assert (dead.failure_code, dead.attempts) == ("object_missing", 2)
+    assert states == {"dead.mp4": "failed", "alive.mp4": "decoding", "waiting.mp4": "pending", "done.mp4": "indexed"}
+    assert ops.recover_dead_runs() == 0
