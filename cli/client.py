@@ -59,10 +59,14 @@ def wait_for_videos(ids: list[str], *, timeout: float = 24 * 3600, poll_s: float
         time.sleep(poll_s)
 
 
-def submit_query(source: str, params: QueryParams) -> str:
-    """Create a query job for a local file (uploaded to the queries bucket) or an ``s3://bucket/key``."""
+def submit_query(source: str, params: QueryParams, *, callback_url: str | None = None) -> str:
+    """Create a query job for a local file (uploaded to the queries bucket) or an ``s3://bucket/key``;
+    ``callback_url`` (http or https) gets the job's ``query.done`` webhook."""
     from tasks.query import enqueue_query
+    from tasks.settings import check_webhook_url
 
+    if callback_url:
+        check_webhook_url(callback_url)
     res = resources.current()
     cfg = res.settings
     if source.startswith("s3://"):
@@ -71,7 +75,7 @@ def submit_query(source: str, params: QueryParams) -> str:
             raise ValueError(f"expected s3://bucket/key, got {source!r}")
         with session() as s:
             job_id = jobs.create_job(s, source=source, name=key.rsplit("/", 1)[-1], bucket=bucket, key=key,
-                                     params=asdict(params)).id
+                                     params=asdict(params), callback_url=callback_url).id
     else:
         path = Path(source)
         if not path.is_file():
@@ -81,7 +85,7 @@ def submit_query(source: str, params: QueryParams) -> str:
         # The row exists before the object, so a bucket sweep never makes a second job for it.
         with session() as s:
             jobs.create_job(s, job_id=job_id, source=str(path), name=path.name, bucket=cfg.s3.queries_bucket,
-                            key=key, params=asdict(params))
+                            key=key, params=asdict(params), callback_url=callback_url)
         res.objects.put_file(cfg.s3.queries_bucket, key, path, "video/octet-stream")
     enqueue_query(job_id, source.rsplit("/", 1)[-1])
     return job_id

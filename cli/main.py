@@ -167,18 +167,26 @@ def _print_videos(rows: list[Any], as_json: bool) -> None:
 @click.option("--exclude-self/--include-self", default=None, help="Drop indexed copies with the query's content.")
 @click.option("--crops", "crop_grid", type=click.IntRange(1, 4), default=None,
               help="Also search NxN tiles of each frame (2 finds picture-in-picture copies; slower).")
+@click.option("--callback-url", default=None, help="http(s) URL that gets the job's query.done webhook.")
 @click.option("--wait/--no-wait", default=True, help="Wait for the result (queue mode).")
 @click.option("--timeout", type=float, default=3600.0, help="Seconds to wait.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def query(source: str, top_k: int | None, min_score: float | None, reduce: str | None,
-          exclude_self: bool | None, crop_grid: int | None, wait: bool, timeout: float, as_json: bool) -> None:
+          exclude_self: bool | None, crop_grid: int | None, callback_url: str | None, wait: bool, timeout: float,
+          as_json: bool) -> None:
     """Find which indexed videos SOURCE (a file or s3://bucket/key) copies, and where."""
     from cli import client
+    from tasks.settings import check_webhook_url
 
     params = _settings().query_params({"top_k": top_k, "min_score": min_score, "reduce": reduce,
                                        "exclude_self": exclude_self, "crop_grid": crop_grid})
+    if callback_url:
+        try:
+            check_webhook_url(callback_url)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--callback-url") from exc
     try:
-        job_id = client.submit_query(source, params)
+        job_id = client.submit_query(source, params, callback_url=callback_url)
     except (ValueError, FileNotFoundError) as exc:
         raise click.BadParameter(str(exc), param_hint="SOURCE") from exc
     if not wait and not _settings().embedded:
@@ -244,6 +252,64 @@ def list_jobs(limit: int, status: str | None, as_json: bool) -> None:
     else:
         click.echo(table([(*row[:4], row[4].strftime("%Y-%m-%d %H:%M:%S"), row[5] or "") for row in data],
                          ["job", "query", "status", "matches", "created", "error"]) if data else "no query jobs")
+
+
+@cli.command()
+@click.option("--video", "video_id", default=None, help="Only the relations of this video (seen from its side).")
+@click.option("--limit", type=int, default=200, show_default=True, help="Rows (0 = all).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def copies(video_id: str | None, limit: int, as_json: bool) -> None:
+    """Copy relations found when videos were indexed (COPYCAT_COPIES__ON_INGEST), newest first."""
+    from db.copies import list_copies
+
+    with _session() as session:
+        rows = list_copies(session, video_id, limit or None)
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        click.echo("no copy relations" + (f" for video {video_id}" if video_id else ""))
+        return
+    click.echo(table([(r["video_name"], f"{hms(r['video_start'])}-{hms(r['video_end'])}", "~", r["other_name"],
+                       f"{hms(r['other_start'])}-{hms(r['other_end'])}", f"{r['score']:.3f}") for r in rows],
+                     ["video", "segment", "", "copies", "segment", "score"]))
+
+
+@cli.command()
+@click.argument("job_id")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="File to write (default: report-JOB_ID.html).")
+def report(job_id: str, output: Path | None) -> None:
+    """Write a query job's HTML report: thumbnails side by side, similarity matrices, scores (one file)."""
+    from tasks.report import JobNotFound, render_job_report
+
+    try:
+        page = render_job_report(job_id)
+    except JobNotFound as exc:
+        raise click.ClickException(str(exc)) from exc
+    target = output or Path(f"report-{job_id}.html")
+    target.write_bytes(page)
+    click.echo(f"wrote {target} ({len(page) / 1024:.0f} KiB)")
+
+
+@cli.command()
+@click.option("--event-id", default=None, help="Only the attempts of this event.")
+@click.option("--event", "event_type", default=None, help="Only this event type (e.g. query.done).")
+@click.option("--limit", type=int, default=50, show_default=True, help="Rows.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def deliveries(event_id: str | None, event_type: str | None, limit: int, as_json: bool) -> None:
+    """Webhook delivery attempts, newest first."""
+    from db.webhooks import delivery_json, list_deliveries
+
+    with _session() as session:
+        rows = [delivery_json(r) for r in list_deliveries(session, event_id=event_id, event=event_type, limit=limit)]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    click.echo(table([(r["created_at"][:19], r["event"], r["event_id"][:8], _clip(r["url"], 60), r["attempt"],
+                       r["status_code"] or "", r["outcome"], _clip(r["error"] or "", 60)) for r in rows],
+                     ["time", "event", "id", "url", "attempt", "status", "outcome", "error"])
+               if rows else "no webhook deliveries")
 
 
 @cli.command()

@@ -14,9 +14,10 @@ from workers.types import Match
 
 
 def create_job(session: Session, *, source: str, name: str, bucket: str, key: str,
-               params: dict[str, Any], job_id: str | None = None) -> QueryJob:
+               params: dict[str, Any], job_id: str | None = None, callback_url: str | None = None) -> QueryJob:
+    """A pending job; ``callback_url`` (checked by the caller) gets its ``query.done`` event."""
     job = QueryJob(id=job_id or str(uuid.uuid4()), source=source, name=name, bucket=bucket, key=key,
-                   params=params, status=JobStatus.PENDING, timings={})
+                   params=params, status=JobStatus.PENDING, timings={}, callback_url=callback_url or None)
     session.add(job)
     session.flush()
     return job

@@ -1,4 +1,4 @@
-"""SQLAlchemy 2 models: videos, query jobs, their matches and segments."""
+"""SQLAlchemy 2 models: videos, query jobs, their matches and segments, copy relations and webhook events."""
 
 from __future__ import annotations
 
@@ -112,6 +112,7 @@ class QueryJob(Failable, Base):
     frame_count: Mapped[int | None] = mapped_column(Integer)
     matrix_key: Mapped[str | None] = mapped_column(String(1024))
     timings: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    callback_url: Mapped[str | None] = mapped_column(String(2048), doc="gets this job's query.done event")
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
     started_at: Mapped[datetime | None] = mapped_column()
     finished_at: Mapped[datetime | None] = mapped_column()
@@ -172,3 +173,51 @@ class FsckRun(Base):
     repaired: Mapped[bool] = mapped_column(default=False)
     counts: Mapped[dict[str, Any]] = mapped_column(default=dict, doc="kind -> inconsistencies found")
     total: Mapped[int] = mapped_column(Integer)
+
+
+class CopyRelation(Base):
+    """A copied segment pair between two indexed videos, found when ``video_id`` was indexed (in seconds).
+
+    Both videos' rows own it: deleting either removes it (foreign keys with ``ON DELETE CASCADE``)."""
+
+    __tablename__ = "copies"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    video_id: Mapped[str] = mapped_column(ForeignKey("videos.id", ondelete="CASCADE"), index=True)
+    other_id: Mapped[str] = mapped_column(ForeignKey("videos.id", ondelete="CASCADE"), index=True)
+    video_start: Mapped[float] = mapped_column(Float)
+    video_end: Mapped[float] = mapped_column(Float)
+    other_start: Mapped[float] = mapped_column(Float)
+    other_end: Mapped[float] = mapped_column(Float)
+    score: Mapped[float] = mapped_column(Float, doc="the segment's score")
+    match_score: Mapped[float] = mapped_column(Float, doc="the pair's score (its best segment's)")
+    detected_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class WebhookEvent(Base):
+    """Something a platform is told about; its deliveries are retried from this row."""
+
+    __tablename__ = "webhook_events"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    event: Mapped[str] = mapped_column(String(32), index=True)
+    data: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+
+
+class WebhookDelivery(Base):
+    """One delivery attempt of an event to one URL."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (Index("ix_webhook_deliveries_event", "event_id", "url", "attempt"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    event_id: Mapped[str] = mapped_column(ForeignKey("webhook_events.id", ondelete="CASCADE"))
+    event: Mapped[str] = mapped_column(String(32))
+    url: Mapped[str] = mapped_column(String(2048))
+    attempt: Mapped[int] = mapped_column(Integer)
+    status_code: Mapped[int | None] = mapped_column(Integer)
+    error: Mapped[str | None] = mapped_column(Text)
+    duration_s: Mapped[float] = mapped_column(Float)
+    outcome: Mapped[str] = mapped_column(String(16), doc="delivered, retrying or given_up")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)

@@ -5,8 +5,9 @@ Queues keep model work apart from everything else, so each scales on its own:
 - ``embed``: the ingest of an upload (decode, embed, frame matrix, Milvus vectors, DnS) and the embedding
   of queries. Runs where the model runs (GPU workers); frames never cross the broker.
 - ``index``: removals of deleted uploads (Milvus deletes, objects, rows; CPU workers).
-- ``query``: batched Milvus search, candidate selection and temporal localisation (CPU or GPU).
-- ``ops``: the reconciliation sweep and bucket events (one small worker, plus beat).
+- ``query``: batched Milvus search, candidate selection and temporal localisation (CPU or GPU), for query jobs
+  and for the copy detection of newly indexed videos.
+- ``ops``: the reconciliation sweep, bucket events and webhook deliveries (one small worker, plus beat).
 
 Messages are JSON with ids only. ``COPYCAT_BROKER__NAMESPACE`` prefixes every broker key, so two stacks
 on one Redis never consume each other's messages. ``acks_late`` plus ``reject_on_worker_lost`` hand a task to another
@@ -29,10 +30,12 @@ ROUTES = {
     "copycat.ingest.remove": {"queue": "index"},
     "copycat.dns.index": {"queue": "embed"},
     "copycat.query.match": {"queue": "query"},
+    "copycat.copies.*": {"queue": "query"},
     "copycat.ops.*": {"queue": "ops"},
 }
 
-TASK_MODULES = ("tasks.ingest", "tasks.query", "tasks.ops", "tasks.dns", "tasks.fsck")
+TASK_MODULES = ("tasks.ingest", "tasks.query", "tasks.ops", "tasks.dns", "tasks.fsck", "tasks.events",
+                "tasks.copies")
 
 
 def create_app(settings: Settings) -> Celery:

@@ -6,7 +6,8 @@ to ``COPYCAT_BROKER__MAX_RETRIES`` times. Whatever finally fails lands in the ro
 task was about, with a code and a message, and the worker carries on with the next task.
 
 Task bodies never write a status themselves: they call the lifecycle methods here (``claim``,
-``progress``, ``finish``), which call the named transitions in ``db/``. The pipeline stages in
+``progress``, ``finish``), which call the named transitions in ``db/``; a final failure is announced
+as a webhook event (``video.failed``, ``query.done``) once it is recorded. The pipeline stages in
 ``workers/`` know nothing of either; they report progress through a plain callback.
 """
 
@@ -23,11 +24,11 @@ from typing import Any, ClassVar
 from celery import Task
 from sqlalchemy.orm import Session
 
-from db import jobs, videos
+from db import copies, jobs, videos
 from db.failures import mark_failed
 from db.models import Failable, QueryJob, Video
 from db.session import session_scope
-from tasks import resources
+from tasks import events, resources
 from workers.errors import ConfigError, CopycatError, InputError, TransientError
 from workers.pipeline import ProgressFn
 
@@ -92,11 +93,16 @@ class RecordedTask(CopycatTask):
         if not isinstance(object_id, str):
             return  # a malformed message names no row
         with session() as s:
-            mark_failed(s, self.row_type, object_id, code, detail)
+            found = mark_failed(s, self.row_type, object_id, code, detail)
         self.after_failure(object_id)
+        if found:
+            self.announce_failure(object_id)
 
     def after_failure(self, object_id: str) -> None:
         """Clean-up once the failure is recorded (nothing by default)."""
+
+    def announce_failure(self, object_id: str) -> None:
+        """Tell the webhooks (nothing by default)."""
 
     def reporter(self, on_first: Callable[[], None] | None = None, *,
                  forward: ProgressFn | None = None) -> ProgressFn:
@@ -182,11 +188,21 @@ class VideoTask(RecordedTask):
             videos.mark_embedding(s, video_id)
 
     def after_failure(self, object_id: str) -> None:
+        """Vectors out of the search, and the copy relations of the footage it no longer holds."""
         try:
             resources.current().frame_index.delete_video(object_id)
         except CopycatError as exc:
             log.warning("video %s: vectors not removed after its failure (%s); it stays out of results since "
                         "only indexed videos are localised", object_id, exc)
+        with session() as s:
+            copies.forget_video(s, object_id)
+
+    def announce_failure(self, object_id: str) -> None:
+        with session() as s:
+            video = videos.get_video(s, object_id)
+            data = video_event(video) if video is not None else None
+        if data is not None:
+            events.emit("video.failed", data)
 
 
 class EnrichmentTask(CopycatTask):
@@ -211,3 +227,23 @@ class JobTask(RecordedTask):
         """The job is running (a re-run starts from a clean slate)."""
         with session() as s:
             return jobs.start_job(s, job_id, model=model, timings={})
+
+    def announce_failure(self, object_id: str) -> None:
+        announce_job(object_id)
+
+
+def announce_job(job_id: str) -> None:
+    """``query.done`` for a job that ended (done or failed): its result JSON, to the endpoints and its callback."""
+    with session() as s:
+        job = jobs.get_job(s, job_id)
+        found = (jobs.result_json(job), job.callback_url) if job is not None else None
+    if found is not None:
+        events.emit("query.done", found[0], callback_url=found[1])
+
+
+def video_event(video: Video) -> dict[str, Any]:
+    """``data`` of ``video.indexed`` and ``video.failed``."""
+    error = f"{video.failure_code}: {video.failure_detail}" if video.failure_code else None
+    return {"video_id": video.id, "name": video.name, "bucket": video.bucket, "key": video.key,
+            "status": video.status, "error": error, "duration": video.duration, "frames": video.frame_count,
+            "vectors": video.vector_count, "model": video.model, "sha256": video.sha256}

@@ -3,7 +3,9 @@
 ``copycat.ingest.embed`` (queue ``embed``, next to the model): one run per upload: download, one decode
 into every view (model frames, and DnS frames when DnS is on), embed, store the matrix, replace the
 video's vectors, mark it ``indexed``. The matrix is read back only by a retry after a Milvus outage.
-``copycat.ingest.remove`` (queue ``index``): the object was deleted; drop its vectors, matrix and row.
+``copycat.ingest.remove`` (queue ``index``): the object was deleted; drop its vectors, matrix, copy
+relations and row. An indexed video is announced (``video.indexed``) and, with
+``COPYCAT_COPIES__ON_INGEST``, searched against the library (``copycat.copies.detect``).
 """
 
 from __future__ import annotations
@@ -17,10 +19,10 @@ from typing import Any
 import numpy as np
 from celery import shared_task
 
-from db import videos
+from db import copies, videos
 from db.models import VideoStatus
-from tasks import dns, resources
-from tasks.base import TASK_OPTIONS, VideoTask, enqueue, session
+from tasks import dns, events, resources
+from tasks.base import TASK_OPTIONS, VideoTask, enqueue, session, video_event
 from workers.admission import check_file_size
 from workers.dns.video import DnsRepresentation
 from workers.errors import InputError
@@ -41,6 +43,9 @@ def enqueue_ingest(video_id: str, name: str) -> None:
 def enqueue_remove(video_id: str, name: str) -> None:
     enqueue(remove_video.name, video_id, name)
 
+
+DETECT_COPIES = "copycat.copies.detect"
+"""The copy detection of a newly indexed video (``tasks/copies.py``, queue ``query``)."""
 
 
 def matrix_key(video_id: str, model: str, sha256: str) -> str:
@@ -147,12 +152,16 @@ def index_vectors(res: resources.Resources, video_id: str, key: str, features: n
         if representation is not None and sha256 is not None:
             dns.save_representation(res, s, video_id, representation, sha256)
         videos.add_timing(s, video_id, "index", time.perf_counter() - tick)
-        videos.set_status(s, video_id, VideoStatus.INDEXED, vector_count=count)
-        name = row.name
+        copies.forget_video(s, video_id)  # they described the previous content; detection finds the new ones
+        indexed = videos.set_status(s, video_id, VideoStatus.INDEXED, vector_count=count)
+        name, data = row.name, video_event(indexed)
     if dns.enabled(res.settings) and representation is None:  # a retry: the run's DnS outputs were lost
         enqueue_dns(video_id, name)
     log.info("video %s (%s): %d of %d frames informative, indexed with %s", video_id, name, count,
              features.shape[0], res.embedder.name)
+    events.emit("video.indexed", data)
+    if res.settings.copies.on_ingest:
+        enqueue(DETECT_COPIES, video_id, name)
     return count
 
 
@@ -183,6 +192,7 @@ def remove_video(self: VideoTask, video_id: str) -> dict[str, Any]:
             return {"video_id": video_id, "removed": False}
         res.frame_index.delete_video(video_id)
         dns.forget_video(res, s, video_id)
+        copies.forget_video(s, video_id)
         if video.matrix_key:
             res.objects.remove(video.matrix_bucket, video.matrix_key)
         removed = videos.delete_video(s, video_id)

@@ -18,7 +18,7 @@ from celery import shared_task
 
 from db import jobs, videos
 from tasks import dns, resources
-from tasks.base import TASK_OPTIONS, JobTask, enqueue, session
+from tasks.base import TASK_OPTIONS, JobTask, announce_job, enqueue, session
 from tasks.ingest import embed
 from workers.dns.video import DnsRepresentation
 from workers.errors import ModelMismatch, ObjectMissing
@@ -93,6 +93,7 @@ def match_job(self: JobTask, job_id: str) -> dict[str, Any]:
         jobs.update_job(s, job_id, timings={**(job.timings or {}), **result.timings})
         jobs.finish_job(s, job_id, result.matches, names)
     log.info("query job %s: %d matches in %.2f s", job_id, len(result.matches), sum(result.timings.values()))
+    announce_job(job_id)
     return {"job_id": job_id, "matches": len(result.matches)}
 
 

@@ -52,10 +52,13 @@ class Resources:
 
     @cached_property
     def app(self) -> Celery:
-        """The Celery app of these settings, made the current app so task calls go through it."""
+        """The Celery app of these settings, made the current app so task calls go through it. In embedded mode
+        every task module is imported here: this process runs whatever any task queues by name."""
         app = create_app(self.settings)
         app.set_current()
         app.set_default()
+        if self.settings.embedded:
+            app.loader.import_default_modules()
         return app
 
     @cached_property

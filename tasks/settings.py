@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, Field, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from tasks.stackfile import StackFile
 from workers.admission import InputLimits
@@ -182,6 +183,57 @@ class FsckSettings(BaseModel):
                                 " never registered (the watcher may not have seen it)")
 
 
+def check_webhook_url(url: str) -> str:
+    """An http(s) URL with a host: the only kind of address a webhook is sent to."""
+    parts = urlsplit(url)
+    if parts.scheme not in {"http", "https"} or not parts.hostname:
+        raise ValueError(f"webhook URL must be http(s)://host/..., got {url!r}")
+    return url
+
+
+class WebhooksSettings(BaseModel):
+    """Signed event deliveries (``tasks/events.py``); a query job may add its own ``callback_url``."""
+
+    endpoints: Annotated[list[str], NoDecode] = Field([], description="URLs that get every"
+                                                      " event (comma-separated)")
+    secret: str = Field("", description="shared secret of the HMAC-SHA256 signature; empty sends unsigned"
+                        " deliveries")
+    timeout_s: float = Field(10.0, gt=0, le=300, description="seconds one delivery attempt may take")
+    max_attempts: int = Field(6, ge=1, le=50, description="attempts per event and URL before it is given up")
+    backoff_base_s: float = Field(2.0, gt=0, description="delay before the second attempt; doubles after each"
+                                  " failed one")
+    backoff_max_s: float = Field(600.0, gt=0, description="cap of the delay between attempts")
+
+    @field_validator("endpoints", mode="before")
+    @classmethod
+    def _split(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("endpoints")
+    @classmethod
+    def _urls(cls, value: list[str]) -> list[str]:
+        return [check_webhook_url(url) for url in value]
+
+
+class CopiesSettings(BaseModel):
+    """Copy detection on upload (``tasks/copies.py``): each newly indexed video searched against the library."""
+
+    on_ingest: bool = Field(False, description="match every newly indexed video against the library and store"
+                            " its copy relations")
+    min_score: float = Field(0.35, ge=0, le=1, description="copied segments scoring below this are not stored"
+                             " (nor their videos' matches)")
+    top_k: int = Field(10, ge=1, description="candidate videos localised per newly indexed video")
+
+
+class ReportSettings(BaseModel):
+    thumbnail_height: int = Field(120, ge=32, le=720, description="height of the report's frame thumbnails"
+                                  " (pixels)")
+    matrix_max_px: int = Field(480, ge=64, le=4096, description="longest side of the report's similarity"
+                                " matrix image (pixels)")
+
+
 class StackSettings(BaseModel):
     s3_port: int = Field(8333, ge=1, le=55535, description="`copycat up`: SeaweedFS S3 port (its gRPC port is +10000)")
     milvus_port: int = Field(19530, ge=1, le=65535, description="`copycat up`: Milvus Lite server port")
@@ -220,6 +272,9 @@ class Settings(BaseSettings):
     dns: DnsSettings = DnsSettings()
     watch: WatchSettings = WatchSettings()
     fsck: FsckSettings = FsckSettings()
+    webhooks: WebhooksSettings = WebhooksSettings()
+    copies: CopiesSettings = CopiesSettings()
+    report: ReportSettings = ReportSettings()
     stack: StackSettings = StackSettings()
     flower: FlowerSettings = FlowerSettings()
 
@@ -275,6 +330,11 @@ class Settings(BaseSettings):
                            reduce=str(merged["reduce"]), min_score=float(merged["min_score"]),
                            exclude_self=bool(merged["exclude_self"]), crop_grid=int(merged["crop_grid"]))
 
+    def copy_params(self) -> QueryParams:
+        """Parameters of copy detection: whole frames only (a reference's stored matrix has no tiles)."""
+        return self.query_params({"top_k": self.copies.top_k, "min_score": self.copies.min_score,
+                                  "exclude_self": False, "crop_grid": 1})
+
 
 def load_settings(stack_file: bool = True) -> Settings:
     """Read the environment, over the connection file of a ``copycat up`` that owns the home (see
@@ -306,4 +366,4 @@ def describe_settings() -> list[tuple[str, str, str]]:
 
 
 def _shown(value: object) -> str:
-    return "" if value == "" else str(value)
+    return "" if value in ("", []) else str(value)

@@ -342,6 +342,37 @@ class DecodeClock:
             return self._total + running
 
 
+@path_free_errors
+def frames_at(path: Path, info: VideoInfo, times: Sequence[float], height: int,
+              options: DecodeOptions = DecodeOptions(), *, label: str | None = None) -> list[np.ndarray]:
+    """uint8 RGB frames [height, W, 3] (the display aspect kept, W even) shown at each of ``times`` (seconds).
+
+    For report thumbnails: one short ffmpeg run per time, seeking to it, opened exactly like ``sample_views``
+    (the probed demuxer forced, the ``file`` protocol only, the decoder's frame size capped), so ``info``
+    must come from ``probe`` of the same file. A time past the end gives the last frame.
+    """
+    name = label or path.name
+    width = max(2, int(round(info.width * height / max(info.height, 1) / 2)) * 2)
+    frames = []
+    for moment in times:
+        seek = float(min(max(moment, 0.0), max(info.duration - 0.05, 0.0)))
+        cmd = (ffmpeg.input(input_url(path), ss=f"{seek:.3f}", **decode_options(info))[str(info.stream_index)]
+               .filter("scale", w=width, h=height, flags="bicubic")
+               .output("pipe:", format="rawvideo", pix_fmt="rgb24", vframes=1)
+               .global_args("-nostdin", "-hide_banner", "-loglevel", "error", "-an", "-sn", "-dn").compile())
+        try:
+            done = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, timeout=options.timeout_s)
+        except subprocess.TimeoutExpired:
+            raise DecodeTimeout(f"{name}: ffmpeg needed more than {options.timeout_s:.0f} s for the frame at "
+                                f"{seek:.1f} s") from None
+        data = done.stdout[: width * height * 3]
+        if done.returncode != 0 or len(data) < width * height * 3:
+            detail = _last_lines(done.stderr.decode("utf-8", "replace"), 3) or f"exit code {done.returncode}"
+            raise CorruptVideo(f"{name}: no frame at {seek:.1f} s: {detail}")
+        frames.append(np.frombuffer(data, np.uint8).reshape(height, width, 3).copy())
+    return frames
+
+
 def decode_all(path: Path, geometry: FrameGeometry, options: DecodeOptions = DecodeOptions()) -> np.ndarray:
     """All sampled frames of a short video as uint8 [T, size, size, 3] (tests and small clips only)."""
     parts = list(sample_frames(path, probe(path, limits=options.limits), geometry, options))

@@ -63,10 +63,16 @@ class VectorIndex(MilvusCollection):
         """Frame vectors per video over the whole collection (``copycat fsck``; one pass, in pages)."""
         return dict(Counter(self.scan_video_ids(batch)))
 
-    def search(self, vectors: np.ndarray, limit: int) -> SearchHits:
-        """Top ``limit`` frames for each query row of ``vectors`` [N, D], in batched calls."""
+    def search(self, vectors: np.ndarray, limit: int, *, exclude_video: str | None = None) -> SearchHits:
+        """Top ``limit`` frames for each query row of ``vectors`` [N, D], in batched calls; ``exclude_video``'s own
+        frames are filtered out inside Milvus (an indexed video searched against the library would otherwise
+        fill its hits with itself)."""
         self._check_vectors(vectors)
         self.ensure_collection()
+        where = {}
+        if exclude_video:
+            check_video_id(exclude_video)
+            where = {"filter": f'video_id != "{exclude_video}"'}
         queries = np.ascontiguousarray(vectors, dtype=np.float32)
         if self.features.lite:
             call(lambda: self.client.flush(self.collection), "flush")
@@ -76,7 +82,7 @@ class VectorIndex(MilvusCollection):
             results = call(
                 lambda batch=batch: self.client.search(
                     self.collection, data=batch.tolist(), limit=limit, output_fields=["video_id", "frame"],
-                    search_params=self.search_params(limit), **self.search_options,
+                    search_params=self.search_params(limit), **where, **self.search_options,
                 ),
                 "search",
             )
