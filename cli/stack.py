@@ -47,6 +47,7 @@ def stack_environment(cfg: Settings) -> tuple[dict[str, str], list[tuple[Managed
     env["COPYCAT_BROKER__URL"] = cfg.broker.url or DEFAULT_BROKER
     env["COPYCAT_BROKER__NAMESPACE"] = cfg.broker.namespace or namespace_for(cfg.home)
     env["COPYCAT_DATABASE__URL"] = cfg.database_url
+    env.setdefault("COPYCAT_COPIES__ON_INGEST", "true")  # a stack finds copies as videos arrive
     servers: list[tuple[ManagedProcess, int]] = []
     s3_port, milvus_port = cfg.stack.s3_port, cfg.stack.milvus_port
     if not cfg.s3.endpoint:
@@ -253,14 +254,3 @@ def _redact(url: str) -> str:
     if parsed.password:
         return url.replace(f":{parsed.password}@", ":***@")
     return url
-
-
-def queue_lengths(cfg: Settings) -> dict[str, int | None]:
-    """Messages waiting per queue (Redis broker only; None elsewhere), in the stack's namespace."""
-    url = cfg.broker.url
-    if not url.startswith(("redis://", "rediss://")):
-        return {queue: None for queue in QUEUES}
-    import redis
-
-    client = redis.Redis.from_url(url, socket_timeout=2)
-    return {queue: int(client.llen(cfg.broker.namespace + queue)) for queue in QUEUES}

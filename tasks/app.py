@@ -79,3 +79,14 @@ def transport_options(settings: Settings) -> dict[str, object]:
     if settings.broker.namespace:
         options["global_keyprefix"] = settings.broker.namespace
     return options
+
+
+def queue_lengths(cfg: Settings) -> dict[str, int | None]:
+    """Messages waiting per queue (Redis broker only; None elsewhere), in the stack's namespace."""
+    url = cfg.broker.url
+    if not url.startswith(("redis://", "rediss://")):
+        return {queue: None for queue in QUEUES}
+    import redis
+
+    client = redis.Redis.from_url(url, socket_timeout=2)
+    return {queue: int(client.llen(cfg.broker.namespace + queue)) for queue in QUEUES}
