@@ -14,7 +14,10 @@ from workers.types import Match
 
 
 def create_job(session: Session, *, source: str, name: str, bucket: str, key: str,
-               params: dict[str, Any], job_id: str | None = None) -> QueryJob:
+               params: dict[str, Any], job_id: str | None = None, callback_url: str | None = None) -> QueryJob:
+    """A pending job; ``callback_url`` (where its end is announced) is kept with its parameters."""
+    if callback_url:
+        params = {**params, "callback_url": callback_url}
     job = QueryJob(id=job_id or str(uuid.uuid4()), source=source, name=name, bucket=bucket, key=key,
                    params=params, status=JobStatus.PENDING, timings={})
     session.add(job)

@@ -64,3 +64,16 @@ def create_app(settings: Settings) -> Celery:
         },
     )
     return app
+
+
+def queue_lengths(broker_url: str) -> dict[str, int | None]:
+    """Messages waiting per queue (Redis broker only; None elsewhere)."""
+    if not broker_url.startswith(("redis://", "rediss://")):
+        return {queue: None for queue in QUEUES}
+    import redis
+
+    client = redis.Redis.from_url(broker_url, socket_timeout=2)
+    try:
+        return {queue: int(client.llen(queue)) for queue in QUEUES}
+    finally:
+        client.close()
