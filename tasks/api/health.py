@@ -15,6 +15,7 @@ from sqlalchemy import text
 
 from tasks import resources
 from tasks.api.auth import READ
+from tasks.api.models import Readiness, error_responses
 from tasks.base import session
 from workers.stores.milvus import call
 
@@ -27,7 +28,8 @@ def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz", summary="Database, broker, S3 and Milvus reachable (503 when one is not)")
+@router.get("/readyz", summary="Database, broker, S3 and Milvus reachable (503 when one is not)",
+            response_model=Readiness, responses={503: {"model": Readiness, "description": "a dependency is down"}})
 def readyz() -> JSONResponse:
     timeout = resources.current().settings.api.ready_timeout_s
     pool = ThreadPoolExecutor(max_workers=len(CHECKS), thread_name_prefix="readyz")
@@ -47,7 +49,8 @@ def readyz() -> JSONResponse:
 
 
 @router.get("/metrics", dependencies=[READ], response_class=Response, summary="Prometheus metrics",
-            responses={200: {"content": {CONTENT_TYPE_LATEST: {"schema": {"type": "string"}}}}})
+            responses={200: {"content": {CONTENT_TYPE_LATEST: {"schema": {"type": "string"}}}},
+                       **error_responses(401, 403, 503)})
 def metrics(request: Request) -> Response:
     return Response(generate_latest(request.app.state.metrics), media_type=CONTENT_TYPE_LATEST)
 

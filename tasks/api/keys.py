@@ -10,10 +10,10 @@ from db import keys
 from db.key_models import Role
 from tasks.api.auth import ADMIN
 from tasks.api.errors import ApiError
-from tasks.api.models import KeyCreate, KeyCreated, KeyInfo
+from tasks.api.models import RESOURCE_ERRORS, KeyCreate, KeyCreated, KeyInfo
 from tasks.base import session
 
-router = APIRouter(prefix="/v1/keys", tags=["keys"], dependencies=[ADMIN])
+router = APIRouter(prefix="/v1/keys", tags=["keys"], responses=RESOURCE_ERRORS, dependencies=[ADMIN])
 
 
 @router.get("", response_model=list[KeyInfo], summary="Every key (revoked ones too), oldest first")

@@ -152,3 +152,23 @@ class ErrorBody(BaseModel):
 
 class ErrorResponse(BaseModel):
     error: ErrorBody
+
+
+class ReadyCheck(BaseModel):
+    status: str = Field(description="ok or error")
+    seconds: float | None = None
+    detail: str | None = None
+    error: str | None = None
+
+
+class Readiness(BaseModel):
+    status: str = Field(description="ok when every check is ok")
+    checks: dict[str, ReadyCheck] = Field(description="database, broker, s3, milvus")
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI documentation of the error answers a router gives."""
+    return {status: {"model": ErrorResponse, "description": "error"} for status in statuses}
+
+
+RESOURCE_ERRORS = error_responses(400, 401, 403, 404, 413, 415, 422, 503)

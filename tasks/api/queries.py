@@ -16,12 +16,12 @@ from tasks import resources
 from tasks.api.auth import READ, WRITE
 from tasks.api.bodies import Upload, body_spec, read_body
 from tasks.api.errors import ApiError
-from tasks.api.models import JobAccepted, QueryObject, QueryOptions, QueryResult
+from tasks.api.models import RESOURCE_ERRORS, JobAccepted, QueryObject, QueryOptions, QueryResult
 from tasks.base import session
 from tasks.ops import submit_query
 from workers.errors import InvalidObjectKey
 
-router = APIRouter(prefix="/v1/queries", tags=["queries"])
+router = APIRouter(prefix="/v1/queries", tags=["queries"], responses=RESOURCE_ERRORS)
 
 
 @router.post("", status_code=202, response_model=JobAccepted, dependencies=[WRITE],

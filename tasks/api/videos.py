@@ -19,13 +19,13 @@ from tasks import resources
 from tasks.api.auth import READ, WRITE
 from tasks.api.bodies import Upload, body_spec, read_body
 from tasks.api.errors import ApiError
-from tasks.api.models import Video, VideoAccepted, VideoDeleting, VideoForm, VideoObject, VideoPage
+from tasks.api.models import RESOURCE_ERRORS, Video, VideoAccepted, VideoDeleting, VideoForm, VideoObject, VideoPage
 from tasks.base import session
 from tasks.ingest import enqueue_remove
 from tasks.ops import ingest_object, register_upload
 from workers.errors import InvalidObjectKey, ObjectMissing
 
-router = APIRouter(prefix="/v1/videos", tags=["videos"])
+router = APIRouter(prefix="/v1/videos", tags=["videos"], responses=RESOURCE_ERRORS)
 
 
 @router.post("", status_code=202, response_model=VideoAccepted, dependencies=[WRITE],
