@@ -13,6 +13,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from workers.errors import CopycatError, TransientError
@@ -68,6 +69,11 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(BodyTooLarge)
     async def _too_large(_: Request, exc: BodyTooLarge) -> JSONResponse:
         return error_response(413, "too_large", str(exc), {"Connection": "close"})
+
+    @app.exception_handler(ClientDisconnect)
+    async def _gone(_: Request, exc: ClientDisconnect) -> JSONResponse:
+        log.info("a client went away in the middle of its request body")
+        return error_response(400, "bad_request", "the request body ended early (client disconnected)")
 
     @app.exception_handler(TransientError)
     async def _unavailable(_: Request, exc: TransientError) -> JSONResponse:
