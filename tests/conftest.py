@@ -231,7 +231,7 @@ def services_env(copycat_env: Path, monkeypatch: pytest.MonkeyPatch, pg_url: str
         monkeypatch.setenv(key, value)
     use_fresh_resources()
     with resources.current().engine.begin() as conn:
-        conn.execute(text("TRUNCATE videos, query_jobs, query_matches, query_segments CASCADE"))
+        conn.execute(text("TRUNCATE videos, query_jobs, query_matches, query_segments, api_keys CASCADE"))
     yield env
     resources.reset()
 
