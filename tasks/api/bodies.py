@@ -8,6 +8,8 @@ whole in memory; the object store then sends that file on a part at a time.
 from __future__ import annotations
 
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -58,11 +60,12 @@ def validated[M: BaseModel](model: type[M], data: Any) -> M:
         raise RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in exc.errors()]) from None
 
 
+@asynccontextmanager
 async def read_body[F: BaseModel, J: BaseModel](request: Request, form_model: type[F],
-                                                json_model: type[J]) -> tuple[Upload, F] | J:
+                                                json_model: type[J]) -> AsyncIterator[tuple[Upload, F] | J]:
     """(upload, its form parameters) for multipart, the JSON model for JSON; 415 for anything else.
 
-    The caller closes the form (``request.form`` cleans up its temporary files when the request ends).
+    The upload's temporary file is removed when the block ends.
     """
     content_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
     if content_type == "multipart/form-data":
@@ -70,20 +73,24 @@ async def read_body[F: BaseModel, J: BaseModel](request: Request, form_model: ty
             form = await request.form(max_files=1, max_fields=MAX_FORM_FIELDS)
         except HTTPException as exc:  # a malformed body, or more parts than allowed
             raise ApiError(400, f"body: not a valid upload form ({exc.detail})") from None
-        part = form.get("file")
-        if not isinstance(part, UploadFile):
-            raise RequestValidationError([{"loc": ("body", "file"), "msg": "a multipart upload needs the video in"
-                                           " the field 'file' (a file part)", "type": "missing"}])
-        fields = {key: value for key, value in form.multi_items() if key != "file"}
-        return Upload(part, upload_name(part.filename)), validated(form_model, fields)
-    if content_type == "application/json":
+        try:
+            part = form.get("file")
+            if not isinstance(part, UploadFile):
+                raise RequestValidationError([{"loc": ("body", "file"), "msg": "a multipart upload needs the video"
+                                               " in the field 'file' (a file part)", "type": "missing"}])
+            fields = {key: value for key, value in form.multi_items() if key != "file"}
+            yield Upload(part, upload_name(part.filename)), validated(form_model, fields)
+        finally:
+            await form.close()
+    elif content_type == "application/json":
         try:
             data = await request.json()
         except ValueError:
             raise ApiError(400, "body: not valid JSON") from None
-        return validated(json_model, data)
-    raise ApiError(415, "send multipart/form-data with the video in the field 'file', or application/json naming"
-                   " an object ({\"bucket\", \"key\"})")
+        yield validated(json_model, data)
+    else:
+        raise ApiError(415, "send multipart/form-data with the video in the field 'file', or application/json"
+                       " naming an object ({\"bucket\", \"key\"})")
 
 
 def body_spec(form_model: type[BaseModel], json_model: type[BaseModel]) -> dict[str, Any]:

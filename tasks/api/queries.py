@@ -28,9 +28,9 @@ router = APIRouter(prefix="/v1/queries", tags=["queries"], responses=RESOURCE_ER
              openapi_extra=body_spec(QueryOptions, QueryObject),
              summary="Search the library with a video: an upload (multipart field 'file') or an object (JSON)")
 async def create_query(request: Request) -> JobAccepted:
-    body = await read_body(request, QueryOptions, QueryObject)
-    job_id = await run_in_threadpool(_submit_upload, *body) if isinstance(body, tuple) else \
-        await run_in_threadpool(_submit_object, body)
+    async with read_body(request, QueryOptions, QueryObject) as body:
+        job_id = await run_in_threadpool(_submit_upload, *body) if isinstance(body, tuple) else \
+            await run_in_threadpool(_submit_object, body)
     return JobAccepted(job_id=job_id)
 
 

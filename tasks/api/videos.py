@@ -32,16 +32,19 @@ router = APIRouter(prefix="/v1/videos", tags=["videos"], responses=RESOURCE_ERRO
              openapi_extra=body_spec(VideoForm, VideoObject),
              summary="Upload a video (multipart field 'file') or index an object of the uploads bucket (JSON)")
 async def create_video(request: Request) -> VideoAccepted:
-    body = await read_body(request, VideoForm, VideoObject)
-    video_id = await run_in_threadpool(_store_upload, *body) if isinstance(body, tuple) else \
-        await run_in_threadpool(_register_object, body)
+    async with read_body(request, VideoForm, VideoObject) as body:
+        return await run_in_threadpool(_accept, body)
+
+
+def _accept(body: tuple[Upload, VideoForm] | VideoObject) -> VideoAccepted:
+    video_id = _store_upload(body[0]) if isinstance(body, tuple) else _register_object(body)
     with session() as s:
         row = videos.get_video(s, video_id)
         status = row.status if row is not None else VideoStatus.PENDING
     return VideoAccepted(video_id=video_id, status=status)
 
 
-def _store_upload(upload: Upload, _: VideoForm) -> str:
+def _store_upload(upload: Upload) -> str:
     res = resources.current()
     bucket, key = res.settings.s3.uploads_bucket, upload.key()
     info = upload.send_to(res.objects, bucket, key)
