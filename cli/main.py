@@ -344,9 +344,9 @@ def status(as_json: bool) -> None:
     """Queue lengths, workers, and videos and query jobs per state."""
     from sqlalchemy import func, select
 
-    from cli.stack import queue_lengths
     from db import videos
     from db.models import QueryJob
+    from tasks.app import queue_lengths
 
     cfg = _settings()
     with _session() as session:
