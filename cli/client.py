@@ -9,7 +9,6 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -62,33 +61,24 @@ def wait_for_videos(ids: list[str], *, timeout: float = 24 * 3600, poll_s: float
 def submit_query(source: str, params: QueryParams, *, callback_url: str | None = None) -> str:
     """Create a query job for a local file (uploaded to the queries bucket) or an ``s3://bucket/key``;
     ``callback_url`` (http or https) gets the job's ``query.done`` webhook."""
-    from tasks.query import enqueue_query
+    from tasks.ops import submit_query as submit
     from tasks.settings import check_webhook_url
 
     if callback_url:
         check_webhook_url(callback_url)
-    res = resources.current()
-    cfg = res.settings
     if source.startswith("s3://"):
         bucket, _, key = source[5:].partition("/")
         if not bucket or not key:
             raise ValueError(f"expected s3://bucket/key, got {source!r}")
-        with session() as s:
-            job_id = jobs.create_job(s, source=source, name=key.rsplit("/", 1)[-1], bucket=bucket, key=key,
-                                     params=asdict(params), callback_url=callback_url).id
-    else:
-        path = Path(source)
-        if not path.is_file():
-            raise FileNotFoundError(f"{source} is not a file")
-        job_id = str(uuid.uuid4())
-        key = f"{job_id}/{path.name}"
-        # The row exists before the object, so a bucket sweep never makes a second job for it.
-        with session() as s:
-            jobs.create_job(s, job_id=job_id, source=str(path), name=path.name, bucket=cfg.s3.queries_bucket,
-                            key=key, params=asdict(params), callback_url=callback_url)
-        res.objects.put_file(cfg.s3.queries_bucket, key, path, "video/octet-stream")
-    enqueue_query(job_id, source.rsplit("/", 1)[-1])
-    return job_id
+        return submit(bucket, key, params, source=source, callback_url=callback_url)
+    path = Path(source)
+    if not path.is_file():
+        raise FileNotFoundError(f"{source} is not a file")
+    job_id = str(uuid.uuid4())
+    store = resources.current().objects
+    return submit(resources.current().settings.s3.queries_bucket, f"{job_id}/{path.name}", params, source=str(path),
+                  job_id=job_id, put=lambda bucket, key: store.put_file(bucket, key, path, "video/octet-stream"),
+                  callback_url=callback_url)
 
 
 def wait_for_job(job_id: str, *, timeout: float = 3600.0, poll_s: float = 0.5) -> dict[str, Any]:

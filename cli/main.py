@@ -15,6 +15,7 @@ from typing import Any
 
 import click
 
+from cli.api_commands import api, keys
 from cli.dns_commands import dedup, weights
 from cli.output import Progress, hms, table
 from tasks.logs import quiet_libraries
@@ -131,22 +132,14 @@ def list_videos(status: str | None, limit: int, offset: int, as_json: bool) -> N
         click.echo(f"({offset + 1}-{offset + len(rows)} of {total}; next page: --offset {offset + len(rows)})")
 
 
-def video_json(video: Any) -> dict[str, Any]:
-    return {
-        "video_id": video.id, "name": video.name, "bucket": video.bucket, "key": video.key,
-        "status": video.status, "duration": video.duration, "frames": video.frame_count, "fps": video.fps,
-        "model": video.model, "dim": video.dim, "size": video.size, "etag": video.etag, "sha256": video.sha256,
-        "matrix_key": video.matrix_key, "timings": video.timings or {},
-        "error": f"{video.failure_code}: {video.failure_detail}" if video.failure_code else None,
-    }
-
-
 def _clip(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 3] + "..."
 
 
 def _print_videos(rows: list[Any], as_json: bool) -> None:
     if as_json:
+        from db.videos import video_json
+
         click.echo(json.dumps([video_json(v) for v in rows], indent=2))
         return
     if not rows:
@@ -525,6 +518,8 @@ def config(markdown: bool) -> None:
 
 cli.add_command(weights)
 cli.add_command(dedup)
+cli.add_command(api)
+cli.add_command(keys)
 
 
 def main() -> None:

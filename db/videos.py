@@ -208,6 +208,17 @@ def requeue_expired(session: Session, limit: int = 1000) -> list[tuple[str, str]
     return reset
 
 
+def video_json(video: Video) -> dict[str, Any]:
+    """The documented JSON of a video (``copycat videos --json`` and the HTTP API)."""
+    return {
+        "video_id": video.id, "name": video.name, "bucket": video.bucket, "key": video.key,
+        "status": video.status, "duration": video.duration, "frames": video.frame_count, "fps": video.fps,
+        "model": video.model, "dim": video.dim, "size": video.size, "etag": video.etag, "sha256": video.sha256,
+        "matrix_key": video.matrix_key, "timings": video.timings or {},
+        "error": f"{video.failure_code}: {video.failure_detail}" if video.failure_code else None,
+    }
+
+
 def _stuck(video: Video, stale_after: timedelta) -> bool:
     """Whether a row in progress has lost its worker: a run's lease expired (renewed every few seconds
     while it lives, whatever the video's length), or a row waited ``stale_after`` without being picked up."""

@@ -89,4 +89,7 @@ def queue_lengths(cfg: Settings) -> dict[str, int | None]:
     import redis
 
     client = redis.Redis.from_url(url, socket_timeout=2)
-    return {queue: int(client.llen(cfg.broker.namespace + queue)) for queue in QUEUES}
+    try:
+        return {queue: int(client.llen(cfg.broker.namespace + queue)) for queue in QUEUES}
+    finally:
+        client.close()

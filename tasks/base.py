@@ -55,9 +55,30 @@ def failure_reason(exc: BaseException, retries: int = 0) -> tuple[str, str]:
     return "internal", f"{type(exc).__name__}: {exc}"
 
 
+_embedded_runner: Callable[[Callable[[], object]], None] | None = None
+
+
+def run_embedded_tasks_with(runner: Callable[[Callable[[], object]], None] | None) -> None:
+    """Embedded mode: hand each queued task to ``runner`` instead of running it inside the call that queues it.
+
+    The HTTP API passes its background thread, so a request answers at once; None restores the default.
+    """
+    global _embedded_runner
+    _embedded_runner = runner
+
+
 def enqueue(task_name: str, object_id: str, name: str) -> None:
     """Queue ``task_name`` for a row on this process's app; Flower shows the name next to the id."""
-    resources.current().app.tasks[task_name].apply_async(args=[object_id], argsrepr=f"({object_id!r}, name={name!r})")
+    res = resources.current()
+    task = res.app.tasks[task_name]
+
+    def send() -> object:
+        return task.apply_async(args=[object_id], argsrepr=f"({object_id!r}, name={name!r})")
+
+    if _embedded_runner is not None and res.settings.embedded:
+        _embedded_runner(send)
+    else:
+        send()
 
 
 def session() -> Session:

@@ -9,6 +9,8 @@ paths go through ``db.videos.register_upload``, so an object seen by both is sti
 from __future__ import annotations
 
 import logging
+import uuid
+from collections.abc import Callable
 from dataclasses import asdict
 from datetime import timedelta
 
@@ -16,13 +18,16 @@ from celery import shared_task
 from sqlalchemy import select
 
 from db import jobs, videos
-from db.models import Video
+from db.failures import mark_failed
+from db.models import QueryJob, Video
 from db.session import advisory_lock
 from tasks import resources
 from tasks.base import TASK_OPTIONS, CopycatTask, session
 from tasks.ingest import enqueue_ingest, enqueue_remove
 from tasks.query import enqueue_query
+from workers.errors import CopycatError, ObjectMissing
 from workers.stores.events import ObjectEvent
+from workers.types import QueryParams
 
 log = logging.getLogger(__name__)
 
@@ -121,3 +126,37 @@ def register_query_object(bucket: str, key: str) -> bool:
                                  params=asdict(resources.current().settings.query_params())).id
     enqueue_query(job_id, name)
     return True
+
+
+def ingest_object(bucket: str, key: str, *, force: bool = False) -> str:
+    """Register an object already in ``bucket`` (raises ``ObjectMissing`` when it is not) and queue its ingest
+    unless it is indexed with these bytes; a failed video is tried again. Returns the video id."""
+    info = resources.current().objects.stat(bucket, key)
+    if info is None:
+        raise ObjectMissing(f"s3://{bucket}/{key} does not exist")
+    register_upload(bucket, key, info.size, info.etag, retry_failed=True, force=force)
+    return videos.video_id_for(bucket, key)
+
+
+def submit_query(bucket: str, key: str, params: QueryParams, *, source: str | None = None, job_id: str | None = None,
+                 put: Callable[[str, str], object] | None = None, callback_url: str | None = None) -> str:
+    """Create a query job for the object ``bucket/key`` and queue it; returns the job id.
+
+    With ``put``, the object is an upload that ``put(bucket, key)`` writes once the job's row exists (so a
+    bucket sweep never makes a second job for it). A failed write fails the job with the store's reason and
+    raises.
+    """
+    job_id = job_id or str(uuid.uuid4())
+    name = key.rsplit("/", 1)[-1]
+    with session() as s:
+        jobs.create_job(s, job_id=job_id, source=source or f"s3://{bucket}/{key}", name=name, bucket=bucket, key=key,
+                        params=asdict(params), callback_url=callback_url)
+    if put is not None:
+        try:
+            put(bucket, key)
+        except CopycatError as exc:
+            with session() as s:
+                mark_failed(s, QueryJob, job_id, exc.code, f"the query video was not stored: {exc}")
+            raise
+    enqueue_query(job_id, name)
+    return job_id

@@ -178,3 +178,12 @@ def reset() -> None:
     if _current is not None:
         _current.close()
     _current = None
+
+
+def use(settings: Settings) -> Resources:
+    """Make ``settings`` this process's (the HTTP API is built from a settings object); returns the resources."""
+    global _current
+    if _current is None or _current.settings is not settings:
+        reset()
+        _current = Resources(settings)
+    return _current

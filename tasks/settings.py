@@ -252,6 +252,17 @@ class FlowerSettings(BaseModel):
     basic_auth: str = Field("", description="user:password required by Flower")
 
 
+class ApiSettings(BaseModel):
+    address: str = Field("127.0.0.1", description="address the HTTP API binds (`copycat api`)")
+    port: int = Field(8000, ge=1, le=65535, description="HTTP API port")
+    max_upload_mib: int = Field(_LIMITS.max_file_bytes // 2**20 + 1, ge=1, description="largest request body"
+                                " (an upload with its form fields) in MiB; larger requests get 413")
+    max_page_size: int = Field(1000, ge=1, description="most rows one list request returns (`limit`)")
+    ready_timeout_s: float = Field(5.0, gt=0, description="/readyz: time each dependency gets to answer")
+    metrics_buckets_s: list[float] = Field([0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900, 1800],
+                                           description="/metrics: upper bounds of the stage-latency histograms")
+
+
 class Settings(BaseSettings):
     """Everything Copycat can be told; see the README's configuration table."""
 
@@ -277,6 +288,7 @@ class Settings(BaseSettings):
     report: ReportSettings = ReportSettings()
     stack: StackSettings = StackSettings()
     flower: FlowerSettings = FlowerSettings()
+    api: ApiSettings = ApiSettings()
 
     @field_validator("log_level")
     @classmethod

@@ -232,7 +232,7 @@ def services_env(copycat_env: Path, monkeypatch: pytest.MonkeyPatch, pg_url: str
     use_fresh_resources()
     with resources.current().engine.begin() as conn:
         conn.execute(text("TRUNCATE videos, query_jobs, query_matches, query_segments, copies, webhook_events, "
-                          "webhook_deliveries CASCADE"))
+                          "webhook_deliveries, api_keys CASCADE"))
     yield env
     resources.reset()
 

@@ -29,7 +29,7 @@ DOCKERIGNORE = DOCKER / "Dockerfile.dockerignore"
 STATEFUL = {"postgres": "/var/lib/postgresql/data", "redis": "/data", "minio": "/data", "etcd": "/etcd",
             "milvus": "/var/lib/milvus"}
 ONE_SHOTS = {"migrate", "minio-init"}
-COPYCAT_SERVICES = {"migrate", "worker-cpu", "worker-gpu", "beat", "watcher", "flower"}
+COPYCAT_SERVICES = {"migrate", "worker-cpu", "worker-gpu", "beat", "watcher", "flower", "api"}
 REQUIRED_ENV = ("COPYCAT_DATABASE__URL", "COPYCAT_BROKER__URL", "COPYCAT_S3__ENDPOINT", "COPYCAT_S3__ACCESS_KEY",
                 "COPYCAT_S3__SECRET_KEY", "COPYCAT_MILVUS__URI")
 # ${VAR}, ${VAR:-default}, ${VAR?err}; "$$" is compose's escape for a literal "$" (expanded in the container).
@@ -212,6 +212,7 @@ def test_commands(services: dict[str, Any], env_example: dict[str, str]) -> None
     assert command("migrate") == ["copycat", "migrate"]
     assert command("watcher") == ["copycat", "watch"]
     assert command("flower") == ["copycat", "flower"]
+    assert command("api") == ["copycat", "api"]
     assert command("worker-cpu")[:6] == ["celery", "-A", "tasks.worker", "worker", "-Q", "index,query,ops"]
     assert command("worker-gpu")[:8] == ["celery", "-A", "tasks.worker", "worker", "-Q", "embed", "-c", "1"]
     assert command("beat")[:4] == ["celery", "-A", "tasks.worker", "beat"]
@@ -240,9 +241,16 @@ def test_flower_auth_and_address(services: dict[str, Any]) -> None:
 
 def test_only_front_services_publish_ports(services: dict[str, Any]) -> None:
     published = {name for name, service in services.items() if service.get("ports")}
-    assert published == {"minio", "flower"}
+    assert published == {"minio", "flower", "api"}
     for name in published:
         assert all(p.startswith("${PUBLISH_ADDRESS}:") for p in services[name]["ports"]), name
+
+
+def test_api_address_and_health(services: dict[str, Any]) -> None:
+    env = environment(services["api"])
+    assert (env["COPYCAT_API__ADDRESS"], env["COPYCAT_API__PORT"]) == ("0.0.0.0", "8000")
+    assert services["api"]["ports"] == ["${PUBLISH_ADDRESS}:8000:8000"]
+    assert "/healthz" in " ".join(services["api"]["healthcheck"]["test"])
 
 
 def test_dockerfile() -> None:

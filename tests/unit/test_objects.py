@@ -37,7 +37,12 @@ def test_etag_is_the_md5_of_the_content(store: LocalObjectStore, tmp_path: Path)
     source.write_bytes(b"a" * 3000)
     assert store.put_file("uploads", "a/clip.bin", source).etag == md5(b"a" * 3000)
     assert store.put_bytes("uploads", "b.bin", b"xyz").etag == md5(b"xyz")
-    assert {i.key: i.etag for i in store.list("uploads")} == {"a/clip.bin": md5(b"a" * 3000), "b.bin": md5(b"xyz")}
+    with source.open("rb") as stream:
+        streamed = store.put_stream("uploads", "c/streamed.bin", stream, 3000)
+    assert (streamed.etag, streamed.size) == (md5(b"a" * 3000), 3000)
+    assert store.get_bytes("uploads", "c/streamed.bin") == b"a" * 3000
+    assert {i.key: i.etag for i in store.list("uploads")} == {"a/clip.bin": md5(b"a" * 3000), "b.bin": md5(b"xyz"),
+                                                              "c/streamed.bin": md5(b"a" * 3000)}
 
 
 def test_a_sweep_does_not_reread_the_library(store: LocalObjectStore) -> None:

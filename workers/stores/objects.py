@@ -42,6 +42,8 @@ class ObjectStore(Protocol):
     def ensure_bucket(self, bucket: str) -> None: ...
     def put_file(self, bucket: str, key: str, path: Path, content_type: str = OCTET) -> ObjectInfo: ...
     def put_bytes(self, bucket: str, key: str, data: bytes, content_type: str = OCTET) -> ObjectInfo: ...
+    def put_stream(self, bucket: str, key: str, stream: BinaryIO, size: int,
+                   content_type: str = OCTET) -> ObjectInfo: ...
     def get_file(self, bucket: str, key: str, dest: Path) -> ObjectInfo: ...
     def get_bytes(self, bucket: str, key: str) -> bytes: ...
     def stat(self, bucket: str, key: str) -> ObjectInfo | None: ...
@@ -84,6 +86,13 @@ class S3ObjectStore:
     def put_bytes(self, bucket: str, key: str, data: bytes, content_type: str = OCTET) -> ObjectInfo:
         with _s3_errors(bucket, key):
             self._client.put_object(bucket, key, io.BytesIO(data), len(data), content_type=content_type)
+        return self._stat_or_fail(bucket, key)
+
+    def put_stream(self, bucket: str, key: str, stream: BinaryIO, size: int,
+                   content_type: str = OCTET) -> ObjectInfo:
+        """Store ``size`` bytes read from ``stream``, a part at a time (an HTTP upload never sits in memory)."""
+        with _s3_errors(bucket, key):
+            self._client.put_object(bucket, key, stream, size, content_type=content_type)
         return self._stat_or_fail(bucket, key)
 
     def get_file(self, bucket: str, key: str, dest: Path) -> ObjectInfo:
@@ -160,6 +169,14 @@ class LocalObjectStore:
         with tempfile.NamedTemporaryFile(dir=target.parent, delete=False, prefix=".upload-") as tmp:
             tmp.write(data)
         return self._publish(bucket, key, Path(tmp.name), hashlib.md5(data, usedforsecurity=False).hexdigest())
+
+    def put_stream(self, bucket: str, key: str, stream: BinaryIO, size: int,
+                   content_type: str = OCTET) -> ObjectInfo:
+        target = self._path(bucket, key)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=target.parent, delete=False, prefix=".upload-") as tmp:
+            digest = _copy_hashing(stream, tmp)
+        return self._publish(bucket, key, Path(tmp.name), digest)
 
     def get_file(self, bucket: str, key: str, dest: Path) -> ObjectInfo:
         """Copy the object to ``dest``; size and ETag describe the bytes copied, even if it is replaced meanwhile."""

@@ -1,14 +1,14 @@
 """query_jobs.callback_url; copies (relations found on upload); webhook_events and webhook_deliveries
 
 Revision ID: 0006
-Revises: 0004
+Revises: 0005
 """
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0006"
-down_revision = "0004"
+down_revision = "0005"
 branch_labels = None
 depends_on = None
 

@@ -1,0 +1,74 @@
+"""The HTTP API: a thin FastAPI front over the same functions as the ``copycat`` commands.
+
+``create_api(settings)`` builds the app; ``copycat api`` serves it with uvicorn. Each resource is one
+router in ``ROUTERS`` (adding one is one line). In queue mode a request only records rows, stores objects
+and queues tasks for the workers. In embedded mode (no broker) the tasks run in this process, on one
+background thread, one at a time (SQLite and Milvus Lite have one writer), so a request still answers at
+once; tasks still waiting when the API stops are dropped (their rows stay ``pending``; upload again).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from importlib.metadata import version
+
+from fastapi import FastAPI
+from prometheus_client import CollectorRegistry
+
+from tasks import resources
+from tasks.api import health, keys, queries, videos
+from tasks.api.errors import BodyLimit, install_error_handlers
+from tasks.api.metrics import CopycatCollector
+from tasks.base import run_embedded_tasks_with
+from tasks.settings import Settings
+
+log = logging.getLogger(__name__)
+
+ROUTERS = (health.router, videos.router, queries.router, keys.router)
+
+DESCRIPTION = """Find copied video segments over HTTP.
+
+Every route but `/healthz` and `/readyz` needs an API key (`copycat keys create --role read|write|admin`),
+sent as `Authorization: Bearer KEY`. `read` keys may GET, `write` keys may also POST and DELETE, `admin` keys
+may also manage keys. Errors are `{"error": {"code", "message"}}`.
+"""
+
+
+def create_api(settings: Settings) -> FastAPI:
+    """The app over this process's resources, built from ``settings``."""
+    resources.use(settings)
+    app = FastAPI(title="Copycat", version=version("copycat"), description=DESCRIPTION, lifespan=_lifespan)
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(CopycatCollector(settings.api.metrics_buckets_s))
+    app.state.metrics = registry
+    install_error_handlers(app)
+    for router in ROUTERS:
+        app.include_router(router)
+    app.add_middleware(BodyLimit, max_bytes=settings.api.max_upload_mib * 2**20)
+    return app
+
+
+@asynccontextmanager
+async def _lifespan(_: FastAPI) -> AsyncIterator[None]:
+    """Embedded mode: queued tasks go to one background thread while the app runs."""
+    if not resources.current().settings.embedded:
+        yield
+        return
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="copycat-tasks")
+    run_embedded_tasks_with(lambda send: pool.submit(_run, send))
+    log.info("embedded mode: tasks run in this process, one at a time")
+    try:
+        yield
+    finally:
+        run_embedded_tasks_with(None)
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _run(send: Callable[[], object]) -> None:
+    try:
+        send()  # eager: runs the task here; a task failure is recorded on its row by the task base
+    except Exception:
+        log.exception("an in-process task crashed")
