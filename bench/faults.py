@@ -287,6 +287,7 @@ def run_suite(config: SuiteConfig, work: Path, clips: Path = CLIPS, say: Callabl
         say(f"services up: {services.ports}")
         env = {k: v for k, v in os.environ.items() if not k.startswith("COPYCAT_")} | services.env | {
             "COPYCAT_HOME": str(work / "home"), "COPYCAT_FLOWER__PORT": str(free_port()),
+            "COPYCAT_API__PORT": str(free_port()),
             "COPYCAT_WATCH__POLL_INTERVAL_S": "1", "COPYCAT_BROKER__LEASE_S": str(config.lease_s),
             "COPYCAT_BROKER__RECOVER_INTERVAL_S": str(config.recover_interval_s),
             "COPYCAT_MILVUS__INSERT_BATCH": "20", "COPYCAT_STACK__STOP_GRACE_S": "10"}

@@ -1,8 +1,8 @@
 """``copycat up`` and ``copycat status``: the whole system on one machine without Docker, and its state.
 
 ``up`` starts what is not already running: SeaweedFS S3 (when no S3 endpoint is configured), the Milvus
-Lite server (when no Milvus server URI is configured), one Celery worker per queue, beat, the watcher and
-Flower. Redis and the database are used at their configured URLs (Redis defaults to 127.0.0.1:6379).
+Lite server (when no Milvus server URI is configured), one Celery worker per queue, beat, the watcher,
+Flower and the HTTP API. Redis and the database are used at their configured URLs (Redis defaults to 127.0.0.1:6379).
 
 It owns its ``COPYCAT_HOME``: one stack per home, its connection settings written to ``stack.env`` there
 for every other command (``tasks/stackfile.py``), and its broker keys under a namespace of its own, so two
@@ -22,6 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from cli.api_commands import api_command_line
 from tasks.app import QUEUES
 from tasks.services import ManagedProcess, milvus_lite_server, port_open, seaweed_s3
 from tasks.settings import Settings
@@ -32,7 +33,8 @@ DEFAULT_BROKER = "redis://127.0.0.1:6379/0"
 SERVERS = ("seaweedfs", "milvus-lite")  # stopped last: the other processes use them
 # Settings other commands need to reach the stack; written to stack.env.
 CONNECTION = ("COPYCAT_BROKER__URL", "COPYCAT_BROKER__NAMESPACE", "COPYCAT_DATABASE__URL", "COPYCAT_S3__ENDPOINT",
-              "COPYCAT_S3__ACCESS_KEY", "COPYCAT_S3__SECRET_KEY", "COPYCAT_S3__SECURE", "COPYCAT_MILVUS__URI")
+              "COPYCAT_S3__ACCESS_KEY", "COPYCAT_S3__SECRET_KEY", "COPYCAT_S3__SECURE", "COPYCAT_MILVUS__URI",
+              "COPYCAT_API__ADDRESS", "COPYCAT_API__PORT")
 
 
 def namespace_for(home: Path) -> str:
@@ -48,6 +50,7 @@ def stack_environment(cfg: Settings) -> tuple[dict[str, str], list[tuple[Managed
     env["COPYCAT_BROKER__NAMESPACE"] = cfg.broker.namespace or namespace_for(cfg.home)
     env["COPYCAT_DATABASE__URL"] = cfg.database_url
     env.setdefault("COPYCAT_COPIES__ON_INGEST", "true")  # a stack finds copies as videos arrive
+    env["COPYCAT_API__ADDRESS"], env["COPYCAT_API__PORT"] = cfg.api.address, str(cfg.api.port)
     servers: list[tuple[ManagedProcess, int]] = []
     s3_port, milvus_port = cfg.stack.s3_port, cfg.stack.milvus_port
     if not cfg.s3.endpoint:
@@ -63,7 +66,7 @@ def stack_environment(cfg: Settings) -> tuple[dict[str, str], list[tuple[Managed
 
 
 def stack_processes(cfg: Settings, env: dict[str, str]) -> list[ManagedProcess]:
-    """Workers per queue, beat, watcher and Flower."""
+    """Workers per queue, beat, watcher, Flower and the HTTP API."""
     logs = cfg.home / "logs"
     celery = [sys.executable, "-m", "celery", "-A", "tasks.worker"]
     processes = [
@@ -77,6 +80,7 @@ def stack_processes(cfg: Settings, env: dict[str, str]) -> list[ManagedProcess]:
     copycat = [sys.executable, "-m", "cli.main"]
     processes.append(ManagedProcess("watcher", [*copycat, "-v", "watch"], logs / "watcher.log", env))
     processes.append(ManagedProcess("flower", [*copycat, "flower"], logs / "flower.log", env))
+    processes.append(ManagedProcess("api", api_command_line(), logs / "api.log", env))
     return processes
 
 
@@ -202,7 +206,7 @@ def _prepare_storage(cfg: Settings) -> None:
 
 
 def _wait_ready(stack_cfg: Settings, cfg: Settings, supervisor: Supervisor, timeout_s: float = 180.0) -> None:
-    """Until a worker answers on every queue and Flower listens."""
+    """Until a worker answers on every queue, and Flower and the API listen."""
     from tasks.app import create_app
 
     app = create_app(stack_cfg)
@@ -212,7 +216,8 @@ def _wait_ready(stack_cfg: Settings, cfg: Settings, supervisor: Supervisor, time
             supervisor.check()
             replies = app.control.inspect(timeout=1.0).active_queues() or {}
             served = {q["name"] for queues in replies.values() for q in queues}
-            if served >= set(QUEUES) and port_open(cfg.flower.address, cfg.flower.port):
+            if served >= set(QUEUES) and port_open(cfg.flower.address, cfg.flower.port) \
+                    and port_open(cfg.api.address, cfg.api.port):
                 return
             time.sleep(0.5)
     finally:
@@ -226,6 +231,7 @@ def _print_usage(echo: Callable[[str], None], cfg: Settings, env: dict[str, str]
     access, secret = env.get("COPYCAT_S3__ACCESS_KEY", ""), env.get("COPYCAT_S3__SECRET_KEY", "")
     bucket = cfg.s3.uploads_bucket
     echo(f"flower       http://{cfg.flower.address}:{cfg.flower.port}")
+    echo(f"api          http://{cfg.api.address}:{cfg.api.port}  (docs at /docs; keys: copycat keys create)")
     echo(f"database     {_redact(env['COPYCAT_DATABASE__URL'])}")
     echo(f"broker       {_redact(env['COPYCAT_BROKER__URL'])} (namespace {env['COPYCAT_BROKER__NAMESPACE']})")
     echo(f"ready. Upload videos to s3://{bucket} (indexed as they arrive; queries go to s3://"

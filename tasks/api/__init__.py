@@ -19,7 +19,7 @@ from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
 from tasks import resources
-from tasks.api import health, keys, queries, videos
+from tasks.api import events, health, keys, queries, videos
 from tasks.api.errors import BodyLimit, install_error_handlers
 from tasks.api.metrics import CopycatCollector
 from tasks.base import run_embedded_tasks_with
@@ -27,7 +27,7 @@ from tasks.settings import Settings
 
 log = logging.getLogger(__name__)
 
-ROUTERS = (health.router, videos.router, queries.router, keys.router)
+ROUTERS = (health.router, videos.router, queries.router, keys.router, events.router)
 
 DESCRIPTION = """Find copied video segments over HTTP.
 

@@ -18,11 +18,13 @@ from prometheus_client.registry import Collector
 from redis.exceptions import RedisError
 from sqlalchemy import func, select
 
+from db import fsck as fsck_db
 from db import videos
 from db.models import JobStatus, QueryJob, Video, VideoStatus
 from tasks import resources
 from tasks.app import queue_lengths
 from tasks.base import session
+from workers.consistency import KINDS
 
 OVERLAP = timedelta(minutes=5)  # longer than any commit takes after its row's timestamp was set
 
@@ -86,6 +88,9 @@ class CopycatCollector(Collector):
         with session() as s:
             video_states = videos.count_by_status(s)
             job_states = dict(s.execute(select(QueryJob.status, func.count()).group_by(QueryJob.status)).all())
+            last_fsck = fsck_db.latest_run(s)
+            fsck_counts = dict(last_fsck.counts) if last_fsck else {}
+            fsck_at = last_fsck.started_at.timestamp() if last_fsck else None
         yield _by_state("copycat_videos", "Videos per state", video_states, [s.value for s in VideoStatus])
         yield _by_state("copycat_query_jobs", "Query jobs per state", job_states, [s.value for s in JobStatus])
         cfg = resources.current().settings
@@ -99,6 +104,15 @@ class CopycatCollector(Collector):
                 if count is not None:
                     waiting.add_metric([queue], count)
             yield waiting
+        found = GaugeMetricFamily("copycat_fsck_inconsistencies", "Inconsistencies per kind found by the last"
+                                  " consistency check (copycat fsck)", labels=["kind"])
+        for kind in KINDS:
+            if fsck_at is not None:
+                found.add_metric([kind], int(fsck_counts.get(kind, 0)))
+        yield found
+        if fsck_at is not None:
+            yield GaugeMetricFamily("copycat_fsck_last_run_timestamp_seconds", "When the last consistency check"
+                                    " ran (Unix time)", value=fsck_at)
         stages = HistogramMetricFamily("copycat_stage_seconds", "Time per pipeline stage of finished work, as"
                                        " recorded on its row", labels=["kind", "stage"])
         with self.lock:

@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -175,6 +176,20 @@ def test_upload_index_query_result_and_delete_through_the_api(api: httpx.Client,
     assert 'copycat_stage_seconds_count{kind="ingest",stage="decode_embed"} 2.0' in metrics
     assert 'copycat_stage_seconds_count{kind="query",stage="search"} 2.0' in metrics
     assert 'copycat_queue_messages{queue="embed"}' in metrics
+    copycat("fsck")  # its counts are what /metrics exports from then on
+    metrics = api.get("/metrics", headers=auth(read)).text
+    assert 'copycat_fsck_inconsistencies{kind="orphan_vectors"} 0.0' in metrics
+    assert "copycat_fsck_last_run_timestamp_seconds" in metrics
+
+    # The report and the event listings.
+    report = api.get(f"/v1/queries/{asked.json()['job_id']}/report", headers=auth(read))
+    assert report.status_code == 200 and report.headers["content-type"].startswith("text/html")
+    assert "clip05_bikes.mp4" in report.text and "<img" in report.text
+    assert api.get(f"/v1/queries/{uuid.uuid4()}/report", headers=auth(read)).status_code == 404
+    listed = api.get("/v1/copies", params={"video_id": ids["clip05_bikes.mp4"]}, headers=auth(read))
+    assert listed.status_code == 200 and set(listed.json()) == {"copies", "limit", "offset"}
+    attempts = api.get("/v1/deliveries", params={"event": "query.done"}, headers=auth(read)).json()["deliveries"]
+    assert {(a["url"], a["event"]) for a in attempts} == {("http://127.0.0.1:9/hook", "query.done")}
 
     # DELETE removes the object, then the vectors, the matrix and the row.
     gone = ids["clip09_friday.mp4"]

@@ -52,17 +52,18 @@ class Stack:
 
 @contextmanager
 def running_stack(tmp_path: Path, pg_url: str, broker: str, name: str = "home") -> Iterator[Stack]:
-    s3_port, milvus_port, flower_port = free_port(with_grpc=True), free_port(), free_port()
+    s3_port, milvus_port, flower_port, api_port = free_port(with_grpc=True), free_port(), free_port(), free_port()
     home = tmp_path / name
     env = {k: v for k, v in os.environ.items() if not k.startswith("COPYCAT_")}
     env.update({"COPYCAT_HOME": str(home), "COPYCAT_DATABASE__URL": pg_url, "COPYCAT_BROKER__URL": broker,
                 "COPYCAT_STACK__S3_PORT": str(s3_port), "COPYCAT_STACK__MILVUS_PORT": str(milvus_port),
-                "COPYCAT_FLOWER__PORT": str(flower_port), "COPYCAT_WATCH__POLL_INTERVAL_S": "1",
+                "COPYCAT_FLOWER__PORT": str(flower_port), "COPYCAT_API__PORT": str(api_port),
+                "COPYCAT_WATCH__POLL_INTERVAL_S": "1",
                 "COPYCAT_STACK__STOP_GRACE_S": "5"})
     log = tmp_path / f"{name}-up.log"
     with log.open("w") as out:
         up = subprocess.Popen([sys.executable, "-m", "cli.main", "up"], env=env, stdout=out, stderr=subprocess.STDOUT)
-    stack = Stack(up, home, log, env, (s3_port, milvus_port, flower_port))
+    stack = Stack(up, home, log, env, (s3_port, milvus_port, flower_port, api_port))
     try:
         wait_until(lambda: "press Ctrl-C" in log.read_text() or up.poll() is not None, timeout=300,
                    what="stack ready")
@@ -108,9 +109,9 @@ def test_up_serves_the_home_restarts_a_killed_worker_and_stops_on_two_signals(
     broker = redis_url.rsplit("/", 1)[0] + "/11"
     with running_stack(tmp_path, fresh_database, broker) as stack:
         printed = stack.printed()
-        s3_port, milvus_port, flower_port = stack.ports
+        s3_port, milvus_port, flower_port, api_port = stack.ports
         assert f"127.0.0.1:{s3_port}" in printed and f"127.0.0.1:{milvus_port}" in printed
-        assert f"http://127.0.0.1:{flower_port}" in printed
+        assert f"http://127.0.0.1:{flower_port}" in printed and f"http://127.0.0.1:{api_port}" in printed
         access, secret = (stack.home / "seaweedfs" / "credentials").read_text().split()
         assert f"access key  {access}" in printed and f"secret key  {secret}" in printed
         assert f"aws --endpoint-url http://127.0.0.1:{s3_port} s3 cp video.mp4 s3://copycat-uploads/" in printed
