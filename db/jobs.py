@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session, selectinload
 
+from db import leases
 from db.models import JobStatus, QueryJob, QueryMatch, QuerySegment, utcnow
 from workers.types import Match
 
@@ -23,9 +25,19 @@ def create_job(session: Session, *, source: str, name: str, bucket: str, key: st
     return job
 
 
-def start_job(session: Session, job_id: str, **fields: Any) -> QueryJob:
-    """Mark a job running; a re-run starts from a clean slate (its earlier results are removed)."""
-    job = _get(session, job_id)
+def start_job(session: Session, job_id: str, *, run_id: str, lease: timedelta, retrying: bool = False,
+              **fields: Any) -> QueryJob | None:
+    """Mark a job running under the run's lease; a re-run starts from a clean slate (earlier results removed).
+
+    None when there is nothing to do: the job is gone, it ended (a late duplicate; a retry of the same run
+    proceeds), or another live run holds it.
+    """
+    job = session.get(QueryJob, job_id, with_for_update=True)
+    if job is None or leases.held_by_another(job, run_id):
+        return None
+    if job.status in (JobStatus.DONE, JobStatus.FAILED) and not (retrying or job.lease_owner == run_id):
+        return None
+    leases.take(job, run_id, lease)
     session.execute(delete(QueryMatch).where(QueryMatch.job_id == job_id))
     job.status = JobStatus.RUNNING
     job.failure_code = job.failure_detail = None
@@ -33,6 +45,39 @@ def start_job(session: Session, job_id: str, **fields: Any) -> QueryJob:
     for name, value in fields.items():
         setattr(job, name, value)
     return job
+
+
+def claim_match(session: Session, job_id: str, *, run_id: str, lease: timedelta) -> QueryJob | None:
+    """The matching step takes the job's lease; None when it is gone, ended, or held by another live run."""
+    job = session.get(QueryJob, job_id, with_for_update=True)
+    if job is None or job.status != JobStatus.RUNNING or leases.held_by_another(job, run_id):
+        return None
+    leases.take(job, run_id, lease)
+    return job
+
+
+def release_lease(session: Session, job_id: str) -> None:
+    """Between its steps a job waits in a queue: no run holds it (a queued message is not lost)."""
+    job = session.get(QueryJob, job_id)
+    if job is not None:
+        leases.release(job)
+
+
+def renew_lease(session: Session, job_id: str, run_id: str, lease: timedelta) -> bool:
+    return leases.renew(session, QueryJob, job_id, run_id, lease)
+
+
+def requeue_expired(session: Session, limit: int = 1000) -> list[tuple[str, str]]:
+    """Reset to pending every running job whose lease ran out (its worker died); ``(id, name)`` to queue."""
+    reset = []
+    for job_id in leases.expired(session, QueryJob, (JobStatus.RUNNING,), limit):
+        job = session.get(QueryJob, job_id, with_for_update=True, populate_existing=True)
+        if job is not None and job.status == JobStatus.RUNNING and job.lease_until is not None \
+                and leases.aware(job.lease_until) < utcnow():
+            job.status, job.matrix_key = JobStatus.PENDING, None
+            leases.release(job)
+            reset.append((job.id, job.name))
+    return reset
 
 
 def update_job(session: Session, job_id: str, **fields: Any) -> QueryJob:
@@ -62,6 +107,7 @@ def finish_job(session: Session, job_id: str, matches: Sequence[Match], names: d
         session.add(row)
     job.status = JobStatus.DONE
     job.finished_at = utcnow()
+    leases.release(job)
     return job
 
 

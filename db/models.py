@@ -113,6 +113,8 @@ class QueryJob(Failable, Base):
     matrix_key: Mapped[str | None] = mapped_column(String(1024))
     timings: Mapped[dict[str, Any]] = mapped_column(default=dict)
     callback_url: Mapped[str | None] = mapped_column(String(2048), doc="gets this job's query.done event")
+    lease_owner: Mapped[str | None] = mapped_column(String(64), doc="task id of the run working on the job")
+    lease_until: Mapped[datetime | None] = mapped_column(doc="the run is presumed dead after this")
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
     started_at: Mapped[datetime | None] = mapped_column()
     finished_at: Mapped[datetime | None] = mapped_column()
@@ -124,6 +126,7 @@ class QueryJob(Failable, Base):
     def fail(self, code: str, detail: str) -> None:
         super().fail(code, detail)
         self.finished_at = utcnow()
+        self.lease_owner = self.lease_until = None
 
 
 class QueryMatch(Base):

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
+from db import leases
 from db.models import Video, VideoStatus, utcnow
 from db.session import advisory_lock
 from workers.types import VideoInfo
@@ -68,11 +69,9 @@ def claim_for_ingest(session: Session, video_id: str, *, model: str, dim: int, r
     same_run = video is not None and video.lease_owner == run_id
     if video is None or (video.status in DONE_WITH_EMBEDDING and not (retrying or same_run)):
         return None
-    now = utcnow()
-    if (video.status in RUNNING and video.lease_owner not in (None, run_id) and video.lease_until is not None
-            and _aware(video.lease_until) > now):
+    if video.status in RUNNING and leases.held_by_another(video, run_id):
         return None
-    video.lease_owner, video.lease_until = run_id, now + lease
+    leases.take(video, run_id, lease)
     if video.status == VideoStatus.INDEXING and video.matrix_key and (retrying or same_run):
         video.attempts += 1
         return video
@@ -84,11 +83,7 @@ def claim_for_ingest(session: Session, video_id: str, *, model: str, dim: int, r
 
 def renew_lease(session: Session, video_id: str, run_id: str, lease: timedelta) -> bool:
     """The run is alive: its lease lasts ``lease`` from now. False when the run no longer holds it."""
-    video = session.get(Video, video_id)
-    if video is None or video.lease_owner != run_id:
-        return False
-    video.lease_until = utcnow() + lease
-    return True
+    return leases.renew(session, Video, video_id, run_id, lease)
 
 
 def mark_embedding(session: Session, video_id: str) -> bool:
@@ -137,7 +132,7 @@ def set_status(session: Session, video_id: str, status: VideoStatus, **fields: A
         setattr(video, name, value)
     if status == VideoStatus.INDEXED:
         video.indexed_at = utcnow()
-        video.lease_owner = video.lease_until = None
+        leases.release(video)
     return video
 
 
@@ -194,15 +189,12 @@ def delete_video(session: Session, video_id: str) -> bool:
 def requeue_expired(session: Session, limit: int = 1000) -> list[tuple[str, str]]:
     """Reset to pending every running video whose lease has expired (its worker died) and return their
     ``(id, name)`` to queue again. Cheap (one indexed query), so it runs every few seconds, not per sweep."""
-    now = utcnow()
-    ids = session.scalars(select(Video.id).where(Video.status.in_(RUNNING), Video.lease_until < now)
-                          .limit(limit)).all()
     reset: list[tuple[str, str]] = []
-    for video_id in ids:
+    for video_id in leases.expired(session, Video, RUNNING, limit):
         advisory_lock(session, f"video:{video_id}")
         video = session.get(Video, video_id, with_for_update=True, populate_existing=True)
         if video is not None and video.status in RUNNING and video.lease_until is not None \
-                and _aware(video.lease_until) < now:
+                and leases.aware(video.lease_until) < utcnow():
             _reset(video)
             reset.append((video.id, video.name))
     return reset
@@ -224,8 +216,8 @@ def _stuck(video: Video, stale_after: timedelta) -> bool:
     while it lives, whatever the video's length), or a row waited ``stale_after`` without being picked up."""
     now = utcnow()
     if video.status in RUNNING and video.lease_until is not None:
-        return _aware(video.lease_until) < now
-    return video.status in IN_PROGRESS and _aware(video.updated_at) < now - stale_after
+        return leases.aware(video.lease_until) < now
+    return video.status in IN_PROGRESS and leases.aware(video.updated_at) < now - stale_after
 
 
 def _reset(video: Video) -> None:
@@ -235,7 +227,7 @@ def _reset(video: Video) -> None:
     video.failure_code = video.failure_detail = None
     video.timings = {}
     video.indexed_at = None
-    video.lease_owner = video.lease_until = None
+    leases.release(video)
 
 
 def _get(session: Session, video_id: str) -> Video:
@@ -243,8 +235,3 @@ def _get(session: Session, video_id: str) -> Video:
     if video is None:
         raise LookupError(f"video {video_id} is not in the database")
     return video
-
-
-def _aware(moment: datetime) -> datetime:
-    """SQLite returns naive datetimes; everything here is UTC."""
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)

@@ -125,6 +125,42 @@ class RecordedTask(CopycatTask):
     def announce_failure(self, object_id: str) -> None:
         """Tell the webhooks (nothing by default)."""
 
+    def renew_lease(self, s: Session, object_id: str, run_id: str, lease: timedelta) -> bool:
+        """Extend the run's lease on its row (False when the run lost it); see ``leased``."""
+        raise NotImplementedError
+
+    @contextmanager
+    def leased(self, object_id: str) -> Iterator[None]:
+        """Renew the row's lease while the block runs (a thread, so downloads and long inserts count too):
+        if this process dies, the lease runs out and the recovery check queues the row again."""
+        stop = threading.Event()
+        period = self._lease().total_seconds() / 4
+        run_id, lease = self._run_id(), self._lease()
+
+        def heartbeat() -> None:
+            while not stop.wait(period):
+                try:
+                    with session() as s:
+                        if not self.renew_lease(s, object_id, run_id, lease):
+                            return
+                except CopycatError as exc:  # the database is down: the run goes on, the lease may lapse
+                    log.warning("%s %s: lease not renewed (%s)", self.subject, object_id, exc)
+
+        thread = threading.Thread(target=heartbeat, name=f"lease-{object_id}", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join()
+
+    def _run_id(self) -> str:
+        """The run's identity: the task id, which a retry or a redelivery after a worker's death keeps."""
+        return str(self.request.id or "direct")
+
+    def _lease(self) -> timedelta:
+        return timedelta(seconds=resources.current().settings.broker.lease_s)
+
     def reporter(self, on_first: Callable[[], None] | None = None, *,
                  forward: ProgressFn | None = None) -> ProgressFn:
         """A progress callback for a stage: frames done/total in the task's Celery state (seen in Flower),
@@ -170,37 +206,8 @@ class VideoTask(RecordedTask):
                          video_id)
             return video
 
-    @contextmanager
-    def leased(self, video_id: str) -> Iterator[None]:
-        """Renew the video's lease while the block runs (a thread, so downloads and long inserts count too):
-        if this process dies, the lease runs out and the next sweep queues the video again."""
-        stop = threading.Event()
-        period = self._lease().total_seconds() / 4
-        run_id, lease = self._run_id(), self._lease()
-
-        def heartbeat() -> None:
-            while not stop.wait(period):
-                try:
-                    with session() as s:
-                        if not videos.renew_lease(s, video_id, run_id, lease):
-                            return
-                except CopycatError as exc:  # the database is down: the run goes on, the lease may lapse
-                    log.warning("video %s: lease not renewed (%s)", video_id, exc)
-
-        thread = threading.Thread(target=heartbeat, name=f"lease-{video_id}", daemon=True)
-        thread.start()
-        try:
-            yield
-        finally:
-            stop.set()
-            thread.join()
-
-    def _run_id(self) -> str:
-        """The run's identity: the task id, which a retry or a redelivery after a worker's death keeps."""
-        return str(self.request.id or "direct")
-
-    def _lease(self) -> timedelta:
-        return timedelta(seconds=resources.current().settings.broker.lease_s)
+    def renew_lease(self, s: Session, object_id: str, run_id: str, lease: timedelta) -> bool:
+        return videos.renew_lease(s, object_id, run_id, lease)
 
     def embedding(self, video_id: str) -> None:
         """Frames are flowing: ``embedding`` (the first progress report of a run); a row deleted meanwhile is
@@ -244,10 +251,30 @@ class JobTask(RecordedTask):
     subject = "query job"
     row_type = QueryJob
 
-    def start(self, job_id: str, model: str) -> QueryJob:
-        """The job is running (a re-run starts from a clean slate)."""
+    def start(self, job_id: str, model: str) -> QueryJob | None:
+        """The job is running under this run's lease (a re-run starts from a clean slate); None when there is
+        nothing to do (job gone or ended, or another live run has it)."""
         with session() as s:
-            return jobs.start_job(s, job_id, model=model, timings={})
+            job = jobs.start_job(s, job_id, run_id=self._run_id(), lease=self._lease(),
+                                 retrying=bool(self.request.retries), model=model, timings={})
+            if job is None:
+                log.info("query job %s is gone, ended or in another live run; message ignored", job_id)
+            return job
+
+    def claim_match(self, job_id: str) -> QueryJob | None:
+        with session() as s:
+            job = jobs.claim_match(s, job_id, run_id=self._run_id(), lease=self._lease())
+            if job is None:
+                log.info("query job %s is gone, not embedded, ended or in another live run; message ignored",
+                         job_id)
+            return job
+
+    def release(self, job_id: str) -> None:
+        with session() as s:
+            jobs.release_lease(s, job_id)
+
+    def renew_lease(self, s: Session, object_id: str, run_id: str, lease: timedelta) -> bool:
+        return jobs.renew_lease(s, object_id, run_id, lease)
 
     def announce_failure(self, object_id: str) -> None:
         announce_job(object_id)

@@ -40,19 +40,24 @@ def reconcile(self: CopycatTask) -> dict[str, int]:
 
 @shared_task(name="copycat.ops.recover", base=CopycatTask, **TASK_OPTIONS)
 def recover(self: CopycatTask) -> int:
-    """Queue again every video whose ingest run stopped renewing its lease (beat, every
+    """Queue again every video and query job whose run stopped renewing its lease (beat, every
     ``COPYCAT_BROKER__RECOVER_INTERVAL_S``): a worker killed mid-video costs about one lease, not an hour."""
     return recover_dead_runs()
 
 
 def recover_dead_runs() -> int:
     with session() as s:
-        expired = videos.requeue_expired(s)
-    for video_id, name in expired:
+        dead_videos = videos.requeue_expired(s)
+        dead_jobs = jobs.requeue_expired(s)
+    for video_id, name in dead_videos:
         log.warning("video %s (%s): its ingest run stopped renewing its lease (worker gone); queued again",
                     name, video_id)
         enqueue_ingest(video_id, name)
-    return len(expired)
+    for job_id, name in dead_jobs:
+        log.warning("query job %s (%s): its run stopped renewing its lease (worker gone); queued again", job_id,
+                    name)
+        enqueue_query(job_id, name)
+    return len(dead_videos) + len(dead_jobs)
 
 
 def sweep() -> dict[str, int]:

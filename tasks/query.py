@@ -48,20 +48,24 @@ def embed_query(self: JobTask, job_id: str) -> dict[str, Any]:
     res = resources.current()
     cfg = res.settings
     job = self.start(job_id, res.embedder.name)
+    if job is None:
+        return {"job_id": job_id, "skipped": True}
     params = cfg.query_params(job.params)
     with_dns = dns.enabled(cfg)
-    embedded = embed(res, job.bucket, job.key, job.name, crop_grid=params.crop_grid, dns_on=with_dns,
-                     progress=self.reporter())
-    key = query_matrix_key(job_id, res.embedder.name)
-    save_matrix(res.objects, cfg.s3.matrices_bucket, key, embedded.video.views.astype(cfg.embed.matrix_dtype))
-    if embedded.video.dns is not None:
-        rep = embedded.video.dns
-        save_arrays(res.objects, cfg.s3.matrices_bucket, query_dns_key(job_id, cfg.dns.student), coarse=rep.coarse,
-                    fine=rep.fine, selector_stat=np.float32(rep.selector_stat))
+    with self.leased(job_id):
+        embedded = embed(res, job.bucket, job.key, job.name, crop_grid=params.crop_grid, dns_on=with_dns,
+                         progress=self.reporter())
+        key = query_matrix_key(job_id, res.embedder.name)
+        save_matrix(res.objects, cfg.s3.matrices_bucket, key, embedded.video.views.astype(cfg.embed.matrix_dtype))
+        if embedded.video.dns is not None:
+            rep = embedded.video.dns
+            save_arrays(res.objects, cfg.s3.matrices_bucket, query_dns_key(job_id, cfg.dns.student),
+                        coarse=rep.coarse, fine=rep.fine, selector_stat=np.float32(rep.selector_stat))
     frames = int(embedded.video.features.shape[0])
     with session() as s:
         jobs.update_job(s, job_id, sha256=embedded.sha256, frame_count=frames, matrix_key=key,
                         duration=embedded.video.info.duration, timings=dict(embedded.video.timings))
+        jobs.release_lease(s, job_id)
     enqueue(match_job.name, job_id, job.name)
     return {"job_id": job_id, "frames": frames}
 
@@ -70,6 +74,13 @@ def embed_query(self: JobTask, job_id: str) -> dict[str, Any]:
 def match_job(self: JobTask, job_id: str) -> dict[str, Any]:
     """Find and localise the copies of an embedded query; store matches and segments."""
     res = resources.current()
+    if self.claim_match(job_id) is None:
+        return {"job_id": job_id, "skipped": True}
+    with self.leased(job_id):
+        return _match(res, job_id)
+
+
+def _match(res: resources.Resources, job_id: str) -> dict[str, Any]:
     cfg, index = res.settings, res.frame_index
     with session() as s:
         job = jobs.get_job(s, job_id)

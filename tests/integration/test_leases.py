@@ -124,3 +124,30 @@ def test_the_recovery_check_queues_only_videos_whose_lease_expired(copycat_env: 
         assert (dead.failure_code, dead.attempts) == ("object_missing", 2)
     assert states == {"dead.mp4": "failed", "alive.mp4": "decoding", "waiting.mp4": "pending", "done.mp4": "indexed"}
     assert ops.recover_dead_runs() == 0
+
+
+def test_a_query_job_holds_a_lease_while_a_step_runs_and_a_dead_one_is_queued_again(copycat_env: Path) -> None:
+    """Query jobs too: a duplicate message while a run is alive is dropped, a run whose lease ran out is
+    queued again (embedded mode runs it at once: its query object was never stored, so it fails cleanly)."""
+    from db import jobs
+    from tasks import ops
+
+    engine = resources.current().engine
+    with session_scope(engine) as s:
+        job_id = jobs.create_job(s, source="q.mp4", name="q.mp4", bucket="queries", key="q.mp4", params={}).id
+    with session_scope(engine) as s:
+        assert jobs.start_job(s, job_id, run_id="run-a", lease=LEASE).status == "running"
+    with session_scope(engine) as s:
+        assert jobs.start_job(s, job_id, run_id="run-b", lease=LEASE) is None  # a duplicate, run a alive
+        assert jobs.claim_match(s, job_id, run_id="run-b", lease=LEASE) is None
+        jobs.release_lease(s, job_id)  # embedded, queued for matching: no run holds it
+    with session_scope(engine) as s:
+        assert jobs.claim_match(s, job_id, run_id="run-c", lease=LEASE) is not None
+    assert ops.recover_dead_runs() == 0
+    with session_scope(engine) as s:  # run c's worker dies
+        jobs.get_job(s, job_id).lease_until = utcnow() - timedelta(seconds=1)
+    assert ops.recover_dead_runs() == 1
+    with session_scope(engine) as s:
+        job = jobs.get_job(s, job_id)
+        assert (job.status, job.failure_code, job.lease_owner) == ("failed", "object_missing", None)
+        assert jobs.start_job(s, job_id, run_id="run-late", lease=LEASE) is None  # a late redelivery
