@@ -25,7 +25,7 @@ import numpy as np
 from bench.fixtures import build_fixtures
 from tasks.settings import Settings
 from workers.embed import create_embedder
-from workers.evaluate import load_ground_truth, score
+from workers.evaluate import load_ground_truth, precision_recall, score
 from workers.localise import TemporalNetwork
 from workers.pipeline import embed_video
 from workers.query import answer_query
@@ -78,6 +78,22 @@ def evaluate(gt: dict[str, Any], raw: dict[str, list], threshold: float) -> dict
             "vid_p": report.video["precision"], "vid_r": report.video["recall"]}
 
 
+def per_query(gt: dict[str, Any], raw: dict[str, list], threshold: float) -> list[dict[str, Any]]:
+    """Every (query, reference) pair that is predicted or true, with its VCSL precision and recall, worst first:
+    where a setting loses segment precision or recall, and to which boxes."""
+    rows = []
+    for query in gt["queries"]:
+        truth = {m["reference"]: m["segments"] for m in query["matches"]}
+        predicted = {ref: boxes for ref, value, boxes in raw[query["name"]] if value >= threshold}
+        scores = {ref: value for ref, value, _ in raw[query["name"]]}
+        for ref in sorted(set(truth) | set(predicted)):
+            p, r = precision_recall(predicted.get(ref, []), truth.get(ref, []))
+            rows.append({"query": query["name"], "reference": ref, "precision": round(p, 3), "recall": round(r, 3),
+                         "score": round(scores.get(ref, 0.0), 3), "truth": truth.get(ref, []),
+                         "predicted": [[round(v, 2) for v in box] for box in predicted.get(ref, [])]})
+    return sorted(rows, key=lambda row: min(row["precision"], row["recall"]))
+
+
 def separation(gt: dict[str, Any], raw: dict[str, list]) -> tuple[float, float]:
     """(lowest video score of a true match, not counting hard queries; highest of a false match)."""
     truth = {q["name"]: {m["reference"] for m in q["matches"]} for q in gt["queries"]}
@@ -94,16 +110,22 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--out", type=Path, default=None, help="write every row as JSON lines")
     parser.add_argument("--defaults-only", action="store_true", help="the product's defaults alone, mask on and off")
+    parser.add_argument("--per-query", type=int, default=0, metavar="N",
+                        help="print the N worst (query, reference) pairs of each setting at the default threshold")
+    parser.add_argument("--grid", type=json.loads, default=None,
+                        help='JSON {option: [values]} of localiser options (and crop_grid) to vary around the '
+                             'defaults, e.g. \'{"end_floor": [null, 0.5]}\'')
+    parser.add_argument("--masks", default="on,off", help="frame mask settings to run: on, off or both")
     args = parser.parse_args(argv)
     gt_path = build_fixtures(CLIPS, args.fixtures, quick=args.quick)
     gt = load_ground_truth(gt_path)
     grid = {"crop_grid": [1, MAX_GRID], "trim": [True, False], "merge_gap": [None, 2], "split_jump": [None, 3],
             "min_length": [1, 3], "min_sim": [0.2, 0.3], "tn_top_k": [5, 10]}
     defaults = Settings()
-    if args.defaults_only:
-        grid = {"crop_grid": [defaults.query.crop_grid]}
+    if args.defaults_only or args.grid:
+        grid = {"crop_grid": [defaults.query.crop_grid]} | (args.grid or {})
     rows = []
-    for model, mask in itertools.product(args.models.split(","), (True, False)):
+    for model, mask in itertools.product(args.models.split(","), [m == "on" for m in args.masks.split(",")]):
         started = time.perf_counter()
         feats = embed_set(gt, model, args.fixtures / "cache", mask)
         print(f"{model} (mask {mask}): features ready in {time.perf_counter() - started:.1f} s")
@@ -113,6 +135,10 @@ def main(argv: list[str] | None = None) -> None:
             tn = replace(TemporalNetwork(**defaults.localise.model_dump()), device="cpu", **setting)
             raw = predict(gt, feats, tn, replace(QueryParams(crop_grid=crop_grid), top_k=defaults.select.top_k))
             low_true, high_false = separation(gt, raw)
+            if args.per_query:
+                print(f"worst pairs of {model} mask {mask} crop_grid {crop_grid} {setting}:")
+                for row in per_query(gt, raw, defaults.query.min_score)[: args.per_query]:
+                    print("  " + json.dumps(row))
             for threshold in sorted({0.0, 0.25, defaults.query.min_score, 0.5}):
                 rows.append({"model": model, "mask": mask, "crop_grid": crop_grid, **setting, "threshold": threshold,
                              "min_true": round(low_true, 3), "max_false": round(high_false, 3),
