@@ -35,6 +35,8 @@ from workers.types import QueryParams
 CLIPS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "clips"
 MAX_GRID = 2
 """Queries are embedded with tiles of this grid; ``crop_grid`` 1 uses their whole-frame view only."""
+QUERY_OPTIONS = ("crop_grid", "top_k", "reduce")
+"""Grid keys that set the query's ``QueryParams``; every other key is a ``TemporalNetwork`` option."""
 
 
 def embed_set(gt: dict[str, Any], model: str, cache: Path, mask: bool) -> dict[str, np.ndarray]:
@@ -131,16 +133,18 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{model} (mask {mask}): features ready in {time.perf_counter() - started:.1f} s")
         for values in itertools.product(*grid.values()):
             setting = dict(zip(grid, values, strict=True))
-            crop_grid = setting.pop("crop_grid")
+            query_options = {k: setting.pop(k) for k in QUERY_OPTIONS if k in setting}
+            params = QueryParams(crop_grid=query_options.pop("crop_grid"), top_k=defaults.select.top_k,
+                                 reduce=defaults.select.reduce)
             tn = replace(TemporalNetwork(**defaults.localise.model_dump()), device="cpu", **setting)
-            raw = predict(gt, feats, tn, replace(QueryParams(crop_grid=crop_grid), top_k=defaults.select.top_k))
+            raw = predict(gt, feats, tn, replace(params, **query_options))
             low_true, high_false = separation(gt, raw)
             if args.per_query:
                 print(f"worst pairs of {model} mask {mask} crop_grid {crop_grid} {setting}:")
                 for row in per_query(gt, raw, defaults.query.min_score)[: args.per_query]:
                     print("  " + json.dumps(row))
             for threshold in sorted({0.0, 0.25, defaults.query.min_score, 0.5}):
-                rows.append({"model": model, "mask": mask, "crop_grid": crop_grid, **setting, "threshold": threshold,
+                rows.append({"model": model, "mask": mask, **query_options, "crop_grid": params.crop_grid, **setting, "threshold": threshold,
                              "min_true": round(low_true, 3), "max_false": round(high_false, 3),
                              **{k: round(v, 4) for k, v in evaluate(gt, raw, threshold).items()}})
     if args.out:

@@ -118,7 +118,8 @@ class FramesSettings(BaseModel):
 class SelectSettings(BaseModel):
     search_limit: int = Field(64, ge=1, le=16384, description="Milvus hits per query frame")
     top_k: int = Field(10, ge=1, description="candidate videos localised per query")
-    reduce: Literal["sum", "mean", "max", "min", "count"] = Field("sum", description="hit aggregation")
+    reduce: Literal["sum", "mean", "max", "min", "count", "row_max"] = Field(
+        "row_max", description="hit aggregation per video (row_max: sum over query rows of the best hit)")
 
 
 class LocaliseSettings(BaseModel):
@@ -136,6 +137,10 @@ class LocaliseSettings(BaseModel):
     merge_gap: int = Field(2, ge=0, description="join segments on one diagonal separated by at most this")
     split_jump: int = Field(3, ge=0, description="cut a path where its time offset jumps by more than this"
                             " many frames (footage inserted into a copy)")
+    end_floor: float = Field(0.5, ge=0, le=1, description="trim path ends whose similarity is below this times"
+                             " the path's median (0: off)")
+    query_overlap: float = Field(0.5, ge=0, le=1, description="drop a segment lying more than this share inside"
+                                 " a stronger one's query span (1: off)")
     min_informative: float = Field(0.5, ge=0, le=1, description="segments need at least this share of"
                                    " informative frames on both sides")
     score: Literal["bounded", "tn"] = Field("bounded", description="segment score: bounded (mean similarity x"

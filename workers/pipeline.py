@@ -163,7 +163,8 @@ def match_query(query: np.ndarray, *, fps: float, search: Callable[[np.ndarray, 
     timings["search"] = time.perf_counter() - tick
 
     tick = time.perf_counter()
-    ranked = select_candidates(hits.video_id, hits.score, reduce=params.reduce, exclude=set(exclude))
+    ranked = select_candidates(hits.video_id, hits.score, reduce=params.reduce, exclude=set(exclude),
+                               query_rows=hits.query_frame)
     if searchable is not None:
         allowed = set(searchable([c.video_id for c in ranked]))
         ranked = [c for c in ranked if c.video_id in allowed]
