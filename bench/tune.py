@@ -16,6 +16,7 @@ import argparse
 import itertools
 import json
 import time
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -31,20 +32,22 @@ from workers.pipeline import embed_video
 from workers.query import answer_query
 from workers.stores.memory import MemoryLibrary
 from workers.types import QueryParams
+from workers.views import EXTRA_VIEWS, VIEW_COUNTS
 
 CLIPS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "clips"
 MAX_GRID = 2
 """Queries are embedded with tiles of this grid; ``crop_grid`` 1 uses their whole-frame view only."""
-QUERY_OPTIONS = ("crop_grid", "top_k", "reduce")
+QUERY_OPTIONS = ("crop_grid", "top_k", "reduce", "extra_views")
 """Grid keys that set the query's ``QueryParams``; every other key is a ``TemporalNetwork`` option."""
 
 
-def embed_set(gt: dict[str, Any], model: str, cache: Path, mask: bool) -> dict[str, np.ndarray]:
-    """Features keyed by name: references [T, D], queries [1 + MAX_GRID², T, D], uninformative views zeroed
-    when ``mask`` (the product's ``FrameFilter``); cached per fixture version, model and mask."""
+def embed_set(gt: dict[str, Any], model: str, cache: Path, mask: bool, extra: bool = False) -> dict[str, np.ndarray]:
+    """Features keyed by name: references [T, D], queries [1 + MAX_GRID², T, D] (with ``extra``, every extra
+    view of ``workers.views`` after those: ``view_rows``), uninformative views zeroed when ``mask`` (the
+    product's ``FrameFilter``); cached per fixture version, model, views and mask."""
     options = Settings().decode_options()
-    path = cache / (f"features_v{gt['version']}_{model}_views{MAX_GRID}{'_masked' if mask else ''}"
-                    f"{'_skipnonref' if options.skip_nonref else ''}.npz")
+    path = cache / (f"features_v{gt['version']}_{model}_views{MAX_GRID}{'_extra' if extra else ''}"
+                    f"{'_masked' if mask else ''}{'_skipnonref' if options.skip_nonref else ''}.npz")
     if path.exists():
         with np.load(path) as data:
             return {k: data[k] for k in data.files}
@@ -53,10 +56,22 @@ def embed_set(gt: dict[str, Any], model: str, cache: Path, mask: bool) -> dict[s
     feats = {e["name"]: embed_video(Path(e["path"]), embedder, options, frame_filter=frame_filter).features
              for e in gt["references"]}
     feats |= {e["name"]: embed_video(Path(e["path"]), embedder, options, crop_grid=MAX_GRID,
-                                     frame_filter=frame_filter).views for e in gt["queries"]}
+                                     extra_views=EXTRA_VIEWS if extra else (), frame_filter=frame_filter).views
+              for e in gt["queries"]}
     cache.mkdir(parents=True, exist_ok=True)
     np.savez(path, **feats)
     return feats
+
+
+def view_rows(crop_grid: int, extra_views: Sequence[str]) -> list[int]:
+    """Rows of a cached query [1 + MAX_GRID² + extras, T, D] that a query with these views searches."""
+    rows = [0] + (list(range(1, 1 + MAX_GRID**2)) if crop_grid == MAX_GRID else [])
+    start = 1 + MAX_GRID**2
+    for view in EXTRA_VIEWS:
+        if view in extra_views:
+            rows += list(range(start, start + VIEW_COUNTS[view]))
+        start += VIEW_COUNTS[view]
+    return rows
 
 
 def predict(gt: dict[str, Any], feats: dict[str, np.ndarray], tn: TemporalNetwork,
@@ -65,8 +80,7 @@ def predict(gt: dict[str, Any], feats: dict[str, np.ndarray], tn: TemporalNetwor
     library = MemoryLibrary({r["name"]: feats[r["name"]] for r in gt["references"]})
     out = {}
     for query in gt["queries"]:
-        views = feats[query["name"]]
-        views = views[:1] if params.crop_grid == 1 else views
+        views = feats[query["name"]][view_rows(params.crop_grid, params.extra_views)]
         result = answer_query(views, fps=1.0, library=library, localiser=tn, params=replace(params, min_score=0.0))
         out[query["name"]] = [(m.video_id, m.score, [[s.query_start, s.ref_start, s.query_end, s.ref_end]
                                                      for s in m.segments]) for m in result.matches]
@@ -129,22 +143,23 @@ def main(argv: list[str] | None = None) -> None:
     rows = []
     for model, mask in itertools.product(args.models.split(","), [m == "on" for m in args.masks.split(",")]):
         started = time.perf_counter()
-        feats = embed_set(gt, model, args.fixtures / "cache", mask)
+        feats = embed_set(gt, model, args.fixtures / "cache", mask, extra=True)
         print(f"{model} (mask {mask}): features ready in {time.perf_counter() - started:.1f} s")
         for values in itertools.product(*grid.values()):
             setting = dict(zip(grid, values, strict=True))
             query_options = {k: setting.pop(k) for k in QUERY_OPTIONS if k in setting}
-            params = QueryParams(crop_grid=query_options.pop("crop_grid"), top_k=defaults.select.top_k,
-                                 reduce=defaults.select.reduce)
+            params = replace(defaults.query_params(), **{k: tuple(v) if isinstance(v, list) else v
+                                                          for k, v in query_options.items()})
             tn = replace(TemporalNetwork(**defaults.localise.model_dump()), device="cpu", **setting)
-            raw = predict(gt, feats, tn, replace(params, **query_options))
+            raw = predict(gt, feats, tn, params)
             low_true, high_false = separation(gt, raw)
             if args.per_query:
-                print(f"worst pairs of {model} mask {mask} crop_grid {crop_grid} {setting}:")
+                print(f"worst pairs of {model} mask {mask} {params} {setting}:")
                 for row in per_query(gt, raw, defaults.query.min_score)[: args.per_query]:
                     print("  " + json.dumps(row))
             for threshold in sorted({0.0, 0.25, defaults.query.min_score, 0.5}):
-                rows.append({"model": model, "mask": mask, **query_options, "crop_grid": params.crop_grid, **setting, "threshold": threshold,
+                rows.append({"model": model, "mask": mask, **query_options, "crop_grid": params.crop_grid,
+                             "extra_views": ",".join(params.extra_views), **setting, "threshold": threshold,
                              "min_true": round(low_true, 3), "max_false": round(high_false, 3),
                              **{k: round(v, 4) for k, v in evaluate(gt, raw, threshold).items()}})
     if args.out:

@@ -51,6 +51,7 @@ def embed_query(self: JobTask, job_id: str) -> dict[str, Any]:
     params = cfg.query_params(job.params)
     with_dns = dns.enabled(cfg)
     embedded = embed(res, job.bucket, job.key, job.name, crop_grid=params.crop_grid, dns_on=with_dns,
+                     extra_views=params.extra_views,
                      progress=self.reporter())
     key = query_matrix_key(job_id, res.embedder.name)
     save_matrix(res.objects, cfg.s3.matrices_bucket, key, embedded.video.views.astype(cfg.embed.matrix_dtype))

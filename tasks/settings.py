@@ -154,6 +154,9 @@ class QuerySettings(BaseModel):
     exclude_self: bool = Field(False, description="drop candidates with the query's own content")
     crop_grid: int = Field(2, ge=1, le=4, description="also search the NxN tiles of each query frame (finds"
                            " picture-in-picture copies; N²+1 embeddings and searches per frame); 1 = whole frames")
+    extra_views: list[Literal["flip", "halves", "unborder"]] = Field(
+        [], description="more query views, one embedding and search each per frame: flip (mirror), halves (left,"
+        " right, top, bottom: 4), unborder (the picture inside a border, where one is found)")
 
 
 class DnsSettings(BaseModel):
@@ -253,11 +256,13 @@ class Settings(BaseSettings):
         """A job's parameters: the settings' defaults with the job's own values on top."""
         defaults = {"top_k": self.select.top_k, "search_limit": self.select.search_limit,
                     "reduce": self.select.reduce, "min_score": self.query.min_score,
-                    "exclude_self": self.query.exclude_self, "crop_grid": self.query.crop_grid}
+                    "exclude_self": self.query.exclude_self, "crop_grid": self.query.crop_grid,
+                    "extra_views": self.query.extra_views}
         merged = {**defaults, **{k: v for k, v in (overrides or {}).items() if k in defaults and v is not None}}
         return QueryParams(top_k=int(merged["top_k"]), search_limit=int(merged["search_limit"]),
                            reduce=str(merged["reduce"]), min_score=float(merged["min_score"]),
-                           exclude_self=bool(merged["exclude_self"]), crop_grid=int(merged["crop_grid"]))
+                           exclude_self=bool(merged["exclude_self"]), crop_grid=int(merged["crop_grid"]),
+                           extra_views=tuple(merged["extra_views"]))
 
 
 def load_settings() -> Settings:
