@@ -110,6 +110,22 @@ def per_query(gt: dict[str, Any], raw: dict[str, list], threshold: float) -> lis
     return sorted(rows, key=lambda row: min(row["precision"], row["recall"]))
 
 
+def calibration(gt: dict[str, Any], raw: dict[str, list], cuts: Sequence[float] = (0.1, 0.2, 0.3, 0.35, 0.4, 0.5,
+                                                                                 0.6, 0.7, 0.8, 0.9)) -> list[str]:
+    """What a video score means: per band [cut, next cut) the matches reported there, how many are true
+    (a reference the query copies) and their mean VCSL segment precision; lines for people."""
+    truth = {q["name"]: {m["reference"]: m["segments"] for m in q["matches"]} for q in gt["queries"]}
+    lines = []
+    for low, high in zip(cuts, [*cuts[1:], 1.01], strict=True):
+        band = [(q, ref, boxes) for q, items in raw.items() for ref, value, boxes in items if low <= value < high]
+        true = [b for b in band if b[1] in truth[b[0]]]
+        seg_p = [precision_recall(boxes, truth[q].get(ref, []))[0] for q, ref, boxes in band]
+        lines.append(f"score {low:.2f}-{min(high, 1.0):.2f}: {len(band):3d} matches, {len(true):3d} true"
+                     + (f" (video precision {len(true) / len(band):.2f}, segment precision "
+                        f"{np.mean(seg_p):.2f})" if band else ""))
+    return lines
+
+
 def separation(gt: dict[str, Any], raw: dict[str, list]) -> tuple[float, float]:
     """(lowest video score of a true match, not counting hard queries; highest of a false match)."""
     truth = {q["name"]: {m["reference"] for m in q["matches"]} for q in gt["queries"]}
@@ -117,6 +133,43 @@ def separation(gt: dict[str, Any], raw: dict[str, list]) -> tuple[float, float]:
     true_scores = [value for q, items in raw.items() if q not in hard for ref, value, _ in items if ref in truth[q]]
     false_scores = [value for q, items in raw.items() for ref, value, _ in items if ref not in truth[q]]
     return min(true_scores, default=float("nan")), max(false_scores, default=float("nan"))
+
+
+ABLATION: tuple[tuple[str, dict[str, Any]], ...] = (
+    ("before (v2 defaults)", {"end_floor": 0.0, "query_overlap": 1.0, "reduce": "sum", "extra_views": ()}),
+    ("+ end_floor 0.5", {"query_overlap": 1.0, "reduce": "sum", "extra_views": ()}),
+    ("+ query_overlap 0.5", {"reduce": "sum", "extra_views": ()}),
+    ("+ reduce row_max", {"extra_views": ()}),
+    ("+ flip view", {"extra_views": ("flip",)}),
+    ("+ unborder view", {"extra_views": ("flip", "unborder")}),
+    ("+ halves views", {"extra_views": ("flip", "unborder", "halves")}),
+    ("defaults without end_floor", {"end_floor": 0.0}),
+    ("defaults without query_overlap", {"query_overlap": 1.0}),
+    ("defaults without row_max (sum)", {"reduce": "sum"}),
+    ("defaults without extra views", {"extra_views": ()}),
+)
+"""``--ablation``: each change added in turn from the previous defaults, then each left out of the defaults."""
+
+
+def ablation(gt: dict[str, Any], feats: dict[str, np.ndarray], defaults: Settings) -> list[str]:
+    """Markdown rows (setting, segment P/R/F1, video P/R, false matches, score gap) of every ``ABLATION`` row."""
+    lines = ["| setting | seg P | seg R | seg F1 | video P | video R | false matches | lowest true | highest false |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    truth = {q["name"]: {m["reference"] for m in q["matches"]} for q in gt["queries"]}
+    for label, options in ABLATION:
+        query_options = {k: v for k, v in options.items() if k in QUERY_OPTIONS}
+        params = replace(defaults.query_params(), **query_options)
+        tn = replace(TemporalNetwork(**defaults.localise.model_dump()), device="cpu",
+                     **{k: v for k, v in options.items() if k not in QUERY_OPTIONS})
+        raw = predict(gt, feats, tn, params)
+        result = evaluate(gt, raw, defaults.query.min_score)
+        false = sum(1 for q, items in raw.items() for ref, value, _ in items
+                    if value >= defaults.query.min_score and ref not in truth[q])
+        low_true, high_false = separation(gt, raw)
+        lines.append(f"| {label} | {result['seg_p']:.3f} | {result['seg_r']:.3f} | {result['f1']:.4f} | "
+                     f"{result['vid_p']:.3f} | {result['vid_r']:.3f} | {false} | {low_true:.2f} | {high_false:.2f} |")
+        print(lines[-1], flush=True)
+    return lines
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -131,6 +184,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--grid", type=json.loads, default=None,
                         help='JSON {option: [values]} of localiser options (and crop_grid) to vary around the '
                              'defaults, e.g. \'{"end_floor": [null, 0.5]}\'')
+    parser.add_argument("--ablation", action="store_true", help="each change in turn (ABLATION), as a table")
+    parser.add_argument("--calibration", action="store_true", help="print what each video score band holds")
     parser.add_argument("--masks", default="on,off", help="frame mask settings to run: on, off or both")
     args = parser.parse_args(argv)
     gt_path = build_fixtures(CLIPS, args.fixtures, quick=args.quick)
@@ -140,6 +195,10 @@ def main(argv: list[str] | None = None) -> None:
     defaults = Settings()
     if args.defaults_only or args.grid:
         grid = {"crop_grid": [defaults.query.crop_grid]} | (args.grid or {})
+    if args.ablation:
+        feats = embed_set(gt, args.models.split(",")[0], args.fixtures / "cache", True, extra=True)
+        print("\n".join(ablation(gt, feats, defaults)))
+        return
     rows = []
     for model, mask in itertools.product(args.models.split(","), [m == "on" for m in args.masks.split(",")]):
         started = time.perf_counter()
@@ -153,6 +212,9 @@ def main(argv: list[str] | None = None) -> None:
             tn = replace(TemporalNetwork(**defaults.localise.model_dump()), device="cpu", **setting)
             raw = predict(gt, feats, tn, params)
             low_true, high_false = separation(gt, raw)
+            if args.calibration:
+                print(f"score calibration of {model} mask {mask} {params} {setting}:")
+                print("\n".join("  " + line for line in calibration(gt, raw)))
             if args.per_query:
                 print(f"worst pairs of {model} mask {mask} {params} {setting}:")
                 for row in per_query(gt, raw, defaults.query.min_score)[: args.per_query]:
