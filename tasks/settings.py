@@ -155,8 +155,8 @@ class QuerySettings(BaseModel):
     crop_grid: int = Field(2, ge=1, le=4, description="also search the NxN tiles of each query frame (finds"
                            " picture-in-picture copies; N²+1 embeddings and searches per frame); 1 = whole frames")
     extra_views: list[Literal["flip", "halves", "unborder"]] = Field(
-        ["flip", "unborder"], description="more query views, one embedding and search each per frame: flip (mirror), halves (left,"
-        " right, top, bottom: 4), unborder (the picture inside a border, where one is found)")
+        ["flip", "unborder"], description="more query views, one embedding and search each per frame: flip"
+        " (mirror), halves (left, right, top, bottom: 4), unborder (the picture inside a border, where one is found)")
 
 
 class DnsSettings(BaseModel):

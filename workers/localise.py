@@ -441,12 +441,10 @@ def bounded_score(segment: Segment, fps: float, length_scale_s: float = LENGTH_S
     any length or speed. The second factor is the evidence of length: an exact copy of 3 s scores 0.63,
     6 s 0.86, 10 s 0.96, 20 s 1.00.
 
-    Measured on the fixture benchmark (masked, ``min_length`` 1 and ``top_k`` 10, as ``bench/tune.py``
-    replays it): true segments scored 0.41-1.00 (5th percentile 0.50; the lowest is picture-in-picture),
-    false ones <= 0.22 apart from three 4-6 s segments (0.59-0.69) of repetitive footage matched at the
-    wrong offset. Segment precision above each score: 0.92 at 0.2, 0.95 at 0.3-0.4, 0.96 at 0.5, 0.97 at
-    0.6, 1.00 at 0.7 and above. As a video-level threshold on the best segment, 0.3-0.4 gave precision
-    1.000 and recall 0.986 where TN's own score needed 0.45 for precision 1.
+    Measured on the fixture benchmark v3 with the defaults (``bench/tune.py --calibration``): matches scoring
+    0.10-0.35 were all false (21), 0.35-0.5 all true (3), 0.5-0.6 12 of 13 true (a short copy of static
+    footage matched at another time of the scene, 0.55), 0.6 and above all true (86). The lowest true match
+    scored 0.47 and no false one scored between 0.22 and 0.55; hence the threshold 0.35.
     """
     query_frames = (segment.query_end - segment.query_start) * fps
     reference_frames = (segment.ref_end - segment.ref_start) * fps
