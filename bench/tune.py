@@ -4,10 +4,15 @@ Embeds the fixture benchmark once per model, with and without the low-informatio
 .npz: references as whole frames, queries as every view the product can search), then replays the
 product's own query path, ``workers.query.answer_query``, over an exact in-memory index
 (``workers.stores.memory.MemoryLibrary``) for a grid of settings: every ``TemporalNetwork`` option the
-product has (``split_jump`` and ``merge_gap`` included) and the query's ``crop_grid``. Prints segment F1
-(VCSL micro), video-level precision/recall and, per setting, the score gap between true and false matches.
+product has (``split_jump``, ``merge_gap``, ``end_floor``, ``query_overlap`` included) and the query's
+``crop_grid``, ``extra_views``, ``top_k`` and ``reduce``. Prints segment F1 (VCSL micro), video-level
+precision/recall and, per setting, the score gap between true and false matches; ``--per-query N`` the
+worst (query, reference) pairs with their boxes, ``--calibration`` what each score band holds, and
+``--ablation`` each change of ``ABLATION`` in turn as a table.
 
-    python -m bench.tune [--fixtures DIR] [--models sscd_distilled,sscd] [--quick]
+    python -m bench.tune [--fixtures DIR] [--models sscd_distilled,sscd] [--quick] [--masks on,off]
+    python -m bench.tune --grid '{"end_floor": [0, 0.5], "extra_views": [[], ["flip"]]}'
+    python -m bench.tune --ablation
 """
 
 from __future__ import annotations
