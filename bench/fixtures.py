@@ -62,10 +62,11 @@ generated reference built around it), at the offsets and speed where it appears.
 nothing that is indexed and must match nothing. ``sources`` lists each part: ``{"clip", "start",
 "end"}`` (plus ``"speed"`` or ``"still": true``) or ``{"generator", "length"}``. ``transform`` is one of
 lowbitrate, resize, crop, flip, brightness, text, logo, pip, insert, trim, concat, copy, codec, short,
-compilation, grid, rotate, speed, combined, blocky, intro, fade (positives) and blank, intro, title,
+compilation, grid, stack, rotate, speed, combined, blocky, intro, fade (positives) and blank, intro, title,
 slideshow, pattern, fade, scene (hard negatives). ``"hard": true`` flags queries that whole-frame
-descriptors are known to miss (picture-in-picture, the grid). Query file names spell their ground
-truth: ``q_clip04_5-14_in_clip13_at3.mp4`` holds clip04 seconds 5-14 from its second 3.
+descriptors are known to miss (picture-in-picture, the grid, two videos side by side or stacked). Query
+file names spell their ground truth: ``q_clip04_5-14_in_clip13_at3.mp4`` holds clip04 seconds 5-14 from its
+second 3.
 
 Text overlays use ffmpeg ``drawtext`` with a DejaVu (or other sans) TrueType font when one is installed;
 without a font they fall back to ``drawbox`` bands and blocks, and ``text_overlay`` in the JSON says which.
@@ -91,7 +92,7 @@ from typing import Literal
 
 from workers.decode import probe, timestamp_span
 
-VERSION = 2
+VERSION = 3
 """Bump whenever a planned query or its encoding changes, so cached fixture folders are rebuilt."""
 
 REFERENCES: tuple[str, ...] = (
@@ -250,6 +251,7 @@ class QuerySpec:
     duration: float
     graph: str = ""
     canvas: tuple[int, int] = (0, 0)
+    layout: Literal["2x2", "side", "stacked"] = "2x2"
     inset: tuple[int, int] = (0, 0)
     codec: tuple[str, ...] = X264
     hard: bool = False
@@ -394,6 +396,25 @@ def plan_fixtures(infos: Mapping[str, ClipInfo], *, quick: bool = False, font: P
             quick=True,
         ),
         p.edit("blocky160", "clip04", "scale=w=-2:h=160", codec=MPEG4_BLOCKY, ext="avi", transform="blocky"),
+        # A second variant of the layouts and combined edits (v3): two videos side by side or one above the
+        # other, mirrors inside borders, pillarbox and a coloured frame, another short copy.
+        p.grid([("clip04", 2, 8), ("clip13", 0, 6)], layout="side"),
+        p.grid([("clip17", 0, 5), ("clip06", 12, 17)], layout="stacked"),
+        p.grid([("clip10", 1, 8), ("clip14", 2, 9)], layout="side"),
+        p.edit(
+            "mirror_grid_blueborder",
+            "clip11",
+            "hflip,drawgrid=w=iw/5:h=ih/3:t=3:c=yellow@0.5,pad=w=iw+64:h=ih+64:x=32:y=32:color=0x2040c0",
+            transform="combined",
+        ),
+        p.edit(
+            "mirror_pillarbox",
+            "clip12",
+            "hflip,pad=w=trunc(iw*4/6)*2:h=ih:x=(ow-iw)/2:y=0",
+            transform="combined",
+        ),
+        p.edit("greenframe", "clip18", "pad=w=iw+96:h=ih+96:x=48:y=48:color=0x20a040", transform="combined"),
+        p.short_copy("clip07", 3, 7, after=10, rotate=1),
         # Copies between black, title cards and fades: only the footage is a copy.
         p.splice(
             "q_clip12_2-8_between_black_title_white.mp4",
@@ -703,21 +724,25 @@ class _Planner:
         name = f"q_{short}_{_num(a1)}-{_num(a2)}_in_long_at{_num(round(at, 2))}.mp4"
         return self.splice(name, "short", parts, (640, 360), quick=quick)
 
-    def grid(self, cells: Sequence[tuple[str, float, float]], *, quick: bool = False) -> QuerySpec:
-        """Four equally long parts in a 2x2 grid on a 640x360 canvas, in reading order."""
+    def grid(self, cells: Sequence[tuple[str, float, float]], *, layout: Literal["2x2", "side", "stacked"] = "2x2",
+             quick: bool = False) -> QuerySpec:
+        """Equally long parts on a 640x360 canvas in reading order: four in a 2x2 grid, or two side by side
+        (``side``) or one above the other (``stacked``)."""
         parts = tuple(self.part(short, a, b) for short, a, b in cells)
-        if len(parts) != 4 or len({part.length for part in parts}) != 1:
-            raise ValueError("grid: needs four parts of one length")
+        if len(parts) != (4 if layout == "2x2" else 2) or len({part.length for part in parts}) != 1:
+            raise ValueError(f"grid: layout {layout} needs {4 if layout == '2x2' else 2} parts of one length")
         copied = "_".join(short for short, _, _ in cells if self.clip(short) in REFERENCES)
         others = "_".join(short for short, _, _ in cells if self.clip(short) not in REFERENCES)
+        kind = {"2x2": "grid", "side": "side_by_side", "stacked": "top_bottom"}[layout]
         return QuerySpec(
-            name=f"q_{copied}_grid" + (f"_with_{others}" if others else "") + ".mp4",
-            transform="grid",
+            name=f"q_{copied}_{kind}" + (f"_with_{others}" if others else "") + ".mp4",
+            transform="grid" if layout == "2x2" else "stack",
             recipe="grid",
             parts=parts,
             matches=self.matches((0.0, part) for part in parts),
             duration=round(parts[0].length, 2),
             canvas=(640, 360),
+            layout=layout,
             hard=True,
             quick=quick,
         )
@@ -1039,7 +1064,8 @@ def _graph(spec: QuerySpec) -> tuple[list[str], str]:
     width, height = spec.canvas
     if spec.recipe in ("splice", "grid"):
         if spec.recipe == "grid":
-            width, height = _even(width / 2), _even(height / 2)
+            width, height = _even(width / (1 if spec.layout == "stacked" else 2)), _even(height / (
+                1 if spec.layout == "side" else 2))
         inputs: list[str] = []
         chains = []
         for i, part in enumerate(spec.parts):
@@ -1052,7 +1078,8 @@ def _graph(spec: QuerySpec) -> tuple[list[str], str]:
             chains.append(f"{_source(part, len(inputs) - 1, (width, height))},{fit}[p{i}]")
         labels = "".join(f"[p{i}]" for i in range(len(spec.parts)))
         if spec.recipe == "grid":
-            return inputs, ";".join(chains) + f";{labels}xstack=inputs=4:layout=0_0|w0_0|0_h0|w0_h0[out]"
+            cells = {"2x2": "0_0|w0_0|0_h0|w0_h0", "side": "0_0|w0_0", "stacked": "0_0|0_h0"}[spec.layout]
+            return inputs, ";".join(chains) + f";{labels}xstack=inputs={len(spec.parts)}:layout={cells}[out]"
         return inputs, ";".join(chains) + f";{labels}concat=n={len(spec.parts)}:v=1:a=0[out]"
     background, inset = spec.parts
     inset_w, inset_h = spec.inset

@@ -4,10 +4,15 @@ Embeds the fixture benchmark once per model, with and without the low-informatio
 .npz: references as whole frames, queries as every view the product can search), then replays the
 product's own query path, ``workers.query.answer_query``, over an exact in-memory index
 (``workers.stores.memory.MemoryLibrary``) for a grid of settings: every ``TemporalNetwork`` option the
-product has (``split_jump`` and ``merge_gap`` included) and the query's ``crop_grid``. Prints segment F1
-(VCSL micro), video-level precision/recall and, per setting, the score gap between true and false matches.
+product has (``split_jump``, ``merge_gap``, ``end_floor``, ``query_overlap`` included) and the query's
+``crop_grid``, ``extra_views``, ``top_k`` and ``reduce``. Prints segment F1 (VCSL micro), video-level
+precision/recall and, per setting, the score gap between true and false matches; ``--per-query N`` the
+worst (query, reference) pairs with their boxes, ``--calibration`` what each score band holds, and
+``--ablation`` each change of ``ABLATION`` in turn as a table.
 
-    python -m bench.tune [--fixtures DIR] [--models sscd_distilled,sscd] [--quick]
+    python -m bench.tune [--fixtures DIR] [--models sscd_distilled,sscd] [--quick] [--masks on,off]
+    python -m bench.tune --grid '{"end_floor": [0, 0.5], "extra_views": [[], ["flip"]]}'
+    python -m bench.tune --ablation
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import argparse
 import itertools
 import json
 import time
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -25,24 +31,28 @@ import numpy as np
 from bench.fixtures import build_fixtures
 from tasks.settings import Settings
 from workers.embed import create_embedder
-from workers.evaluate import load_ground_truth, score
+from workers.evaluate import load_ground_truth, precision_recall, score
 from workers.localise import TemporalNetwork
 from workers.pipeline import embed_video
 from workers.query import answer_query
 from workers.stores.memory import MemoryLibrary
 from workers.types import QueryParams
+from workers.views import EXTRA_VIEWS, VIEW_COUNTS
 
 CLIPS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "clips"
 MAX_GRID = 2
 """Queries are embedded with tiles of this grid; ``crop_grid`` 1 uses their whole-frame view only."""
+QUERY_OPTIONS = ("crop_grid", "top_k", "reduce", "extra_views")
+"""Grid keys that set the query's ``QueryParams``; every other key is a ``TemporalNetwork`` option."""
 
 
-def embed_set(gt: dict[str, Any], model: str, cache: Path, mask: bool) -> dict[str, np.ndarray]:
-    """Features keyed by name: references [T, D], queries [1 + MAX_GRID², T, D], uninformative views zeroed
-    when ``mask`` (the product's ``FrameFilter``); cached per fixture version, model and mask."""
+def embed_set(gt: dict[str, Any], model: str, cache: Path, mask: bool, extra: bool = False) -> dict[str, np.ndarray]:
+    """Features keyed by name: references [T, D], queries [1 + MAX_GRID², T, D] (with ``extra``, every extra
+    view of ``workers.views`` after those: ``view_rows``), uninformative views zeroed when ``mask`` (the
+    product's ``FrameFilter``); cached per fixture version, model, views and mask."""
     options = Settings().decode_options()
-    path = cache / (f"features_v{gt['version']}_{model}_views{MAX_GRID}{'_masked' if mask else ''}"
-                    f"{'_skipnonref' if options.skip_nonref else ''}.npz")
+    path = cache / (f"features_v{gt['version']}_{model}_views{MAX_GRID}{'_extra' if extra else ''}"
+                    f"{'_masked' if mask else ''}{'_skipnonref' if options.skip_nonref else ''}.npz")
     if path.exists():
         with np.load(path) as data:
             return {k: data[k] for k in data.files}
@@ -51,10 +61,22 @@ def embed_set(gt: dict[str, Any], model: str, cache: Path, mask: bool) -> dict[s
     feats = {e["name"]: embed_video(Path(e["path"]), embedder, options, frame_filter=frame_filter).features
              for e in gt["references"]}
     feats |= {e["name"]: embed_video(Path(e["path"]), embedder, options, crop_grid=MAX_GRID,
-                                     frame_filter=frame_filter).views for e in gt["queries"]}
+                                     extra_views=EXTRA_VIEWS if extra else (), frame_filter=frame_filter).views
+              for e in gt["queries"]}
     cache.mkdir(parents=True, exist_ok=True)
     np.savez(path, **feats)
     return feats
+
+
+def view_rows(crop_grid: int, extra_views: Sequence[str]) -> list[int]:
+    """Rows of a cached query [1 + MAX_GRID² + extras, T, D] that a query with these views searches."""
+    rows = [0] + (list(range(1, 1 + MAX_GRID**2)) if crop_grid == MAX_GRID else [])
+    start = 1 + MAX_GRID**2
+    for view in EXTRA_VIEWS:
+        if view in extra_views:
+            rows += list(range(start, start + VIEW_COUNTS[view]))
+        start += VIEW_COUNTS[view]
+    return rows
 
 
 def predict(gt: dict[str, Any], feats: dict[str, np.ndarray], tn: TemporalNetwork,
@@ -63,8 +85,7 @@ def predict(gt: dict[str, Any], feats: dict[str, np.ndarray], tn: TemporalNetwor
     library = MemoryLibrary({r["name"]: feats[r["name"]] for r in gt["references"]})
     out = {}
     for query in gt["queries"]:
-        views = feats[query["name"]]
-        views = views[:1] if params.crop_grid == 1 else views
+        views = feats[query["name"]][view_rows(params.crop_grid, params.extra_views)]
         result = answer_query(views, fps=1.0, library=library, localiser=tn, params=replace(params, min_score=0.0))
         out[query["name"]] = [(m.video_id, m.score, [[s.query_start, s.ref_start, s.query_end, s.ref_end]
                                                      for s in m.segments]) for m in result.matches]
@@ -78,6 +99,38 @@ def evaluate(gt: dict[str, Any], raw: dict[str, list], threshold: float) -> dict
             "vid_p": report.video["precision"], "vid_r": report.video["recall"]}
 
 
+def per_query(gt: dict[str, Any], raw: dict[str, list], threshold: float) -> list[dict[str, Any]]:
+    """Every (query, reference) pair that is predicted or true, with its VCSL precision and recall, worst first:
+    where a setting loses segment precision or recall, and to which boxes."""
+    rows = []
+    for query in gt["queries"]:
+        truth = {m["reference"]: m["segments"] for m in query["matches"]}
+        predicted = {ref: boxes for ref, value, boxes in raw[query["name"]] if value >= threshold}
+        scores = {ref: value for ref, value, _ in raw[query["name"]]}
+        for ref in sorted(set(truth) | set(predicted)):
+            p, r = precision_recall(predicted.get(ref, []), truth.get(ref, []))
+            rows.append({"query": query["name"], "reference": ref, "precision": round(p, 3), "recall": round(r, 3),
+                         "score": round(scores.get(ref, 0.0), 3), "truth": truth.get(ref, []),
+                         "predicted": [[round(v, 2) for v in box] for box in predicted.get(ref, [])]})
+    return sorted(rows, key=lambda row: min(row["precision"], row["recall"]))
+
+
+def calibration(gt: dict[str, Any], raw: dict[str, list], cuts: Sequence[float] = (0.1, 0.2, 0.3, 0.35, 0.4, 0.5,
+                                                                                 0.6, 0.7, 0.8, 0.9)) -> list[str]:
+    """What a video score means: per band [cut, next cut) the matches reported there, how many are true
+    (a reference the query copies) and their mean VCSL segment precision; lines for people."""
+    truth = {q["name"]: {m["reference"]: m["segments"] for m in q["matches"]} for q in gt["queries"]}
+    lines = []
+    for low, high in zip(cuts, [*cuts[1:], 1.01], strict=True):
+        band = [(q, ref, boxes) for q, items in raw.items() for ref, value, boxes in items if low <= value < high]
+        true = [b for b in band if b[1] in truth[b[0]]]
+        seg_p = [precision_recall(boxes, truth[q].get(ref, []))[0] for q, ref, boxes in band]
+        lines.append(f"score {low:.2f}-{min(high, 1.0):.2f}: {len(band):3d} matches, {len(true):3d} true"
+                     + (f" (video precision {len(true) / len(band):.2f}, segment precision "
+                        f"{np.mean(seg_p):.2f})" if band else ""))
+    return lines
+
+
 def separation(gt: dict[str, Any], raw: dict[str, list]) -> tuple[float, float]:
     """(lowest video score of a true match, not counting hard queries; highest of a false match)."""
     truth = {q["name"]: {m["reference"] for m in q["matches"]} for q in gt["queries"]}
@@ -87,6 +140,43 @@ def separation(gt: dict[str, Any], raw: dict[str, list]) -> tuple[float, float]:
     return min(true_scores, default=float("nan")), max(false_scores, default=float("nan"))
 
 
+ABLATION: tuple[tuple[str, dict[str, Any]], ...] = (
+    ("before (v2 defaults)", {"end_floor": 0.0, "query_overlap": 1.0, "reduce": "sum", "extra_views": ()}),
+    ("+ end_floor 0.5", {"query_overlap": 1.0, "reduce": "sum", "extra_views": ()}),
+    ("+ query_overlap 0.5", {"reduce": "sum", "extra_views": ()}),
+    ("+ reduce row_max", {"extra_views": ()}),
+    ("+ flip view", {"extra_views": ("flip",)}),
+    ("+ unborder view", {"extra_views": ("flip", "unborder")}),
+    ("+ halves views", {"extra_views": ("flip", "unborder", "halves")}),
+    ("defaults without end_floor", {"end_floor": 0.0}),
+    ("defaults without query_overlap", {"query_overlap": 1.0}),
+    ("defaults without row_max (sum)", {"reduce": "sum"}),
+    ("defaults without extra views", {"extra_views": ()}),
+)
+"""``--ablation``: each change added in turn from the previous defaults, then each left out of the defaults."""
+
+
+def ablation(gt: dict[str, Any], feats: dict[str, np.ndarray], defaults: Settings) -> list[str]:
+    """Markdown rows (setting, segment P/R/F1, video P/R, false matches, score gap) of every ``ABLATION`` row."""
+    lines = ["| setting | seg P | seg R | seg F1 | video P | video R | false matches | lowest true | highest false |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    truth = {q["name"]: {m["reference"] for m in q["matches"]} for q in gt["queries"]}
+    for label, options in ABLATION:
+        query_options = {k: v for k, v in options.items() if k in QUERY_OPTIONS}
+        params = replace(defaults.query_params(), **query_options)
+        tn = replace(TemporalNetwork(**defaults.localise.model_dump()), device="cpu",
+                     **{k: v for k, v in options.items() if k not in QUERY_OPTIONS})
+        raw = predict(gt, feats, tn, params)
+        result = evaluate(gt, raw, defaults.query.min_score)
+        false = sum(1 for q, items in raw.items() for ref, value, _ in items
+                    if value >= defaults.query.min_score and ref not in truth[q])
+        low_true, high_false = separation(gt, raw)
+        lines.append(f"| {label} | {result['seg_p']:.3f} | {result['seg_r']:.3f} | {result['f1']:.4f} | "
+                     f"{result['vid_p']:.3f} | {result['vid_r']:.3f} | {false} | {low_true:.2f} | {high_false:.2f} |")
+        print(lines[-1], flush=True)
+    return lines
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--fixtures", type=Path, default=Path(".cache/fixtures"))
@@ -94,27 +184,49 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--out", type=Path, default=None, help="write every row as JSON lines")
     parser.add_argument("--defaults-only", action="store_true", help="the product's defaults alone, mask on and off")
+    parser.add_argument("--per-query", type=int, default=0, metavar="N",
+                        help="print the N worst (query, reference) pairs of each setting at the default threshold")
+    parser.add_argument("--grid", type=json.loads, default=None,
+                        help='JSON {option: [values]} of localiser options (and crop_grid) to vary around the '
+                             'defaults, e.g. \'{"end_floor": [null, 0.5]}\'')
+    parser.add_argument("--ablation", action="store_true", help="each change in turn (ABLATION), as a table")
+    parser.add_argument("--calibration", action="store_true", help="print what each video score band holds")
+    parser.add_argument("--masks", default="on,off", help="frame mask settings to run: on, off or both")
     args = parser.parse_args(argv)
     gt_path = build_fixtures(CLIPS, args.fixtures, quick=args.quick)
     gt = load_ground_truth(gt_path)
     grid = {"crop_grid": [1, MAX_GRID], "trim": [True, False], "merge_gap": [None, 2], "split_jump": [None, 3],
             "min_length": [1, 3], "min_sim": [0.2, 0.3], "tn_top_k": [5, 10]}
     defaults = Settings()
-    if args.defaults_only:
-        grid = {"crop_grid": [defaults.query.crop_grid]}
+    if args.defaults_only or args.grid:
+        grid = {"crop_grid": [defaults.query.crop_grid]} | (args.grid or {})
+    if args.ablation:
+        feats = embed_set(gt, args.models.split(",")[0], args.fixtures / "cache", True, extra=True)
+        print("\n".join(ablation(gt, feats, defaults)))
+        return
     rows = []
-    for model, mask in itertools.product(args.models.split(","), (True, False)):
+    for model, mask in itertools.product(args.models.split(","), [m == "on" for m in args.masks.split(",")]):
         started = time.perf_counter()
-        feats = embed_set(gt, model, args.fixtures / "cache", mask)
+        feats = embed_set(gt, model, args.fixtures / "cache", mask, extra=True)
         print(f"{model} (mask {mask}): features ready in {time.perf_counter() - started:.1f} s")
         for values in itertools.product(*grid.values()):
             setting = dict(zip(grid, values, strict=True))
-            crop_grid = setting.pop("crop_grid")
+            query_options = {k: setting.pop(k) for k in QUERY_OPTIONS if k in setting}
+            params = replace(defaults.query_params(), **{k: tuple(v) if isinstance(v, list) else v
+                                                          for k, v in query_options.items()})
             tn = replace(TemporalNetwork(**defaults.localise.model_dump()), device="cpu", **setting)
-            raw = predict(gt, feats, tn, replace(QueryParams(crop_grid=crop_grid), top_k=defaults.select.top_k))
+            raw = predict(gt, feats, tn, params)
             low_true, high_false = separation(gt, raw)
+            if args.calibration:
+                print(f"score calibration of {model} mask {mask} {params} {setting}:")
+                print("\n".join("  " + line for line in calibration(gt, raw)))
+            if args.per_query:
+                print(f"worst pairs of {model} mask {mask} {params} {setting}:")
+                for row in per_query(gt, raw, defaults.query.min_score)[: args.per_query]:
+                    print("  " + json.dumps(row))
             for threshold in sorted({0.0, 0.25, defaults.query.min_score, 0.5}):
-                rows.append({"model": model, "mask": mask, "crop_grid": crop_grid, **setting, "threshold": threshold,
+                rows.append({"model": model, "mask": mask, **query_options, "crop_grid": params.crop_grid,
+                             "extra_views": ",".join(params.extra_views), **setting, "threshold": threshold,
                              "min_true": round(low_true, 3), "max_false": round(high_false, 3),
                              **{k: round(v, 4) for k, v in evaluate(gt, raw, threshold).items()}})
     if args.out:

@@ -156,7 +156,7 @@ def _print_videos(rows: list[Any], as_json: bool) -> None:
 @click.argument("source")
 @click.option("--top-k", type=int, default=None, help="Candidate videos to localise (default from settings).")
 @click.option("--min-score", type=float, default=None, help="Smallest video score reported.")
-@click.option("--reduce", type=click.Choice(["sum", "mean", "max", "min", "count"]), default=None)
+@click.option("--reduce", type=click.Choice(["sum", "mean", "max", "min", "count", "row_max"]), default=None)
 @click.option("--exclude-self/--include-self", default=None, help="Drop indexed copies with the query's content.")
 @click.option("--crops", "crop_grid", type=click.IntRange(1, 4), default=None,
               help="Also search NxN tiles of each frame (2 finds picture-in-picture copies; slower).")

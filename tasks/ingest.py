@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ from workers.dns.video import DnsRepresentation
 from workers.errors import InputError
 from workers.pipeline import EmbeddedObject, ProgressFn, embed_object
 from workers.stores.objects import ObjectInfo, load_matrix, save_matrix
+from workers.views import ExtraView
 
 log = logging.getLogger(__name__)
 
@@ -81,8 +83,9 @@ def embed_video(self: VideoTask, video_id: str) -> dict[str, Any]:
                                                               embedded.video.dns, embedded.sha256)}
 
 
-def embed(res: resources.Resources, bucket: str, key: str, name: str, *, crop_grid: int = 1, dns_on: bool = False,
-          size: int | None = None, progress: ProgressFn | None = None) -> EmbeddedObject:
+def embed(res: resources.Resources, bucket: str, key: str, name: str, *, crop_grid: int = 1,
+          extra_views: Sequence[ExtraView] = (), dns_on: bool = False, size: int | None = None,
+          progress: ProgressFn | None = None) -> EmbeddedObject:
     """Decode + embed one object with the process's model (both jobs' first step), in one decode.
 
     An object whose registered ``size`` is over the file-size limit is refused before it is downloaded
@@ -98,7 +101,7 @@ def embed(res: resources.Resources, bucket: str, key: str, name: str, *, crop_gr
 
     shared = dns_on and dns.shares_decode(cfg)
     embedded = embed_object(fetch, res.embedder, cfg.decode_options(), scratch_dir=cfg.scratch_dir, label=name,
-                            crop_grid=crop_grid, dns=res.dns_models if shared else None,
+                            crop_grid=crop_grid, extra_views=extra_views, dns=res.dns_models if shared else None,
                             dns_geometry=dns.DNS_GEOMETRY if shared else None, frame_filter=cfg.frame_filter(),
                             patterns=res.pattern_features, progress=progress)
     if dns_on and not shared:

@@ -54,7 +54,7 @@ def embed_query(self: JobTask, job_id: str) -> dict[str, Any]:
     with_dns = dns.enabled(cfg)
     with self.leased(job_id):
         embedded = embed(res, job.bucket, job.key, job.name, crop_grid=params.crop_grid, dns_on=with_dns,
-                         progress=self.reporter())
+                         extra_views=params.extra_views, progress=self.reporter())
         key = query_matrix_key(job_id, res.embedder.name)
         save_matrix(res.objects, cfg.s3.matrices_bucket, key, embedded.video.views.astype(cfg.embed.matrix_dtype))
         if embedded.video.dns is not None:

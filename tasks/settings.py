@@ -125,7 +125,8 @@ class FramesSettings(BaseModel):
 class SelectSettings(BaseModel):
     search_limit: int = Field(64, ge=1, le=16384, description="Milvus hits per query frame")
     top_k: int = Field(10, ge=1, description="candidate videos localised per query")
-    reduce: Literal["sum", "mean", "max", "min", "count"] = Field("sum", description="hit aggregation")
+    reduce: Literal["sum", "mean", "max", "min", "count", "row_max"] = Field(
+        "row_max", description="hit aggregation per video (row_max: sum over query rows of the best hit)")
 
 
 class LocaliseSettings(BaseModel):
@@ -143,6 +144,10 @@ class LocaliseSettings(BaseModel):
     merge_gap: int = Field(2, ge=0, description="join segments on one diagonal separated by at most this")
     split_jump: int = Field(3, ge=0, description="cut a path where its time offset jumps by more than this"
                             " many frames (footage inserted into a copy)")
+    end_floor: float = Field(0.5, ge=0, le=1, description="trim path ends whose similarity is below this times"
+                             " the path's median (0: off)")
+    query_overlap: float = Field(0.5, ge=0, le=1, description="drop a segment lying more than this share inside"
+                                 " a stronger one's query span (1: off)")
     min_informative: float = Field(0.5, ge=0, le=1, description="segments need at least this share of"
                                    " informative frames on both sides")
     score: Literal["bounded", "tn"] = Field("bounded", description="segment score: bounded (mean similarity x"
@@ -156,6 +161,9 @@ class QuerySettings(BaseModel):
     exclude_self: bool = Field(False, description="drop candidates with the query's own content")
     crop_grid: int = Field(2, ge=1, le=4, description="also search the NxN tiles of each query frame (finds"
                            " picture-in-picture copies; N²+1 embeddings and searches per frame); 1 = whole frames")
+    extra_views: list[Literal["flip", "halves", "unborder"]] = Field(
+        ["flip", "unborder"], description="more query views, one embedding and search each per frame: flip"
+        " (mirror), halves (left, right, top, bottom: 4), unborder (the picture inside a border, where one is found)")
 
 
 class DnsSettings(BaseModel):
@@ -336,11 +344,13 @@ class Settings(BaseSettings):
         """A job's parameters: the settings' defaults with the job's own values on top."""
         defaults = {"top_k": self.select.top_k, "search_limit": self.select.search_limit,
                     "reduce": self.select.reduce, "min_score": self.query.min_score,
-                    "exclude_self": self.query.exclude_self, "crop_grid": self.query.crop_grid}
+                    "exclude_self": self.query.exclude_self, "crop_grid": self.query.crop_grid,
+                    "extra_views": self.query.extra_views}
         merged = {**defaults, **{k: v for k, v in (overrides or {}).items() if k in defaults and v is not None}}
         return QueryParams(top_k=int(merged["top_k"]), search_limit=int(merged["search_limit"]),
                            reduce=str(merged["reduce"]), min_score=float(merged["min_score"]),
-                           exclude_self=bool(merged["exclude_self"]), crop_grid=int(merged["crop_grid"]))
+                           exclude_self=bool(merged["exclude_self"]), crop_grid=int(merged["crop_grid"]),
+                           extra_views=tuple(merged["extra_views"]))
 
     def copy_params(self) -> QueryParams:
         """Parameters of copy detection: whole frames only (a reference's stored matrix has no tiles)."""

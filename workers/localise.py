@@ -229,6 +229,8 @@ def tn_boxes(
     trim: bool = False,
     merge_gap: int | None = None,
     split_jump: int | None = None,
+    end_floor: float | None = None,
+    query_overlap: float | None = None,
 ) -> list[ScoredBox]:
     """Copied segment boxes in a similarity matrix, by the Temporal Network.
 
@@ -253,6 +255,14 @@ def tn_boxes(
             tests on their own. TN lets a path
             step over up to tn_max_step - 1 frames, so without it footage inserted into a copy (query
             frames 4-11 from elsewhere between copied frames 0-3 and 12-17) is swallowed by one box.
+        end_floor: if set (with ``trim``), also drop leading and trailing path nodes whose similarity is
+            below ``end_floor`` times the median similarity of the path's nodes (``refine_ends``). TN adds
+            every node above ``min_sim`` to a path, so a path through a copy of similarity 0.8 runs on
+            through unrelated frames at 0.2-0.3 next to it, often by a jump of several frames.
+        query_overlap: if set, drop a box when more than this share of its query span lies inside the
+            span of a box with a higher mean path similarity (``suppress_query_overlap``): a moment of the
+            query copies one moment of a reference, and static footage offers TN several near-equal paths
+            at other offsets, which ``merge_gap`` would otherwise fold into one over-long box.
 
     Returns:
         ``(box, score)`` pairs, box = ``[q_start, r_start, q_end, r_end]`` inclusive frame indices.
@@ -268,6 +278,7 @@ def tn_boxes(
         return []
     graph = _TemporalGraph(sim, tn_max_step, tn_top_k, min_sim)
     accepted: list[ScoredBox] = []
+    strength: list[float] = []  # mean path similarity of each accepted box
     for _ in range(max_path + 1):
         path = graph.longest_path()
         graph.zero_path(path)
@@ -275,39 +286,69 @@ def tn_boxes(
         if not nodes:
             break
         q, r = graph.pairs(nodes)
-        scored = _judge_path(sim, q, r, min_sim, min_length, trim)
-        if scored is None or _inclusive_iou(scored[0], [b for b, _ in accepted]) >= max_iou:
+        judged = _judge_path(sim, q, r, min_sim, min_length, trim, end_floor)
+        if judged is None or _inclusive_iou(judged[0][0], [b for b, _ in accepted]) >= max_iou:
             continue
         if split_jump is None:
-            accepted.append(scored)
+            accepted.append(judged[0])
+            strength.append(judged[1])
             continue
         # Only an accepted path is cut: its pieces refine it, they never add a box TN rejected.
         cuts = np.flatnonzero(np.abs(np.diff(q - r)) > split_jump) + 1
         others = [b for b, _ in accepted]
         for q_piece, r_piece in zip(np.split(q, cuts), np.split(r, cuts), strict=True):
-            piece = _judge_path(sim, q_piece, r_piece, min_sim, min_length, trim)
-            if piece is not None and _inclusive_iou(piece[0], others) < max_iou:
-                accepted.append(piece)
+            piece = _judge_path(sim, q_piece, r_piece, min_sim, min_length, trim, end_floor)
+            if piece is not None and _inclusive_iou(piece[0][0], others) < max_iou:
+                accepted.append(piece[0])
+                strength.append(piece[1])
+    if query_overlap is not None:
+        accepted = suppress_query_overlap(accepted, strength, query_overlap)
     if merge_gap is not None:
         accepted = merge_diagonal(accepted, merge_gap)
     return accepted
 
 
 def _judge_path(sim: np.ndarray, q: np.ndarray, r: np.ndarray, min_sim: float, min_length: int,
-                trim: bool) -> ScoredBox | None:
-    """The box and score of path nodes (q[i], r[i]), or None when it fails TN's density or length test."""
+                trim: bool, end_floor: float | None = None) -> tuple[ScoredBox, float] | None:
+    """The box and score of path nodes (q[i], r[i]) with the nodes' mean similarity, or None when the path
+    fails TN's density or length test."""
     if trim:
         strong = np.flatnonzero(sim[q, r] >= min_sim)
         if len(strong) == 0:
             return None
         q, r = q[strong[0] : strong[-1] + 1], r[strong[0] : strong[-1] + 1]
+        if end_floor is not None:
+            q, r = refine_ends(sim[q, r], end_floor, q, r)
     score = float(np.cumsum(sim[q, r])[-1])  # left-to-right like the reference (not pairwise/compensated)
     box = [int(q.min()), int(r.min()), int(q.max()), int(r.max())] if score > 0 else [0, 0, 0, 0]
     q_span, r_span = box[2] - box[0], box[3] - box[1]
     ave_len = (q_span + r_span) / 2
     if ave_len > 0 and score / ave_len > min_sim and min(q_span, r_span) > min_length:
-        return box, score / ave_len
+        return (box, score / ave_len), float(np.mean(sim[q, r]))
     return None
+
+
+def refine_ends(node_sim: np.ndarray, end_floor: float, *coords: np.ndarray) -> tuple[np.ndarray, ...]:
+    """``coords`` of a path without its leading and trailing nodes below ``end_floor`` x the median node
+    similarity (``node_sim`` float [P], one per node): where the copied footage starts and ends."""
+    floor = end_floor * float(np.median(node_sim))
+    strong = np.flatnonzero(node_sim >= floor)
+    return tuple(c[strong[0] : strong[-1] + 1] for c in coords)
+
+
+def suppress_query_overlap(boxes: Sequence[ScoredBox], strength: Sequence[float],
+                           max_overlap: float) -> list[ScoredBox]:
+    """``boxes`` (in their order) without those whose query span lies more than ``max_overlap`` inside the
+    query span of a box of higher ``strength`` (ties: the earlier box wins)."""
+    order = sorted(range(len(boxes)), key=lambda i: (-strength[i], i))
+    kept: list[int] = []
+    for i in order:
+        box = boxes[i][0]
+        length = box[2] - box[0] + 1
+        inside = max((min(box[2], boxes[j][0][2]) - max(box[0], boxes[j][0][0]) + 1 for j in kept), default=0)
+        if inside / length <= max_overlap:
+            kept.append(i)
+    return [boxes[i] for i in sorted(kept)]
 
 
 def merge_diagonal(boxes: Sequence[ScoredBox], merge_gap: int, diagonal_tol: int = 2) -> list[ScoredBox]:
@@ -400,12 +441,10 @@ def bounded_score(segment: Segment, fps: float, length_scale_s: float = LENGTH_S
     any length or speed. The second factor is the evidence of length: an exact copy of 3 s scores 0.63,
     6 s 0.86, 10 s 0.96, 20 s 1.00.
 
-    Measured on the fixture benchmark (masked, ``min_length`` 1 and ``top_k`` 10, as ``bench/tune.py``
-    replays it): true segments scored 0.41-1.00 (5th percentile 0.50; the lowest is picture-in-picture),
-    false ones <= 0.22 apart from three 4-6 s segments (0.59-0.69) of repetitive footage matched at the
-    wrong offset. Segment precision above each score: 0.92 at 0.2, 0.95 at 0.3-0.4, 0.96 at 0.5, 0.97 at
-    0.6, 1.00 at 0.7 and above. As a video-level threshold on the best segment, 0.3-0.4 gave precision
-    1.000 and recall 0.986 where TN's own score needed 0.45 for precision 1.
+    Measured on the fixture benchmark v3 with the defaults (``bench/tune.py --calibration``): matches scoring
+    0.10-0.35 were all false (21), 0.35-0.5 all true (3), 0.5-0.6 12 of 13 true (a short copy of static
+    footage matched at another time of the scene, 0.55), 0.6 and above all true (86). The lowest true match
+    scored 0.47 and no false one scored between 0.22 and 0.55; hence the threshold 0.35.
     """
     query_frames = (segment.query_end - segment.query_start) * fps
     reference_frames = (segment.ref_end - segment.ref_start) * fps
@@ -577,6 +616,8 @@ class TemporalNetwork(Localiser):
     trim: bool = True
     merge_gap: int | None = None
     split_jump: int | None = None
+    end_floor: float | None = None
+    query_overlap: float | None = None
     min_informative: float = 0.5
     score: Literal["tn", "bounded"] = "tn"
     device: str = "auto"
@@ -597,6 +638,8 @@ class TemporalNetwork(Localiser):
             trim=self.trim,
             merge_gap=self.merge_gap,
             split_jump=self.split_jump,
+            end_floor=self.end_floor,
+            query_overlap=self.query_overlap,
         )
         segments = boxes_to_segments(boxes, fps)
         if query_informative is not None or reference_informative is not None:

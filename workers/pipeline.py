@@ -11,7 +11,7 @@ from __future__ import annotations
 import itertools
 import tempfile
 import time
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -25,6 +25,7 @@ from workers.localise import Localiser, query_coverage, video_score
 from workers.selection import select_candidates
 from workers.stores.objects import ObjectInfo, sha256_file
 from workers.types import EmbeddedVideo, FrameGeometry, Match, QueryParams, SearchHits
+from workers.views import EXTRA_VIEWS, VIEW_COUNTS, ExtraView, border_box, halves, mirrored, unbordered
 
 if TYPE_CHECKING:
     from workers.dns.video import DnsModels
@@ -44,6 +45,7 @@ class EmbeddedObject:
 
 def embed_object(fetch: Callable[[Path], ObjectInfo], embedder: FrameEmbedder,
                  options: DecodeOptions = DecodeOptions(), *, scratch_dir: Path, label: str, crop_grid: int = 1,
+                 extra_views: Sequence[ExtraView] = (),
                  dns: DnsModels | None = None, dns_geometry: FrameGeometry | None = None,
                  frame_filter: FrameFilter = FrameFilter(), patterns: np.ndarray | None = None,
                  progress: ProgressFn | None = None) -> EmbeddedObject:
@@ -58,7 +60,8 @@ def embed_object(fetch: Callable[[Path], ObjectInfo], embedder: FrameEmbedder,
         source = fetch(path)
         downloaded = time.perf_counter() - started
         sha256 = sha256_file(path)
-        video = embed_video(path, embedder, options, crop_grid=crop_grid, dns=dns, dns_geometry=dns_geometry,
+        video = embed_video(path, embedder, options, crop_grid=crop_grid, extra_views=extra_views, dns=dns,
+                            dns_geometry=dns_geometry,
                             frame_filter=frame_filter, patterns=patterns, progress=progress, label=label)
     video.timings = {"download": round(downloaded, 4), **video.timings}
     return EmbeddedObject(video, source, sha256)
@@ -70,15 +73,19 @@ def pattern_features(embedder: FrameEmbedder) -> np.ndarray:
 
 
 def embed_video(path: Path, embedder: FrameEmbedder, options: DecodeOptions = DecodeOptions(), *,
-                crop_grid: int = 1, dns: DnsModels | None = None, dns_geometry: FrameGeometry | None = None,
-                frame_filter: FrameFilter = FrameFilter(), patterns: np.ndarray | None = None,
-                progress: ProgressFn | None = None, label: str | None = None) -> EmbeddedVideo:
+                crop_grid: int = 1, extra_views: Sequence[ExtraView] = (), dns: DnsModels | None = None,
+                dns_geometry: FrameGeometry | None = None, frame_filter: FrameFilter = FrameFilter(),
+                patterns: np.ndarray | None = None, progress: ProgressFn | None = None,
+                label: str | None = None) -> EmbeddedVideo:
     """Probe ``path``, decode it once at ``options.fps`` and embed every view; decoding overlaps inference.
 
     Views: whole frames at the model's geometry (always); with ``crop_grid`` > 1 the frames' grid x grid
     tiles, decoded at ``crop_grid`` times the model's size so each tile has the model's size (a copy shown
     as an inset fills a small part of the frame, where whole-frame descriptors barely see it); with ``dns``
-    the DnS frames at ``dns_geometry``, fed to the DnS extractor chunk by chunk.
+    the DnS frames at ``dns_geometry``, fed to the DnS extractor chunk by chunk. ``extra_views``
+    (``workers.views``, stacked after the tiles in ``EXTRA_VIEWS`` order): ``flip`` the mirrored frame,
+    ``halves`` its left, right, top and bottom halves, ``unborder`` the picture inside a border found in
+    the chunk (a zero descriptor, never searched, where there is none).
 
     Views that ``frame_filter`` finds uninformative (black, blank, title cards, test patterns: no evidence of
     copying) get a zero descriptor, which is their mask from here on: they are never indexed nor searched,
@@ -90,8 +97,10 @@ def embed_video(path: Path, embedder: FrameEmbedder, options: DecodeOptions = De
     probed = time.perf_counter()
     size = embedder.geometry.size
     geometries = [embedder.geometry]
-    if crop_grid > 1:
-        geometries.append(FrameGeometry(size * crop_grid, "squash"))
+    extras = [view for view in EXTRA_VIEWS if view in extra_views]
+    big_size = size * max(crop_grid, 2 if {"halves", "unborder"} & set(extras) else 1)
+    if big_size > size:
+        geometries.append(FrameGeometry(big_size, "squash"))
     if dns is not None:
         if dns_geometry is None:
             raise ValueError("embed_video with dns models needs their dns_geometry")
@@ -99,7 +108,8 @@ def embed_video(path: Path, embedder: FrameEmbedder, options: DecodeOptions = De
     patterns = pattern_features(embedder) if patterns is None and frame_filter.enabled else patterns
     expected = expected_frames(info.duration, options.fps)
     whole: list[np.ndarray] = []
-    tiles: list[list[np.ndarray]] = [[] for _ in range(crop_grid * crop_grid)] if crop_grid > 1 else []
+    n_crops = (crop_grid * crop_grid if crop_grid > 1 else 0) + sum(VIEW_COUNTS[view] for view in extras)
+    tiles: list[list[np.ndarray]] = [[] for _ in range(n_crops)]
     dns_parts = []
     done, model_s, dns_s = 0, 0.0, 0.0
     embedder.load()
@@ -112,10 +122,21 @@ def embed_video(path: Path, embedder: FrameEmbedder, options: DecodeOptions = De
     for views in sample_views(path, info, geometries, options, label=label):
         tick = time.perf_counter()
         whole.append(embed_masked(views[0]))
+        chunk_views: list[np.ndarray | None] = []
         if crop_grid > 1:
-            for index, (row, col) in enumerate(itertools.product(range(crop_grid), range(crop_grid))):
-                tile = views[1][:, row * size : (row + 1) * size, col * size : (col + 1) * size]
-                tiles[index].append(embed_masked(np.ascontiguousarray(tile)))
+            for row, col in itertools.product(range(crop_grid), range(crop_grid)):
+                chunk_views.append(np.ascontiguousarray(views[1][:, row * size : (row + 1) * size,
+                                                           col * size : (col + 1) * size]))
+        if "flip" in extras:
+            chunk_views.append(mirrored(views[0]))
+        if "halves" in extras:
+            chunk_views.extend(halves(views[1] if crop_grid == 2 else _resized(views[1], 2 * size), size))
+        if "unborder" in extras:
+            box = border_box(views[1])
+            chunk_views.append(None if box is None else unbordered(views[1], box, size))
+        for index, frames in enumerate(chunk_views):
+            tiles[index].append(embed_masked(frames) if frames is not None
+                                else np.zeros((views[0].shape[0], embedder.dim), np.float32))
         model_s += time.perf_counter() - tick
         if dns is not None:
             tick = time.perf_counter()
@@ -144,6 +165,11 @@ def embed_video(path: Path, embedder: FrameEmbedder, options: DecodeOptions = De
                          timings={k: round(v, 4) for k, v in timings.items()})
 
 
+def _resized(frames: np.ndarray, size: int) -> np.ndarray:
+    """uint8 [N, H, W, 3] squashed to [N, size, size, 3] (halves from a tile decode of another grid)."""
+    return unbordered(frames, (0, frames.shape[1], 0, frames.shape[2]), size)
+
+
 def match_query(query: np.ndarray, *, fps: float, search: Callable[[np.ndarray, int], SearchHits],
                 load_references: Callable[[list[str]], Mapping[str, np.ndarray]], localiser: Localiser,
                 params: QueryParams = QueryParams(), exclude: Collection[str] = frozenset(),
@@ -163,7 +189,8 @@ def match_query(query: np.ndarray, *, fps: float, search: Callable[[np.ndarray, 
     timings["search"] = time.perf_counter() - tick
 
     tick = time.perf_counter()
-    ranked = select_candidates(hits.video_id, hits.score, reduce=params.reduce, exclude=set(exclude))
+    ranked = select_candidates(hits.video_id, hits.score, reduce=params.reduce, exclude=set(exclude),
+                               query_rows=hits.query_frame)
     if searchable is not None:
         allowed = set(searchable([c.video_id for c in ranked]))
         ranked = [c for c in ranked if c.video_id in allowed]

@@ -14,8 +14,10 @@ import numpy as np
 
 from workers.types import Candidate
 
-REDUCERS = ("sum", "mean", "max", "min", "count")
-"""How a video's hit scores become one number; ``count`` is the number of hits."""
+REDUCERS = ("sum", "mean", "max", "min", "count", "row_max")
+"""How a video's hit scores become one number; ``count`` is the number of hits, ``row_max`` the sum over
+query rows of the video's best hit in each row (needs ``query_rows``): a video of static footage that fills
+every one of a row's hits counts once per row, like a video with one matching frame."""
 
 
 def select_candidates(
@@ -24,6 +26,7 @@ def select_candidates(
     reduce: str = "sum",
     top_k: int | None = None,
     exclude: Collection[str] = (),
+    query_rows: np.ndarray | None = None,
 ) -> list[Candidate]:
     """Aggregate parallel hit arrays per video and rank the videos.
 
@@ -33,6 +36,7 @@ def select_candidates(
         reduce: one of ``REDUCERS``.
         top_k: keep at most this many videos; None keeps all.
         exclude: video ids (as strings) to leave out.
+        query_rows: int [H], the query row of each hit (``SearchHits.query_frame``); ``row_max`` needs it.
 
     Returns:
         Candidates by aggregate score, descending; equal scores in ascending video id order (numeric for int
@@ -46,11 +50,18 @@ def select_candidates(
         raise ValueError(f"unknown reduce {reduce!r}; expected one of {', '.join(REDUCERS)}")
     if top_k is not None and top_k < 0:
         raise ValueError(f"top_k must be >= 0 or None, got {top_k}")
+    if reduce == "row_max" and (query_rows is None or np.shape(query_rows) != ids.shape):
+        raise ValueError("reduce 'row_max' needs query_rows parallel to video_ids")
     if ids.size == 0:
         return []
 
     videos, group = np.unique(ids, return_inverse=True)  # videos sorted ascending
-    if reduce in ("max", "min"):
+    if reduce == "row_max":
+        _, row = np.unique(np.asarray(query_rows), return_inverse=True)
+        best = np.full((row.max() + 1, len(videos)), -np.inf)
+        np.maximum.at(best, (row, group), values)
+        aggregate = np.where(np.isfinite(best), best, 0.0).sum(axis=0)
+    elif reduce in ("max", "min"):
         order = np.argsort(group, kind="stable")
         starts = np.searchsorted(group[order], np.arange(len(videos)))
         aggregate = (np.maximum if reduce == "max" else np.minimum).reduceat(values[order], starts)

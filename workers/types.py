@@ -131,3 +131,4 @@ class QueryParams:
     min_score: float = 0.0
     exclude_self: bool = False
     crop_grid: int = 1
+    extra_views: tuple[str, ...] = ()  # workers.views.EXTRA_VIEWS

@@ -37,8 +37,8 @@ def test_quick_set_end_to_end(services_env: dict[str, str], quick_fixtures: Path
     """With tiles (the default) every copy is found; with whole frames only, all but picture-in-picture.
     No hard negative (black, title cards) matches anything; every score lies in [0, 1]."""
     report = run_evaluation(quick_fixtures, resources.current().settings.query_params({"crop_grid": crop_grid}))
-    # bench.tune on this set: F1 0.962 with tiles, 0.948 without (both with video precision 1.0)
-    assert report.segment["f1"] >= (0.94 if crop_grid > 1 else 0.92), report.segment
+    # bench.tune on this set (v3, default views): F1 0.993 with tiles, 0.953 without (video precision 1.0)
+    assert report.segment["f1"] >= (0.97 if crop_grid > 1 else 0.93), report.segment
     assert report.video["precision"] == 1.0, report.video
     scores = [x["score"] for r in report.queries for m in r["matches"] for x in (m, *m["segments"])]
     assert scores and all(0.0 <= score <= 1.0 for score in scores)
@@ -70,10 +70,11 @@ def test_quick_set_end_to_end(services_env: dict[str, str], quick_fixtures: Path
 
 @pytest.mark.parametrize("milvus_uri", ["lite"], indirect=True)
 def test_full_benchmark_keeps_its_accuracy(services_env: dict[str, str], full_fixtures: Path) -> None:
-    """bench.tune on this set (v2, 75 queries): F1 0.928, video precision 1.000, recall 0.986."""
+    """bench.tune on this set (v3, 82 queries): F1 0.941, video precision 0.988 (one short copy of static
+    footage also matched at another time of the same scene), recall 1.000."""
     report = run_evaluation(full_fixtures, resources.current().settings.query_params())
-    assert report.segment["f1"] >= 0.905, report.segment
-    assert report.video["precision"] == 1.0 and report.video["recall"] >= 0.96, report.video
+    assert report.segment["f1"] >= 0.92, report.segment
+    assert report.video["precision"] >= 0.96 and report.video["recall"] >= 0.98, report.video
     gt = json.loads(full_fixtures.read_text())
     unrelated = {q["name"] for q in gt["queries"] if not q["matches"]}
     assert len(unrelated) >= 20 and len([q for q in gt["queries"] if q.get("hard_negative")]) >= 12

@@ -184,9 +184,9 @@ def test_references_are_long_enough_for_segments(infos: dict[str, ClipInfo]) -> 
 
 
 def test_only_insets_are_hard() -> None:
-    """Picture-in-picture and the 2x2 grid show the copy in a quarter of the frame."""
+    """Picture-in-picture, the 2x2 grid and the two-video stacks show the copy in part of the frame."""
     for spec in plan_fixtures(fake_infos()):
-        assert spec.hard == (spec.transform in ("pip", "grid")), spec.name
+        assert spec.hard == (spec.transform in ("pip", "grid", "stack")), spec.name
         assert not (spec.hard and spec.hard_negative), spec.name
 
 

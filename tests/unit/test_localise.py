@@ -18,7 +18,9 @@ from workers.localise import (
     mask_similarity,
     merge_diagonal,
     query_coverage,
+    refine_ends,
     similarity,
+    suppress_query_overlap,
     tn_boxes,
     video_score,
 )
@@ -551,3 +553,42 @@ def test_bounded_video_score_is_the_best_bounded_segment() -> None:
     segments = [Segment(0, 4, 0, 4, 1.3), Segment(10, 30, 10, 30, 0.7)]
     assert bounded_video_score(segments, 1.0) == pytest.approx(max(bounded_score(s, 1.0) for s in segments))
     assert bounded_video_score([], 1.0) == 0.0
+
+
+def test_end_floor_trims_weak_path_ends_next_to_a_copy() -> None:
+    """A copy at 0.8 (query 10-15 = reference 3-8) with unrelated frames at 0.25 around it: TN (and trim,
+    whose floor is min_sim 0.2) keep the 0.25 nodes; end_floor 0.5 cuts where the copied footage ends."""
+    sim = np.full((25, 15), 0.05)
+    sim[np.arange(5, 10), np.arange(0, 5) % 3] = 0.25
+    sim = plant(sim, 10, 3, 6, 0.8)
+    sim[16, 9], sim[18, 11] = 0.25, 0.25
+    loose = tn_boxes(sim, trim=True, min_length=1)
+    assert loose[0][0][0] < 10 or loose[0][0][2] > 15
+    assert [b for b, _ in tn_boxes(sim, trim=True, min_length=1, end_floor=0.5)][0] == [10, 3, 15, 8]
+
+
+def test_refine_ends_keeps_the_inside_of_a_path() -> None:
+    node_sim = np.array([0.21, 0.8, 0.3, 0.9, 0.85, 0.22])
+    q = np.arange(6)
+    assert refine_ends(node_sim, 0.5, q)[0].tolist() == [1, 2, 3, 4]  # 0.3 inside stays
+    assert refine_ends(node_sim, 0.0, q)[0].tolist() == q.tolist()
+
+
+def test_suppress_query_overlap_keeps_one_reference_moment_per_query_moment() -> None:
+    strong, weak, elsewhere = ([4, 2, 8, 6], 1.2), ([5, 20, 8, 23], 0.9), ([12, 30, 16, 34], 0.5)
+    kept = suppress_query_overlap([weak, strong, elsewhere], [0.6, 0.9, 0.5], 0.5)
+    assert kept == [strong, elsewhere]
+    assert suppress_query_overlap([weak, strong], [0.6, 0.9], 1.0) == [weak, strong]
+
+
+def test_query_overlap_stops_merge_from_stretching_a_static_copy() -> None:
+    """Static footage (3 s of clip12 in the fixture compilation, its similarities): query 14-16 copies
+    reference 1-3, and reference 4-6 looks alike, so TN's second path (14-16 ~ 2-7) lies on a diagonal within
+    merge's tolerance; merged, the reference side doubles. A query moment copies one reference moment."""
+    sim = np.zeros((20, 10))
+    sim[14:17] = [[0.56, 0.83, 0.72, 0.70, 0.61, 0.64, 0.64, 0.23, 0.17, 0.17],
+                  [0.49, 0.70, 0.79, 0.75, 0.62, 0.67, 0.64, 0.28, 0.04, 0.04],
+                  [0.48, 0.67, 0.74, 0.79, 0.60, 0.64, 0.62, 0.22, 0.09, 0.08]]
+    options = {"tn_top_k": 10, "min_length": 1, "trim": True, "merge_gap": 2, "split_jump": 3}
+    assert [b for b, _ in tn_boxes(sim, **options)] == [[14, 1, 16, 7]]
+    assert [b for b, _ in tn_boxes(sim, **options, query_overlap=0.5)] == [[14, 1, 16, 3]]
