@@ -72,7 +72,11 @@ class MilvusSettings(BaseModel):
     hnsw_ef_construction: int = Field(200, ge=8, description="HNSW build-time breadth")
     search_ef: int = Field(128, ge=8, description="HNSW search breadth (must be >= search limit)")
     insert_batch: int = Field(5000, ge=1, description="vectors per insert call")
-    search_batch: int = Field(256, ge=1, description="query vectors per search call")
+    search_batch: int = Field(256, ge=1, description="query vectors per search call (fewer when Milvus's 16384"
+                              " vectors or 64 MB per request would be exceeded)")
+    grouping: Literal["auto", "on", "off"] = Field("auto", description="per-video hits (select.per_video) grouped"
+                                                   " by Milvus: auto = servers from 2.4 (numpy on 2.3 and Milvus"
+                                                   " Lite), on = wherever offered, off = always numpy")
 
 
 class DecodeSettings(BaseModel):
@@ -126,6 +130,8 @@ class SelectSettings(BaseModel):
     search_limit: int = Field(64, ge=1, le=16384, description="Milvus hits per query frame")
     top_k: int = Field(10, ge=1, description="candidate videos localised per query")
     reduce: Literal["sum", "mean", "max", "min", "count"] = Field("sum", description="hit aggregation")
+    per_video: bool = Field(False, description="each query vector counts a video once, by its best frame (a"
+                            " grouping search), instead of every one of its frames among the hits")
 
 
 class LocaliseSettings(BaseModel):
@@ -335,11 +341,13 @@ class Settings(BaseSettings):
     def query_params(self, overrides: dict[str, Any] | None = None) -> QueryParams:
         """A job's parameters: the settings' defaults with the job's own values on top."""
         defaults = {"top_k": self.select.top_k, "search_limit": self.select.search_limit,
-                    "reduce": self.select.reduce, "min_score": self.query.min_score,
+                    "reduce": self.select.reduce, "per_video": self.select.per_video,
+                    "min_score": self.query.min_score,
                     "exclude_self": self.query.exclude_self, "crop_grid": self.query.crop_grid}
         merged = {**defaults, **{k: v for k, v in (overrides or {}).items() if k in defaults and v is not None}}
         return QueryParams(top_k=int(merged["top_k"]), search_limit=int(merged["search_limit"]),
-                           reduce=str(merged["reduce"]), min_score=float(merged["min_score"]),
+                           reduce=str(merged["reduce"]), per_video=bool(merged["per_video"]),
+                           min_score=float(merged["min_score"]),
                            exclude_self=bool(merged["exclude_self"]), crop_grid=int(merged["crop_grid"]))
 
     def copy_params(self) -> QueryParams:

@@ -26,14 +26,28 @@ class MemoryLibrary:
         self.frame = np.concatenate([np.arange(len(m)) for m in matrices]) if matrices else np.zeros(0, np.int64)
         self.searches = 0
 
-    def search(self, vectors: np.ndarray, limit: int) -> SearchHits:
-        """Top ``limit`` frames per row of ``vectors`` [N, D]; ties in index order (stable)."""
+    def search(self, vectors: np.ndarray, limit: int, *, exclude: Collection[str] = (),
+               per_video: bool = False) -> SearchHits:
+        """Top ``limit`` frames per row of ``vectors`` [N, D] outside ``exclude``'s videos; ties in index order
+        (stable). ``per_video``: the top ``limit`` videos per row, each by its best frame (a grouping search)."""
         self.searches += 1
         sims = np.asarray(vectors, np.float32) @ self.bank.T
-        top = np.argsort(-sims, axis=1, kind="stable")[:, :limit]
+        if exclude:
+            sims[:, np.isin(self.owner, list(exclude))] = -np.inf
+        if per_video and sims.shape[1]:
+            starts = np.flatnonzero(np.r_[True, self.owner[1:] != self.owner[:-1]])
+            best = np.maximum.reduceat(sims, starts, axis=1)  # [N, videos]
+            arg = np.stack([starts[v] + np.argmax(sims[:, s:e], axis=1) for v, (s, e) in
+                            enumerate(zip(starts, np.r_[starts[1:], sims.shape[1]], strict=True))], axis=1)
+            order = np.argsort(-best, axis=1, kind="stable")[:, :limit]
+            top = np.take_along_axis(arg, order, 1)
+        else:
+            top = np.argsort(-sims, axis=1, kind="stable")[:, :limit]
+        scores = np.take_along_axis(sims, top, 1)
+        found = np.isfinite(scores).ravel()
         rows = np.repeat(np.arange(len(vectors)), top.shape[1])
-        return SearchHits(rows.astype(np.int32), self.owner[top].ravel(), self.frame[top].ravel().astype(np.int32),
-                          np.take_along_axis(sims, top, 1).ravel().astype(np.float32))
+        return SearchHits(rows[found].astype(np.int32), self.owner[top].ravel()[found],
+                          self.frame[top].ravel()[found].astype(np.int32), scores.ravel()[found].astype(np.float32))
 
     def searchable(self, video_ids: list[str]) -> Collection[str]:
         return {vid for vid in video_ids if vid in self.references}
