@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> None:
             setting = dict(zip(grid, values, strict=True))
             crop_grid = setting.pop("crop_grid")
             tn = replace(TemporalNetwork(**defaults.localise.model_dump()), device="cpu", **setting)
-            raw = predict(gt, feats, tn, replace(QueryParams(crop_grid=crop_grid), top_k=defaults.select.top_k))
+            raw = predict(gt, feats, tn, replace(defaults.query_params(), crop_grid=crop_grid))
             low_true, high_false = separation(gt, raw)
             for threshold in sorted({0.0, 0.25, defaults.query.min_score, 0.5}):
                 rows.append({"model": model, "mask": mask, "crop_grid": crop_grid, **setting, "threshold": threshold,
