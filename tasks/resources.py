@@ -105,7 +105,7 @@ class Resources:
         return VectorIndex(self._milvus_uri(), model.name, model.dim, token=m.token, prefix=m.collection_prefix,
                            index_type=m.index_type, hnsw_m=m.hnsw_m, hnsw_ef_construction=m.hnsw_ef_construction,
                            search_ef=m.search_ef, insert_batch=m.insert_batch, search_batch=m.search_batch,
-                           grouping=m.grouping)
+                           grouping=m.grouping, merge_cosine=m.merge_cosine)
 
     @cached_property
     def video_index(self) -> VideoVectorIndex:

@@ -77,6 +77,9 @@ class MilvusSettings(BaseModel):
     grouping: Literal["auto", "on", "off"] = Field("auto", description="per-video hits (select.per_video) grouped"
                                                    " by Milvus: auto = servers from 2.4 (numpy on 2.3 and Milvus"
                                                    " Lite), on = wherever offered, off = always numpy")
+    merge_cosine: float = Field(0.0, ge=0, le=1, description="index a run of consecutive frames at least this"
+                                " similar to its first frame as one vector (static shots, slides); 0 = every"
+                                " frame. The localiser still reads every frame")
 
 
 class DecodeSettings(BaseModel):

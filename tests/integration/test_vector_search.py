@@ -73,3 +73,23 @@ def test_per_video_hits_on_every_server(library, request: pytest.FixtureRequest)
         assert len(grouped) == 60
         best = np.max(source @ np.concatenate([near(source, s, 0.99) for s in range(10, 14)]).T, axis=1)
         np.testing.assert_allclose(grouped.score[grouped.video_id == "reindexing"], best, atol=1e-4)
+
+
+def test_merged_runs_hold_one_row_each_and_re_ingest_drops_the_rest(milvus_uri: str) -> None:
+    """With ``merge_cosine`` a static shot is one row; re-indexing the same video without merging and then
+    with it again leaves exactly the rows of the last run (no stale frame rows)."""
+    shot = unit(1, 21)
+    matrix = np.concatenate([near(np.repeat(shot, 30, 0), 22, 0.995), unit(10, 23)])
+    index = VectorIndex(milvus_uri, "test", DIM, prefix=f"t{uuid.uuid4().hex[:8]}", merge_cosine=0.95)
+    try:
+        assert index.replace_video("v", matrix) == 11
+        assert index.count("v") == 11
+        index.merge_cosine = 0.0
+        assert index.replace_video("v", matrix) == 40 and index.count("v") == 40
+        index.merge_cosine = 0.95
+        assert index.replace_video("v", matrix) == 11 and index.count("v") == 11
+        hits = index.search(shot, 3)
+        assert hits.video_id[0] == "v" and hits.frame[0] == 0  # the run's first frame stands for the shot
+    finally:
+        index.client.drop_collection(index.collection)
+        index.close()

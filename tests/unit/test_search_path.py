@@ -116,3 +116,16 @@ def test_per_video_selection_counts_query_frames_not_static_frames() -> None:
     assert select_candidates(plain.video_id, plain.score, top_k=1)[0].video_id == "static"
     [match] = match_query(query, params=QueryParams(top_k=1, per_video=True, min_score=0.1), **kwargs)
     assert match.video_id == "copy"
+
+
+def test_runs_of_near_identical_frames_are_indexed_once() -> None:
+    from workers.runs import run_starts
+
+    shot_a, shot_b = unit(1, 11), unit(1, 12)
+    matrix = np.concatenate([near(np.repeat(shot_a, 5, 0), 13, 0.99), np.zeros((2, 64), np.float32),
+                             near(np.repeat(shot_a, 3, 0), 14, 0.99), near(np.repeat(shot_b, 4, 0), 15, 0.99)])
+    assert run_starts(matrix, 0.95).tolist() == [0, 7, 10]  # a zero frame ends a run; a new shot starts one
+    assert run_starts(matrix, 0.0).tolist() == [0, 1, 2, 3, 4, 7, 8, 9, 10, 11, 12, 13]
+    assert run_starts(matrix, 1.0).tolist() == [0, 1, 2, 3, 4, 7, 8, 9, 10, 11, 12, 13]
+    library = MemoryLibrary({"v": matrix}, merge_cosine=0.95)
+    assert library.frame.tolist() == [0, 7, 10] and library.load(["v"])["v"].shape == matrix.shape

@@ -10,20 +10,26 @@ from collections.abc import Collection, Mapping
 
 import numpy as np
 
+from workers.runs import run_starts
 from workers.types import SearchHits
 
 
 class MemoryLibrary:
     """Frame matrices [T, D] by video id, searched exhaustively by inner product."""
 
-    def __init__(self, references: Mapping[str, np.ndarray]) -> None:
+    def __init__(self, references: Mapping[str, np.ndarray], *, merge_cosine: float | None = None) -> None:
+        """Every frame is searchable, or with ``merge_cosine`` what ``VectorIndex`` indexes (``run_starts``:
+        informative frames, one per run of near-identical ones); ``load`` always returns whole matrices."""
         self.references = dict(references)
         dim = next(iter(self.references.values())).shape[1] if self.references else 0
-        matrices = list(self.references.values())
+        frames = [np.arange(len(m)) if merge_cosine is None else run_starts(m, merge_cosine)
+                  for m in self.references.values()]
+        matrices = [m[f] for m, f in zip(self.references.values(), frames, strict=True)]
         self.bank = np.concatenate(matrices).astype(np.float32) if matrices else np.zeros((0, dim), np.float32)
-        self.owner = np.concatenate([np.full(len(m), vid, dtype=object) for vid, m in self.references.items()]
+        self.owner = np.concatenate([np.full(len(f), vid, dtype=object) for vid, f in zip(self.references, frames,
+                                                                                          strict=True)]
                                     ) if matrices else np.zeros(0, dtype=object)
-        self.frame = np.concatenate([np.arange(len(m)) for m in matrices]) if matrices else np.zeros(0, np.int64)
+        self.frame = np.concatenate(frames) if matrices else np.zeros(0, np.int64)
         self.searches = 0
 
     def search(self, vectors: np.ndarray, limit: int, *, exclude: Collection[str] = (),

@@ -13,6 +13,7 @@ from collections.abc import Collection
 
 import numpy as np
 
+from workers.runs import run_starts
 from workers.stores.milvus import (
     SEARCH_MAX_BYTES,
     SEARCH_MAX_NQ,
@@ -29,19 +30,20 @@ class VectorIndex(MilvusCollection):
     """The Milvus collection of one frame-embedding model."""
 
     def __init__(self, uri: str, model: str, dim: int, *, insert_batch: int = 5000, search_batch: int = 256,
-                 grouping: str = "auto", **options: object) -> None:
+                 grouping: str = "auto", merge_cosine: float = 0.0, **options: object) -> None:
         super().__init__(uri, model, dim, **options)  # type: ignore[arg-type]
         self.insert_batch, self.search_batch = insert_batch, search_batch
-        self.grouping = grouping
+        self.grouping, self.merge_cosine = grouping, merge_cosine
 
     def replace_video(self, video_id: str, matrix: np.ndarray) -> int:
         """Make the collection hold exactly the informative rows of ``matrix`` [T, D] for ``video_id`` (zero
-        rows mark uninformative frames and are not indexed); returns how many rows it holds."""
+        rows mark uninformative frames and are not indexed; with ``merge_cosine`` a run of near-identical
+        frames is one row, ``workers.runs``); returns how many rows it holds."""
         self._check_vectors(matrix)
         check_video_id(video_id)
         self.ensure_collection()
         vectors = np.ascontiguousarray(matrix, dtype=np.float32)
-        kept = np.flatnonzero(np.any(vectors != 0, axis=1))
+        kept = run_starts(vectors, self.merge_cosine)
         for start in range(0, len(kept), self.insert_batch):
             rows = [{"pk": f"{video_id}:{i}", "video_id": video_id, "frame": int(i), "embedding": vectors[i].tolist()}
                     for i in kept[start : start + self.insert_batch]]
