@@ -133,8 +133,9 @@ class SelectSettings(BaseModel):
     search_limit: int = Field(64, ge=1, le=16384, description="Milvus hits per query frame")
     top_k: int = Field(10, ge=1, description="candidate videos localised per query")
     reduce: Literal["sum", "mean", "max", "min", "count"] = Field("sum", description="hit aggregation")
-    per_video: bool = Field(False, description="each query vector counts a video once, by its best frame (a"
-                            " grouping search), instead of every one of its frames among the hits")
+    per_video: bool = Field(True, description="each query vector counts a video once, by its best frame (a"
+                            " grouping search), instead of every one of its frames among the hits (fixture F1"
+                            " 0.934 against 0.927, video recall 1.0; bench/tune.py)")
 
 
 class LocaliseSettings(BaseModel):
