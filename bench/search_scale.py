@@ -34,18 +34,22 @@ import statistics
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 
-from bench.query_speed import wait_for_index
+from bench.query_speed import BUCKET, seed_style, wait_for_index
 from tasks.services import ManagedProcess, free_port, milvus_standalone, wait_for_milvus
+from tasks.settings import Settings
 from workers.decode import DecodeOptions
 from workers.embed import create_embedder
 from workers.informative import FrameFilter
-from workers.pipeline import embed_video
+from workers.localise import TemporalNetwork
+from workers.pipeline import embed_video, match_query
 from workers.selection import select_candidates
+from workers.stores.objects import LocalObjectStore, load_matrix, save_matrix
 from workers.stores.vectors import VectorIndex
 
 CLIPS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "clips"
@@ -72,20 +76,24 @@ class IndexConfig:
 DEFAULT = IndexConfig("HNSW", {"M": 16, "efConstruction": 200}, [{"ef": 64}, {"ef": 128}, {"ef": 256}])
 
 
-def configs(size: int, with_pq: bool, only_default: bool) -> list[IndexConfig]:
-    """The indexes to compare; HNSW M=8 (recall@64 0.79-0.87 at 20k) is left out."""
+def configs(size: int, with_pq: bool, only_default: bool, slow_max: int) -> list[IndexConfig]:
+    """The indexes to compare; HNSW M=8 (recall@64 0.79-0.87 at 20k) is left out. FLAT (exhaustive, 3.3 s per
+    300 vectors at 100k), IVF_PQ, HNSW M=32 and IVF_FLAT (slow builds on 2 cores) only up to ``slow_max``
+    vectors. DISKANN is not offered: the PyPI 2.3.5 server fails its build ("C Runtime Exception:
+    bad_function_call") and retries it forever."""
     nlist = int(2 ** round(math.log2(4 * math.sqrt(size))))  # the usual 4 * sqrt(N), as a power of two
     probes = [{"nprobe": 16}, {"nprobe": 64}]
     if only_default:
         return [DEFAULT]
+    slow = size <= slow_max
     chosen = [
-        IndexConfig("FLAT", {}, [{}]),
+        *([IndexConfig("FLAT", {}, [{}])] if slow else []),
         DEFAULT,
-        IndexConfig("HNSW", {"M": 32, "efConstruction": 200}, [{"ef": 64}, {"ef": 128}, {"ef": 256}]),
-        IndexConfig("IVF_FLAT", {"nlist": nlist}, probes),
+        *([IndexConfig("HNSW", {"M": 32, "efConstruction": 200}, [{"ef": 64}, {"ef": 128}, {"ef": 256}]),
+           IndexConfig("IVF_FLAT", {"nlist": nlist}, probes)] if slow else []),
         IndexConfig("IVF_SQ8", {"nlist": nlist}, probes),
     ]
-    if with_pq:  # 2.3.5 took 172 s to build IVF_PQ (m=64) on 20k vectors, for recall@64 0.69
+    if with_pq and slow:  # 2.3.5 took 172 s to build IVF_PQ (m=64) on 20k vectors, for recall@64 0.69
         chosen.append(IndexConfig("IVF_PQ", {"nlist": nlist, "m": 32, "nbits": 8}, [{"nprobe": 64}]))
     return chosen
 
@@ -148,15 +156,18 @@ def real_descriptors(work: Path, fps: float) -> tuple[dict[str, np.ndarray], np.
     return clips, data["whole"], data["tiles"]
 
 
-def exact_top(queries: np.ndarray, library: np.ndarray, limit: int) -> np.ndarray:
-    """Row indices [Q, limit] of the ``limit`` largest inner products, best first (chunked over queries)."""
+def exact_top(queries: np.ndarray, library: np.ndarray, limit: int) -> tuple[np.ndarray, np.ndarray]:
+    """Row indices [Q, limit] of the ``limit`` largest inner products, best first, and those products
+    (chunked over queries)."""
     out = np.empty((queries.shape[0], limit), np.int64)
+    values = np.empty((queries.shape[0], limit), np.float32)
     for start in range(0, queries.shape[0], 64):
         scores = queries[start : start + 64] @ library.T
         part = np.argpartition(-scores, limit - 1, axis=1)[:, :limit]
         order = np.argsort(-np.take_along_axis(scores, part, 1), axis=1)
         out[start : start + 64] = np.take_along_axis(part, order, 1)
-    return out
+        values[start : start + 64] = np.take_along_axis(scores, out[start : start + 64], 1)
+    return out, values
 
 
 def milvus_rss_mb(server: ManagedProcess | None) -> float:
@@ -184,18 +195,82 @@ def search(index: VectorIndex, queries: np.ndarray, params: dict[str, int], leve
         [[h["distance"] for h in hits] for hits in results]
 
 
-def product_path(index: VectorIndex, queries: np.ndarray, repeats: int) -> None:
-    """The product's own search (``VectorIndex.search``, ``search_batch`` vectors per call) at both consistencies."""
-    for consistency in ("Bounded", "Strong"):
-        for batch in (256, 1024):
-            index.search_batch, index.search_consistency = batch, consistency
+def product_path(index: VectorIndex, store: LocalObjectStore, views: np.ndarray, copied: set[str], repeats: int,
+                 label: str) -> None:
+    """The product's own query (``match_query`` with the default settings: top_k, limit, localiser) per
+    stage, whole frames and 2x2 tiles, per-video hits off/on, ``search_batch`` 256 and 1024; then the
+    seed-style path (one search per frame, top 100 candidates, all loaded and localised)."""
+    settings = Settings()
+    tn = TemporalNetwork(**settings.localise.model_dump())
+    base = settings.query_params()
+    load = partial(load_references, store)
+    print(f"  product path on {label} (Bounded reads, ef {index.search_ef}; stage medians, s): "
+          f"{'search':>7} {'select':>7} {'load':>6} {'localise':>8} {'total':>6} found")
+    for tiles, per_video, batch in ((False, False, 256), (True, False, 256), (True, False, 1024),
+                                    (True, True, 1024)):
+        query = views if tiles else views[:1]
+        params = replace(base, per_video=per_video)
+        index.search_batch = batch
+        runs, found = [], set()
+        for _ in range(repeats):
+            timings: dict[str, float] = {}
+            matches = match_query(query, fps=1.0, search=index.search, load_references=load, localiser=tn,
+                                  params=params, timings=timings)
+            runs.append(timings)
+            found = {m.video_id for m in matches}
+        m = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+        name = f"{query.shape[0] * query.shape[1]} vectors{' per-video' if per_video else ''}, {batch}/call"
+        print(f"    {name:40} {m['search']:7.3f} {m['select']:7.4f} {m['load_candidates']:6.3f} {m['localise']:8.3f} "
+              f"{sum(m.values()):6.3f} {len(found & copied)}/{len(copied)} copied")
+    index.search_batch = settings.milvus.search_batch
+    runs = []
+    for _ in range(repeats):
+        timings = {}
+        seed_style(views.reshape(-1, views.shape[-1]), index, store, tn, timings)
+        runs.append(timings)
+    m = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+    print(f"    {'seed-style, one search per vector':40} {m['search']:7.3f} {m['select']:7.4f} "
+          f"{m['load_candidates']:6.3f} {m['localise']:8.3f} {sum(m.values()):6.3f}")
+
+
+def load_references(store: LocalObjectStore, video_ids: list[str]) -> dict[str, np.ndarray]:
+    return {vid: load_matrix(store, BUCKET, f"{vid}.npy").astype(np.float32) for vid in video_ids}
+
+
+def save_library(store: LocalObjectStore, names: list[str], matrices: list[np.ndarray]) -> None:
+    """Every video's frame matrix in the object store, float16 as the product stores them."""
+    store.ensure_bucket(BUCKET)
+    for name, matrix in zip(names, matrices, strict=True):
+        save_matrix(store, BUCKET, f"{name}.npy", matrix.astype(np.float16))
+
+
+def lite_side_by_side(work: Path, size: int, names: list[str], owner: np.ndarray, library: np.ndarray,
+                      store: LocalObjectStore, queries: list, views: np.ndarray, copied: set[str],
+                      repeats: int) -> None:
+    """The same vectors in a Milvus Lite file (the embedded default), searched as the product does."""
+    path = work / f"lite-{size}.db"
+    path.unlink(missing_ok=True)
+    index = VectorIndex(str(path), "bench", DIM, prefix=f"scale_{size}")
+    index.ensure_collection()
+    tick = time.perf_counter()
+    for start in range(0, library.shape[0], 5000):
+        rows = [{"pk": f"{names[owner[i]]}:{i}", "video_id": names[owner[i]], "frame": i,
+                 "embedding": library[i].tolist()} for i in range(start, min(start + 5000, library.shape[0]))]
+        index.client.insert(index.collection, rows)
+    index.client.flush(index.collection)
+    index.search(library[:1], 1)
+    print(f"  Milvus Lite {index.features.version}: insert + flush + first search {time.perf_counter() - tick:.1f} s")
+    for _, whole, tiles in queries[:1]:
+        for name, q in (("60", whole), ("300", np.concatenate([whole, tiles]))):
             seconds = []
             for _ in range(repeats):
                 tick = time.perf_counter()
-                index.search(queries, LIMIT)
+                index.search(q, LIMIT)
                 seconds.append(time.perf_counter() - tick)
-            print(f"  VectorIndex.search of the {queries.shape[0]} real query vectors ({consistency}, ef "
-                  f"{index.search_ef}, {batch} per call): {statistics.median(seconds):.3f} s")
+            print(f"    Lite search of {name} vectors: {statistics.median(seconds):.3f} s")
+    product_path(index, store, views, copied, repeats, "Milvus Lite")
+    index.close()
+    path.unlink(missing_ok=True)
 
 
 class BenchIndex(VectorIndex):
@@ -207,7 +282,7 @@ class BenchIndex(VectorIndex):
 
 
 def run(sizes: list[int], uri: str | None, work: Path, real_fps: float, repeats: int, with_pq: bool,
-        only_default: bool) -> None:
+        only_default: bool, slow_max: int = 100_000, lite_max: int = 100_000) -> None:
     work.mkdir(parents=True, exist_ok=True)
     real, real_whole, real_tiles = real_descriptors(work, real_fps)
     server = None
@@ -224,7 +299,7 @@ def run(sizes: list[int], uri: str | None, work: Path, real_fps: float, repeats:
         print(f"Milvus at {uri}; idle RSS {idle_rss:.0f} MB (0: not started here)")
         for size in sizes:
             run_size(size, uri, server, idle_rss, real, real_fps, real_whole, real_tiles, repeats, with_pq,
-                     only_default)
+                     only_default, work, slow_max, lite_max)
     finally:
         if server is not None:
             server.stop()
@@ -232,7 +307,7 @@ def run(sizes: list[int], uri: str | None, work: Path, real_fps: float, repeats:
 
 def run_size(size: int, uri: str, server: ManagedProcess | None, idle_rss: float, real: dict[str, np.ndarray],
              real_fps: float, real_whole: np.ndarray, real_tiles: np.ndarray, repeats: int, with_pq: bool,
-             only_default: bool) -> None:
+             only_default: bool, work: Path, slow_max: int, lite_max: int) -> None:
     rng = np.random.default_rng(size)
     synthetic, sources = synthetic_library(size - sum(m.shape[0] for m in real.values()), rng)
     names = list(real) + [f"synthetic-{i:05d}" for i in range(len(synthetic))]
@@ -253,6 +328,9 @@ def run_size(size: int, uri: str, server: ManagedProcess | None, idle_rss: float
         tiles = edited(np.repeat(whole, 4, 0), 0.5, rng)  # a tile resembles its frame only loosely
         queries.append(({f"synthetic-{source:05d}"}, whole, tiles))
     exact = [exact_top(np.concatenate([w, t]), library, LIMIT) for _, w, t in queries]
+    views = np.concatenate([real_whole[None], real_tiles.reshape(4, QUERY_FRAMES, DIM)])
+    store = LocalObjectStore(work / f"objects-{size}")
+    save_library(store, names, matrices)
 
     index = BenchIndex(uri, "bench", DIM, prefix=f"scale_{size}", index_type="FLAT")
     if index.exists():
@@ -269,15 +347,19 @@ def run_size(size: int, uri: str, server: ManagedProcess | None, idle_rss: float
 
     print(f"{'index':34} {'build s':>7} {'load s':>6} {'RSS MB':>6} {'MB/h':>5} {'rec@64':>6} {'tiles':>5} "
           f"{'cand':>5} {'true':>5} {'60 q s':>6} {'300 q s':>7}")
-    for config in configs(library.shape[0], with_pq, only_default):
+    for config in configs(library.shape[0], with_pq, only_default, slow_max):
         index.client.release_collection(index.collection)
         index.client.drop_index(index.collection, "embedding")
         params = index.client.prepare_index_params()
         params.add_index(field_name="embedding", index_type=config.index_type, metric_type="IP",
                          params=config.build)
         tick = time.perf_counter()
-        index.client.create_index(index.collection, params)
-        wait_for_index(index)
+        try:
+            index.client.create_index(index.collection, params)
+            wait_for_index(index)
+        except Exception as exc:  # noqa: BLE001 - an index type this server lacks is a result, not a crash
+            print(f"{config.index_type:34} not built: {str(exc)[:160]}")
+            continue
         build_s = time.perf_counter() - tick
         tick = time.perf_counter()
         index.client.load_collection(index.collection)
@@ -292,13 +374,13 @@ def run_size(size: int, uri: str, server: ManagedProcess | None, idle_rss: float
                     times_60.append(search(index, whole, search_params)[0])
                     seconds, rows, scores = search(index, both, search_params)
                     times_300.append(seconds)
-                overlap = [len(set(r) & set(t)) / LIMIT for r, t in zip(rows, truth.tolist(), strict=True)]
+                overlap = [len(set(r) & set(t)) / LIMIT for r, t in zip(rows, truth[0].tolist(), strict=True)]
                 recalls += overlap[: whole.shape[0]]
                 tile_recalls += overlap[whole.shape[0] :]
                 hit_rows = np.asarray([r for rs in rows for r in rs])
                 found = {names[int(c.video_id)] for c in
                          select_candidates(owner[hit_rows], np.concatenate(scores), top_k=TOP_K)}
-                exact_scores = np.take_along_axis(both @ library.T, truth, 1)
+                truth, exact_scores = truth
                 wanted = {names[int(c.video_id)] for c in
                           select_candidates(owner[truth.reshape(-1)], exact_scores.reshape(-1), top_k=TOP_K)}
                 candidate_recalls.append(len(found & wanted) / len(wanted))
@@ -309,9 +391,14 @@ def run_size(size: int, uri: str, server: ManagedProcess | None, idle_rss: float
                   f"{statistics.median(times_60):6.3f} {statistics.median(times_300):7.3f}")
             build_s = load_s = 0.0  # the same index: only its first row pays for building it
         if config == DEFAULT:
-            product_path(index, np.concatenate(queries[0][1:]), repeats)
+            index.search_ef = 128
+            product_path(index, store, views, set(REAL_QUERY_CLIPS), repeats, f"the server, {config.label({})}")
     index.client.drop_collection(index.collection)
     index.close()
+    if size <= lite_max:
+        lite_side_by_side(work, size, names, owner, library, store, queries, views, set(REAL_QUERY_CLIPS),
+                          repeats)
+    shutil.rmtree(work / f"objects-{size}", ignore_errors=True)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -323,10 +410,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--pq", action="store_true", help="also IVF_PQ (builds for minutes on 2 cores)")
     parser.add_argument("--default-only", action="store_true", help="only the default index (HNSW M=16)")
+    parser.add_argument("--slow-max", type=int, default=100_000, help="FLAT, IVF_PQ, DISKANN up to this size")
+    parser.add_argument("--lite-max", type=int, default=100_000, help="Milvus Lite side by side up to this size")
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # a timeout still stops the server it started
     run([int(s) for s in args.sizes.split(",")], args.uri, args.work, args.real_fps, args.repeats, args.pq,
-        args.default_only)
+        args.default_only, args.slow_max, args.lite_max)
 
 
 if __name__ == "__main__":

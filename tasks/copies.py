@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
+from collections.abc import Collection
 from typing import Any
 
 import numpy as np
@@ -39,8 +40,9 @@ class LibraryWithout(StoredFrameLibrary):
         super().__init__(res)
         self.video_id = video_id
 
-    def search(self, vectors: np.ndarray, limit: int) -> SearchHits:
-        return self.res.frame_index.search(vectors, limit, exclude_video=self.video_id)
+    def search(self, vectors: np.ndarray, limit: int, *, exclude: Collection[str] = (),
+               per_video: bool = False) -> SearchHits:
+        return self.res.frame_index.search(vectors, limit, exclude={*exclude, self.video_id}, per_video=per_video)
 
 
 @shared_task(name=DETECT_COPIES, base=EnrichmentTask, **TASK_OPTIONS)

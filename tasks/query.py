@@ -115,8 +115,9 @@ class StoredFrameLibrary:
         self.res = res
         self.fps = res.settings.decode.fps
 
-    def search(self, vectors: np.ndarray, limit: int) -> SearchHits:
-        return self.res.frame_index.search(vectors, limit)
+    def search(self, vectors: np.ndarray, limit: int, *, exclude: Collection[str] = (),
+               per_video: bool = False) -> SearchHits:
+        return self.res.frame_index.search(vectors, limit, exclude=exclude, per_video=per_video)
 
     def searchable(self, video_ids: list[str]) -> Collection[str]:
         with session() as s:

@@ -104,7 +104,8 @@ class Resources:
         m, model = self.settings.milvus, self.embedder
         return VectorIndex(self._milvus_uri(), model.name, model.dim, token=m.token, prefix=m.collection_prefix,
                            index_type=m.index_type, hnsw_m=m.hnsw_m, hnsw_ef_construction=m.hnsw_ef_construction,
-                           search_ef=m.search_ef, insert_batch=m.insert_batch, search_batch=m.search_batch)
+                           search_ef=m.search_ef, insert_batch=m.insert_batch, search_batch=m.search_batch,
+                           grouping=m.grouping, merge_cosine=m.merge_cosine)
 
     @cached_property
     def video_index(self) -> VideoVectorIndex:

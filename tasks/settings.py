@@ -72,7 +72,14 @@ class MilvusSettings(BaseModel):
     hnsw_ef_construction: int = Field(200, ge=8, description="HNSW build-time breadth")
     search_ef: int = Field(128, ge=8, description="HNSW search breadth (must be >= search limit)")
     insert_batch: int = Field(5000, ge=1, description="vectors per insert call")
-    search_batch: int = Field(256, ge=1, description="query vectors per search call")
+    search_batch: int = Field(256, ge=1, description="query vectors per search call (fewer when Milvus's 16384"
+                              " vectors or 64 MB per request would be exceeded)")
+    grouping: Literal["auto", "on", "off"] = Field("auto", description="per-video hits (select.per_video) grouped"
+                                                   " by Milvus: auto = servers from 2.4 (numpy on 2.3 and Milvus"
+                                                   " Lite), on = wherever offered, off = always numpy")
+    merge_cosine: float = Field(0.0, ge=0, le=1, description="index a run of consecutive frames at least this"
+                                " similar to its first frame as one vector (static shots, slides); 0 = every"
+                                " frame. The localiser still reads every frame")
 
 
 class DecodeSettings(BaseModel):
@@ -127,6 +134,9 @@ class SelectSettings(BaseModel):
     top_k: int = Field(10, ge=1, description="candidate videos localised per query")
     reduce: Literal["sum", "mean", "max", "min", "count", "row_max"] = Field(
         "row_max", description="hit aggregation per video (row_max: sum over query rows of the best hit)")
+    per_video: bool = Field(True, description="each query vector counts a video once, by its best frame (a"
+                            " grouping search), instead of every one of its frames among the hits (fixture F1"
+                            " 0.934 against 0.927, video recall 1.0; bench/tune.py)")
 
 
 class LocaliseSettings(BaseModel):
@@ -343,12 +353,14 @@ class Settings(BaseSettings):
     def query_params(self, overrides: dict[str, Any] | None = None) -> QueryParams:
         """A job's parameters: the settings' defaults with the job's own values on top."""
         defaults = {"top_k": self.select.top_k, "search_limit": self.select.search_limit,
-                    "reduce": self.select.reduce, "min_score": self.query.min_score,
+                    "reduce": self.select.reduce, "per_video": self.select.per_video,
+                    "min_score": self.query.min_score,
                     "exclude_self": self.query.exclude_self, "crop_grid": self.query.crop_grid,
                     "extra_views": self.query.extra_views}
         merged = {**defaults, **{k: v for k, v in (overrides or {}).items() if k in defaults and v is not None}}
         return QueryParams(top_k=int(merged["top_k"]), search_limit=int(merged["search_limit"]),
-                           reduce=str(merged["reduce"]), min_score=float(merged["min_score"]),
+                           reduce=str(merged["reduce"]), per_video=bool(merged["per_video"]),
+                           min_score=float(merged["min_score"]),
                            exclude_self=bool(merged["exclude_self"]), crop_grid=int(merged["crop_grid"]),
                            extra_views=tuple(merged["extra_views"]))
 

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
@@ -32,6 +32,13 @@ if TYPE_CHECKING:
 
 ProgressFn = Callable[[int, int], None]
 """Called with (frames done, frames expected) after each decoded chunk."""
+
+
+class SearchFn(Protocol):
+    """A frame search: ``search(vectors [N, D], limit, exclude=ids, per_video=bool) -> SearchHits``."""
+
+    def __call__(self, vectors: np.ndarray, limit: int, *, exclude: Collection[str] = ...,
+                 per_video: bool = ...) -> SearchHits: ...
 
 
 @dataclass
@@ -170,42 +177,70 @@ def _resized(frames: np.ndarray, size: int) -> np.ndarray:
     return unbordered(frames, (0, frames.shape[1], 0, frames.shape[2]), size)
 
 
-def match_query(query: np.ndarray, *, fps: float, search: Callable[[np.ndarray, int], SearchHits],
+MAX_SEARCH_ROUNDS = 3
+"""Searches per query at most: the first, and one more for each round of unreportable videos found in hits."""
+
+
+def match_query(query: np.ndarray, *, fps: float, search: SearchFn,
                 load_references: Callable[[list[str]], Mapping[str, np.ndarray]], localiser: Localiser,
                 params: QueryParams = QueryParams(), exclude: Collection[str] = frozenset(),
                 searchable: Callable[[list[str]], Collection[str]] | None = None,
                 timings: dict[str, float] | None = None) -> list[Match]:
     """Query frames [Tq, D] (or views [V, Tq, D]) -> matches whose video score reaches ``min_score``, best first.
 
-    One batched search for every view of every frame, hits aggregated per video (``params.reduce``), the
-    ``params.top_k`` best candidates localised with ``localiser`` against their full frame matrices (one
-    ``load_references`` call for all of them). ``searchable`` (ids -> those that may be reported: indexed,
-    not deleted) is asked before the cut to ``top_k``, so a video on its way out never takes a slot.
+    One batched search for every view of every frame (``search_reportable``: videos that may not be
+    reported never take a hit slot), hits aggregated per video (``params.reduce``), the ``params.top_k``
+    best candidates localised with ``localiser`` against their full frame matrices (one ``load_references``
+    call for all of them).
     """
     timings = timings if timings is not None else {}
     tick = time.perf_counter()
     rows = query.reshape(-1, query.shape[-1])
-    hits = search(rows[informative(rows)], params.search_limit)
+    hits = search_reportable(search, rows[informative(rows)], params, exclude=exclude, searchable=searchable)
     timings["search"] = time.perf_counter() - tick
 
     tick = time.perf_counter()
-    ranked = select_candidates(hits.video_id, hits.score, reduce=params.reduce, exclude=set(exclude),
-                               query_rows=hits.query_frame)
-    if searchable is not None:
-        allowed = set(searchable([c.video_id for c in ranked]))
-        ranked = [c for c in ranked if c.video_id in allowed]
-    candidates = ranked[: params.top_k]
+    ranked = select_candidates(hits.video_id, hits.score, reduce=params.reduce, top_k=params.top_k,
+                               exclude=set(exclude), query_rows=hits.query_frame)
+    candidates = [c.video_id for c in ranked]
     timings["select"] = time.perf_counter() - tick
 
     tick = time.perf_counter()
-    references = load_references([c.video_id for c in candidates])
+    references = load_references(candidates)
     timings["load_candidates"] = time.perf_counter() - tick
 
     tick = time.perf_counter()
-    matches = localise_candidates(query, [c.video_id for c in candidates], references, fps=fps,
-                                  localiser=localiser, min_score=params.min_score)
+    matches = localise_candidates(query, candidates, references, fps=fps, localiser=localiser,
+                                  min_score=params.min_score)
     timings["localise"] = time.perf_counter() - tick
     return matches
+
+
+def search_reportable(search: SearchFn, rows: np.ndarray, params: QueryParams, *,
+                      exclude: Collection[str] = frozenset(),
+                      searchable: Callable[[list[str]], Collection[str]] | None = None) -> SearchHits:
+    """Hits of ``rows`` [N, D] (``params.search_limit`` each) on videos a query may report.
+
+    ``searchable`` (ids -> those that may be reported: indexed, same model and fps, not being removed) is
+    asked about every video in the hits. Frames of the others (deleted, failed, being re-indexed) would
+    hold hit slots that belong to real candidates, so they join ``exclude``, which the search filters out
+    inside the index, and the search is repeated (at most ``MAX_SEARCH_ROUNDS`` searches; what the last
+    one still returns of them is dropped).
+    """
+    blocked = set(exclude)
+    for attempt in range(MAX_SEARCH_ROUNDS):
+        hits = search(rows, params.search_limit, exclude=frozenset(blocked), per_video=params.per_video)
+        if searchable is None:
+            break
+        found = list(dict.fromkeys(hits.video_id.tolist()))
+        allowed = set(searchable(found)) if found else set()
+        refused = {vid for vid in found if vid not in allowed}
+        if not refused:
+            break
+        blocked |= refused
+        if attempt == MAX_SEARCH_ROUNDS - 1:
+            hits = hits.subset(~np.isin(hits.video_id, list(blocked)))
+    return hits
 
 
 def informative(features: np.ndarray) -> np.ndarray:

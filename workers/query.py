@@ -27,8 +27,10 @@ if TYPE_CHECKING:
 class FrameLibrary(Protocol):
     """The indexed library as the frame-level query sees it."""
 
-    def search(self, vectors: np.ndarray, limit: int) -> SearchHits:
-        """Top ``limit`` indexed frames for each row of ``vectors`` [N, D]."""
+    def search(self, vectors: np.ndarray, limit: int, *, exclude: Collection[str] = (),
+               per_video: bool = False) -> SearchHits:
+        """Top ``limit`` indexed frames for each row of ``vectors`` [N, D], none of ``exclude``'s videos (filtered
+        inside the index); ``per_video``: each video once per row, by its best frame."""
 
     def searchable(self, video_ids: list[str]) -> Collection[str]:
         """Those ids a query may report (indexed, same model and sampling rate, not being removed)."""

@@ -60,6 +60,10 @@ class SearchHits:
     def __len__(self) -> int:
         return int(self.score.shape[0])
 
+    def subset(self, keep: np.ndarray) -> SearchHits:
+        """The hits where ``keep`` (bool [H] or indices) selects."""
+        return SearchHits(self.query_frame[keep], self.video_id[keep], self.frame[keep], self.score[keep])
+
 
 @dataclass
 class EmbeddedVideo:
@@ -128,6 +132,7 @@ class QueryParams:
     top_k: int = 5
     search_limit: int = 64
     reduce: str = "sum"
+    per_video: bool = False  # each query vector counts a video once, by its best frame (grouping search)
     min_score: float = 0.0
     exclude_self: bool = False
     crop_grid: int = 1

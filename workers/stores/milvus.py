@@ -33,6 +33,10 @@ allow that once per 5 minutes and answer with GOAWAY "too many pings", after whi
 fails. Pinging only during calls keeps dead-peer detection where it matters."""
 LITE_PREFIX = "milvus_lite"  # Milvus Lite answers get_server_version() with e.g. "milvus_lite-3.2.2"
 OLDEST_SUPPORTED = (2, 3)
+SEARCH_MAX_NQ = 16384
+"""Query vectors one search request may carry (Milvus's default ``nq`` limit, 2.3 to 2.6)."""
+SEARCH_MAX_BYTES = 64 * 2**20
+"""Largest search request Milvus accepts by default (64 MB); answers are kept under it too."""
 
 
 @dataclass(frozen=True)
