@@ -36,8 +36,14 @@ progress_hook: ContextVar[ProgressFn | None] = ContextVar("progress_hook", defau
 
 
 def enqueue_ingest(video_id: str, name: str) -> None:
-    """Queue the ingest of a registered video; Flower shows the video's name next to its id."""
-    enqueue(embed_video.name, video_id, name)
+    """Queue the ingest of a registered video; Flower shows the video's name next to its id.
+
+    The call's Celery limits leave room for the decode limit of the longest video admitted (the decode limit
+    itself scales with each video's probed duration, ``DecodeOptions.timeout_for``), so a long upload is
+    stopped by that limit, with its reason, not killed by Celery's.
+    """
+    limit = resources.current().settings.ingest_time_limit_s
+    enqueue(embed_video.name, video_id, name, time_limit=limit, soft_time_limit=max(limit - 30, 1))
 
 
 def enqueue_remove(video_id: str, name: str) -> None:

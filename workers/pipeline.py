@@ -12,6 +12,7 @@ import itertools
 import tempfile
 import time
 from collections.abc import Callable, Collection, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -47,7 +48,8 @@ def embed_object(fetch: Callable[[Path], ObjectInfo], embedder: FrameEmbedder,
                  dns: DnsModels | None = None, dns_geometry: FrameGeometry | None = None,
                  frame_filter: FrameFilter = FrameFilter(), patterns: np.ndarray | None = None,
                  progress: ProgressFn | None = None) -> EmbeddedObject:
-    """Fetch an object into a private scratch folder (``fetch(dest)``), hash and ``embed_video`` it, clean up.
+    """Fetch an object into a private scratch folder (``fetch(dest)``), ``embed_video`` it while a thread
+    hashes it, clean up.
 
     The folder, with anything a broken download left beside the file, is removed whatever happens.
     """
@@ -57,9 +59,11 @@ def embed_object(fetch: Callable[[Path], ObjectInfo], embedder: FrameEmbedder,
         path = Path(folder) / f"input{Path(label).suffix[:16]}"
         source = fetch(path)
         downloaded = time.perf_counter() - started
-        sha256 = sha256_file(path)
-        video = embed_video(path, embedder, options, crop_grid=crop_grid, dns=dns, dns_geometry=dns_geometry,
-                            frame_filter=frame_filter, patterns=patterns, progress=progress, label=label)
+        with ThreadPoolExecutor(1, thread_name_prefix="sha256") as hasher:  # hashes while ffmpeg decodes
+            digest = hasher.submit(sha256_file, path)
+            video = embed_video(path, embedder, options, crop_grid=crop_grid, dns=dns, dns_geometry=dns_geometry,
+                                frame_filter=frame_filter, patterns=patterns, progress=progress, label=label)
+            sha256 = digest.result()
     video.timings = {"download": round(downloaded, 4), **video.timings}
     return EmbeddedObject(video, source, sha256)
 

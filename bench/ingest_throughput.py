@@ -1,0 +1,283 @@
+"""Ingest throughput: each stage alone and end to end, in one run, and their ratio.
+
+Pipeline efficiency = (slowest stage alone) / (end to end): 1.0 means every other stage hides behind the
+slowest one. Workloads (built once by ``bench.ingest_media`` into ``--cache``): a 10-minute 720p H.264
+video (x264 veryfast, 3 B-frames), a batch of ``--clips`` short clips, and (``--long``) a 2-hour video,
+whose end-to-end peak RSS is compared with the 10-minute video's.
+
+Stages alone, in this process on a fresh embedded home, with the product's settings:
+
+- ``startup``: a fresh process importing the CLI and building what an ingest needs (model loaded, the
+  database migrated, the Milvus collection opened): what `copycat ingest` pays once per command;
+- ``fetch``: upload into the object store, download into a scratch file, hash (what the CLI and the task do);
+- ``decode``: ``workers.decode.sample_views`` with the product's options, frames thrown away;
+- ``embed``: the model on the already decoded frames (and the uninformative-frame filter);
+- ``index``: matrix stored, vectors written to Milvus Lite.
+
+End to end: ``copycat ingest FILES`` (embedded mode, one command, start-up included) on another fresh home,
+its wall time and its peak RSS (``wait4``). Also printed: each stage's CPU seconds, and the bound CPU time
+puts on the end-to-end time on this machine (sum of CPU seconds / cores): on a machine whose cores are all
+busy with the decode, no amount of overlap can hide the other stages' CPU work.
+
+    python -m bench.ingest_throughput [--cache DIR] [--clips 50] [--long] [--modes]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from bench.ingest_media import build_media
+from tasks.resources import Resources
+from tasks.settings import Settings
+from workers.decode import probe, sample_views
+from workers.stores.objects import save_matrix, sha256_file
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass
+class Stage:
+    wall: float = 0.0
+    cpu: float = 0.0
+
+
+@dataclass
+class Workload:
+    name: str
+    files: list[Path]
+    stages: dict[str, Stage] = field(default_factory=dict)
+    end_to_end: float = 0.0
+    peak_rss_mib: float = 0.0
+
+
+def _cpu() -> float:
+    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+@contextmanager
+def measured(stages: dict[str, Stage], name: str) -> Iterator[None]:
+    """Add the block's wall and CPU seconds (this process and its waited-for children) to ``stages[name]``."""
+    wall, cpu = time.perf_counter(), _cpu()
+    try:
+        yield
+    finally:
+        stage = stages.setdefault(name, Stage())
+        stage.wall += time.perf_counter() - wall
+        stage.cpu += _cpu() - cpu
+
+
+def run_child(cmd: list[str], env: dict[str, str]) -> tuple[float, float, float, str]:
+    """(wall s, CPU s, peak RSS MiB, stdout) of a child process, measured with ``wait4``."""
+    started = time.perf_counter()
+    with tempfile.TemporaryFile() as out:
+        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.PIPE, cwd=ROOT)
+        assert proc.stderr is not None
+        stderr = proc.stderr.read()
+        _, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        wall = time.perf_counter() - started
+        out.seek(0)
+        stdout = out.read().decode()
+    if proc.returncode not in (0,):
+        raise RuntimeError(f"{cmd[:4]} exited with {proc.returncode}: {stderr.decode()[-2000:]}")
+    return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, stdout
+
+
+def child_env(home: Path, extra: dict[str, str] | None = None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("COPYCAT_")}
+    env.update({"COPYCAT_HOME": str(home), "PYTHONPATH": str(ROOT), "COPYCAT_LOG_LEVEL": "WARNING", **(extra or {})})
+    return env
+
+
+def startup_only() -> None:
+    """In a fresh process: what `copycat ingest` builds before its first frame (see module docstring)."""
+    import cli.main  # noqa: F401  (the command's imports)
+    from tasks import resources
+
+    res = resources.current()
+    res.embedder.load()
+    _ = res.engine, res.objects, res.pattern_features
+    res.frame_index.ensure_collection()
+    res.close()
+
+
+def stages_alone(work: Workload, home: Path, settings_env: dict[str, str]) -> None:
+    """Each stage of ``work`` alone, sequentially over its files (see module docstring)."""
+    wall, cpu, _, _ = run_child([sys.executable, "-m", "bench.ingest_throughput", "--startup-only"],
+                                child_env(home / "startup", settings_env))
+    work.stages["startup"] = Stage(wall, cpu)
+    os.environ.update(settings_env)
+    res = Resources(Settings(home=home / "alone"))
+    res.embedder.load()
+    _ = res.engine, res.pattern_features
+    res.frame_index.ensure_collection()
+    cfg, options = res.settings, res.settings.decode_options()
+    frame_filter, patterns = cfg.frame_filter(), res.pattern_features
+    scratch = home / "scratch"
+    scratch.mkdir(parents=True, exist_ok=True)
+    for index, path in enumerate(work.files):
+        dest = scratch / f"input{path.suffix}"
+        with measured(work.stages, "fetch"):
+            res.objects.put_file(cfg.s3.uploads_bucket, path.name, path)
+            res.objects.get_file(cfg.s3.uploads_bucket, path.name, dest)
+            sha256_file(dest)
+        frames = []
+        with measured(work.stages, "decode"):
+            info = probe(dest, path.name, options.limits)
+            for (chunk,) in sample_views(dest, info, (res.embedder.geometry,), options):
+                frames.append(chunk)
+        with measured(work.stages, "embed"):
+            features = []
+            for chunk in frames:
+                out = res.embedder.embed(chunk)
+                out[~frame_filter.keep(chunk, out, patterns)] = 0.0
+                features.append(out)
+            matrix = np.concatenate(features)
+        del frames
+        with measured(work.stages, "index"):
+            save_matrix(res.objects, cfg.s3.matrices_bucket, f"bench/{index}.npy", matrix.astype(np.float16))
+            res.frame_index.replace_video(f"bench{index}", matrix)
+        dest.unlink()
+    res.close()
+
+
+def end_to_end(work: Workload, home: Path, settings_env: dict[str, str]) -> None:
+    """``copycat ingest`` of every file in one command, start-up included; every video must be indexed."""
+    cmd = [sys.executable, "-m", "cli.main", "ingest", "--json", *map(str, work.files)]
+    wall, _, rss, stdout = run_child(cmd, child_env(home, settings_env))
+    rows = json.loads(stdout)
+    failed = [r for r in rows if r["status"] != "indexed"]
+    if failed or len(rows) != len(work.files):
+        raise RuntimeError(f"{work.name}: {len(failed)} of {len(rows)} videos not indexed: {failed[:2]}")
+    work.end_to_end, work.peak_rss_mib = wall, rss
+
+
+def report(work: Workload, cores: int) -> dict[str, object]:
+    slowest = max(work.stages, key=lambda s: work.stages[s].wall)
+    cpu_bound = sum(s.cpu for s in work.stages.values()) / cores
+    summary = {
+        "workload": work.name, "files": len(work.files),
+        "stages_s": {k: round(v.wall, 2) for k, v in work.stages.items()},
+        "stages_cpu_s": {k: round(v.cpu, 2) for k, v in work.stages.items()},
+        "slowest": slowest, "end_to_end_s": round(work.end_to_end, 2),
+        "efficiency": round(work.stages[slowest].wall / work.end_to_end, 3),
+        "cpu_bound_efficiency": round(work.stages[slowest].wall / max(work.stages[slowest].wall, cpu_bound), 3),
+        "peak_rss_mib": round(work.peak_rss_mib, 1),
+    }
+    print(f"\n== {work.name} ({len(work.files)} file(s))")
+    for name, stage in work.stages.items():
+        print(f"  {name:<8} alone {stage.wall:7.2f} s   cpu {stage.cpu:7.2f} s")
+    print(f"  end to end     {work.end_to_end:7.2f} s   peak RSS {work.peak_rss_mib:.0f} MiB")
+    print(f"  efficiency {summary['efficiency']:.3f} (slowest: {slowest}); at most "
+          f"{summary['cpu_bound_efficiency']:.3f} with {cores} busy cores (CPU seconds / cores)")
+    return summary
+
+
+def time_decode(path: Path, env: dict[str, str]) -> tuple[float, int]:
+    """Wall seconds and frames of one decode with the product's options under ``env`` (other settings kept)."""
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        options = Settings().decode_options()
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+    from workers.types import FrameGeometry
+
+    tick, frames = time.perf_counter(), 0
+    info = probe(path, limits=options.limits)
+    for (chunk,) in sample_views(path, info, (FrameGeometry(224),), options):
+        frames += chunk.shape[0]
+    return time.perf_counter() - tick, frames
+
+
+def decode_modes(path: Path, modes: dict[str, dict[str, str]], rounds: int) -> dict[str, float]:
+    """Best of ``rounds`` decode times per mode, the modes interleaved so load hits them alike."""
+    best: dict[str, float] = {}
+    for _ in range(rounds):
+        for mode, env in modes.items():
+            seconds, _ = time_decode(path, env)
+            best[mode] = min(best.get(mode, seconds), seconds)
+    base = best[next(iter(modes))]
+    print(f"\n== decode modes, {path.name} (best of {rounds})")
+    for mode, seconds in best.items():
+        print(f"  {mode:<28} {seconds:7.2f} s   {base / seconds:5.2f}x")
+    return best
+
+
+MODES: dict[str, dict[str, str]] = {
+    "full decode": {"COPYCAT_DECODE__SKIP_NONREF": "false", "COPYCAT_DECODE__KEYFRAMES": "never"},
+    "skip non-ref (default)": {},
+}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "copycat-bench-media")
+    parser.add_argument("--clips", type=int, default=50)
+    parser.add_argument("--long", action="store_true", help="also the 2-hour video (end to end, peak RSS)")
+    parser.add_argument("--modes", action="store_true", help="also decode modes side by side (10-minute video)")
+    parser.add_argument("--rounds", type=int, default=2, help="rounds of the decode-mode comparison")
+    parser.add_argument("--only", choices=["ten_min", "clips"], default=None)
+    parser.add_argument("--json", type=Path, default=None, help="write the figures here")
+    parser.add_argument("--startup-only", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.startup_only:
+        startup_only()
+        return
+    media = build_media(args.cache, args.clips)
+    cores = os.cpu_count() or 1
+    print(f"load average before: {os.getloadavg()}, {cores} cores")
+    settings_env = {k: v for k, v in os.environ.items() if k.startswith("COPYCAT_") and k != "COPYCAT_HOME"}
+    workloads = [Workload("10-minute 720p", [media.ten_min]), Workload(f"{len(media.clips)} clips", media.clips)]
+    if args.only:
+        workloads = [workloads[0] if args.only == "ten_min" else workloads[1]]
+    results: dict[str, object] = {"cores": cores, "load_before": os.getloadavg()}
+    summaries = []
+    with tempfile.TemporaryDirectory(prefix="copycat-ingest-bench-") as tmp:
+        for index, work in enumerate(workloads):
+            stages_alone(work, Path(tmp) / f"alone{index}", settings_env)
+            end_to_end(work, Path(tmp) / f"e2e{index}", settings_env)
+            summaries.append(report(work, cores))
+        if args.long:
+            ten = next((s for s in summaries if s["workload"] == "10-minute 720p"), None)
+            long_work = Workload("2-hour 720p", [media.two_hours])
+            end_to_end(long_work, Path(tmp) / "e2e-long", settings_env)
+            tick = time.perf_counter()
+            time_decode(media.two_hours, {})
+            long_work.stages["decode"] = Stage(time.perf_counter() - tick)
+            ratio = long_work.peak_rss_mib / float(ten["peak_rss_mib"]) if ten else float("nan")  # type: ignore[arg-type]
+            print(f"\n== 2-hour 720p: end to end {long_work.end_to_end:.1f} s, decode alone "
+                  f"{long_work.stages['decode'].wall:.1f} s, peak RSS {long_work.peak_rss_mib:.0f} MiB "
+                  f"({ratio:.3f}x the 10-minute video's)")
+            results["long"] = {"end_to_end_s": round(long_work.end_to_end, 2), "peak_rss_mib": long_work.peak_rss_mib,
+                               "decode_alone_s": round(long_work.stages["decode"].wall, 2),
+                               "rss_ratio": round(ratio, 3)}
+    if args.modes:
+        results["decode_modes"] = decode_modes(media.ten_min, MODES, args.rounds)
+    results["workloads"] = summaries
+    results["load_after"] = os.getloadavg()
+    print(f"load average after: {os.getloadavg()}")
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
