@@ -87,9 +87,10 @@ class DecodeSettings(BaseModel):
                                       " (in their first 30 s) are at most this far apart; a sample may then come"
                                       " up to that much early; 0 = never (measuring the spacing costs one more"
                                       " ffprobe per video)")
-    hwaccel: Literal["auto", "cuda", "none"] = Field("auto", description="decode on an NVIDIA GPU (NVDEC +"
-                                                     " scale_cuda) when ffmpeg and the driver offer it (auto), or"
-                                                     " never (none); a failed GPU decode falls back to the CPU")
+    hwaccel: Literal["auto", "cuda", "none"] = Field("auto", description="auto: decode on an NVIDIA GPU (NVDEC +"
+                                                     " scale_cuda) when ffmpeg and the driver offer it; cuda: the"
+                                                     " same, logging why not when they do not; none: never. A"
+                                                     " failed GPU decode falls back to the CPU")
     chunk_frames: int = Field(64, ge=1, description="frames read from ffmpeg at a time (bounds memory)")
     max_errors: int = Field(0, ge=0, description="decoder errors tolerated before a video counts as corrupt")
     max_duration_s: float = Field(_LIMITS.max_duration_s, gt=0, description="longer videos are refused")
