@@ -29,6 +29,7 @@ import ffmpeg
 import numpy as np
 
 from workers.admission import (
+    PIPE_URL,
     InputLimits,
     check_file_size,
     check_limits,
@@ -175,8 +176,13 @@ def sample_views(
     *,
     queue_chunks: int = 2,
     label: str | None = None,
+    feed: Callable[[], Iterator[bytes]] | None = None,
 ) -> Iterator[tuple[np.ndarray, ...]]:
     """Yield, per chunk of sampled frames, one uint8 RGB array [n, size, size, 3] per geometry, in order.
+
+    With ``feed``, ffmpeg reads the file's bytes from its stdin as ``feed()`` yields them (a download still
+    under way: ``workers.spool``), the probed demuxer forced and the ``pipe`` protocol alone allowed; ``path``
+    must then be a container ``workers.spool.streamable_head`` accepts.
 
     One ffmpeg process decodes the stream once: after the ``fps`` filter the frames are ``split``, each branch
     is scaled to its geometry, and the branches are padded and stacked vertically into one raw frame
@@ -196,7 +202,7 @@ def sample_views(
         log.info("%s: decoding with %s", label or path.name, plan.reason)
     produced = 0
     try:
-        for views in _run_decoder(path, info, geometries, options, plan, queue_chunks, label or path.name):
+        for views in _run_decoder(path, info, geometries, options, plan, queue_chunks, label or path.name, feed):
             produced += views[0].shape[0]
             yield views
     except CorruptVideo as exc:
@@ -205,17 +211,19 @@ def sample_views(
         log.warning("%s: NVDEC decode failed before the first frame (%s); decoding on the CPU instead",
                     label or path.name, exc)
         cpu = replace(plan, hwaccel=None, reason=f"{plan.reason}; NVDEC failed, CPU fall-back")
-        yield from _run_decoder(path, info, geometries, options, cpu, queue_chunks, label or path.name)
+        yield from _run_decoder(path, info, geometries, options, cpu, queue_chunks, label or path.name, feed)
 
 
 def _run_decoder(path: Path, info: VideoInfo, geometries: Sequence[FrameGeometry], options: DecodeOptions,
-                 plan: DecodePlan, queue_chunks: int, name: str) -> Iterator[tuple[np.ndarray, ...]]:
+                 plan: DecodePlan, queue_chunks: int, name: str,
+                 feed: Callable[[], Iterator[bytes]] | None) -> Iterator[tuple[np.ndarray, ...]]:
     """One ffmpeg process running ``plan``: the body of ``sample_views``."""
-    cmd = _decoder_command(path, info, geometries, options.fps, plan)
+    cmd = _decoder_command(path, info, geometries, options.fps, plan, pipe=feed is not None)
     width, height = max(g.size for g in geometries), sum(g.size for g in geometries)
     frame_bytes = width * height * 3
     chunk_frames, timeout_s = options.chunk_frames, options.timeout_for(info.duration)
-    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL if feed is None else subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     stderr_lines: deque[str] = deque(maxlen=STDERR_TAIL_LINES)
     error_count = [0]
     timed_out = threading.Event()
@@ -256,11 +264,27 @@ def _run_decoder(path: Path, info: VideoInfo, geometries: Sequence[FrameGeometry
         finally:
             chunks.put(None)
 
+    def write_input() -> None:
+        assert proc.stdin is not None and feed is not None
+        try:
+            for piece in feed():
+                if stop.is_set():
+                    break
+                proc.stdin.write(piece)
+        except (BrokenPipeError, ValueError):  # ffmpeg stopped reading: its exit status tells why
+            pass
+        finally:
+            with contextlib.suppress(BrokenPipeError):
+                proc.stdin.close()
+
     watchdog = threading.Thread(target=kill_on_deadline, daemon=True)
     threads = [threading.Thread(target=drain_stderr, daemon=True), threading.Thread(target=read_chunks, daemon=True)]
     watchdog.start()
     for thread in threads:
         thread.start()
+    writer = threading.Thread(target=write_input, daemon=True) if feed is not None else None
+    if writer is not None:
+        writer.start()
     started, produced = time.monotonic(), 0
     try:
         while (item := chunks.get()) is not None:
@@ -299,6 +323,8 @@ def _run_decoder(path: Path, info: VideoInfo, geometries: Sequence[FrameGeometry
             with contextlib.suppress(queue.Empty):
                 chunks.get(timeout=0.05)
         proc.wait()
+        if writer is not None:
+            writer.join()
         for pipe in (proc.stdout, proc.stderr):
             if pipe is not None:
                 pipe.close()
@@ -411,7 +437,7 @@ def _keyframe_gap(path: Path, info: VideoInfo, options: DecodeOptions) -> float 
 
 
 def _decoder_command(path: Path, info: VideoInfo, geometries: Sequence[FrameGeometry], fps: float,
-                     plan: DecodePlan = DecodePlan()) -> list[str]:
+                     plan: DecodePlan = DecodePlan(), *, pipe: bool = False) -> list[str]:
     """The ffmpeg command line of ``plan``: sample at ``fps``, one scaled branch per geometry, stacked into one
     raw frame. Measured choices (README, bench/ingest_throughput.py): not ``skip_frame bidir``: with
     B-pyramids it drops reference B-frames and the decoder reports errors; not ``skip_loop_filter all``:
@@ -424,8 +450,9 @@ def _decoder_command(path: Path, info: VideoInfo, geometries: Sequence[FrameGeom
         extra["threads"] = plan.threads
     if plan.hwaccel:
         extra.update(hwaccel=plan.hwaccel, hwaccel_output_format=plan.hwaccel)
-    sampled = ffmpeg.input(input_url(path), **extra, **decode_options(info))[str(info.stream_index)].filter("fps",
-                                                                                                         fps=fps)
+    source = PIPE_URL if pipe else input_url(path)
+    sampled = ffmpeg.input(source, **extra, **decode_options(info, pipe=pipe))[str(info.stream_index)].filter(
+        "fps", fps=fps)
     branches = [sampled] if len(geometries) == 1 else [sampled.split()[i] for i in range(len(geometries))]
     width = max(g.size for g in geometries)
     scaled = []
