@@ -103,16 +103,15 @@ def _embed_streamed(obj: StreamedObject, path: Path, embed: Callable[..., Embedd
         head_s = time.perf_counter() - started
         if info is None:
             sha256 = spool.finish()
-            downloaded = time.perf_counter() - started
             video = embed(path)
-            video.timings = {"download": round(downloaded, 4), **video.timings}
+            video.timings = {"download": round(spool.seconds, 4), **video.timings}
         else:
             video = embed(path, info=info, feed=spool.tail)
             sha256 = spool.finish()
             if info.demuxer == "matroska" and probe(path, label, options.limits) != info:
                 # Tags at the end (a stream's DURATION) changed what the head said: decode the file instead.
                 video = embed(path)
-            video.timings = {"download_head": round(head_s, 4), **video.timings}
+            video.timings = {"download": round(spool.seconds, 4), "download_head": round(head_s, 4), **video.timings}
     except BaseException:
         obj.close()
         with contextlib.suppress(Exception):

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import struct
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -64,6 +65,7 @@ class Spool:
         self._done = False
         self._error: BaseException | None = None
         self._digest = hashlib.sha256()
+        self.seconds = 0.0  # how long the download took, once it ended
         self._changed = threading.Condition()
         self._thread = threading.Thread(target=self._run, name="spool", daemon=True)
 
@@ -74,6 +76,7 @@ class Spool:
         return self
 
     def _run(self) -> None:
+        started = time.perf_counter()
         try:
             with self.path.open("wb") as out:
                 for piece in self._pieces:
@@ -86,6 +89,7 @@ class Spool:
         except BaseException as exc:  # handed to whoever waits (finish re-raises it)
             self._error = exc
         finally:
+            self.seconds = time.perf_counter() - started
             with self._changed:
                 self._done = True
                 self._changed.notify_all()
