@@ -3,6 +3,8 @@
 - ``ten_min.mp4``: 600 s of 1280x720 25 fps H.264 encoded like real uploads (x264 ``veryfast``, 3 B-frames,
   deblocking on, keyframe every 250 frames), the shared clips normalised to 720p and looped;
 - ``two_hours.mp4``: the 10-minute video stream-copied 12 times (7200 s, same encode);
+- ``dense_keys.mp4``: the first 120 s of the 10-minute video with a key frame every 12 frames (0.48 s), for
+  the key-frames-only decode;
 - ``clips/clip_NN.mp4``: 50 short clips (the 2-hour video cut at its first key frame after each 11 s, stream
   copy: 10-20 s each).
 """
@@ -23,6 +25,7 @@ ENCODE = ["-c:v", "libx264", "-preset", "veryfast", "-bf", "3", "-g", "250", "-p
 class Media:
     ten_min: Path
     two_hours: Path
+    dense_keys: Path
     clips: list[Path]
 
 
@@ -55,9 +58,14 @@ def build_media(cache: Path, clip_count: int = 50) -> Media:
         _ffmpeg("-f", "concat", "-safe", "0", "-i", str(listing), "-c", "copy", "-movflags", "+faststart",
                 str(cache / "two_hours.tmp.mp4"))
         (cache / "two_hours.tmp.mp4").rename(two_hours)
+    dense_keys = cache / "dense_keys.mp4"
+    if not dense_keys.exists():
+        _ffmpeg("-i", str(ten_min), "-t", "120", *[a if a != "250" else "12" for a in ENCODE],
+                str(cache / "dense_keys.tmp.mp4"))
+        (cache / "dense_keys.tmp.mp4").rename(dense_keys)
     if len(list(clip_dir.glob("clip_*.mp4"))) < clip_count:
         clip_dir.mkdir(exist_ok=True)
         _ffmpeg("-i", str(two_hours), "-t", str(clip_count * 25), "-c", "copy", "-f", "segment", "-segment_time", "11",
                 "-reset_timestamps", "1", str(clip_dir / "clip_%02d.mp4"))
     clips = sorted(clip_dir.glob("clip_*.mp4"))[:clip_count]
-    return Media(ten_min, two_hours, clips)
+    return Media(ten_min, two_hours, dense_keys, clips)

@@ -19,7 +19,7 @@ its wall time and its peak RSS (``wait4``). Also printed: each stage's CPU secon
 puts on the end-to-end time on this machine (sum of CPU seconds / cores): on a machine whose cores are all
 busy with the decode, no amount of overlap can hide the other stages' CPU work.
 
-    python -m bench.ingest_throughput [--cache DIR] [--clips 50] [--long] [--modes]
+    python -m bench.ingest_throughput [--cache DIR] [--clips 50] [--long] [--modes] [--compare ../main]
 """
 
 from __future__ import annotations
@@ -80,11 +80,11 @@ def measured(stages: dict[str, Stage], name: str) -> Iterator[None]:
         stage.cpu += _cpu() - cpu
 
 
-def run_child(cmd: list[str], env: dict[str, str]) -> tuple[float, float, float, str]:
-    """(wall s, CPU s, peak RSS MiB, stdout) of a child process, measured with ``wait4``."""
+def run_child(cmd: list[str], env: dict[str, str], cwd: Path = ROOT) -> tuple[float, float, float, str]:
+    """(wall s, CPU s, peak RSS MiB, stdout) of a child process run in ``cwd``, measured with ``wait4``."""
     started = time.perf_counter()
     with tempfile.TemporaryFile() as out:
-        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.PIPE, cwd=ROOT)
+        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.PIPE, cwd=cwd)
         assert proc.stderr is not None
         stderr = proc.stderr.read()
         _, status, usage = os.wait4(proc.pid, 0)
@@ -97,9 +97,10 @@ def run_child(cmd: list[str], env: dict[str, str]) -> tuple[float, float, float,
     return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, stdout
 
 
-def child_env(home: Path, extra: dict[str, str] | None = None) -> dict[str, str]:
+def child_env(home: Path, extra: dict[str, str] | None = None, tree: Path = ROOT) -> dict[str, str]:
+    """The environment of a child on a fresh home, importing the product from ``tree``."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("COPYCAT_")}
-    env.update({"COPYCAT_HOME": str(home), "PYTHONPATH": str(ROOT), "COPYCAT_LOG_LEVEL": "WARNING", **(extra or {})})
+    env.update({"COPYCAT_HOME": str(home), "PYTHONPATH": str(tree), "COPYCAT_LOG_LEVEL": "WARNING", **(extra or {})})
     return env
 
 
@@ -155,18 +156,19 @@ def stages_alone(work: Workload, home: Path, settings_env: dict[str, str]) -> No
     res.close()
 
 
-def end_to_end(work: Workload, home: Path, settings_env: dict[str, str]) -> None:
-    """``copycat ingest`` of every file in one command, start-up included; every video must be indexed."""
+def end_to_end(work: Workload, home: Path, settings_env: dict[str, str], tree: Path = ROOT) -> tuple[float, float]:
+    """``copycat ingest`` of every file in one command, start-up included, with the product in ``tree``; every
+    video must be indexed. Returns (wall seconds, peak RSS MiB)."""
     cmd = [sys.executable, "-m", "cli.main", "ingest", "--json", *map(str, work.files)]
-    wall, _, rss, stdout = run_child(cmd, child_env(home, settings_env))
+    wall, _, rss, stdout = run_child(cmd, child_env(home, settings_env, tree), tree)
     rows = json.loads(stdout)
     failed = [r for r in rows if r["status"] != "indexed"]
     if failed or len(rows) != len(work.files):
         raise RuntimeError(f"{work.name}: {len(failed)} of {len(rows)} videos not indexed: {failed[:2]}")
-    work.end_to_end, work.peak_rss_mib = wall, rss
+    return wall, rss
 
 
-def report(work: Workload, cores: int) -> dict[str, object]:
+def report(work: Workload, cores: int, before: tuple[float, float] | None = None) -> dict[str, object]:
     slowest = max(work.stages, key=lambda s: work.stages[s].wall)
     cpu_bound = sum(s.cpu for s in work.stages.values()) / cores
     summary = {
@@ -184,6 +186,11 @@ def report(work: Workload, cores: int) -> dict[str, object]:
     print(f"  end to end     {work.end_to_end:7.2f} s   peak RSS {work.peak_rss_mib:.0f} MiB")
     print(f"  efficiency {summary['efficiency']:.3f} (slowest: {slowest}); at most "
           f"{summary['cpu_bound_efficiency']:.3f} with {cores} busy cores (CPU seconds / cores)")
+    if before is not None:
+        summary["before"] = {"end_to_end_s": round(before[0], 2), "peak_rss_mib": round(before[1], 1),
+                             "efficiency": round(work.stages[slowest].wall / before[0], 3)}
+        print(f"  before (--compare): end to end {before[0]:7.2f} s, peak RSS {before[1]:.0f} MiB, efficiency "
+              f"{summary['before']['efficiency']:.3f}")  # type: ignore[index]
     return summary
 
 
@@ -218,13 +225,21 @@ def decode_modes(path: Path, modes: dict[str, dict[str, str]], rounds: int) -> d
     base = best[next(iter(modes))]
     print(f"\n== decode modes, {path.name} (best of {rounds})")
     for mode, seconds in best.items():
-        print(f"  {mode:<28} {seconds:7.2f} s   {base / seconds:5.2f}x")
+        print(f"  {mode:<34} {seconds:7.2f} s   {base / seconds:5.2f}x")
     return best
 
 
+FULL = {"COPYCAT_DECODE__SKIP_NONREF": "false", "COPYCAT_DECODE__KEYFRAME_MAX_GAP_S": "0"}
 MODES: dict[str, dict[str, str]] = {
-    "full decode": {"COPYCAT_DECODE__SKIP_NONREF": "false", "COPYCAT_DECODE__KEYFRAMES": "never"},
+    "full decode": FULL,
     "skip non-ref (default)": {},
+    "skip non-ref, 1 decoder thread": {"COPYCAT_DECODE__THREADS": "1"},
+    "full decode, 1 decoder thread": {**FULL, "COPYCAT_DECODE__THREADS": "1"},
+}
+DENSE_MODES: dict[str, dict[str, str]] = {
+    "full decode": FULL,
+    "skip non-ref (default)": {},
+    "key frames only (gap <= 0.5 s)": {"COPYCAT_DECODE__KEYFRAME_MAX_GAP_S": "0.5"},
 }
 
 
@@ -236,6 +251,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--modes", action="store_true", help="also decode modes side by side (10-minute video)")
     parser.add_argument("--rounds", type=int, default=2, help="rounds of the decode-mode comparison")
     parser.add_argument("--only", choices=["ten_min", "clips"], default=None)
+    parser.add_argument("--compare", type=Path, default=None, help="another checkout (e.g. main) whose `copycat"
+                        " ingest` runs end to end beside this one's, interleaved")
     parser.add_argument("--json", type=Path, default=None, help="write the figures here")
     parser.add_argument("--startup-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -254,12 +271,16 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory(prefix="copycat-ingest-bench-") as tmp:
         for index, work in enumerate(workloads):
             stages_alone(work, Path(tmp) / f"alone{index}", settings_env)
-            end_to_end(work, Path(tmp) / f"e2e{index}", settings_env)
-            summaries.append(report(work, cores))
+            before = None
+            if args.compare:
+                before = end_to_end(work, Path(tmp) / f"before{index}", settings_env, args.compare.resolve())
+            work.end_to_end, work.peak_rss_mib = end_to_end(work, Path(tmp) / f"e2e{index}", settings_env)
+            summaries.append(report(work, cores, before))
         if args.long:
             ten = next((s for s in summaries if s["workload"] == "10-minute 720p"), None)
             long_work = Workload("2-hour 720p", [media.two_hours])
-            end_to_end(long_work, Path(tmp) / "e2e-long", settings_env)
+            long_work.end_to_end, long_work.peak_rss_mib = end_to_end(long_work, Path(tmp) / "e2e-long",
+                                                                      settings_env)
             tick = time.perf_counter()
             time_decode(media.two_hours, {})
             long_work.stages["decode"] = Stage(time.perf_counter() - tick)
@@ -272,6 +293,7 @@ def main(argv: list[str] | None = None) -> None:
                                "rss_ratio": round(ratio, 3)}
     if args.modes:
         results["decode_modes"] = decode_modes(media.ten_min, MODES, args.rounds)
+        results["decode_modes_dense_keys"] = decode_modes(media.dense_keys, DENSE_MODES, args.rounds)
     results["workloads"] = summaries
     results["load_after"] = os.getloadavg()
     print(f"load average after: {os.getloadavg()}")
