@@ -7,8 +7,8 @@ whose end-to-end peak RSS is compared with the 10-minute video's.
 
 Stages alone, in this process on a fresh embedded home, with the product's settings:
 
-- ``startup``: a fresh process importing the CLI and building what an ingest needs (model loaded, the
-  database migrated, the Milvus collection opened): what `copycat ingest` pays once per command;
+- ``startup``: a fresh process importing the ingest path and building what an ingest needs (model loaded,
+  the database migrated, the Milvus collection opened): what `copycat ingest` pays once per command;
 - ``fetch``: upload into the object store, download into a scratch file, hash (what the CLI and the task do);
 - ``decode``: ``workers.decode.sample_views`` with the product's options, frames thrown away;
 - ``embed``: the model on the already decoded frames (and the uninformative-frame filter);
@@ -107,7 +107,8 @@ def child_env(home: Path, extra: dict[str, str] | None = None, tree: Path = ROOT
 
 def startup_only() -> None:
     """In a fresh process: what `copycat ingest` builds before its first frame (see module docstring)."""
-    import cli.main  # noqa: F401  (the command's imports)
+    import tasks.ingest  # noqa: F401  (what the command's upload and ingest import)
+    import tasks.ops  # noqa: F401
     from tasks import resources
 
     res = resources.current()
