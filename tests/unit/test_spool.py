@@ -81,3 +81,30 @@ def test_streamed_decode_equals_the_file_decode(name: str, clips_dir: Path, tmp_
     full = np.concatenate([v[0] for v in sample_views(path, probe(path), (FrameGeometry(224),),
                                                       DecodeOptions(skip_nonref=True))])
     assert head_probe == probe(path) and np.array_equal(streamed, full)
+
+
+@pytest.mark.parametrize("faststart", [True, False])
+def test_streamed_object_embeds_like_a_downloaded_one(faststart: bool, clips_dir: Path, tmp_path: Path) -> None:
+    """Through ``LocalObjectStore.read``: same descriptors, SHA-256 and ETag as a full download first; only an
+    MP4 with its index first is decoded while it downloads (``download_head``)."""
+    from workers.embed import create_embedder
+    from workers.pipeline import embed_object
+    from workers.stores.objects import LocalObjectStore, sha256_file
+
+    source = tmp_path / "upload.mp4"
+    subprocess.run(["ffmpeg", "-v", "error", "-i", str(clips_dir / "clip16_highway.mp4"), "-t", "8", "-c", "copy",
+                    *(["-movflags", "+faststart"] if faststart else []), str(source)], check=True)
+    store = LocalObjectStore(tmp_path / "objects")
+    store.ensure_bucket("up")
+    put = store.put_file("up", "v.mp4", source)
+    embedder = create_embedder("sscd_distilled", device="cpu")
+    options = DecodeOptions(skip_nonref=True)
+    streamed = embed_object(None, embedder, options, scratch_dir=tmp_path / "s1", label="v.mp4",
+                            stream=lambda: store.read("up", "v.mp4"))
+    fetched = embed_object(lambda dest: store.get_file("up", "v.mp4", dest), embedder, options,
+                           scratch_dir=tmp_path / "s2", label="v.mp4")
+    assert np.array_equal(streamed.video.features, fetched.video.features)
+    assert streamed.sha256 == fetched.sha256 == sha256_file(source)
+    assert streamed.source.etag == fetched.source.etag == put.etag and streamed.source.size == put.size
+    assert ("download_head" in streamed.video.timings) is faststart and "download" in streamed.video.timings
+    assert not any((tmp_path / "s1").iterdir())  # the scratch folder is gone
