@@ -458,8 +458,9 @@ def _decoder_command(path: Path, info: VideoInfo, geometries: Sequence[FrameGeom
     scaled = []
     for branch, geometry in zip(branches, geometries, strict=True):
         if plan.hwaccel:
-            branch = (branch.filter("scale_cuda", w=geometry.size, h=geometry.size).filter("hwdownload")
-                      .filter("format", "nv12"))
+            # bicubic like the CPU scaler; 8-bit 4:2:0 whatever the stream's depth, so hwdownload's format is known
+            branch = (branch.filter("scale_cuda", w=geometry.size, h=geometry.size, interp_algo="bicubic",
+                                    format="yuv420p").filter("hwdownload").filter("format", "yuv420p"))
         else:
             for filter_name, kwargs in geometry.filters():
                 branch = branch.filter(filter_name, **kwargs)

@@ -87,8 +87,9 @@ def test_nvdec_command_scales_on_the_gpu_and_downloads_model_sized_frames() -> N
                                     DecodePlan("noref", 2, "cuda")))
     assert plan.hwaccel is None  # the options did not ask for a GPU
     assert "-hwaccel cuda -hwaccel_output_format cuda" in cmd and "-skip_frame noref" in cmd and "-threads 2" in cmd
-    assert "scale_cuda=h=224:w=224" in cmd and "scale_cuda=h=448:w=448" in cmd and "hwdownload" in cmd
-    assert "bicubic" not in cmd  # no CPU scaler after the download
+    assert "scale_cuda=format=yuv420p:h=224:interp_algo=bicubic:w=224" in cmd and "h=448" in cmd
+    assert "hwdownload" in cmd
+    assert "flags=bicubic" not in cmd and "scale=" not in cmd  # no CPU scaler after the download
 
 
 def test_failed_gpu_decode_falls_back_to_the_cpu(monkeypatch: pytest.MonkeyPatch, clips_dir: Path,
