@@ -3,7 +3,7 @@
 Pipeline efficiency = (slowest stage alone) / (end to end): 1.0 means every other stage hides behind the
 slowest one. Workloads (built once by ``bench.ingest_media`` into ``--cache``): a 10-minute 720p H.264
 video (x264 veryfast, 3 B-frames), a batch of ``--clips`` short clips, and (``--long``) a 2-hour video,
-whose end-to-end peak RSS is compared with the 10-minute video's.
+whose end-to-end peak RSS is compared with the 10-minute video's (``long_video``).
 
 Stages alone, in this process on a fresh embedded home, with the product's settings:
 
@@ -199,6 +199,36 @@ def report(work: Workload, cores: int, before: tuple[float, float, float] | None
     return summary
 
 
+def long_video(ten_min: Path, two_hours: Path, tmp: Path, settings_env: dict[str, str],
+               in_process: bool = False) -> dict[str, object]:
+    """Peak RSS of the ingest process, 2 hours against 10 minutes, end to end, both with their vectors in a
+    Milvus Lite server process (as under `copycat up`) and, with ``in_process``, also in embedded mode, where
+    the pure-Python Milvus Lite engine holds the library in the ingest's own memory (~26 KB per vector)."""
+    from tasks.services import free_port, milvus_lite_server, wait_for_milvus
+
+    port = free_port()
+    server = milvus_lite_server(tmp / "milvus-server", port=port)
+    server.start()
+    figures: dict[str, object] = {}
+    try:
+        uri = f"http://127.0.0.1:{port}"
+        wait_for_milvus(server, uri)
+        for where, extra in (("server", {"COPYCAT_MILVUS__URI": uri}), ("in-process", {}))[:2 if in_process else 1]:
+            runs = {}
+            for name, path in (("10-minute", ten_min), ("2-hour", two_hours)):
+                env = {**settings_env, **extra, "COPYCAT_MILVUS__COLLECTION_PREFIX": f"bench_{where[:2]}_{name[:2]}"}
+                wall, rss, cpu = end_to_end(Workload(name, [path]), tmp / f"long-{where}-{name}", env)
+                runs[name] = {"end_to_end_s": round(wall, 2), "cpu_s": round(cpu, 2), "peak_rss_mib": round(rss, 1)}
+            ratio = runs["2-hour"]["peak_rss_mib"] / runs["10-minute"]["peak_rss_mib"]
+            figures[where] = {**runs, "rss_ratio": round(ratio, 3)}
+            print(f"\n== 2-hour vs 10-minute 720p, vectors in Milvus Lite ({where}): "
+                  + ", ".join(f"{n} {r['end_to_end_s']:.1f} s, peak RSS {r['peak_rss_mib']:.0f} MiB"
+                              for n, r in runs.items()) + f" -> {ratio:.3f}x")
+    finally:
+        server.stop()
+    return figures
+
+
 def time_decode(path: Path, env: dict[str, str]) -> tuple[float, int]:
     """Wall seconds and frames of one decode with the product's options under ``env`` (other settings kept)."""
     saved = {k: os.environ.get(k) for k in env}
@@ -255,7 +285,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--long", action="store_true", help="also the 2-hour video (end to end, peak RSS)")
     parser.add_argument("--modes", action="store_true", help="also decode modes side by side (10-minute video)")
     parser.add_argument("--rounds", type=int, default=2, help="rounds of the decode-mode comparison")
-    parser.add_argument("--only", choices=["ten_min", "clips"], default=None)
+    parser.add_argument("--long-in-process", action="store_true", help="--long also in embedded mode")
+    parser.add_argument("--only", choices=["ten_min", "clips", "none"], default=None)
     parser.add_argument("--compare", type=Path, default=None, help="another checkout (e.g. main) whose `copycat"
                         " ingest` runs end to end beside this one's, interleaved")
     parser.add_argument("--json", type=Path, default=None, help="write the figures here")
@@ -270,7 +301,7 @@ def main(argv: list[str] | None = None) -> None:
     settings_env = {k: v for k, v in os.environ.items() if k.startswith("COPYCAT_") and k != "COPYCAT_HOME"}
     workloads = [Workload("10-minute 720p", [media.ten_min]), Workload(f"{len(media.clips)} clips", media.clips)]
     if args.only:
-        workloads = [workloads[0] if args.only == "ten_min" else workloads[1]]
+        workloads = {"ten_min": workloads[:1], "clips": workloads[1:], "none": []}[args.only]
     results: dict[str, object] = {"cores": cores, "load_before": os.getloadavg()}
     summaries = []
     with tempfile.TemporaryDirectory(prefix="copycat-ingest-bench-") as tmp:
@@ -283,15 +314,8 @@ def main(argv: list[str] | None = None) -> None:
                                                                                 settings_env)
             summaries.append(report(work, cores, before))
         if args.long:
-            ten = next((s for s in summaries if s["workload"] == "10-minute 720p"), None)
-            long_work = Workload("2-hour 720p", [media.two_hours])
-            long_work.end_to_end, long_work.peak_rss_mib, long_work.end_to_end_cpu = end_to_end(
-                long_work, Path(tmp) / "e2e-long", settings_env)
-            ratio = long_work.peak_rss_mib / float(ten["peak_rss_mib"]) if ten else float("nan")  # type: ignore[arg-type]
-            print(f"\n== 2-hour 720p: end to end {long_work.end_to_end:.1f} s (cpu {long_work.end_to_end_cpu:.1f} s),"
-                  f" peak RSS {long_work.peak_rss_mib:.0f} MiB ({ratio:.3f}x the 10-minute video's)")
-            results["long"] = {"end_to_end_s": round(long_work.end_to_end, 2), "peak_rss_mib": long_work.peak_rss_mib,
-                               "end_to_end_cpu_s": round(long_work.end_to_end_cpu, 2), "rss_ratio": round(ratio, 3)}
+            results["long"] = long_video(media.ten_min, media.two_hours, Path(tmp), settings_env,
+                                         args.long_in_process)
     if args.modes:
         results["decode_modes"] = decode_modes(media.ten_min, MODES, args.rounds)
         results["decode_modes_dense_keys"] = decode_modes(media.dense_keys, DENSE_MODES, args.rounds)
