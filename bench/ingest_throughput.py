@@ -229,8 +229,9 @@ def long_video(ten_min: Path, two_hours: Path, tmp: Path, settings_env: dict[str
     return figures
 
 
-def time_decode(path: Path, env: dict[str, str]) -> tuple[float, int]:
-    """Wall seconds and frames of one decode with the product's options under ``env`` (other settings kept)."""
+def time_decode(path: Path, env: dict[str, str]) -> tuple[float, float]:
+    """Wall and CPU seconds (ffmpeg's and this process's) of one decode with the product's options under
+    ``env`` (other settings kept); CPU seconds compare modes fairly on a machine others load too."""
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     try:
@@ -243,24 +244,25 @@ def time_decode(path: Path, env: dict[str, str]) -> tuple[float, int]:
                 os.environ[key] = value
     from workers.types import FrameGeometry
 
-    tick, frames = time.perf_counter(), 0
+    tick, cpu = time.perf_counter(), _cpu()
     info = probe(path, limits=options.limits)
-    for (chunk,) in sample_views(path, info, (FrameGeometry(224),), options):
-        frames += chunk.shape[0]
-    return time.perf_counter() - tick, frames
+    for _ in sample_views(path, info, (FrameGeometry(224),), options):
+        pass
+    return time.perf_counter() - tick, _cpu() - cpu
 
 
-def decode_modes(path: Path, modes: dict[str, dict[str, str]], rounds: int) -> dict[str, float]:
-    """Best of ``rounds`` decode times per mode, the modes interleaved so load hits them alike."""
-    best: dict[str, float] = {}
+def decode_modes(path: Path, modes: dict[str, dict[str, str]], rounds: int) -> dict[str, list[float]]:
+    """Best of ``rounds`` decode (wall, CPU) seconds per mode, the modes interleaved so load hits them alike."""
+    best: dict[str, list[float]] = {}
     for _ in range(rounds):
         for mode, env in modes.items():
-            seconds, _ = time_decode(path, env)
-            best[mode] = min(best.get(mode, seconds), seconds)
+            wall, cpu = time_decode(path, env)
+            old = best.get(mode, [wall, cpu])
+            best[mode] = [min(old[0], wall), min(old[1], cpu)]
     base = best[next(iter(modes))]
-    print(f"\n== decode modes, {path.name} (best of {rounds})")
-    for mode, seconds in best.items():
-        print(f"  {mode:<34} {seconds:7.2f} s   {base / seconds:5.2f}x")
+    print(f"\n== decode modes, {path.name} (best of {rounds}; ratios to the first mode)")
+    for mode, (wall, cpu) in best.items():
+        print(f"  {mode:<34} {wall:7.2f} s {base[0] / wall:5.2f}x   cpu {cpu:7.2f} s {base[1] / cpu:5.2f}x")
     return best
 
 
