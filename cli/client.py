@@ -69,8 +69,13 @@ def parallel_ingest(files: int) -> Iterator[Callable[[], None]]:
 
     def running() -> list[Future[object]]:
         with lock:
+            finished = [f for f in pending if f.done()]
             pending[:] = [f for f in pending if not f.done()]
-            return list(pending)
+            busy = list(pending)
+        for future in finished:  # a task's own failure is recorded on its row; this is one that never ran
+            if (error := future.exception()) is not None:
+                raise error
+        return busy
 
     def throttle() -> None:
         while len(busy := running()) >= workers:
