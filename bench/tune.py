@@ -42,7 +42,7 @@ from workers.views import EXTRA_VIEWS, VIEW_COUNTS
 CLIPS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "clips"
 MAX_GRID = 2
 """Queries are embedded with tiles of this grid; ``crop_grid`` 1 uses their whole-frame view only."""
-QUERY_OPTIONS = ("crop_grid", "top_k", "reduce", "extra_views")
+QUERY_OPTIONS = ("crop_grid", "top_k", "reduce", "per_video", "extra_views")
 """Grid keys that set the query's ``QueryParams``; every other key is a ``TemporalNetwork`` option."""
 
 

@@ -6,16 +6,20 @@ tasks run inside ``.delay()``; in queue mode the waits poll the database.
 
 from __future__ import annotations
 
+import contextvars
+import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from db import jobs, videos
 from db.models import VideoStatus
 from tasks import resources
-from tasks.base import session
+from tasks.base import run_embedded_tasks_with, session
 from workers.types import QueryParams
 
 TERMINAL_VIDEO = {VideoStatus.INDEXED, VideoStatus.FAILED}
@@ -39,6 +43,52 @@ def ingest_file(path: Path, key: str, *, force: bool = False,
     finally:
         progress_hook.reset(token)
     return videos.video_id_for(obj.bucket, key)
+
+
+@contextmanager
+def parallel_ingest(files: int) -> Iterator[Callable[[], None]]:
+    """Embedded mode: run the queued tasks on ``COPYCAT_EMBED__PARALLEL_VIDEOS`` threads of this process, so
+    several videos decode at once (each its own ffmpeg) while sharing one loaded model; the block's uploads go
+    on meanwhile. Yields ``throttle()``, to call after each queued file: it waits while every thread is busy,
+    so uploads stay at most one video ahead. The block ends when every task has. Outside embedded mode, or
+    with one thread or one file, tasks run as usual (inline, or on the workers).
+    """
+    res = resources.current()
+    workers = res.settings.embed.parallel_videos
+    if not res.settings.embedded or workers < 2 or files < 2:
+        yield lambda: None
+        return
+    res.warm_up()  # built once here: the threads must not race to create the model or a collection
+    pool = ThreadPoolExecutor(workers, thread_name_prefix="ingest")
+    pending: list[Future[object]] = []
+    lock = threading.Lock()  # tasks queue follow-on tasks (copy detection) from the pool's threads
+
+    def run(send: Callable[[], object]) -> None:
+        with lock:
+            pending.append(pool.submit(contextvars.copy_context().run, send))  # keeps the caller's progress hook
+
+    def running() -> list[Future[object]]:
+        with lock:
+            finished = [f for f in pending if f.done()]
+            pending[:] = [f for f in pending if not f.done()]
+            busy = list(pending)
+        for future in finished:  # a task's own failure is recorded on its row; this is one that never ran
+            if (error := future.exception()) is not None:
+                raise error
+        return busy
+
+    def throttle() -> None:
+        while len(busy := running()) >= workers:
+            wait(busy, return_when=FIRST_COMPLETED)
+
+    run_embedded_tasks_with(run)
+    try:
+        yield throttle
+        while busy := running():
+            wait(busy)
+    finally:
+        run_embedded_tasks_with(None)
+        pool.shutdown(wait=True)
 
 
 def wait_for_videos(ids: list[str], *, timeout: float = 24 * 3600, poll_s: float = 1.0,

@@ -95,11 +95,11 @@ def ingest(paths: tuple[Path, ...], prefix: str, wait: bool, force: bool, as_jso
     progress = Progress(len(files))
     ids: list[str] = []
     try:
-        for path, relative in files:
-            key = f"{prefix.strip('/')}/{relative}" if prefix.strip("/") else relative
-            progress.start_file(path.name)
-            ids.append(client.ingest_file(path, key, force=force, progress=progress.frames_done))
-            progress.finish_file()
+        with client.parallel_ingest(len(files)) as throttle:
+            for path, relative in files:
+                key = f"{prefix.strip('/')}/{relative}" if prefix.strip("/") else relative
+                ids.append(client.ingest_file(path, key, force=force, progress=progress.frames_of(path.name)))
+                throttle()
     finally:
         progress.close()
     if wait and not _settings().embedded:
@@ -355,10 +355,10 @@ def demo(clips: Path | None) -> None:
     progress = Progress(len(files))
     try:
         ids = []
-        for path in files:
-            progress.start_file(path.name)
-            ids.append(client.ingest_file(path, f"demo/{path.name}", progress=progress.frames_done))
-            progress.finish_file()
+        with client.parallel_ingest(len(files)) as throttle:
+            for path in files:
+                ids.append(client.ingest_file(path, f"demo/{path.name}", progress=progress.frames_of(path.name)))
+                throttle()
         client.wait_for_videos(ids)
     finally:
         progress.close()

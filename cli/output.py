@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import sys
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, TextIO
 
 
@@ -35,20 +36,27 @@ class Progress:
         self.started = time.monotonic()
         self._name = ""
         self._file_frames = (0, 0)
+        self._lock = threading.Lock()
 
     def start_file(self, name: str) -> None:
         self._name = name
         self._file_frames = (0, 0)
         self._draw()
 
-    def frames_done(self, done: int, expected: int) -> None:
-        self.frames += done - self._file_frames[0]
-        self._file_frames = (done, expected)
-        self._draw()
+    def frames_of(self, name: str) -> Callable[[int, int], None]:
+        """The progress callback of one file; several files may be decoding at once (parallel ingest)."""
+        last = [0]
 
-    def finish_file(self) -> None:
-        self.files_done += 1
-        self._draw()
+        def report(done: int, expected: int) -> None:
+            with self._lock:
+                self.frames += done - last[0]
+                if done >= expected > last[0]:
+                    self.files_done += 1
+                last[0] = done
+                self._name, self._file_frames = name, (done, expected)
+                self._draw()
+
+        return report
 
     def set_files_done(self, done: int) -> None:
         self.files_done = done

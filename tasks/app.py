@@ -75,7 +75,7 @@ def create_app(settings: Settings) -> Celery:
 def transport_options(settings: Settings) -> dict[str, object]:
     """Broker options: the redelivery timeout, and the stack's key prefix (Redis) that keeps stacks sharing
     one broker apart: queues, unacknowledged messages and the workers' control channel all carry it."""
-    options: dict[str, object] = {"visibility_timeout": settings.broker.task_time_limit_s + 600}
+    options: dict[str, object] = {"visibility_timeout": settings.ingest_time_limit_s + 600}
     if settings.broker.namespace:
         options["global_keyprefix"] = settings.broker.namespace
     return options

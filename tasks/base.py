@@ -67,13 +67,14 @@ def run_embedded_tasks_with(runner: Callable[[Callable[[], object]], None] | Non
     _embedded_runner = runner
 
 
-def enqueue(task_name: str, object_id: str, name: str) -> None:
-    """Queue ``task_name`` for a row on this process's app; Flower shows the name next to the id."""
+def enqueue(task_name: str, object_id: str, name: str, **options: Any) -> None:
+    """Queue ``task_name`` for a row on this process's app; Flower shows the name next to the id. ``options``
+    go to ``apply_async`` (per-call time limits)."""
     res = resources.current()
     task = res.app.tasks[task_name]
 
     def send() -> object:
-        return task.apply_async(args=[object_id], argsrepr=f"({object_id!r}, name={name!r})")
+        return task.apply_async(args=[object_id], argsrepr=f"({object_id!r}, name={name!r})", **options)
 
     if _embedded_runner is not None and res.settings.embedded:
         _embedded_runner(send)

@@ -38,8 +38,14 @@ progress_hook: ContextVar[ProgressFn | None] = ContextVar("progress_hook", defau
 
 
 def enqueue_ingest(video_id: str, name: str) -> None:
-    """Queue the ingest of a registered video; Flower shows the video's name next to its id."""
-    enqueue(embed_video.name, video_id, name)
+    """Queue the ingest of a registered video; Flower shows the video's name next to its id.
+
+    The call's Celery limits leave room for the decode limit of the longest video admitted (the decode limit
+    itself scales with each video's probed duration, ``DecodeOptions.timeout_for``), so a long upload is
+    stopped by that limit, with its reason, not killed by Celery's.
+    """
+    limit = resources.current().settings.ingest_time_limit_s
+    enqueue(embed_video.name, video_id, name, time_limit=limit, soft_time_limit=max(limit - 30, 1))
 
 
 def enqueue_remove(video_id: str, name: str) -> None:
@@ -100,10 +106,11 @@ def embed(res: resources.Resources, bucket: str, key: str, name: str, *, crop_gr
         return res.objects.get_file(bucket, key, dest)
 
     shared = dns_on and dns.shares_decode(cfg)
-    embedded = embed_object(fetch, res.embedder, cfg.decode_options(), scratch_dir=cfg.scratch_dir, label=name,
+    embedded = embed_object(None, res.embedder, cfg.decode_options(), scratch_dir=cfg.scratch_dir, label=name,
                             crop_grid=crop_grid, extra_views=extra_views, dns=res.dns_models if shared else None,
                             dns_geometry=dns.DNS_GEOMETRY if shared else None, frame_filter=cfg.frame_filter(),
-                            patterns=res.pattern_features, progress=progress)
+                            patterns=res.pattern_features, progress=progress,
+                            stream=lambda: res.objects.read(bucket, key))
     if dns_on and not shared:
         embedded.video.dns = dns.represent(res, fetch, name).video.dns
     return embedded

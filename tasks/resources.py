@@ -10,6 +10,7 @@ child calls ``after_fork()`` and opens its own connections (and CUDA context) wh
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from functools import cached_property
 from typing import TYPE_CHECKING
@@ -44,13 +45,25 @@ _RESOURCES = ("engine", "objects", "embedder", "pattern_features", "frame_index"
               "localiser")
 
 
+class shared_property(cached_property):  # noqa: N801 - a decorator, named like the one it extends
+    """``cached_property`` built once even when threads ask at the same time (Celery's thread pool, parallel
+    ingest): building takes the instance's lock; once built, reads find the value without it."""
+
+    def __get__(self, instance: object, owner: type | None = None) -> object:
+        if instance is None:
+            return self
+        with instance._build_lock:  # type: ignore[attr-defined]
+            return super().__get__(instance, owner)
+
+
 class Resources:
     """Lazily built resources of one process; ``close()`` releases them (and ``after_fork()`` forgets them)."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        self._build_lock = threading.RLock()
 
-    @cached_property
+    @shared_property
     def app(self) -> Celery:
         """The Celery app of these settings, made the current app so task calls go through it. In embedded mode
         every task module is imported here: this process runs whatever any task queues by name."""
@@ -61,7 +74,7 @@ class Resources:
             app.loader.import_default_modules()
         return app
 
-    @cached_property
+    @shared_property
     def engine(self) -> Engine:
         """The database engine, with the schema migrated to the latest revision."""
         engine = create_db_engine(self.settings.database_url, self.settings.database.pool_size)
@@ -72,7 +85,7 @@ class Resources:
             raise DatabaseUnavailable(f"database unavailable: {exc.orig or exc}") from exc
         return engine
 
-    @cached_property
+    @shared_property
     def objects(self) -> ObjectStore:
         """The object store with Copycat's buckets in place."""
         cfg = self.settings
@@ -86,19 +99,19 @@ class Resources:
             store.ensure_bucket(bucket)
         return store
 
-    @cached_property
+    @shared_property
     def embedder(self) -> FrameEmbedder:
         cfg = self.settings.embed
         return create_embedder(cfg.model, model_path=cfg.model_path, model_name=cfg.model_name, arch=cfg.arch,
                                dim=cfg.dim, input_size=cfg.input_size, resize=cfg.resize,
                                batch_size=cfg.batch_size, device=cfg.device, threads=cfg.threads)
 
-    @cached_property
+    @shared_property
     def pattern_features(self) -> np.ndarray:
         """The embedder's descriptors of drawn test patterns (frames like them are not evidence)."""
         return pattern_features(self.embedder)
 
-    @cached_property
+    @shared_property
     def frame_index(self) -> VectorIndex:
         """The Milvus collection of the configured model's frame vectors."""
         m, model = self.settings.milvus, self.embedder
@@ -107,7 +120,7 @@ class Resources:
                            search_ef=m.search_ef, insert_batch=m.insert_batch, search_batch=m.search_batch,
                            grouping=m.grouping, merge_cosine=m.merge_cosine)
 
-    @cached_property
+    @shared_property
     def video_index(self) -> VideoVectorIndex:
         """The Milvus collection of DnS coarse vectors (``<collection_prefix>_dns_cg_student``)."""
         m = self.settings.milvus
@@ -115,7 +128,7 @@ class Resources:
                                 prefix=m.collection_prefix, index_type=m.index_type, hnsw_m=m.hnsw_m,
                                 hnsw_ef_construction=m.hnsw_ef_construction, search_ef=m.search_ef)
 
-    @cached_property
+    @shared_property
     def dns_models(self) -> DnsModels:
         """The DnS networks of the configured student (a missing weight file fails naming it)."""
         from workers.dns.video import load_dns_models
@@ -128,10 +141,17 @@ class Resources:
                  time.perf_counter() - started)
         return models
 
-    @cached_property
+    @shared_property
     def localiser(self) -> TemporalNetwork:
         """The temporal network with the settings' options (``LocaliseSettings`` mirrors its fields)."""
         return TemporalNetwork(**self.settings.localise.model_dump())
+
+    def warm_up(self) -> None:
+        """Build everything an ingest uses, now: a process about to run several videos at once pays the
+        model's and the collection's start-up once, before its first video, not inside one."""
+        _ = self.engine, self.objects, self.app, self.pattern_features
+        self.embedder.load()
+        self.frame_index.ensure_collection()
 
     def close(self) -> None:
         """Release every connection this process opened; the object must not be used afterwards."""
@@ -149,6 +169,7 @@ class Resources:
         them); the Celery app stays, the worker runs on it."""
         if "engine" in self.__dict__:
             self.__dict__["engine"].dispose(close=False)
+        self._build_lock = threading.RLock()  # another thread of the parent may have held it at the fork
         self._forget()
 
     def _forget(self) -> None:

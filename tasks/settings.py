@@ -71,7 +71,8 @@ class MilvusSettings(BaseModel):
     hnsw_m: int = Field(16, ge=4, description="HNSW graph degree")
     hnsw_ef_construction: int = Field(200, ge=8, description="HNSW build-time breadth")
     search_ef: int = Field(128, ge=8, description="HNSW search breadth (must be >= search limit)")
-    insert_batch: int = Field(5000, ge=1, description="vectors per insert call")
+    insert_batch: int = Field(1000, ge=1, description="vectors per insert call (Milvus Lite, in-process: 7200"
+                              " vectors took 11.9 s and +267 MiB peak at 1000, 16.3 s and +368 MiB at 5000)")
     search_batch: int = Field(256, ge=1, description="query vectors per search call (fewer when Milvus's 16384"
                               " vectors or 64 MB per request would be exceeded)")
     grouping: Literal["auto", "on", "off"] = Field("auto", description="per-video hits (select.per_video) grouped"
@@ -84,7 +85,20 @@ class MilvusSettings(BaseModel):
 
 class DecodeSettings(BaseModel):
     fps: float = Field(1.0, gt=0, le=30, description="frames sampled per second of video")
-    timeout_s: float = Field(1800.0, gt=0, description="wall-clock limit for decoding one video")
+    timeout_s: float = Field(1800.0, gt=0, description="limit of ffmpeg's time decoding one video (seconds; the"
+                             " least any video gets, see TIMEOUT_PER_S)")
+    timeout_per_s: float = Field(0.5, ge=0, description="decode time allowed per second of probed video, when that"
+                                 " is more than TIMEOUT_S (a 6-hour upload gets 3 hours); 0 = TIMEOUT_S for all")
+    threads: int = Field(0, ge=0, le=64, description="ffmpeg decoder threads per video; 0 lets ffmpeg decide (one"
+                         " per core: set 1-2 when a worker decodes several videos at once)")
+    keyframe_max_gap_s: float = Field(0.0, ge=0, description="decode key frames only for streams whose key frames"
+                                      " (in their first 30 s) are at most this far apart; a sample may then come"
+                                      " up to that much early; 0 = never (measuring the spacing costs one more"
+                                      " ffprobe per video)")
+    hwaccel: Literal["auto", "cuda", "none"] = Field("auto", description="auto: decode on an NVIDIA GPU (NVDEC +"
+                                                     " scale_cuda) when ffmpeg and the driver offer it; cuda: the"
+                                                     " same, logging why not when they do not; none: never. A"
+                                                     " failed GPU decode falls back to the CPU")
     chunk_frames: int = Field(64, ge=1, description="frames read from ffmpeg at a time (bounds memory)")
     max_errors: int = Field(0, ge=0, description="decoder errors tolerated before a video counts as corrupt")
     max_duration_s: float = Field(_LIMITS.max_duration_s, gt=0, description="longer videos are refused")
@@ -114,6 +128,9 @@ class EmbedSettings(BaseModel):
     device: str = Field("auto", description="auto (CUDA when present), cuda, cuda:N or cpu")
     batch_size: int = Field(32, ge=1, description="frames per model call")
     threads: int = Field(0, ge=0, description="CPU threads for inference; 0 lets the runtime decide")
+    parallel_videos: int = Field(2, ge=1, le=64, description="videos one ingest process embeds at once (each its"
+                                 " own ffmpeg, all feeding the process's one model session): `copycat ingest` in"
+                                 " embedded mode, and the thread count of an embed worker (`--pool threads`)")
     matrix_dtype: Literal["float16", "float32"] = Field("float16", description="dtype of stored frame matrices")
 
 
@@ -340,10 +357,17 @@ class Settings(BaseSettings):
         """True when tasks run in the calling process (no broker configured)."""
         return not self.broker.url
 
+    @property
+    def ingest_time_limit_s(self) -> int:
+        """Celery's hard limit of one ingest call: the task limit plus the decode limit of the longest video
+        the limits admit (``COPYCAT_DECODE__MAX_DURATION_S``)."""
+        return int(self.broker.task_time_limit_s + self.decode_options().timeout_for(self.decode.max_duration_s))
+
     def decode_options(self) -> DecodeOptions:
         d = self.decode
         return DecodeOptions(fps=d.fps, chunk_frames=d.chunk_frames, timeout_s=d.timeout_s, max_errors=d.max_errors,
-                             limits=d.limits(), skip_nonref=d.skip_nonref)
+                             limits=d.limits(), skip_nonref=d.skip_nonref, timeout_per_s=d.timeout_per_s,
+                             threads=d.threads, keyframe_max_gap_s=d.keyframe_max_gap_s, hwaccel=d.hwaccel)
 
     def frame_filter(self) -> FrameFilter:
         f = self.frames

@@ -57,22 +57,27 @@ def input_url(path: Path) -> str:
     return f"file:{path.resolve()}"
 
 
-def open_options(demuxer: str | None = None) -> dict[str, str]:
-    """ffmpeg/ffprobe input options: the allowed demuxers and protocol, and ``demuxer`` forced when known."""
-    options = {"protocol_whitelist": PROTOCOLS, "format_whitelist": ",".join(CONTAINERS)}
+PIPE_URL = "pipe:0"
+"""ffmpeg's input when the bytes arrive on its stdin (a download still under way, ``workers.spool``)."""
+
+
+def open_options(demuxer: str | None = None, *, pipe: bool = False) -> dict[str, str]:
+    """ffmpeg/ffprobe input options: the allowed demuxers and protocol (``pipe`` alone when reading stdin),
+    and ``demuxer`` forced when known."""
+    options = {"protocol_whitelist": "pipe" if pipe else PROTOCOLS, "format_whitelist": ",".join(CONTAINERS)}
     if demuxer:
         options["f"] = demuxer
     return options
 
 
-def decode_options(info: VideoInfo) -> dict[str, str]:
+def decode_options(info: VideoInfo, *, pipe: bool = False) -> dict[str, str]:
     """``open_options`` for decoding a probed video, with the decoder's frame size capped.
 
     A stream may change its frame size mid-way (a new H.264 parameter set), so the probed first frame does
     not bound what the decoder allocates. It may make frames up to twice each side of what was admitted
     (plus the 64-pixel alignment ffmpeg checks), never the 16k x 16k a hostile stream could switch to.
     """
-    return {**open_options(info.demuxer), "max_pixels": str(4 * (info.width + 64) * (info.height + 64))}
+    return {**open_options(info.demuxer, pipe=pipe), "max_pixels": str(4 * (info.width + 64) * (info.height + 64))}
 
 
 def demuxer_of(format_name: str, name: str) -> str:

@@ -12,7 +12,9 @@ chunks are alive at once, whatever the video's length.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
+import logging
 import queue
 import re
 import subprocess
@@ -20,13 +22,14 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import ffmpeg
 import numpy as np
 
 from workers.admission import (
+    PIPE_URL,
     InputLimits,
     check_file_size,
     check_limits,
@@ -47,6 +50,7 @@ from workers.errors import (
 )
 from workers.types import FrameGeometry, VideoInfo
 
+log = logging.getLogger(__name__)
 STDERR_TAIL_LINES = 20
 _ADDRESS = re.compile(r" @ 0x[0-9a-f]+")
 
@@ -145,6 +149,15 @@ class DecodeOptions:
     max_errors: int = 0
     limits: InputLimits = InputLimits()
     skip_nonref: bool = False
+    timeout_per_s: float = 0.0
+    threads: int = 0
+    keyframe_max_gap_s: float = 0.0
+    hwaccel: str = "none"
+
+    def timeout_for(self, duration: float) -> float:
+        """The decode time limit of a video of ``duration`` seconds: ``timeout_s``, or ``timeout_per_s`` per
+        second of video when that is more (a 2-hour upload gets a longer limit than a 30-second one)."""
+        return max(self.timeout_s, self.timeout_per_s * duration)
 
 
 def sample_frames(path: Path, info: VideoInfo, geometry: FrameGeometry, options: DecodeOptions = DecodeOptions(),
@@ -163,8 +176,13 @@ def sample_views(
     *,
     queue_chunks: int = 2,
     label: str | None = None,
+    feed: Callable[[], Iterator[bytes]] | None = None,
 ) -> Iterator[tuple[np.ndarray, ...]]:
     """Yield, per chunk of sampled frames, one uint8 RGB array [n, size, size, 3] per geometry, in order.
+
+    With ``feed``, ffmpeg reads the file's bytes from its stdin as ``feed()`` yields them (a download still
+    under way: ``workers.spool``), the probed demuxer forced and the ``pipe`` protocol alone allowed; ``path``
+    must then be a container ``workers.spool.streamable_head`` accepts.
 
     One ffmpeg process decodes the stream once: after the ``fps`` filter the frames are ``split``, each branch
     is scaled to its geometry, and the branches are padded and stacked vertically into one raw frame
@@ -176,14 +194,36 @@ def sample_views(
     ``timeout_s`` producing frames. Time the caller spends on the frames (the model) does not count: the
     clock runs only while the reader waits for ffmpeg.
     """
-    name = label or path.name
     if not geometries:
         raise ValueError("sample_views needs at least one geometry")
-    cmd = _decoder_command(path, info, geometries, options.fps, options.skip_nonref)
+    plan = plan_decode(info, geometries, options, keyframe_gap=_keyframe_gap(path, info, options),
+                       hardware=hardware_decoders() if options.hwaccel != "none" else None)
+    if plan.hwaccel or plan.skip_frame == "nokey":
+        log.info("%s: decoding with %s", label or path.name, plan.reason)
+    produced = 0
+    try:
+        for views in _run_decoder(path, info, geometries, options, plan, queue_chunks, label or path.name, feed):
+            produced += views[0].shape[0]
+            yield views
+    except CorruptVideo as exc:
+        if plan.hwaccel is None or produced:
+            raise
+        log.warning("%s: NVDEC decode failed before the first frame (%s); decoding on the CPU instead",
+                    label or path.name, exc)
+        cpu = replace(plan, hwaccel=None, reason=f"{plan.reason}; NVDEC failed, CPU fall-back")
+        yield from _run_decoder(path, info, geometries, options, cpu, queue_chunks, label or path.name, feed)
+
+
+def _run_decoder(path: Path, info: VideoInfo, geometries: Sequence[FrameGeometry], options: DecodeOptions,
+                 plan: DecodePlan, queue_chunks: int, name: str,
+                 feed: Callable[[], Iterator[bytes]] | None) -> Iterator[tuple[np.ndarray, ...]]:
+    """One ffmpeg process running ``plan``: the body of ``sample_views``."""
+    cmd = _decoder_command(path, info, geometries, options.fps, plan, pipe=feed is not None)
     width, height = max(g.size for g in geometries), sum(g.size for g in geometries)
     frame_bytes = width * height * 3
-    chunk_frames, timeout_s = options.chunk_frames, options.timeout_s
-    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    chunk_frames, timeout_s = options.chunk_frames, options.timeout_for(info.duration)
+    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL if feed is None else subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     stderr_lines: deque[str] = deque(maxlen=STDERR_TAIL_LINES)
     error_count = [0]
     timed_out = threading.Event()
@@ -224,11 +264,27 @@ def sample_views(
         finally:
             chunks.put(None)
 
+    def write_input() -> None:
+        assert proc.stdin is not None and feed is not None
+        try:
+            for piece in feed():
+                if stop.is_set():
+                    break
+                proc.stdin.write(piece)
+        except (BrokenPipeError, ValueError):  # ffmpeg stopped reading: its exit status tells why
+            pass
+        finally:
+            with contextlib.suppress(BrokenPipeError):
+                proc.stdin.close()
+
     watchdog = threading.Thread(target=kill_on_deadline, daemon=True)
     threads = [threading.Thread(target=drain_stderr, daemon=True), threading.Thread(target=read_chunks, daemon=True)]
     watchdog.start()
     for thread in threads:
         thread.start()
+    writer = threading.Thread(target=write_input, daemon=True) if feed is not None else None
+    if writer is not None:
+        writer.start()
     started, produced = time.monotonic(), 0
     try:
         while (item := chunks.get()) is not None:
@@ -242,6 +298,7 @@ def sample_views(
             raise DecodeTimeout(
                 f"{name}: ffmpeg needed more than {timeout_s:.0f} s of decoding (stopped after "
                 f"{time.monotonic() - started:.0f} s, {produced} frames read); raise COPYCAT_DECODE__TIMEOUT_S"
+                " or COPYCAT_DECODE__TIMEOUT_PER_S"
             )
         detail = " | ".join(stderr_lines)
         if error_count[0] > options.max_errors and "partial file" in detail:
@@ -266,6 +323,8 @@ def sample_views(
             with contextlib.suppress(queue.Empty):
                 chunks.get(timeout=0.05)
         proc.wait()
+        if writer is not None:
+            writer.join()
         for pipe in (proc.stdout, proc.stderr):
             if pipe is not None:
                 pipe.close()
@@ -273,27 +332,138 @@ def sample_views(
 
 SKIPPABLE_CODECS = ("h264", "hevc")
 """Codecs whose decoder can skip non-reference frames (``skip_nonref``)."""
+NVDEC_CODECS = ("h264", "hevc", "vp8", "vp9", "av1", "mpeg1video", "mpeg2video", "mpeg4", "vc1", "mjpeg")
+"""Codecs ffmpeg's ``cuda`` hwaccel decodes on NVIDIA GPUs (NVDEC; the GPU generation may support fewer)."""
+KEYFRAME_PROBE_S = 30.0
+"""Seconds of packets read to measure a stream's key-frame spacing (``keyframe_max_gap_s``)."""
+
+
+@dataclass(frozen=True)
+class DecodePlan:
+    """How one stream is decoded, chosen from its probe (``plan_decode``); ``reason`` goes to the log."""
+
+    skip_frame: str | None = None
+    threads: int = 0
+    hwaccel: str | None = None
+    reason: str = "full decode"
+
+
+@dataclass(frozen=True)
+class HardwareDecoders:
+    """What this machine's ffmpeg and driver offer for GPU decoding (``hardware_decoders``)."""
+
+    hwaccels: frozenset[str] = frozenset()
+    filters: frozenset[str] = frozenset()
+    device: bool = False
+
+
+def plan_decode(info: VideoInfo, geometries: Sequence[FrameGeometry], options: DecodeOptions, *,
+                keyframe_gap: float | None = None, hardware: HardwareDecoders | None = None) -> DecodePlan:
+    """Decode only what sampling at ``options.fps`` needs, per stream (every mode keeps the ``fps`` filter's
+    slots; a sample is the nearest decoded frame, so what a mode skips bounds its timestamp error):
+
+    - key frames only (``-skip_frame nokey``) when the probed key frames are at most ``keyframe_max_gap_s``
+      apart: a sample may come up to that gap early;
+    - else, for H.264/HEVC with ``skip_nonref``, non-reference frames skipped (``-skip_frame noref``): up to
+      a run of non-reference frames early (2 frames, 80 ms, with x264's B-frames at 25 fps);
+    - NVDEC (``-hwaccel cuda``, frames scaled by ``scale_cuda`` on the GPU) when ``options.hwaccel`` is
+      ``auto`` or ``cuda``, the codec is one NVDEC decodes, every geometry is a plain resize (``squash``), and
+      ffmpeg offers the ``cuda`` hwaccel and ``scale_cuda`` with an NVIDIA device present; the frames are
+      the same samples, scaled by another implementation.
+    """
+    reasons, skip = [], None
+    if options.keyframe_max_gap_s > 0 and keyframe_gap is not None and keyframe_gap <= options.keyframe_max_gap_s:
+        skip = "nokey"
+        reasons.append(f"key frames only (at most {keyframe_gap:.2f} s apart)")
+    elif options.skip_nonref and info.codec in SKIPPABLE_CODECS:
+        skip = "noref"
+        reasons.append("non-reference frames skipped")
+    hwaccel, why_not = None, ""
+    if options.hwaccel in ("auto", "cuda"):
+        if hardware is None or "cuda" not in hardware.hwaccels or "scale_cuda" not in hardware.filters:
+            why_not = "ffmpeg offers no cuda hwaccel with scale_cuda"
+        elif not hardware.device:
+            why_not = "no NVIDIA device"
+        elif info.codec not in NVDEC_CODECS:
+            why_not = f"NVDEC does not decode {info.codec}"
+        elif any(g.resize != "squash" for g in geometries):
+            why_not = "a cropped geometry"
+        else:
+            hwaccel = "cuda"
+            reasons.append("NVDEC")
+        if why_not and options.hwaccel == "cuda":
+            reasons.append(f"CPU decode ({why_not})")
+    return DecodePlan(skip_frame=skip, threads=options.threads, hwaccel=hwaccel,
+                      reason=", ".join(reasons) or "full decode")
+
+
+@functools.cache
+def hardware_decoders() -> HardwareDecoders:
+    """This process's ffmpeg hwaccels and filters, and whether an NVIDIA device node exists (asked once)."""
+    def listing(flag: str) -> str:
+        try:
+            return subprocess.run(["ffmpeg", "-hide_banner", flag], capture_output=True, text=True,
+                                  timeout=30).stdout
+        except (OSError, subprocess.TimeoutExpired):
+            return ""
+
+    hwaccels = frozenset(line.strip() for line in listing("-hwaccels").splitlines()[1:] if line.strip())
+    filters = frozenset(parts[1] for line in listing("-filters").splitlines()
+                        if len(parts := line.split()) > 2 and "->" in parts[2])
+    device = Path("/dev/nvidiactl").exists() and Path("/proc/driver/nvidia/version").exists()
+    return HardwareDecoders(hwaccels, filters, device)
+
+
+def keyframe_gap(path: Path, info: VideoInfo, seconds: float = KEYFRAME_PROBE_S) -> float | None:
+    """The largest gap (seconds) between key frames in the stream's first ``seconds``, from packet flags (no
+    decoding); None when there are fewer than two key frames to measure."""
+    try:
+        data = ffmpeg.probe(input_url(path), v="error", select_streams=str(info.stream_index),
+                            show_entries="packet=pts_time,flags", read_intervals=f"%+{seconds:g}",
+                            **open_options(info.demuxer))
+    except ffmpeg.Error:
+        return None
+    keys = sorted(float(p["pts_time"]) for p in data.get("packets", [])
+                  if "K" in p.get("flags", "") and p.get("pts_time") not in (None, "N/A"))
+    if len(keys) < 2:
+        return None
+    gaps = np.diff(keys)
+    # The gap after the last key frame read runs to the end of what was read, at least as long as any.
+    return float(max(gaps.max(), min(seconds, info.duration) - keys[-1]))
+
+
+def _keyframe_gap(path: Path, info: VideoInfo, options: DecodeOptions) -> float | None:
+    return keyframe_gap(path, info) if options.keyframe_max_gap_s > 0 else None
 
 
 def _decoder_command(path: Path, info: VideoInfo, geometries: Sequence[FrameGeometry], fps: float,
-                     skip_nonref: bool = False) -> list[str]:
-    """The ffmpeg command line: sample at ``fps``, one scaled branch per geometry, stacked into one raw frame.
-
-    With ``skip_nonref`` an H.264/HEVC decoder drops the frames no other frame refers to (``-skip_frame
-    noref``): the ``fps`` filter then takes the nearest kept frame, so a sample may come up to a run of
-    non-reference frames early (at most 2 frames, 80 ms, for x264's usual B-frames at 25 fps). Measured
-    (bench/tune.py, fixture benchmark v2): F1 0.9276 -> 0.9272. Not ``skip_frame bidir``: with B-pyramids it
-    drops reference B-frames and the decoder reports errors; not ``skip_loop_filter all``: F1 -0.0067.
+                     plan: DecodePlan = DecodePlan(), *, pipe: bool = False) -> list[str]:
+    """The ffmpeg command line of ``plan``: sample at ``fps``, one scaled branch per geometry, stacked into one
+    raw frame. Measured choices (README, bench/ingest_throughput.py): not ``skip_frame bidir``: with
+    B-pyramids it drops reference B-frames and the decoder reports errors; not ``skip_loop_filter all``:
+    F1 -0.0067 on the fixture benchmark.
     """
-    skip = {"skip_frame": "noref"} if skip_nonref and info.codec in SKIPPABLE_CODECS else {}
-    sampled = ffmpeg.input(input_url(path), **skip, **decode_options(info))[str(info.stream_index)].filter("fps",
-                                                                                                        fps=fps)
+    extra: dict[str, object] = {}
+    if plan.skip_frame:
+        extra["skip_frame"] = plan.skip_frame
+    if plan.threads:
+        extra["threads"] = plan.threads
+    if plan.hwaccel:
+        extra.update(hwaccel=plan.hwaccel, hwaccel_output_format=plan.hwaccel)
+    source = PIPE_URL if pipe else input_url(path)
+    sampled = ffmpeg.input(source, **extra, **decode_options(info, pipe=pipe))[str(info.stream_index)].filter(
+        "fps", fps=fps)
     branches = [sampled] if len(geometries) == 1 else [sampled.split()[i] for i in range(len(geometries))]
     width = max(g.size for g in geometries)
     scaled = []
     for branch, geometry in zip(branches, geometries, strict=True):
-        for filter_name, kwargs in geometry.filters():
-            branch = branch.filter(filter_name, **kwargs)
+        if plan.hwaccel:
+            # bicubic like the CPU scaler; 8-bit 4:2:0 whatever the stream's depth, so hwdownload's format is known
+            branch = (branch.filter("scale_cuda", w=geometry.size, h=geometry.size, interp_algo="bicubic",
+                                    format="yuv420p").filter("hwdownload").filter("format", "yuv420p"))
+        else:
+            for filter_name, kwargs in geometry.filters():
+                branch = branch.filter(filter_name, **kwargs)
         if geometry.size < width:
             branch = branch.filter("pad", w=width, h=geometry.size, x=0, y=0)
         scaled.append(branch)

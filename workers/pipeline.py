@@ -8,28 +8,36 @@ turns query views into matches with storage entering only as callables (``search
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import itertools
 import tempfile
 import time
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
+from workers.admission import check_file_size
 from workers.decode import DecodeOptions, expected_frames, probe, sample_views
 from workers.embed.base import FrameEmbedder
+from workers.errors import InputError
 from workers.informative import FrameFilter, pattern_frames
 from workers.localise import Localiser, query_coverage, video_score
 from workers.selection import select_candidates
-from workers.stores.objects import ObjectInfo, sha256_file
-from workers.types import EmbeddedVideo, FrameGeometry, Match, QueryParams, SearchHits
+from workers.spool import Spool, streamable_head
+from workers.stores.objects import ObjectInfo, StreamedObject, sha256_file
+from workers.types import EmbeddedVideo, FrameGeometry, Match, QueryParams, SearchHits, VideoInfo
 from workers.views import EXTRA_VIEWS, VIEW_COUNTS, ExtraView, border_box, halves, mirrored, unbordered
 
 if TYPE_CHECKING:
     from workers.dns.video import DnsModels
 
+HEAD_BYTES = 1 << 16
+"""Bytes of an object read before deciding whether its container can be decoded while it downloads."""
 ProgressFn = Callable[[int, int], None]
 """Called with (frames done, frames expected) after each decoded chunk."""
 
@@ -50,28 +58,76 @@ class EmbeddedObject:
     sha256: str
 
 
-def embed_object(fetch: Callable[[Path], ObjectInfo], embedder: FrameEmbedder,
+def embed_object(fetch: Callable[[Path], ObjectInfo] | None, embedder: FrameEmbedder,
                  options: DecodeOptions = DecodeOptions(), *, scratch_dir: Path, label: str, crop_grid: int = 1,
                  extra_views: Sequence[ExtraView] = (),
                  dns: DnsModels | None = None, dns_geometry: FrameGeometry | None = None,
                  frame_filter: FrameFilter = FrameFilter(), patterns: np.ndarray | None = None,
-                 progress: ProgressFn | None = None) -> EmbeddedObject:
-    """Fetch an object into a private scratch folder (``fetch(dest)``), hash and ``embed_video`` it, clean up.
+                 progress: ProgressFn | None = None,
+                 stream: Callable[[], StreamedObject] | None = None) -> EmbeddedObject:
+    """Read an object into a private scratch folder and ``embed_video`` it, hashing it meanwhile; clean up.
 
+    ``fetch(dest)`` downloads the whole object first. ``stream()`` (instead) opens it for reading piece by
+    piece: the pieces are spooled to the scratch file and hashed as they arrive, and a container that can
+    be decoded from a pipe (``workers.spool.streamable_head``: MP4 with its index first, Matroska/WebM) is
+    probed from its head and fed to ffmpeg while the rest downloads; any other waits for the whole file.
     The folder, with anything a broken download left beside the file, is removed whatever happens.
     """
+    if (fetch is None) == (stream is None):
+        raise ValueError("embed_object needs exactly one of fetch and stream")
     started = time.perf_counter()
     scratch_dir.mkdir(parents=True, exist_ok=True)
+    embed = functools.partial(embed_video, embedder=embedder, options=options, crop_grid=crop_grid,
+                              extra_views=extra_views, dns=dns,
+                              dns_geometry=dns_geometry, frame_filter=frame_filter, patterns=patterns,
+                              progress=progress, label=label)
     with tempfile.TemporaryDirectory(dir=scratch_dir) as folder:
         path = Path(folder) / f"input{Path(label).suffix[:16]}"
-        source = fetch(path)
-        downloaded = time.perf_counter() - started
-        sha256 = sha256_file(path)
-        video = embed_video(path, embedder, options, crop_grid=crop_grid, extra_views=extra_views, dns=dns,
-                            dns_geometry=dns_geometry,
-                            frame_filter=frame_filter, patterns=patterns, progress=progress, label=label)
-    video.timings = {"download": round(downloaded, 4), **video.timings}
+        if stream is not None:
+            video, source, sha256 = _embed_streamed(stream(), path, embed, options, label)
+        else:
+            assert fetch is not None
+            source = fetch(path)
+            downloaded = time.perf_counter() - started
+            with ThreadPoolExecutor(1, thread_name_prefix="sha256") as hasher:  # hashes while ffmpeg decodes
+                digest = hasher.submit(sha256_file, path)
+                video = embed(path)
+                sha256 = digest.result()
+            video.timings = {"download": round(downloaded, 4), **video.timings}
     return EmbeddedObject(video, source, sha256)
+
+
+def _embed_streamed(obj: StreamedObject, path: Path, embed: Callable[..., EmbeddedVideo], options: DecodeOptions,
+                    label: str) -> tuple[EmbeddedVideo, ObjectInfo, str]:
+    """``embed_object`` over a streamed read: (video, the bytes' ObjectInfo, their SHA-256)."""
+    check_file_size(obj.size, options.limits, label)
+    started = time.perf_counter()
+    spool = Spool(obj.pieces, path).start()
+    try:
+        need = streamable_head(spool.head(HEAD_BYTES), obj.size)
+        info = None
+        if need is not None:
+            spool.wait_for(need)
+            with contextlib.suppress(InputError):  # the head alone did not do: probe the whole file below
+                info = probe(path, label, options.limits)
+        head_s = time.perf_counter() - started
+        if info is None:
+            sha256 = spool.finish()
+            video = embed(path)
+            video.timings = {"download": round(spool.seconds, 4), **video.timings}
+        else:
+            video = embed(path, info=info, feed=spool.tail)
+            sha256 = spool.finish()
+            if info.demuxer == "matroska" and probe(path, label, options.limits) != info:
+                # Tags at the end (a stream's DURATION) changed what the head said: decode the file instead.
+                video = embed(path)
+            video.timings = {"download": round(spool.seconds, 4), "download_head": round(head_s, 4), **video.timings}
+    except BaseException:
+        obj.close()
+        with contextlib.suppress(Exception):
+            spool.finish()
+        raise
+    return video, obj.info(), sha256
 
 
 def pattern_features(embedder: FrameEmbedder) -> np.ndarray:
@@ -83,8 +139,10 @@ def embed_video(path: Path, embedder: FrameEmbedder, options: DecodeOptions = De
                 crop_grid: int = 1, extra_views: Sequence[ExtraView] = (), dns: DnsModels | None = None,
                 dns_geometry: FrameGeometry | None = None, frame_filter: FrameFilter = FrameFilter(),
                 patterns: np.ndarray | None = None, progress: ProgressFn | None = None,
-                label: str | None = None) -> EmbeddedVideo:
-    """Probe ``path``, decode it once at ``options.fps`` and embed every view; decoding overlaps inference.
+                label: str | None = None, info: VideoInfo | None = None,
+                feed: Callable[[], Iterator[bytes]] | None = None) -> EmbeddedVideo:
+    """Probe ``path`` (unless ``info`` is its probe), decode it once at ``options.fps`` and embed every view;
+    decoding overlaps inference. With ``feed``, ffmpeg reads the bytes from it (``sample_views``).
 
     Views: whole frames at the model's geometry (always); with ``crop_grid`` > 1 the frames' grid x grid
     tiles, decoded at ``crop_grid`` times the model's size so each tile has the model's size (a copy shown
@@ -100,7 +158,7 @@ def embed_video(path: Path, embedder: FrameEmbedder, options: DecodeOptions = De
     when not given.
     """
     started = time.perf_counter()
-    info = probe(path, label, options.limits)
+    info = info or probe(path, label, options.limits)
     probed = time.perf_counter()
     size = embedder.geometry.size
     geometries = [embedder.geometry]
@@ -126,7 +184,7 @@ def embed_video(path: Path, embedder: FrameEmbedder, options: DecodeOptions = De
         features[~frame_filter.keep(frames, features, patterns)] = 0.0
         return features
 
-    for views in sample_views(path, info, geometries, options, label=label):
+    for views in sample_views(path, info, geometries, options, label=label, feed=feed):
         tick = time.perf_counter()
         whole.append(embed_masked(views[0]))
         chunk_views: list[np.ndarray | None] = []

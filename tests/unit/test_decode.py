@@ -205,10 +205,14 @@ def test_skipping_non_reference_frames_keeps_every_sample(clips_dir: Path, tmp_p
 def test_only_h264_and_hevc_skip_frames(clips_dir: Path) -> None:
     from dataclasses import replace
 
-    from workers.decode import _decoder_command
+    from workers.decode import _decoder_command, plan_decode
 
-    info = probe(clips_dir / "clip16_highway.mp4")
-    assert "noref" in _decoder_command(clips_dir / "clip16_highway.mp4", info, [FrameGeometry(64)], 1.0, True)
-    assert "noref" not in _decoder_command(clips_dir / "clip16_highway.mp4", info, [FrameGeometry(64)], 1.0, False)
-    vp9 = replace(info, codec="vp9")
-    assert "noref" not in _decoder_command(clips_dir / "clip16_highway.mp4", vp9, [FrameGeometry(64)], 1.0, True)
+    path, geometry = clips_dir / "clip16_highway.mp4", [FrameGeometry(64)]
+    info = probe(path)
+
+    def command(info: VideoInfo, skip: bool) -> list[str]:
+        return _decoder_command(path, info, geometry, 1.0, plan_decode(info, geometry, DecodeOptions(skip_nonref=skip)))
+
+    assert "noref" in command(info, True)
+    assert "noref" not in command(info, False)
+    assert "noref" not in command(replace(info, codec="vp9"), True)

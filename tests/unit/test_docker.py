@@ -214,7 +214,8 @@ def test_commands(services: dict[str, Any], env_example: dict[str, str]) -> None
     assert command("flower") == ["copycat", "flower"]
     assert command("api") == ["copycat", "api"]
     assert command("worker-cpu")[:6] == ["celery", "-A", "tasks.worker", "worker", "-Q", "index,query,ops"]
-    assert command("worker-gpu")[:8] == ["celery", "-A", "tasks.worker", "worker", "-Q", "embed", "-c", "1"]
+    assert command("worker-gpu")[:10] == ["celery", "-A", "tasks.worker", "worker", "-Q", "embed", "--pool", "threads",
+                                          "-c", services["worker-gpu"]["environment"]["COPYCAT_EMBED__PARALLEL_VIDEOS"]]
     assert command("beat")[:4] == ["celery", "-A", "tasks.worker", "beat"]
     queues = set(env_example["CPU_WORKER_QUEUES"].split(",")) | {"embed"}
     from tasks.app import QUEUES

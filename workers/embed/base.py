@@ -9,6 +9,7 @@ CUDA must not start before Celery forks) and normalisation; a backend implements
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from abc import ABC, abstractmethod
 
@@ -28,6 +29,7 @@ class FrameEmbedder(ABC):
         self.geometry = geometry
         self.batch_size = batch_size
         self._loaded = False
+        self._load_lock = threading.Lock()
 
     @property
     def device(self) -> str:
@@ -38,9 +40,12 @@ class FrameEmbedder(ABC):
         """Load weights and start the runtime; called by the first ``embed`` if not before."""
         if self._loaded:
             return
-        started = time.perf_counter()
-        self._load()
-        self._loaded = True
+        with self._load_lock:  # threads of one process share one model session
+            if self._loaded:
+                return
+            started = time.perf_counter()
+            self._load()
+            self._loaded = True
         log.info("loaded model %s (dim %d) on %s in %.1f s", self.name, self.dim, self.device,
                  time.perf_counter() - started)
 

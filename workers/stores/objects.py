@@ -11,10 +11,11 @@ import hashlib
 import io
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
@@ -24,6 +25,8 @@ from workers.errors import ConfigError, InvalidObjectKey, ObjectMissing, Storage
 from workers.stores.events import NotificationsUnsupported, ObjectEvent, listen
 
 OCTET = "application/octet-stream"
+PIECE = 1 << 20
+"""Bytes per piece of a streamed read."""
 NAME_MAX = 255  # bytes in one file name on Linux file systems: the longest part of a key the local store takes
 
 
@@ -36,6 +39,21 @@ class ObjectInfo:
     last_modified: datetime | None = None
 
 
+class StreamedObject:
+    """An object being read piece by piece (``ObjectStore.read``): ``size`` is known at once, ``info()``
+    (the ETag of the bytes read) once ``pieces`` is exhausted; ``close()`` stops a read early."""
+
+    def __init__(self, pieces: Iterator[bytes], size: int, info: Callable[[], ObjectInfo],
+                 close: Callable[[], None]) -> None:
+        self.pieces, self.size, self._info, self._close = pieces, size, info, close
+
+    def info(self) -> ObjectInfo:
+        return self._info()
+
+    def close(self) -> None:
+        self._close()
+
+
 class ObjectStore(Protocol):
     """The operations Copycat needs from a blob store."""
 
@@ -46,6 +64,7 @@ class ObjectStore(Protocol):
                    content_type: str = OCTET) -> ObjectInfo: ...
     def get_file(self, bucket: str, key: str, dest: Path) -> ObjectInfo: ...
     def get_bytes(self, bucket: str, key: str) -> bytes: ...
+    def read(self, bucket: str, key: str) -> StreamedObject: ...
     def stat(self, bucket: str, key: str) -> ObjectInfo | None: ...
     def list(self, bucket: str, prefix: str = "") -> Iterator[ObjectInfo]: ...
     def remove(self, bucket: str, key: str) -> None: ...
@@ -109,6 +128,27 @@ class S3ObjectStore:
             finally:
                 response.close()
                 response.release_conn()
+
+    def read(self, bucket: str, key: str) -> StreamedObject:
+        """The object's bytes as they arrive over one GET; the ETag and size are the response's."""
+        with _s3_errors(bucket, key):
+            response = self._client.get_object(bucket, key)
+        headers = response.headers
+        info = ObjectInfo(bucket, key, int(headers.get("content-length", 0)), _clean_etag(headers.get("etag")),
+                          _http_date(headers.get("last-modified")))
+
+        def pieces() -> Iterator[bytes]:
+            try:
+                with _s3_errors(bucket, key):
+                    yield from response.stream(PIECE)
+            finally:
+                release()
+
+        def release() -> None:
+            response.close()
+            response.release_conn()
+
+        return StreamedObject(pieces(), info.size, lambda: info, release)
 
     def stat(self, bucket: str, key: str) -> ObjectInfo | None:
         try:
@@ -189,6 +229,26 @@ class LocalObjectStore:
 
     def get_bytes(self, bucket: str, key: str) -> bytes:
         return self._existing(bucket, key).read_bytes()
+
+    def read(self, bucket: str, key: str) -> StreamedObject:
+        """The file's bytes through one open handle (a replacement meanwhile does not mix versions); the
+        ETag is the MD5 of the bytes read."""
+        handle = self._open(bucket, key)
+        stat = os.fstat(handle.fileno())
+        digest = hashlib.md5(usedforsecurity=False)
+        read = [0]
+
+        def pieces() -> Iterator[bytes]:
+            with handle:
+                for block in iter(lambda: handle.read(PIECE), b""):
+                    digest.update(block)
+                    read[0] += len(block)
+                    yield block
+
+        def info() -> ObjectInfo:
+            return ObjectInfo(bucket, key, read[0], digest.hexdigest(), datetime.fromtimestamp(stat.st_mtime, UTC))
+
+        return StreamedObject(pieces(), stat.st_size, info, handle.close)
 
     def stat(self, bucket: str, key: str) -> ObjectInfo | None:
         return self._info(bucket, key) if self._path(bucket, key).is_file() else None
@@ -331,3 +391,13 @@ def _safe_part(bucket: str) -> str:
     if not bucket or "/" in bucket or bucket in {".", ".."}:
         raise ConfigError(f"invalid bucket name {bucket!r}")
     return bucket
+
+
+def _http_date(value: str | None) -> datetime | None:
+    """An HTTP ``Last-Modified`` header as a datetime (None when absent or unreadable)."""
+    if not value:
+        return None
+    try:
+        return parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None

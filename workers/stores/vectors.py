@@ -45,7 +45,9 @@ class VectorIndex(MilvusCollection):
         vectors = np.ascontiguousarray(matrix, dtype=np.float32)
         kept = run_starts(vectors, self.merge_cosine)
         for start in range(0, len(kept), self.insert_batch):
-            rows = [{"pk": f"{video_id}:{i}", "video_id": video_id, "frame": int(i), "embedding": vectors[i].tolist()}
+            # numpy rows: pymilvus converts one row at a time, so a long video's batch never exists as
+            # Python floats all at once (5000 x 512 of them are ~80 MB)
+            rows = [{"pk": f"{video_id}:{i}", "video_id": video_id, "frame": int(i), "embedding": vectors[i]}
                     for i in kept[start : start + self.insert_batch]]
             call(lambda rows=rows: self.client.upsert(self.collection, rows), "upsert")
         call(lambda: self.client.delete(self.collection, filter=f'video_id == "{video_id}" and frame >= '
