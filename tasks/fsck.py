@@ -74,7 +74,7 @@ def take_inventory(res: resources.Resources) -> Inventory:
                      uploads=uploads, recent_uploads=recent, dns_enabled=dns.enabled(cfg))
 
 
-def check(repair: bool = False, record: bool = True) -> FsckResult:
+def check(repair: bool = False) -> FsckResult:
     """Compare every store; with ``repair``, fix what is found and check once more."""
     res = resources.current()
     tick, started = time.perf_counter(), utcnow()
@@ -82,10 +82,9 @@ def check(repair: bool = False, record: bool = True) -> FsckResult:
     repaired = repair_findings(res, findings) if repair and not findings.consistent else {}
     after = find_inconsistencies(take_inventory(res)) if repaired else None
     result = FsckResult(findings, repaired, time.perf_counter() - tick, after)
-    if record:
-        with session() as s:
-            fsck_db.record_run(s, started_at=started, seconds=result.seconds, repaired=bool(repaired),
-                               counts=findings.counts())
+    with session() as s:
+        fsck_db.record_run(s, started_at=started, seconds=result.seconds, repaired=bool(repaired),
+                           counts=findings.counts())
     if findings.consistent:
         log.info("fsck: consistent (%.1f s)", result.seconds)
     else:

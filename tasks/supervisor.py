@@ -100,9 +100,6 @@ class Supervisor:
         for member in self._members:
             member.process.kill_group()
 
-    def restarts(self) -> dict[str, int]:
-        return {m.process.name: m.restarts for m in self._members}
-
     def _launch(self, member: _Supervised) -> None:
         member.process.start()
         member.started_at = time.monotonic()
