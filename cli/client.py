@@ -49,16 +49,29 @@ def ingest_file(path: Path, key: str, *, force: bool = False,
 def parallel_ingest(files: int) -> Iterator[Callable[[], None]]:
     """Embedded mode: run the queued tasks on ``COPYCAT_EMBED__PARALLEL_VIDEOS`` threads of this process, so
     several videos decode at once (each its own ffmpeg) while sharing one loaded model; the block's uploads go
-    on meanwhile. Yields ``throttle()``, to call after each queued file: it waits while every thread is busy,
-    so uploads stay at most one video ahead. The block ends when every task has. Outside embedded mode, or
-    with one thread or one file, tasks run as usual (inline, or on the workers).
+    on meanwhile, and the model and the Milvus collection get ready on another thread from the start (built
+    once: the threads wait for them, see ``Resources.start_warm_up``). Yields ``throttle()``, to call after
+    each queued file: it waits while every thread is busy, so uploads stay at most one video ahead. The block
+    ends when every task has. Outside embedded mode, or with one thread or one file, tasks run as usual
+    (inline, or on the workers).
     """
     res = resources.current()
-    workers = res.settings.embed.parallel_videos
-    if not res.settings.embedded or workers < 2 or files < 2:
-        yield lambda: None
-        return
-    res.warm_up()  # built once here: the threads must not race to create the model or a collection
+    warming = res.start_warm_up() if res.settings.embedded else None
+    try:
+        workers = res.settings.embed.parallel_videos
+        if warming is None or workers < 2 or files < 2:
+            yield lambda: None
+        else:
+            with _task_threads(workers) as throttle:
+                yield throttle
+    finally:
+        if warming is not None:
+            warming.join()  # an early error must not end the process while Milvus Lite is half started
+
+
+@contextmanager
+def _task_threads(workers: int) -> Iterator[Callable[[], None]]:
+    """The embedded tasks queued inside the block run on ``workers`` threads; yields ``throttle()``."""
     pool = ThreadPoolExecutor(workers, thread_name_prefix="ingest")
     pending: list[Future[object]] = []
     lock = threading.Lock()  # tasks queue follow-on tasks (copy detection) from the pool's threads

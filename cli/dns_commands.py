@@ -25,8 +25,8 @@ from cli.output import table
 def weights(folder: Path | None, download: bool, timeout: float, as_json: bool) -> None:
     """Which DnS weight files are present, which are missing, and where to get them."""
     from tasks import resources
-    from workers.dns import download_weights, weights_status
-    from workers.dns.video import required_files
+    from workers.dns.files import download_weights, weights_status
+    from workers.dns.representation import required_files
 
     cfg = resources.current().settings
     folder = folder or cfg.weights_dir

@@ -28,8 +28,8 @@ from db.models import VideoStatus
 from tasks import resources
 from tasks.base import TASK_OPTIONS, EnrichmentTask, session
 from tasks.settings import Settings
-from workers.dns.video import DNS_FPS, DNS_GEOMETRY, DnsRepresentation, pack_fine, required_files, unpack_fine
-from workers.dns.weights import WeightFile
+from workers.dns.files import WeightFile
+from workers.dns.representation import DNS_FPS, DNS_GEOMETRY, DnsRepresentation, pack_fine, required_files, unpack_fine
 from workers.pipeline import EmbeddedObject, embed_object
 from workers.stores.objects import ObjectInfo, load_matrix, save_matrix
 from workers.stores.videovectors import VideoHits

@@ -25,7 +25,7 @@ from db.models import VideoStatus
 from tasks import dns, events, resources
 from tasks.base import TASK_OPTIONS, VideoTask, enqueue, session, video_event
 from workers.admission import check_file_size
-from workers.dns.video import DnsRepresentation
+from workers.dns.representation import DnsRepresentation
 from workers.errors import InputError
 from workers.pipeline import EmbeddedObject, ProgressFn, embed_object
 from workers.stores.objects import ObjectInfo, load_matrix, save_matrix

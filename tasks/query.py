@@ -20,7 +20,7 @@ from db import jobs, videos
 from tasks import dns, resources
 from tasks.base import TASK_OPTIONS, JobTask, announce_job, enqueue, session
 from tasks.ingest import embed
-from workers.dns.video import DnsRepresentation
+from workers.dns.representation import DnsRepresentation
 from workers.errors import ModelMismatch, ObjectMissing
 from workers.query import DnsStage, answer_query
 from workers.stores.objects import load_arrays, load_matrix, save_arrays, save_matrix

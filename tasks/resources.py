@@ -153,6 +153,21 @@ class Resources:
         self.embedder.load()
         self.frame_index.ensure_collection()
 
+    def start_warm_up(self) -> threading.Thread:
+        """``warm_up`` on a background thread, so that start-up overlaps the first video: its upload,
+        registration and decode go on while the model loads and the collection opens (opening Milvus Lite
+        takes seconds), and whoever needs one of them first waits for it. A failure is only logged here: the
+        ingest path meets it again where it uses that resource, and fails the video with the reason."""
+        def warm() -> None:
+            try:
+                self.warm_up()
+            except Exception as exc:  # noqa: BLE001 - raised again, with its context, where it is used
+                log.debug("warm-up failed (the ingest path will report it): %s", exc)
+
+        thread = threading.Thread(target=warm, name="warm-up", daemon=True)
+        thread.start()
+        return thread
+
     def close(self) -> None:
         """Release every connection this process opened; the object must not be used afterwards."""
         for index in ("frame_index", "video_index"):

@@ -19,9 +19,7 @@ from dataclasses import dataclass, replace
 from typing import Literal
 
 import numpy as np
-import torch
 
-from workers.device import resolve_device
 from workers.types import Segment
 
 Box = list[int]
@@ -506,6 +504,10 @@ def similarity(query: np.ndarray, reference: np.ndarray, device: str = "auto", *
     if query.ndim not in (2, 3) or reference.ndim != 2 or query.shape[-1] != reference.shape[1]:
         raise ValueError(f"need [T_q, D] or [V, T_q, D] and [T_r, D] features, got {query.shape} and "
                          f"{reference.shape}")
+    import torch  # here, not at the top: ingest workers import this module but never compare matrices
+
+    from workers.device import resolve_device
+
     target = resolve_device(device)
     q = torch.as_tensor(query, device=target).float()
     r = torch.as_tensor(reference, device=target).float()

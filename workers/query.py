@@ -20,7 +20,8 @@ from workers.pipeline import localise_candidates, match_query
 from workers.types import Match, QueryParams, SearchHits
 
 if TYPE_CHECKING:
-    from workers.dns.video import DnsModels, DnsRepresentation, RankedVideo
+    from workers.dns.representation import DnsRepresentation
+    from workers.dns.video import DnsModels, RankedVideo
     from workers.stores.videovectors import VideoHits
 
 

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 
 if TYPE_CHECKING:
-    from workers.dns.video import DnsRepresentation
+    from workers.dns.representation import DnsRepresentation
 
 
 @dataclass(frozen=True)

@@ -16,8 +16,6 @@ from __future__ import annotations
 from typing import Literal
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 ExtraView = Literal["flip", "halves", "unborder"]
 EXTRA_VIEWS: tuple[ExtraView, ...] = ("flip", "halves", "unborder")
@@ -104,6 +102,9 @@ def border_box(frames: np.ndarray) -> tuple[int, int, int, int] | None:
 
 def unbordered(frames: np.ndarray, box: tuple[int, int, int, int], size: int) -> np.ndarray:
     """The picture inside ``box`` (``border_box``) of frames uint8 [N, H, W, 3], squashed to [N, size, size, 3]."""
+    import torch  # here, not at the top: ingest imports this module (for the view names) but never cuts views
+    import torch.nn.functional as F
+
     top, bottom, left, right = box
     inner = torch.from_numpy(np.ascontiguousarray(frames[:, top:bottom, left:right])).permute(0, 3, 1, 2).float()
     resized = F.interpolate(inner, size=(size, size), mode="bilinear", antialias=True, align_corners=False)

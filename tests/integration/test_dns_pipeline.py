@@ -88,7 +88,7 @@ def test_index_stores_coarse_vector_fine_index_and_selector_stat(dns_env: dict[s
 def test_query_with_dns_reports_video_similarity(dns_env: dict[str, str], clips_dir: Path):
     """A query job with DnS on: one decode gives frames and DnS frames; matches carry ``video_similarity``."""
     from tasks.query import StoredFrameLibrary, query_dns_key
-    from workers.dns.video import DnsRepresentation
+    from workers.dns.representation import DnsRepresentation
     from workers.query import DnsStage
     from workers.stores.objects import load_arrays
     from workers.types import QueryParams

@@ -8,14 +8,8 @@ import torch
 from torch import nn
 
 from workers.device import resolve_device
-from workers.dns import (
-    api,
-    coarse_similarity,
-    distill_and_select,
-    fine_similarity,
-    preprocess_frames,
-    selector_score,
-)
+from workers.dns import api
+from workers.dns.api import coarse_similarity, distill_and_select, fine_similarity, preprocess_frames, selector_score
 from workers.dns.layers import repeat_to_min_length
 
 

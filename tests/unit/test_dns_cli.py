@@ -10,8 +10,8 @@ import pytest
 from click.testing import CliRunner
 
 from cli.dns_commands import weights
-from workers.dns.video import required_files
-from workers.dns.weights import ALL_FILES
+from workers.dns.files import ALL_FILES
+from workers.dns.representation import required_files
 
 
 def configure(monkeypatch: pytest.MonkeyPatch, **values: str) -> None:

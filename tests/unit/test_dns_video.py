@@ -11,18 +11,8 @@ import torch
 
 from workers.decode import decode_all
 from workers.dns.dedup import duplicate_groups
-from workers.dns.video import (
-    DNS_GEOMETRY,
-    FINE_FLOAT,
-    FINE_PACKED,
-    RankedVideo,
-    load_dns_models,
-    pack_fine,
-    required_files,
-    rerank,
-    rerank_budget,
-    unpack_fine,
-)
+from workers.dns.representation import DNS_GEOMETRY, FINE_FLOAT, FINE_PACKED, pack_fine, required_files, unpack_fine
+from workers.dns.video import RankedVideo, load_dns_models, rerank, rerank_budget
 
 
 class FineScores:

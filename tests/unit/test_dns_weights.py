@@ -10,20 +10,13 @@ import numpy as np
 import pytest
 import torch
 
-from workers.dns import distill_and_select, download_weights, weights_status
+from workers.dns.api import distill_and_select
 from workers.dns.extractor import FeatureExtractor
+from workers.dns.files import MODEL_FILES, WeightFile, WeightsNotFound, download_weights, weights_status
 from workers.dns.layers import PCA
 from workers.dns.selector import SelectorNetwork
 from workers.dns.students import CoarseGrainedStudent, FineGrainedStudent
-from workers.dns.weights import (
-    EXPECTED_SHAPES,
-    MODEL_FILES,
-    BadCheckpoint,
-    WeightFile,
-    WeightsNotFound,
-    load_model,
-    load_pca,
-)
+from workers.dns.weights import EXPECTED_SHAPES, BadCheckpoint, load_model, load_pca
 from workers.errors import WeightsMissing
 
 # Spec §4.5, §5 and §6.2, written out by hand.

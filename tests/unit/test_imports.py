@@ -96,3 +96,16 @@ def test_every_module_imports() -> None:
     for name in sorted(import_graph()):
         if not name.startswith("db.migrations"):  # Alembic runs those itself, inside a migration context
             importlib.import_module(name)
+
+
+def test_the_ingest_and_query_tasks_start_without_torch() -> None:
+    """Importing torch is most of a worker's start-up (~2 s of ~3 s here); the default ONNX model, the queue
+    and the stores never need it, so an embedded ``copycat ingest`` must not pay it (README, ingest throughput).
+    Run in a fresh interpreter: this test process has imported torch long ago."""
+    import subprocess
+    import sys
+
+    probe = ("import sys, tasks.ingest, tasks.query, tasks.dns, tasks.worker, cli.main; "
+             "import workers.dns; workers.dns.weights_status; print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

@@ -23,45 +23,13 @@ from torch import nn
 
 from workers.device import resolve_device
 from workers.dns.layers import repeat_to_min_length
+from workers.dns.representation import SELECTOR_FOR, DnsRepresentation, check_student
 from workers.dns.selector import SelectorNetwork
 from workers.dns.students import CoarseGrainedStudent, FineGrainedStudent
-from workers.dns.weights import MODEL_FILES, PCA_WHITENING, RESNET50, WeightFile, load_feature_extractor, load_model
-from workers.types import FrameGeometry
+from workers.dns.weights import load_feature_extractor, load_model
 
-DNS_GEOMETRY = FrameGeometry(224, "crop", short_side=256)
-"""The reference ViSiL/DnS preprocessing (spec §1.1), done inside ffmpeg."""
-DNS_FPS = 1.0
-"""The students were trained on features of one frame per second, whatever the product's sampling rate."""
-STUDENTS = ("fg_att_student", "fg_bin_student")
-SELECTOR_FOR = {"fg_att_student": "selector_att", "fg_bin_student": "selector_bin"}
-FINE_FLOAT, FINE_PACKED = "float32", "packbits"
-"""``fine_dtype`` of a stored fine index: float32 [T, R, 512], or ±1 codes as ``np.packbits`` uint8 [T, R, 64]."""
 BUDGET_EPS = 1e-9
 """``floor(0.29 * 100)`` is 28 in floating point; the budget is floored with this much slack."""
-
-
-def required_files(student: str) -> tuple[WeightFile, ...]:
-    """Every weight file DnS needs with ``student``: extractor, coarse student, that student, its selector."""
-    _check_student(student)
-    return (RESNET50, PCA_WHITENING, MODEL_FILES["cg_student"], MODEL_FILES[student],
-            MODEL_FILES[SELECTOR_FOR[student]])
-
-
-@dataclass(frozen=True)
-class DnsRepresentation:
-    """One video in DnS form.
-
-    ``coarse`` float32 [1024] unit L2; ``fine`` float32 [T, R, 512] (±1 values for ``fg_bin_student``);
-    ``selector_stat`` the selector's per-video ``f``; ``frames`` = T, the decoded frames.
-    """
-
-    coarse: np.ndarray
-    fine: np.ndarray
-    selector_stat: float
-
-    @property
-    def frames(self) -> int:
-        return int(self.fine.shape[0])
 
 
 @dataclass
@@ -132,34 +100,13 @@ def load_dns_models(weights_dir: str | None, student: str, *, allow_random: bool
 
     A missing file raises ``WeightsNotFound`` unless ``allow_random`` (tests only: scores are meaningless).
     """
-    _check_student(student)
+    check_student(student)
     target = resolve_device(device)
     extractor = load_feature_extractor(None, weights_dir, allow_random)
     models = [load_model(name, None, weights_dir, allow_random)
               for name in ("cg_student", student, SELECTOR_FOR[student])]
     extractor, coarse, fine, selector = (m.to(target).eval() for m in (extractor, *models))
     return DnsModels(student, extractor, coarse, fine, selector, target, batch_size)
-
-
-def pack_fine(fine: np.ndarray, student: str) -> tuple[np.ndarray, str]:
-    """The array to store for a fine index [T, R, 512] and its ``fine_dtype``.
-
-    ``fg_att_student``: float32 as is. ``fg_bin_student``: the ±1 codes as bits, uint8 [T, R, 64]; a code
-    of exactly 0 (possible only in theory) is stored as +1 (spec §9).
-    """
-    _check_student(student)
-    if student == "fg_bin_student":
-        return np.packbits(fine >= 0, axis=-1), FINE_PACKED
-    return np.ascontiguousarray(fine, dtype=np.float32), FINE_FLOAT
-
-
-def unpack_fine(stored: np.ndarray, fine_dtype: str) -> np.ndarray:
-    """Inverse of ``pack_fine``: float32 [T, R, 512] (±1.0 for packed codes)."""
-    if fine_dtype == FINE_PACKED:
-        return np.unpackbits(stored, axis=-1).astype(np.float32) * 2.0 - 1.0
-    if fine_dtype == FINE_FLOAT:
-        return stored.astype(np.float32, copy=False)
-    raise ValueError(f"unknown fine_dtype {fine_dtype!r}; expected {FINE_FLOAT!r} or {FINE_PACKED!r}")
 
 
 class RankedVideo(NamedTuple):
@@ -201,8 +148,3 @@ def rerank(candidates: Sequence[str], coarse: Sequence[float] | np.ndarray, prob
         for i, vid in enumerate(candidates)
     ]
     return sorted(ranked, key=lambda r: (-r.score, r.video_id))
-
-
-def _check_student(student: str) -> None:
-    if student not in STUDENTS:
-        raise ValueError(f"unknown fine-grained student {student!r}; expected one of {', '.join(STUDENTS)}")

@@ -1,20 +1,15 @@
-"""Where DnS weight files come from, what they must contain, and strict loading.
+"""What DnS weight files must contain, and strict loading (the files themselves: ``workers.dns.files``).
 
-Nothing here downloads on its own: ``download_weights`` runs only when an operator asks for it (the
-``copycat weights`` command). Loading never falls back to random weights unless the caller says
-``allow_random=True``, because a randomly initialised model returns plausible-looking but meaningless scores.
+Loading never falls back to random weights unless the caller says ``allow_random=True``, because a randomly
+initialised model returns plausible-looking but meaningless scores.
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import logging
 import os
-import urllib.error
-import urllib.request
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -22,56 +17,14 @@ import torch
 from torch import nn
 
 from workers.dns.extractor import REGION_DIMS, FeatureExtractor
+from workers.dns.files import MODEL_FILES, PCA_WHITENING, RESNET50, WeightsNotFound, resolve_weight_file
 from workers.dns.layers import PCA
 from workers.dns.resnet import EXPANSION, STAGES
 from workers.dns.selector import SelectorNetwork
 from workers.dns.students import CoarseGrainedStudent, FineGrainedStudent
-from workers.errors import ConfigError, WeightsMissing
+from workers.errors import ConfigError
 
 log = logging.getLogger(__name__)
-
-_DNS_URL = "https://mever.iti.gr/distill-and-select/models/"
-
-
-@dataclass(frozen=True)
-class WeightFile:
-    """One downloadable weight file.
-
-    ``used_by`` names the towhee models it holds weights for; the ResNet and PCA files also serve every model
-    that is given frames rather than features. ``sha256_prefix`` is torchvision's hash-in-the-name check.
-    """
-
-    name: str
-    url: str
-    used_by: tuple[str, ...]
-    sha256_prefix: str | None = None
-
-
-RESNET50 = WeightFile(
-    "resnet50-0676ba61.pth",
-    "https://download.pytorch.org/models/resnet50-0676ba61.pth",
-    ("feature_extractor",),
-    sha256_prefix="0676ba61",
-)
-PCA_WHITENING = WeightFile(
-    "pca_resnet50_vcdb_1M.pth", "http://ndd.iti.gr/visil/pca_resnet50_vcdb_1M.pth", ("feature_extractor",)
-)
-MODEL_FILES: dict[str, WeightFile] = {
-    name: WeightFile(file, _DNS_URL + file, (name,))
-    for name, file in (
-        ("fg_att_student", "dns_fg_att_student.pth"),
-        ("fg_bin_student", "dns_fg_bin_student.pth"),
-        ("cg_student", "dns_cg_student.pth"),
-        ("selector_att", "dns_selector_cg-fg_att.pth"),
-        ("selector_bin", "dns_selector_cg-fg_bin.pth"),
-    )
-}
-"""The official DnS checkpoint of each trained model (spec §10)."""
-ALL_FILES: tuple[WeightFile, ...] = (RESNET50, PCA_WHITENING, *MODEL_FILES.values())
-
-
-class WeightsNotFound(WeightsMissing):
-    """A DnS weight file is neither at the given path nor in the weights folder."""
 
 
 class BadCheckpoint(ConfigError):
@@ -167,24 +120,6 @@ EXPECTED_SHAPES: dict[str, dict[str, tuple[int, ...]]] = {
     "selector_bin": _ATTENTION | _COMPARATOR | _SELECTOR_MLP,
 }
 """state_dict key -> shape of every model, as in the official files (spec §2.5, §4.5, §5, §6.2)."""
-
-
-def resolve_weight_file(
-    file: WeightFile, path: str | os.PathLike[str] | None = None, weights_dir: str | os.PathLike[str] | None = None
-) -> Path:
-    """The explicit ``path`` if given, else ``weights_dir / file.name``; raise ``WeightsNotFound`` if absent."""
-    hint = f"download {file.url} (`copycat weights` lists every file)"
-    if path is not None:
-        candidate = Path(path)
-        if not candidate.is_file():
-            raise WeightsNotFound(f"{file.name}: no file at {candidate}; {hint} and point the path at it")
-        return candidate
-    if weights_dir is None:
-        raise WeightsNotFound(f"{file.name}: no path and no weights folder given; {hint} into the weights folder")
-    candidate = Path(weights_dir) / file.name
-    if not candidate.is_file():
-        raise WeightsNotFound(f"{file.name} is missing from {Path(weights_dir)}; {hint} to {candidate}")
-    return candidate
 
 
 def read_checkpoint(path: Path) -> object:
@@ -323,67 +258,3 @@ def load_pca(pca: PCA, path: Path) -> None:
     expected = {"mean": (dims,), "d": (dims,), "V": (dims, dims)}
     check_state_dict({k: torch.as_tensor(white[k]) for k in expected if k in white}, expected, str(path))
     pca.set_whitening(white["mean"], white["d"], white["V"])
-
-
-@dataclass(frozen=True)
-class WeightStatus:
-    """Whether one weight file is present in a folder."""
-
-    file: WeightFile
-    path: Path
-    present: bool
-
-
-def weights_status(folder: str | os.PathLike[str]) -> list[WeightStatus]:
-    """Every file DnS inference needs, with where it should be and whether it is there."""
-    return [WeightStatus(f, Path(folder) / f.name, (Path(folder) / f.name).is_file()) for f in ALL_FILES]
-
-
-@dataclass(frozen=True)
-class DownloadResult:
-    """Outcome for one file: ``present`` (already there), ``downloaded`` or ``failed`` (with ``error``)."""
-
-    file: WeightFile
-    path: Path
-    outcome: str
-    error: str | None = None
-
-
-def download_weights(
-    folder: str | os.PathLike[str], files: Iterable[WeightFile] = ALL_FILES, timeout: float = 60.0
-) -> list[DownloadResult]:
-    """Fetch the missing files into ``folder``; failures are reported, never raised.
-
-    Each file is written to ``<name>.part`` and renamed only when complete (and its hash prefix matches,
-    where the name carries one), so an interrupted download never looks like a weight file.
-    """
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    results = []
-    for file in files:
-        target = folder / file.name
-        if target.is_file():
-            results.append(DownloadResult(file, target, "present"))
-            continue
-        try:
-            _fetch(file, target, timeout)
-        except (urllib.error.URLError, OSError, ValueError) as exc:
-            results.append(DownloadResult(file, target, "failed", f"{file.url}: {exc}"))
-        else:
-            results.append(DownloadResult(file, target, "downloaded"))
-    return results
-
-
-def _fetch(file: WeightFile, target: Path, timeout: float) -> None:
-    part = target.with_name(target.name + ".part")
-    digest = hashlib.sha256()
-    try:
-        with urllib.request.urlopen(file.url, timeout=timeout) as response, part.open("wb") as out:
-            while chunk := response.read(1 << 20):
-                digest.update(chunk)
-                out.write(chunk)
-        if file.sha256_prefix and not digest.hexdigest().startswith(file.sha256_prefix):
-            raise ValueError(f"sha256 {digest.hexdigest()[:8]} does not match {file.sha256_prefix}")
-        part.replace(target)
-    finally:
-        part.unlink(missing_ok=True)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -99,14 +100,17 @@ class MilvusCollection:
         self._client = None
         self._ready = False
         self._features: MilvusFeatures | None = None
+        self._lock = threading.RLock()  # a process's threads share one connection and create the collection once
 
     @property
     def client(self):  # noqa: ANN201 - pymilvus.MilvusClient, imported lazily
         if self._client is None:
             from pymilvus import MilvusClient
 
-            self._client = call(lambda: MilvusClient(self.uri, token=self._token, grpc_options=GRPC_OPTIONS),
-                                f"connect to {self.uri}")
+            with self._lock:
+                if self._client is None:
+                    self._client = call(lambda: MilvusClient(self.uri, token=self._token,
+                                                             grpc_options=GRPC_OPTIONS), f"connect to {self.uri}")
         return self._client
 
     def close(self) -> None:
@@ -136,15 +140,18 @@ class MilvusCollection:
         """Create the collection on first use; refuse one built by another model or for another size."""
         if self._ready:
             return
-        client = self.client
-        features = self.features
-        if call(lambda: client.has_collection(self.collection), "has_collection"):
-            self._check_model(call(lambda: client.describe_collection(self.collection), "describe_collection"))
-        else:
-            self._create(features)
-        self._ensure_indexes(features)
-        call(lambda: client.load_collection(self.collection), "load_collection")
-        self._ready = True
+        with self._lock:
+            if self._ready:
+                return
+            client = self.client
+            features = self.features
+            if call(lambda: client.has_collection(self.collection), "has_collection"):
+                self._check_model(call(lambda: client.describe_collection(self.collection), "describe_collection"))
+            else:
+                self._create(features)
+            self._ensure_indexes(features)
+            call(lambda: client.load_collection(self.collection), "load_collection")
+            self._ready = True
 
     def scan_video_ids(self, batch: int = 16384) -> Iterator[str]:
         """The ``video_id`` of every row, in pages of ``batch`` (a full scan: for ``copycat fsck``)."""
