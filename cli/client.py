@@ -16,6 +16,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from celery.result import allow_join_result
+
 from db import jobs, videos
 from db.models import VideoStatus
 from tasks import resources
@@ -95,13 +97,17 @@ def _task_threads(workers: int) -> Iterator[Callable[[], None]]:
             wait(busy, return_when=FIRST_COMPLETED)
 
     run_embedded_tasks_with(run)
-    try:
-        yield throttle
-        while busy := running():
-            wait(busy)
-    finally:
-        run_embedded_tasks_with(None)
-        pool.shutdown(wait=True)
+    # Celery's eager apply() sets a process-wide "never block on a result" flag and restores the value it
+    # found; tasks overlapping on threads restore each other's and can leave it set for good, after which
+    # every result.get() in this process refuses. allow_join_result puts back the value from before the block.
+    with allow_join_result():
+        try:
+            yield throttle
+            while busy := running():
+                wait(busy)
+        finally:
+            run_embedded_tasks_with(None)
+            pool.shutdown(wait=True)
 
 
 def wait_for_videos(ids: list[str], *, timeout: float = 24 * 3600, poll_s: float = 1.0,
