@@ -72,6 +72,10 @@ class Video(Failable, Base):
     duration: Mapped[float | None] = mapped_column(Float)
     frame_count: Mapped[int | None] = mapped_column(Integer)
     vector_count: Mapped[int | None] = mapped_column(Integer, doc="informative frames, indexed in Milvus")
+    vector_frames: Mapped[int | None] = mapped_column(
+        Integer, default=0, doc="frames whose vectors Milvus may hold for this video, an upper bound raised before "
+        "they are written: rows past a shorter new version are deleted by id up to it; NULL (rows from before "
+        "migration 0009): unknown")
     width: Mapped[int | None] = mapped_column(Integer)
     height: Mapped[int | None] = mapped_column(Integer)
     source_fps: Mapped[float | None] = mapped_column(Float)

@@ -104,11 +104,16 @@ def lock_video(session: Session, video_id: str) -> Video | None:
 def record_matrix(session: Session, video: Video, info: VideoInfo, *, size: int, sha256: str, frame_count: int,
                   fps: float, matrix_bucket: str, matrix_key: str, matrix_dtype: str,
                   timings: dict[str, float]) -> None:
-    """The run's matrix is stored for the registered bytes: ``indexing`` (its vectors are written next)."""
+    """The run's matrix is stored for the registered bytes: ``indexing`` (its vectors are written next).
+
+    ``vector_frames`` only grows here: rows of a longer earlier version stay covered until an index run has
+    deleted them (``index_vectors`` lowers it), even when this run dies before that.
+    """
+    bound = None if video.vector_frames is None else max(video.vector_frames, frame_count)
     set_status(session, video.id, VideoStatus.INDEXING, size=size, sha256=sha256, frame_count=frame_count, fps=fps,
                matrix_bucket=matrix_bucket, matrix_key=matrix_key, matrix_dtype=matrix_dtype, timings=timings,
                duration=info.duration, width=info.width, height=info.height, source_fps=info.fps,
-               codec=info.codec)
+               codec=info.codec, vector_frames=bound)
 
 
 def searchable_ids(session: Session, video_ids: Sequence[str], *, model: str, fps: float) -> set[str]:

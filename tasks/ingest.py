@@ -158,12 +158,13 @@ def index_vectors(res: resources.Resources, video_id: str, key: str, features: n
                      video_id)
             return 0
         tick = time.perf_counter()
-        count = res.frame_index.replace_video(video_id, features)
+        count = res.frame_index.replace_video(video_id, features, known_frames=row.vector_frames)
         if representation is not None and sha256 is not None:
             dns.save_representation(res, s, video_id, representation, sha256)
         videos.add_timing(s, video_id, "index", time.perf_counter() - tick)
         copies.forget_video(s, video_id)  # they described the previous content; detection finds the new ones
-        indexed = videos.set_status(s, video_id, VideoStatus.INDEXED, vector_count=count)
+        indexed = videos.set_status(s, video_id, VideoStatus.INDEXED, vector_count=count,
+                                    vector_frames=int(features.shape[0]))
         name, data = row.name, video_event(indexed)
     if dns.enabled(res.settings) and representation is None:  # a retry: the run's DnS outputs were lost
         enqueue_dns(video_id, name)

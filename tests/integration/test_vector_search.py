@@ -93,3 +93,25 @@ def test_merged_runs_hold_one_row_each_and_re_ingest_drops_the_rest(milvus_uri: 
     finally:
         index.client.drop_collection(index.collection)
         index.close()
+
+
+def test_a_shorter_version_drops_its_stale_rows_by_id_when_the_bound_is_known(milvus_uri: str) -> None:
+    """Re-indexing a video with fewer frames leaves exactly the new rows; with the bound of what it may hold
+    (``videos.vector_frames``) no delete evaluates a filter (Milvus Lite materialises every row of the
+    collection for one); without it the filter still removes them."""
+    index = VectorIndex(milvus_uri, "test", DIM, prefix=f"t{uuid.uuid4().hex[:8]}")
+    deletes: list[dict[str, object]] = []
+    delete = index.client.delete
+    index.client.delete = lambda *args, **kwargs: deletes.append(kwargs) or delete(*args, **kwargs)
+    try:
+        long, short = unit(40, 31), unit(11, 32)
+        assert index.replace_video("v", long, known_frames=0) == 40
+        assert index.replace_video("v", short, known_frames=40) == 11 and index.count("v") == 11
+        assert deletes and all("filter" not in d for d in deletes)
+        assert index.replace_video("v", long, known_frames=11) == 40
+        deletes.clear()
+        assert index.replace_video("v", short) == 11 and index.count("v") == 11
+        assert any("filter" in d for d in deletes)
+    finally:
+        index.client.drop_collection(index.collection)
+        index.close()

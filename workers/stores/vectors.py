@@ -35,10 +35,16 @@ class VectorIndex(MilvusCollection):
         self.insert_batch, self.search_batch = insert_batch, search_batch
         self.grouping, self.merge_cosine = grouping, merge_cosine
 
-    def replace_video(self, video_id: str, matrix: np.ndarray) -> int:
+    def replace_video(self, video_id: str, matrix: np.ndarray, *, known_frames: int | None = None) -> int:
         """Make the collection hold exactly the informative rows of ``matrix`` [T, D] for ``video_id`` (zero
         rows mark uninformative frames and are not indexed; with ``merge_cosine`` a run of near-identical
-        frames is one row, ``workers.runs``); returns how many rows it holds."""
+        frames is one row, ``workers.runs``); returns how many rows it holds.
+
+        Rows of frames past T (a longer earlier version) are deleted by id up to ``known_frames``, an upper
+        bound of the frames this video may have rows for (``videos.vector_frames``), or by a filter when it
+        is unknown: Milvus Lite evaluates a filter by materialising every row of the collection (~30 KB
+        each, seconds at 30k rows), which a bounded ingest must not do once per video.
+        """
         self._check_vectors(matrix)
         check_video_id(video_id)
         self.ensure_collection()
@@ -50,13 +56,20 @@ class VectorIndex(MilvusCollection):
             rows = [{"pk": f"{video_id}:{i}", "video_id": video_id, "frame": int(i), "embedding": vectors[i]}
                     for i in kept[start : start + self.insert_batch]]
             call(lambda rows=rows: self.client.upsert(self.collection, rows), "upsert")
-        call(lambda: self.client.delete(self.collection, filter=f'video_id == "{video_id}" and frame >= '
-                                        f"{vectors.shape[0]}"), "delete stale frames")
-        masked = np.setdiff1d(np.arange(vectors.shape[0]), kept)
-        for start in range(0, len(masked), self.insert_batch):
-            keys = [f"{video_id}:{i}" for i in masked[start : start + self.insert_batch]]
-            call(lambda keys=keys: self.client.delete(self.collection, ids=keys), "delete masked frames")
+        frames = vectors.shape[0]
+        if known_frames is None:
+            call(lambda: self.client.delete(self.collection, filter=f'video_id == "{video_id}" and frame >= '
+                                            f"{frames}"), "delete stale frames")
+        else:
+            self._delete_frames(video_id, np.arange(frames, max(frames, known_frames)), "delete stale frames")
+        self._delete_frames(video_id, np.setdiff1d(np.arange(frames), kept), "delete masked frames")
         return int(len(kept))
+
+    def _delete_frames(self, video_id: str, frames: np.ndarray, what: str) -> None:
+        """Delete the rows of these frames of ``video_id`` by primary key (absent ones are no-ops)."""
+        for start in range(0, len(frames), self.insert_batch):
+            keys = [f"{video_id}:{i}" for i in frames[start : start + self.insert_batch]]
+            call(lambda keys=keys: self.client.delete(self.collection, ids=keys), what)
 
     def delete_video(self, video_id: str) -> None:
         check_video_id(video_id)
