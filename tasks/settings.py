@@ -175,6 +175,9 @@ class LocaliseSettings(BaseModel):
                              " the path's median (0: off)")
     query_overlap: float = Field(0.5, ge=0, le=1, description="drop a segment lying more than this share inside"
                                  " a stronger one's query span (1: off)")
+    snap_ends: bool = Field(True, description="put path ends back on the copy's diagonal: drop an end reached"
+                            " by an offset jump, extend each end along its diagonal while similarity stays above"
+                            " the end floor")
     min_informative: float = Field(0.5, ge=0, le=1, description="segments need at least this share of"
                                    " informative frames on both sides")
     score: Literal["bounded", "tn"] = Field("bounded", description="segment score: bounded (mean similarity x"

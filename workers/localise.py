@@ -231,6 +231,7 @@ def tn_boxes(
     split_jump: int | None = None,
     end_floor: float | None = None,
     query_overlap: float | None = None,
+    snap_ends: bool = False,
 ) -> list[ScoredBox]:
     """Copied segment boxes in a similarity matrix, by the Temporal Network.
 
@@ -263,6 +264,10 @@ def tn_boxes(
             span of a box with a higher mean path similarity (``suppress_query_overlap``): a moment of the
             query copies one moment of a reference, and static footage offers TN several near-equal paths
             at other offsets, which ``merge_gap`` would otherwise fold into one over-long box.
+        snap_ends: if set (with ``trim``), put each path's ends back on the copy's diagonal
+            (``snap_ends_to_diagonal``): TN often reaches a copy's first frames by a jump from an
+            unrelated node (``(1, 5) -> (6, 6)``), so the box starts off the diagonal and misses the
+            copy's first frames, which lie on it (``(5, 5)``).
 
     Returns:
         ``(box, score)`` pairs, box = ``[q_start, r_start, q_end, r_end]`` inclusive frame indices.
@@ -286,7 +291,7 @@ def tn_boxes(
         if not nodes:
             break
         q, r = graph.pairs(nodes)
-        judged = _judge_path(sim, q, r, min_sim, min_length, trim, end_floor)
+        judged = _judge_path(sim, q, r, min_sim, min_length, trim, end_floor, snap_ends)
         if judged is None or _inclusive_iou(judged[0][0], [b for b, _ in accepted]) >= max_iou:
             continue
         if split_jump is None:
@@ -296,8 +301,11 @@ def tn_boxes(
         # Only an accepted path is cut: its pieces refine it, they never add a box TN rejected.
         cuts = np.flatnonzero(np.abs(np.diff(q - r)) > split_jump) + 1
         others = [b for b, _ in accepted]
-        for q_piece, r_piece in zip(np.split(q, cuts), np.split(r, cuts), strict=True):
-            piece = _judge_path(sim, q_piece, r_piece, min_sim, min_length, trim, end_floor)
+        # Each piece may move its ends into the gaps next to it, never onto another piece's frames.
+        bounds = [int(q[0]), *(int(q[c]) for c in cuts), int(q[-1]) + 1]
+        for i, (q_piece, r_piece) in enumerate(zip(np.split(q, cuts), np.split(r, cuts), strict=True)):
+            claimed = (bounds[i] if i == 0 else int(q[cuts[i - 1] - 1]) + 1, bounds[i + 1] - 1)
+            piece = _judge_path(sim, q_piece, r_piece, min_sim, min_length, trim, end_floor, snap_ends, claimed)
             if piece is not None and _inclusive_iou(piece[0][0], others) < max_iou:
                 accepted.append(piece[0])
                 strength.append(piece[1])
@@ -309,16 +317,34 @@ def tn_boxes(
 
 
 def _judge_path(sim: np.ndarray, q: np.ndarray, r: np.ndarray, min_sim: float, min_length: int,
-                trim: bool, end_floor: float | None = None) -> tuple[ScoredBox, float] | None:
+                trim: bool, end_floor: float | None = None, snap_ends: bool = False,
+                claimed: tuple[int, int] | None = None) -> tuple[ScoredBox, float] | None:
     """The box and score of path nodes (q[i], r[i]) with the nodes' mean similarity, or None when the path
-    fails TN's density or length test."""
+    fails TN's density or length test.
+
+    With ``snap_ends`` a path that passes has its ends put on the copy's diagonal
+    (``snap_ends_to_diagonal``, inside ``claimed``: the first and last query frame the ends may reach,
+    by default these nodes' own), and keeps that box when it passes the tests too.
+    """
+    claimed = claimed or (int(q[0]), int(q[-1]))
+    floor = min_sim
     if trim:
         strong = np.flatnonzero(sim[q, r] >= min_sim)
         if len(strong) == 0:
             return None
         q, r = q[strong[0] : strong[-1] + 1], r[strong[0] : strong[-1] + 1]
         if end_floor is not None:
+            floor = max(floor, end_floor * float(np.median(sim[q, r])))
             q, r = refine_ends(sim[q, r], end_floor, q, r)
+    judged = _score_path(sim, q, r, min_sim, min_length)
+    if judged is None or not (snap_ends and trim and end_floor is not None):
+        return judged
+    return _score_path(sim, *snap_ends_to_diagonal(sim, q, r, floor, claimed), min_sim, min_length) or judged
+
+
+def _score_path(sim: np.ndarray, q: np.ndarray, r: np.ndarray, min_sim: float,
+                min_length: int) -> tuple[ScoredBox, float] | None:
+    """TN's box, score and tests of path nodes (q[i], r[i]), with the nodes' mean similarity (None: fails)."""
     score = float(np.cumsum(sim[q, r])[-1])  # left-to-right like the reference (not pairwise/compensated)
     box = [int(q.min()), int(r.min()), int(q.max()), int(r.max())] if score > 0 else [0, 0, 0, 0]
     q_span, r_span = box[2] - box[0], box[3] - box[1]
@@ -334,6 +360,47 @@ def refine_ends(node_sim: np.ndarray, end_floor: float, *coords: np.ndarray) -> 
     floor = end_floor * float(np.median(node_sim))
     strong = np.flatnonzero(node_sim >= floor)
     return tuple(c[strong[0] : strong[-1] + 1] for c in coords)
+
+
+MAX_END_OFFSET_STEP = 1
+"""How far a path's diagonal offset ``q - r`` may change between its last two nodes and still be on the
+copy's diagonal: 1 lets speed changes (1.5x steps (1, 1) and (1, 2)) and dropped frames through."""
+
+
+def snap_ends_to_diagonal(sim: np.ndarray, q: np.ndarray, r: np.ndarray, floor: float,
+                          claimed: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Path nodes (q, r) (int [P] each, ascending) with their ends on the copy's diagonal.
+
+    First each end node that joins the rest by a jump of the diagonal offset (more than
+    ``MAX_END_OFFSET_STEP``) is dropped, keeping at least two nodes: TN reached the copy from it. Then each
+    end is extended frame by frame along its diagonal, ``(q - 1, r - 1)`` before the first node and
+    ``(q + 1, r + 1)`` after the last, while ``sim`` (float [T_q, T_r]) there is at least ``floor`` and the
+    query frame lies inside ``claimed`` (first, last), the query frames TN's path spanned before its ends
+    were cut: the frames a copy shares with its source lie on one diagonal, and an end only moves back
+    onto it, never past what TN found (on static footage a diagonal at any offset stays similar).
+    Masked frames (``MASKED_SIMILARITY``) stop an extension.
+    """
+    if len(q) < 2:  # one node shows no diagonal
+        return q, r
+    offset = q - r
+    first, last = 0, len(q) - 1
+    while last - first > 1 and abs(offset[first + 1] - offset[first]) > MAX_END_OFFSET_STEP:
+        first += 1
+    while last - first > 1 and abs(offset[last] - offset[last - 1]) > MAX_END_OFFSET_STEP:
+        last -= 1
+    q, r = q[first : last + 1], r[first : last + 1]
+    on_diagonal = len(q) > 2 or abs(int(offset[last]) - int(offset[first])) <= MAX_END_OFFSET_STEP
+    lead = 0
+    while (on_diagonal and q[0] - lead - 1 >= claimed[0] and r[0] - lead - 1 >= 0
+           and sim[q[0] - lead - 1, r[0] - lead - 1] >= floor):
+        lead += 1
+    tail = 0
+    while (on_diagonal and q[-1] + tail + 1 <= claimed[1] and r[-1] + tail + 1 < sim.shape[1]
+           and sim[q[-1] + tail + 1, r[-1] + tail + 1] >= floor):
+        tail += 1
+    steps_before, steps_after = np.arange(lead, 0, -1), np.arange(1, tail + 1)
+    return (np.concatenate([q[0] - steps_before, q, q[-1] + steps_after]),
+            np.concatenate([r[0] - steps_before, r, r[-1] + steps_after]))
 
 
 def suppress_query_overlap(boxes: Sequence[ScoredBox], strength: Sequence[float],
@@ -618,6 +685,7 @@ class TemporalNetwork(Localiser):
     split_jump: int | None = None
     end_floor: float | None = None
     query_overlap: float | None = None
+    snap_ends: bool = False
     min_informative: float = 0.5
     score: Literal["tn", "bounded"] = "tn"
     device: str = "auto"
@@ -640,6 +708,7 @@ class TemporalNetwork(Localiser):
             split_jump=self.split_jump,
             end_floor=self.end_floor,
             query_overlap=self.query_overlap,
+            snap_ends=self.snap_ends,
         )
         segments = boxes_to_segments(boxes, fps)
         if query_informative is not None or reference_informative is not None:

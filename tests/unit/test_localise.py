@@ -20,6 +20,7 @@ from workers.localise import (
     query_coverage,
     refine_ends,
     similarity,
+    snap_ends_to_diagonal,
     suppress_query_overlap,
     tn_boxes,
     video_score,
@@ -592,3 +593,53 @@ def test_query_overlap_stops_merge_from_stretching_a_static_copy() -> None:
     options = {"tn_top_k": 10, "min_length": 1, "trim": True, "merge_gap": 2, "split_jump": 3}
     assert [b for b, _ in tn_boxes(sim, **options)] == [[14, 1, 16, 7]]
     assert [b for b, _ in tn_boxes(sim, **options, query_overlap=0.5)] == [[14, 1, 16, 3]]
+
+
+def test_snap_ends_moves_a_copys_start_back_onto_its_diagonal() -> None:
+    """A framed reference (first 5 frames masked) and a query whose first 5 frames look a little like
+    reference frame 5 (the fixture's clip16 in bars, re-encoded): TN reaches the copy from (3, 5) and its
+    box starts 2 query frames early; the copy's first frames lie on the diagonal, at (5, 5)."""
+    sim = np.full((20, 20), 0.3)
+    sim[:, :5] = MASKED_SIMILARITY
+    sim[0:5, 5:] = 0.8
+    sim[5:, 5:] = 0.88
+    sim[np.arange(5, 20), np.arange(5, 20)] = 0.97
+    sim[0:5, 5] = [0.77, 0.78, 0.75, 0.83, 0.83]
+    options = {"tn_top_k": 10, "min_length": 1, "trim": True, "merge_gap": 2, "split_jump": 3,
+               "end_floor": 0.5, "query_overlap": 0.5}
+    assert [b for b, _ in tn_boxes(sim, **options)] == [[3, 5, 19, 19]]
+    assert [b for b, _ in tn_boxes(sim, **options, snap_ends=True)] == [[5, 5, 19, 19]]
+
+
+def test_snap_ends_to_diagonal_drops_jumps_and_extends_inside_the_claimed_frames() -> None:
+    sim = np.full((12, 12), 0.1)
+    sim[np.arange(12), np.arange(12)] = 0.9
+    q, r = np.array([1, 6, 7, 8, 11]), np.array([5, 6, 7, 8, 9])  # ends reached by jumps of the offset
+    snapped = snap_ends_to_diagonal(sim, q, r, 0.45, (1, 11))
+    assert [a.tolist() for a in snapped] == [[1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]] * 2
+    snapped = snap_ends_to_diagonal(sim, q, r, 0.45, (4, 9))  # never past the frames TN's path spanned
+    assert [a.tolist() for a in snapped] == [[4, 5, 6, 7, 8, 9]] * 2
+    sim[3, 3] = MASKED_SIMILARITY  # a masked frame stops the extension
+    assert snap_ends_to_diagonal(sim, q, r, 0.45, (1, 11))[0].tolist()[0] == 4
+
+
+def test_snap_ends_to_diagonal_leaves_what_shows_no_diagonal() -> None:
+    """One node, or two joined by a jump, give no diagonal to extend along (static footage is alike on
+    every diagonal)."""
+    sim = np.full((12, 12), 0.9)
+    one = (np.array([3]), np.array([5]))
+    assert [a.tolist() for a in snap_ends_to_diagonal(sim, *one, 0.45, (0, 11))] == [[3], [5]]
+    two = (np.array([3, 8]), np.array([5, 6]))
+    assert [a.tolist() for a in snap_ends_to_diagonal(sim, *two, 0.45, (0, 11))] == [[3, 8], [5, 6]]
+
+
+def test_snap_ends_never_admits_a_path_that_tn_rejects() -> None:
+    """A weak path wandering across unrelated footage (0.2-0.21, offset jumps of 4) into 2 copied frames
+    fails TN's density test; without its wandering start it would pass, so snapping only refines boxes
+    that pass as they are."""
+    sim = np.full((24, 14), 0.1)
+    for q, r, value in [(3, 3, 0.21), (8, 4, 0.21), (13, 5, 0.21), (16, 7, 0.2), (19, 8, 0.6), (20, 9, 0.43)]:
+        sim[q, r] = value
+    options = {"tn_top_k": 10, "min_length": 1, "trim": True, "split_jump": 3, "end_floor": 0.5}
+    assert tn_boxes(sim, **options) == []
+    assert tn_boxes(sim, **options, snap_ends=True) == []
