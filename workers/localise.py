@@ -301,10 +301,9 @@ def tn_boxes(
         # Only an accepted path is cut: its pieces refine it, they never add a box TN rejected.
         cuts = np.flatnonzero(np.abs(np.diff(q - r)) > split_jump) + 1
         others = [b for b, _ in accepted]
-        # Each piece may move its ends into the gaps next to it, never onto another piece's frames.
-        bounds = [int(q[0]), *(int(q[c]) for c in cuts), int(q[-1]) + 1]
-        for i, (q_piece, r_piece) in enumerate(zip(np.split(q, cuts), np.split(r, cuts), strict=True)):
-            claimed = (bounds[i] if i == 0 else int(q[cuts[i - 1] - 1]) + 1, bounds[i + 1] - 1)
+        pieces = list(zip(np.split(q, cuts), np.split(r, cuts), strict=True))
+        for i, (q_piece, r_piece) in enumerate(pieces):
+            claimed = _claimed_frames(pieces, i)
             piece = _judge_path(sim, q_piece, r_piece, min_sim, min_length, trim, end_floor, snap_ends, claimed)
             if piece is not None and _inclusive_iou(piece[0][0], others) < max_iou:
                 accepted.append(piece[0])
@@ -314,6 +313,15 @@ def tn_boxes(
     if merge_gap is not None:
         accepted = merge_diagonal(accepted, merge_gap)
     return accepted
+
+
+def _claimed_frames(pieces: Sequence[tuple[np.ndarray, np.ndarray]], i: int) -> tuple[int, int]:
+    """The query frames piece ``i`` of a cut path may snap its ends into: up to the neighbouring pieces of
+    two nodes or more (a lone node is no copy of its own), else to the whole path's ends."""
+    start, end = int(pieces[0][0][0]), int(pieces[-1][0][-1])
+    before = [p[0] for p in pieces[:i] if len(p[0]) > 1]
+    after = [p[0] for p in pieces[i + 1 :] if len(p[0]) > 1]
+    return (int(before[-1][-1]) + 1 if before else start, int(after[0][0]) - 1 if after else end)
 
 
 def _judge_path(sim: np.ndarray, q: np.ndarray, r: np.ndarray, min_sim: float, min_length: int,
@@ -672,6 +680,8 @@ class TemporalNetwork(Localiser):
     When masks are given, uninformative frames are masked in the similarity matrix (``mask_similarity``)
     and segments with less than ``min_informative`` informative frames are dropped (``drop_uninformative``).
     ``score`` "bounded" reports each segment's ``bounded_score`` (in [0, 1]) instead of TN's path score.
+    Segments scoring below ``min_segment_score`` are dropped: each reported segment is evidence on its own,
+    not a few frames of unrelated footage at similarity 0.2-0.3 that TN found next to a real copy.
     """
 
     tn_max_step: int = 10
@@ -687,6 +697,7 @@ class TemporalNetwork(Localiser):
     query_overlap: float | None = None
     snap_ends: bool = False
     min_informative: float = 0.5
+    min_segment_score: float = 0.0
     score: Literal["tn", "bounded"] = "tn"
     device: str = "auto"
 
@@ -718,4 +729,4 @@ class TemporalNetwork(Localiser):
             segments = drop_uninformative(segments, query_mask, reference_mask, fps, self.min_informative)
         if self.score == "bounded":
             segments = [replace(s, score=bounded_score(s, fps)) for s in segments]
-        return segments
+        return [s for s in segments if s.score >= self.min_segment_score]

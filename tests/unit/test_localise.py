@@ -643,3 +643,33 @@ def test_snap_ends_never_admits_a_path_that_tn_rejects() -> None:
     options = {"tn_top_k": 10, "min_length": 1, "trim": True, "split_jump": 3, "end_floor": 0.5}
     assert tn_boxes(sim, **options) == []
     assert tn_boxes(sim, **options, snap_ends=True) == []
+
+
+def test_snap_ends_reaches_past_a_lone_node_that_split_jump_cut_off() -> None:
+    """Static footage in the last query frame (the fixture grid's parking-lot cell): TN ends its path with a
+    jump to a look-alike frame (6, 19), split_jump cuts that lone node off, and the copy's last frame
+    (6, 11), on the diagonal, is recovered; a lone node is no piece that bounds the snap."""
+    sim = np.full((10, 24), 0.3)
+    sim[np.arange(6), np.arange(5, 11)] = 0.95
+    sim[6, :] = 0.85
+    sim[6, 19] = 0.91
+    options = {"tn_top_k": 10, "min_length": 1, "trim": True, "merge_gap": 2, "split_jump": 3,
+               "end_floor": 0.5, "query_overlap": 0.5}
+    assert [b for b, _ in tn_boxes(sim, **options)] == [[0, 5, 5, 10]]
+    assert [b for b, _ in tn_boxes(sim, **options, snap_ends=True)] == [[0, 5, 6, 11]]
+
+
+def test_min_segment_score_drops_weak_segments_next_to_a_copy() -> None:
+    """A 4 s copy at 0.95 and, elsewhere in the query, 4 frames of unrelated footage at 0.25 on a diagonal:
+    TN reports both; the weak one (bounded score ~0.18) is no evidence of a copy on its own."""
+    rng = np.random.default_rng(3)
+    query, reference = rng.normal(size=(40, 256)), rng.normal(size=(20, 256))
+    query /= np.linalg.norm(query, axis=1, keepdims=True)
+    reference /= np.linalg.norm(reference, axis=1, keepdims=True)
+    query[30:35] = 0.95 * reference[2:7] + np.sqrt(1 - 0.95**2) * query[30:35]
+    query[10:14] = 0.25 * reference[12:16] + np.sqrt(1 - 0.25**2) * query[10:14]
+    options = {"tn_top_k": 10, "min_length": 1, "score": "bounded", "device": "cpu"}
+    loose = TemporalNetwork(**options).localise(query, reference, 1.0)
+    assert any(s.query_start == 10 and s.score < 0.2 for s in loose)
+    strict = TemporalNetwork(**options, min_segment_score=0.2).localise(query, reference, 1.0)
+    assert [(s.query_start, s.ref_start) for s in strict] == [(30, 2)]
