@@ -169,17 +169,23 @@ def separation(gt: dict[str, Any], raw: dict[str, list]) -> tuple[float, float]:
 
 
 ABLATION: tuple[tuple[str, dict[str, Any]], ...] = (
-    ("before (v2 defaults)", {"end_floor": 0.0, "query_overlap": 1.0, "reduce": "sum", "extra_views": ()}),
-    ("+ end_floor 0.5", {"query_overlap": 1.0, "reduce": "sum", "extra_views": ()}),
-    ("+ query_overlap 0.5", {"reduce": "sum", "extra_views": ()}),
-    ("+ reduce row_max", {"extra_views": ()}),
-    ("+ flip view", {"extra_views": ("flip",)}),
-    ("+ unborder view", {"extra_views": ("flip", "unborder")}),
+    ("before (v2 defaults)", {"end_floor": 0.0, "query_overlap": 1.0, "reduce": "sum", "extra_views": (),
+                              "snap_ends": False, "min_segment_score": 0.0}),
+    ("+ end_floor 0.5", {"query_overlap": 1.0, "reduce": "sum", "extra_views": (), "snap_ends": False,
+                         "min_segment_score": 0.0}),
+    ("+ query_overlap 0.5", {"reduce": "sum", "extra_views": (), "snap_ends": False, "min_segment_score": 0.0}),
+    ("+ reduce row_max", {"extra_views": (), "snap_ends": False, "min_segment_score": 0.0}),
+    ("+ flip view", {"extra_views": ("flip",), "snap_ends": False, "min_segment_score": 0.0}),
+    ("+ unborder view", {"snap_ends": False, "min_segment_score": 0.0}),
+    ("+ snap_ends", {"min_segment_score": 0.0}),
+    ("+ min_segment_score 0.2", {}),
     ("+ halves views", {"extra_views": ("flip", "unborder", "halves")}),
     ("defaults without end_floor", {"end_floor": 0.0}),
     ("defaults without query_overlap", {"query_overlap": 1.0}),
     ("defaults without row_max (sum)", {"reduce": "sum"}),
     ("defaults without extra views", {"extra_views": ()}),
+    ("defaults without snap_ends", {"snap_ends": False}),
+    ("defaults without min_segment_score", {"min_segment_score": 0.0}),
 )
 """``--ablation``: each change added in turn from the previous defaults, then each left out of the defaults."""
 

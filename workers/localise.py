@@ -516,10 +516,11 @@ def bounded_score(segment: Segment, fps: float, length_scale_s: float = LENGTH_S
     any length or speed. The second factor is the evidence of length: an exact copy of 3 s scores 0.63,
     6 s 0.86, 10 s 0.96, 20 s 1.00.
 
-    Measured on the fixture benchmark v3 with the defaults (``bench/tune.py --calibration``): matches scoring
-    0.10-0.35 were all false (21), 0.35-0.5 all true (3), 0.5-0.6 12 of 13 true (a short copy of static
-    footage matched at another time of the scene, 0.55), 0.6 and above all true (86). The lowest true match
-    scored 0.47 and no false one scored between 0.22 and 0.55; hence the threshold 0.35.
+    Measured on the fixture benchmark v3 with the defaults (``bench/tune.py --calibration``): the one match
+    scoring below 0.35 was false (0.22; segments below ``min_segment_score`` 0.2 are dropped), 0.35-0.5 all
+    true (3), 0.5-0.6 12 of 13 true (a short copy of static footage matched at another time of the scene,
+    0.55), 0.6 and above all true (66). The lowest true match scored 0.47 and no false one scored between
+    0.22 and 0.55; hence the threshold 0.35.
     """
     query_frames = (segment.query_end - segment.query_start) * fps
     reference_frames = (segment.ref_end - segment.ref_start) * fps
