@@ -168,17 +168,19 @@ def separation(gt: dict[str, Any], raw: dict[str, list]) -> tuple[float, float]:
     return min(true_scores, default=float("nan")), max(false_scores, default=float("nan"))
 
 
+PREVIOUS_ROUND = {"snap_ends": False, "min_segment_score": 0.0, "prefer_stronger": False}
+"""The localiser options this round added, off: the earlier ``ABLATION`` rows are measured without them."""
 ABLATION: tuple[tuple[str, dict[str, Any]], ...] = (
     ("before (v2 defaults)", {"end_floor": 0.0, "query_overlap": 1.0, "reduce": "sum", "extra_views": (),
-                              "snap_ends": False, "min_segment_score": 0.0}),
-    ("+ end_floor 0.5", {"query_overlap": 1.0, "reduce": "sum", "extra_views": (), "snap_ends": False,
-                         "min_segment_score": 0.0}),
-    ("+ query_overlap 0.5", {"reduce": "sum", "extra_views": (), "snap_ends": False, "min_segment_score": 0.0}),
-    ("+ reduce row_max", {"extra_views": (), "snap_ends": False, "min_segment_score": 0.0}),
-    ("+ flip view", {"extra_views": ("flip",), "snap_ends": False, "min_segment_score": 0.0}),
-    ("+ unborder view", {"snap_ends": False, "min_segment_score": 0.0}),
-    ("+ snap_ends", {"min_segment_score": 0.0}),
-    ("+ min_segment_score 0.2", {}),
+                              **PREVIOUS_ROUND}),
+    ("+ end_floor 0.5", {"query_overlap": 1.0, "reduce": "sum", "extra_views": (), **PREVIOUS_ROUND}),
+    ("+ query_overlap 0.5", {"reduce": "sum", "extra_views": (), **PREVIOUS_ROUND}),
+    ("+ reduce row_max", {"extra_views": (), **PREVIOUS_ROUND}),
+    ("+ flip view", {"extra_views": ("flip",), **PREVIOUS_ROUND}),
+    ("+ unborder view", PREVIOUS_ROUND),
+    ("+ snap_ends", {"min_segment_score": 0.0, "prefer_stronger": False}),
+    ("+ min_segment_score 0.2", {"prefer_stronger": False}),
+    ("+ prefer_stronger", {}),
     ("+ halves views", {"extra_views": ("flip", "unborder", "halves")}),
     ("defaults without end_floor", {"end_floor": 0.0}),
     ("defaults without query_overlap", {"query_overlap": 1.0}),
@@ -186,6 +188,7 @@ ABLATION: tuple[tuple[str, dict[str, Any]], ...] = (
     ("defaults without extra views", {"extra_views": ()}),
     ("defaults without snap_ends", {"snap_ends": False}),
     ("defaults without min_segment_score", {"min_segment_score": 0.0}),
+    ("defaults without prefer_stronger", {"prefer_stronger": False}),
 )
 """``--ablation``: each change added in turn from the previous defaults, then each left out of the defaults."""
 

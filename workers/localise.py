@@ -232,6 +232,7 @@ def tn_boxes(
     end_floor: float | None = None,
     query_overlap: float | None = None,
     snap_ends: bool = False,
+    prefer_stronger: bool = False,
 ) -> list[ScoredBox]:
     """Copied segment boxes in a similarity matrix, by the Temporal Network.
 
@@ -268,6 +269,11 @@ def tn_boxes(
             (``snap_ends_to_diagonal``): TN often reaches a copy's first frames by a jump from an
             unrelated node (``(1, 5) -> (6, 6)``), so the box starts off the diagonal and misses the
             copy's first frames, which lie on it (``(5, 5)``).
+        prefer_stronger: if set, a later path that TN's IoU test rejects replaces the accepted box it
+            overlaps most when its mean similarity is higher and it spans at least ``MIN_REPLACEMENT_COVER``
+            of that box's query frames (``_replace_if_stronger``; paths cut by ``split_jump`` never
+            replace). TN extracts paths by total similarity, so on static footage a path of many 0.9
+            nodes at a wrong offset comes before the copy's own diagonal at 0.99.
 
     Returns:
         ``(box, score)`` pairs, box = ``[q_start, r_start, q_end, r_end]`` inclusive frame indices.
@@ -292,7 +298,12 @@ def tn_boxes(
             break
         q, r = graph.pairs(nodes)
         judged = _judge_path(sim, q, r, min_sim, min_length, trim, end_floor, snap_ends)
-        if judged is None or _inclusive_iou(judged[0][0], [b for b, _ in accepted]) >= max_iou:
+        if judged is None:
+            continue
+        if _inclusive_iou(judged[0][0], [b for b, _ in accepted]) >= max_iou:
+            unbroken = split_jump is None or not np.any(np.abs(np.diff(q - r)) > split_jump)
+            if prefer_stronger and unbroken:
+                _replace_if_stronger(accepted, strength, judged)
             continue
         if split_jump is None:
             accepted.append(judged[0])
@@ -313,6 +324,24 @@ def tn_boxes(
     if merge_gap is not None:
         accepted = merge_diagonal(accepted, merge_gap)
     return accepted
+
+
+MIN_REPLACEMENT_COVER = 0.8
+"""Share of an accepted box's query frames a stronger overlapping path must span to replace it, so a short
+strong fragment never replaces a whole copy."""
+
+
+def _replace_if_stronger(accepted: list[ScoredBox], strength: list[float],
+                         judged: tuple[ScoredBox, float]) -> None:
+    """Put ``judged`` (box, mean path similarity) in place of the accepted box it overlaps most (by
+    inclusive IoU) when its mean similarity is higher and it spans ``MIN_REPLACEMENT_COVER`` of that box's
+    query frames; ``accepted`` and ``strength`` are parallel and changed in place."""
+    box = judged[0][0]
+    best = int(np.argmax([_inclusive_iou(box, [other]) for other, _ in accepted]))
+    other = accepted[best][0]
+    covered = (min(box[2], other[2]) - max(box[0], other[0]) + 1) / (other[2] - other[0] + 1)
+    if judged[1] > strength[best] and covered >= MIN_REPLACEMENT_COVER:
+        accepted[best], strength[best] = judged
 
 
 def _claimed_frames(pieces: Sequence[tuple[np.ndarray, np.ndarray]], i: int) -> tuple[int, int]:
@@ -697,6 +726,7 @@ class TemporalNetwork(Localiser):
     end_floor: float | None = None
     query_overlap: float | None = None
     snap_ends: bool = False
+    prefer_stronger: bool = False
     min_informative: float = 0.5
     min_segment_score: float = 0.0
     score: Literal["tn", "bounded"] = "tn"
@@ -721,6 +751,7 @@ class TemporalNetwork(Localiser):
             end_floor=self.end_floor,
             query_overlap=self.query_overlap,
             snap_ends=self.snap_ends,
+            prefer_stronger=self.prefer_stronger,
         )
         segments = boxes_to_segments(boxes, fps)
         if query_informative is not None or reference_informative is not None:

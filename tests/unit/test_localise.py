@@ -673,3 +673,29 @@ def test_min_segment_score_drops_weak_segments_next_to_a_copy() -> None:
     assert any(s.query_start == 10 and s.score < 0.2 for s in loose)
     strict = TemporalNetwork(**options, min_segment_score=0.2).localise(query, reference, 1.0)
     assert [(s.query_start, s.ref_start) for s in strict] == [(30, 2)]
+
+
+def test_prefer_stronger_puts_a_static_copy_on_its_own_diagonal() -> None:
+    """Static footage (the fixture's highway inserted into other footage): every frame pair of query 2-9 and
+    reference 5-19 looks alike (0.9) and the copy itself is the diagonal (4, 5)-(9, 10) at 0.99. TN's first
+    path collects more 0.9 nodes at other offsets; the copy's diagonal comes later, overlapping it."""
+    sim = np.full((12, 23), 0.1)
+    sim[:, :5] = MASKED_SIMILARITY
+    sim[:, 20:] = MASKED_SIMILARITY
+    sim[2:10, 5:20] = 0.9
+    sim[np.arange(4, 10), np.arange(5, 11)] = 0.99
+    options = {"tn_top_k": 10, "min_length": 1, "trim": True, "merge_gap": 2, "split_jump": 3,
+               "end_floor": 0.5, "query_overlap": 0.5, "snap_ends": True}
+    assert [b for b, _ in tn_boxes(sim, **options)] == [[2, 6, 9, 13]]
+    assert [b for b, _ in tn_boxes(sim, **options, prefer_stronger=True)] == [[4, 5, 9, 10]]
+
+
+def test_prefer_stronger_never_swaps_a_copy_for_a_short_fragment() -> None:
+    """A 10-frame copy at 0.8 with 3 frames at 0.99 inside: TN's second path over those 3 frames is
+    stronger but spans under MIN_REPLACEMENT_COVER of the copy, so the whole copy stays."""
+    sim = np.full((15, 15), 0.1)
+    sim[np.arange(10), np.arange(10)] = 0.8
+    sim[np.arange(3, 6), np.arange(3, 6)] = 0.99
+    sim[np.arange(3, 6), np.arange(4, 7)] = 0.98
+    options = {"tn_top_k": 10, "min_length": 1, "trim": True, "end_floor": 0.5, "prefer_stronger": True}
+    assert [b for b, _ in tn_boxes(sim, **options)][0] == [0, 0, 9, 9]
