@@ -175,6 +175,13 @@ class LocaliseSettings(BaseModel):
                              " the path's median (0: off)")
     query_overlap: float = Field(0.5, ge=0, le=1, description="drop a segment lying more than this share inside"
                                  " a stronger one's query span (1: off)")
+    snap_ends: bool = Field(True, description="put path ends back on the copy's diagonal: drop an end reached"
+                            " by an offset jump, extend each end along its diagonal while similarity stays above"
+                            " the end floor")
+    prefer_stronger: bool = Field(True, description="a path overlapping an accepted segment replaces it when its"
+                                  " mean similarity is higher and it spans 80% of its query frames")
+    min_segment_score: float = Field(0.2, ge=0, le=1, description="drop segments whose score is below this (on"
+                                     " the score's scale; fixture F1 is the same from 0.2 to 0.35)")
     min_informative: float = Field(0.5, ge=0, le=1, description="segments need at least this share of"
                                    " informative frames on both sides")
     score: Literal["bounded", "tn"] = Field("bounded", description="segment score: bounded (mean similarity x"

@@ -229,6 +229,8 @@ def tn_boxes(
     split_jump: int | None = None,
     end_floor: float | None = None,
     query_overlap: float | None = None,
+    snap_ends: bool = False,
+    prefer_stronger: bool = False,
 ) -> list[ScoredBox]:
     """Copied segment boxes in a similarity matrix, by the Temporal Network.
 
@@ -261,6 +263,15 @@ def tn_boxes(
             span of a box with a higher mean path similarity (``suppress_query_overlap``): a moment of the
             query copies one moment of a reference, and static footage offers TN several near-equal paths
             at other offsets, which ``merge_gap`` would otherwise fold into one over-long box.
+        snap_ends: if set (with ``trim``), put each path's ends back on the copy's diagonal
+            (``snap_ends_to_diagonal``): TN often reaches a copy's first frames by a jump from an
+            unrelated node (``(1, 5) -> (6, 6)``), so the box starts off the diagonal and misses the
+            copy's first frames, which lie on it (``(5, 5)``).
+        prefer_stronger: if set, a later path that TN's IoU test rejects replaces the accepted box it
+            overlaps most when its mean similarity is higher and it spans at least ``MIN_REPLACEMENT_COVER``
+            of that box's query frames (``_replace_if_stronger``; paths cut by ``split_jump`` never
+            replace). TN extracts paths by total similarity, so on static footage a path of many 0.9
+            nodes at a wrong offset comes before the copy's own diagonal at 0.99.
 
     Returns:
         ``(box, score)`` pairs, box = ``[q_start, r_start, q_end, r_end]`` inclusive frame indices.
@@ -284,8 +295,13 @@ def tn_boxes(
         if not nodes:
             break
         q, r = graph.pairs(nodes)
-        judged = _judge_path(sim, q, r, min_sim, min_length, trim, end_floor)
-        if judged is None or _inclusive_iou(judged[0][0], [b for b, _ in accepted]) >= max_iou:
+        judged = _judge_path(sim, q, r, min_sim, min_length, trim, end_floor, snap_ends)
+        if judged is None:
+            continue
+        if _inclusive_iou(judged[0][0], [b for b, _ in accepted]) >= max_iou:
+            unbroken = split_jump is None or not np.any(np.abs(np.diff(q - r)) > split_jump)
+            if prefer_stronger and unbroken:
+                _replace_if_stronger(accepted, strength, judged)
             continue
         if split_jump is None:
             accepted.append(judged[0])
@@ -294,8 +310,10 @@ def tn_boxes(
         # Only an accepted path is cut: its pieces refine it, they never add a box TN rejected.
         cuts = np.flatnonzero(np.abs(np.diff(q - r)) > split_jump) + 1
         others = [b for b, _ in accepted]
-        for q_piece, r_piece in zip(np.split(q, cuts), np.split(r, cuts), strict=True):
-            piece = _judge_path(sim, q_piece, r_piece, min_sim, min_length, trim, end_floor)
+        pieces = list(zip(np.split(q, cuts), np.split(r, cuts), strict=True))
+        for i, (q_piece, r_piece) in enumerate(pieces):
+            claimed = _claimed_frames(pieces, i)
+            piece = _judge_path(sim, q_piece, r_piece, min_sim, min_length, trim, end_floor, snap_ends, claimed)
             if piece is not None and _inclusive_iou(piece[0][0], others) < max_iou:
                 accepted.append(piece[0])
                 strength.append(piece[1])
@@ -306,17 +324,62 @@ def tn_boxes(
     return accepted
 
 
+MIN_REPLACEMENT_COVER = 0.8
+"""Share of an accepted box's query frames a stronger overlapping path must span to replace it, so a short
+strong fragment never replaces a whole copy."""
+
+
+def _replace_if_stronger(accepted: list[ScoredBox], strength: list[float],
+                         judged: tuple[ScoredBox, float]) -> None:
+    """Put ``judged`` (box, mean path similarity) in place of the accepted box it overlaps most (by
+    inclusive IoU) when its mean similarity is higher and it spans ``MIN_REPLACEMENT_COVER`` of that box's
+    query frames; ``accepted`` and ``strength`` are parallel and changed in place."""
+    box = judged[0][0]
+    best = int(np.argmax([_inclusive_iou(box, [other]) for other, _ in accepted]))
+    other = accepted[best][0]
+    covered = (min(box[2], other[2]) - max(box[0], other[0]) + 1) / (other[2] - other[0] + 1)
+    if judged[1] > strength[best] and covered >= MIN_REPLACEMENT_COVER:
+        accepted[best], strength[best] = judged
+
+
+def _claimed_frames(pieces: Sequence[tuple[np.ndarray, np.ndarray]], i: int) -> tuple[int, int]:
+    """The query frames piece ``i`` of a cut path may snap its ends into: up to the neighbouring pieces of
+    two nodes or more (a lone node is no copy of its own), else to the whole path's ends."""
+    start, end = int(pieces[0][0][0]), int(pieces[-1][0][-1])
+    before = [p[0] for p in pieces[:i] if len(p[0]) > 1]
+    after = [p[0] for p in pieces[i + 1 :] if len(p[0]) > 1]
+    return (int(before[-1][-1]) + 1 if before else start, int(after[0][0]) - 1 if after else end)
+
+
 def _judge_path(sim: np.ndarray, q: np.ndarray, r: np.ndarray, min_sim: float, min_length: int,
-                trim: bool, end_floor: float | None = None) -> tuple[ScoredBox, float] | None:
+                trim: bool, end_floor: float | None = None, snap_ends: bool = False,
+                claimed: tuple[int, int] | None = None) -> tuple[ScoredBox, float] | None:
     """The box and score of path nodes (q[i], r[i]) with the nodes' mean similarity, or None when the path
-    fails TN's density or length test."""
+    fails TN's density or length test.
+
+    With ``snap_ends`` a path that passes has its ends put on the copy's diagonal
+    (``snap_ends_to_diagonal``, inside ``claimed``: the first and last query frame the ends may reach,
+    by default these nodes' own), and keeps that box when it passes the tests too.
+    """
+    claimed = claimed or (int(q[0]), int(q[-1]))
+    floor = min_sim
     if trim:
         strong = np.flatnonzero(sim[q, r] >= min_sim)
         if len(strong) == 0:
             return None
         q, r = q[strong[0] : strong[-1] + 1], r[strong[0] : strong[-1] + 1]
         if end_floor is not None:
+            floor = max(floor, end_floor * float(np.median(sim[q, r])))
             q, r = refine_ends(sim[q, r], end_floor, q, r)
+    judged = _score_path(sim, q, r, min_sim, min_length)
+    if judged is None or not (snap_ends and trim and end_floor is not None):
+        return judged
+    return _score_path(sim, *snap_ends_to_diagonal(sim, q, r, floor, claimed), min_sim, min_length) or judged
+
+
+def _score_path(sim: np.ndarray, q: np.ndarray, r: np.ndarray, min_sim: float,
+                min_length: int) -> tuple[ScoredBox, float] | None:
+    """TN's box, score and tests of path nodes (q[i], r[i]), with the nodes' mean similarity (None: fails)."""
     score = float(np.cumsum(sim[q, r])[-1])  # left-to-right like the reference (not pairwise/compensated)
     box = [int(q.min()), int(r.min()), int(q.max()), int(r.max())] if score > 0 else [0, 0, 0, 0]
     q_span, r_span = box[2] - box[0], box[3] - box[1]
@@ -332,6 +395,47 @@ def refine_ends(node_sim: np.ndarray, end_floor: float, *coords: np.ndarray) -> 
     floor = end_floor * float(np.median(node_sim))
     strong = np.flatnonzero(node_sim >= floor)
     return tuple(c[strong[0] : strong[-1] + 1] for c in coords)
+
+
+MAX_END_OFFSET_STEP = 1
+"""How far a path's diagonal offset ``q - r`` may change between its last two nodes and still be on the
+copy's diagonal: 1 lets speed changes (1.5x steps (1, 1) and (1, 2)) and dropped frames through."""
+
+
+def snap_ends_to_diagonal(sim: np.ndarray, q: np.ndarray, r: np.ndarray, floor: float,
+                          claimed: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Path nodes (q, r) (int [P] each, ascending) with their ends on the copy's diagonal.
+
+    First each end node that joins the rest by a jump of the diagonal offset (more than
+    ``MAX_END_OFFSET_STEP``) is dropped, keeping at least two nodes: TN reached the copy from it. Then each
+    end is extended frame by frame along its diagonal, ``(q - 1, r - 1)`` before the first node and
+    ``(q + 1, r + 1)`` after the last, while ``sim`` (float [T_q, T_r]) there is at least ``floor`` and the
+    query frame lies inside ``claimed`` (first, last), the query frames TN's path spanned before its ends
+    were cut: the frames a copy shares with its source lie on one diagonal, and an end only moves back
+    onto it, never past what TN found (on static footage a diagonal at any offset stays similar).
+    Masked frames (``MASKED_SIMILARITY``) stop an extension.
+    """
+    if len(q) < 2:  # one node shows no diagonal
+        return q, r
+    offset = q - r
+    first, last = 0, len(q) - 1
+    while last - first > 1 and abs(offset[first + 1] - offset[first]) > MAX_END_OFFSET_STEP:
+        first += 1
+    while last - first > 1 and abs(offset[last] - offset[last - 1]) > MAX_END_OFFSET_STEP:
+        last -= 1
+    q, r = q[first : last + 1], r[first : last + 1]
+    on_diagonal = len(q) > 2 or abs(int(offset[last]) - int(offset[first])) <= MAX_END_OFFSET_STEP
+    lead = 0
+    while (on_diagonal and q[0] - lead - 1 >= claimed[0] and r[0] - lead - 1 >= 0
+           and sim[q[0] - lead - 1, r[0] - lead - 1] >= floor):
+        lead += 1
+    tail = 0
+    while (on_diagonal and q[-1] + tail + 1 <= claimed[1] and r[-1] + tail + 1 < sim.shape[1]
+           and sim[q[-1] + tail + 1, r[-1] + tail + 1] >= floor):
+        tail += 1
+    steps_before, steps_after = np.arange(lead, 0, -1), np.arange(1, tail + 1)
+    return (np.concatenate([q[0] - steps_before, q, q[-1] + steps_after]),
+            np.concatenate([r[0] - steps_before, r, r[-1] + steps_after]))
 
 
 def suppress_query_overlap(boxes: Sequence[ScoredBox], strength: Sequence[float],
@@ -439,10 +543,11 @@ def bounded_score(segment: Segment, fps: float, length_scale_s: float = LENGTH_S
     any length or speed. The second factor is the evidence of length: an exact copy of 3 s scores 0.63,
     6 s 0.86, 10 s 0.96, 20 s 1.00.
 
-    Measured on the fixture benchmark v3 with the defaults (``bench/tune.py --calibration``): matches scoring
-    0.10-0.35 were all false (21), 0.35-0.5 all true (3), 0.5-0.6 12 of 13 true (a short copy of static
-    footage matched at another time of the scene, 0.55), 0.6 and above all true (86). The lowest true match
-    scored 0.47 and no false one scored between 0.22 and 0.55; hence the threshold 0.35.
+    Measured on the fixture benchmark v3 with the defaults (``bench/tune.py --calibration``): the one match
+    scoring below 0.35 was false (0.22; segments below ``min_segment_score`` 0.2 are dropped), 0.35-0.5 all
+    true (3), 0.5-0.6 12 of 13 true (a short copy of static footage matched at another time of the scene,
+    0.55), 0.6 and above all true (66). The lowest true match scored 0.47 and no false one scored between
+    0.22 and 0.55; hence the threshold 0.35.
     """
     query_frames = (segment.query_end - segment.query_start) * fps
     reference_frames = (segment.ref_end - segment.ref_start) * fps
@@ -607,6 +712,8 @@ class TemporalNetwork(Localiser):
     When masks are given, uninformative frames are masked in the similarity matrix (``mask_similarity``)
     and segments with less than ``min_informative`` informative frames are dropped (``drop_uninformative``).
     ``score`` "bounded" reports each segment's ``bounded_score`` (in [0, 1]) instead of TN's path score.
+    Segments scoring below ``min_segment_score`` are dropped: each reported segment is evidence on its own,
+    not a few frames of unrelated footage at similarity 0.2-0.3 that TN found next to a real copy.
     """
 
     tn_max_step: int = 10
@@ -620,7 +727,10 @@ class TemporalNetwork(Localiser):
     split_jump: int | None = None
     end_floor: float | None = None
     query_overlap: float | None = None
+    snap_ends: bool = False
+    prefer_stronger: bool = False
     min_informative: float = 0.5
+    min_segment_score: float = 0.0
     score: Literal["tn", "bounded"] = "tn"
     device: str = "auto"
 
@@ -642,6 +752,8 @@ class TemporalNetwork(Localiser):
             split_jump=self.split_jump,
             end_floor=self.end_floor,
             query_overlap=self.query_overlap,
+            snap_ends=self.snap_ends,
+            prefer_stronger=self.prefer_stronger,
         )
         segments = boxes_to_segments(boxes, fps)
         if query_informative is not None or reference_informative is not None:
@@ -651,4 +763,4 @@ class TemporalNetwork(Localiser):
             segments = drop_uninformative(segments, query_mask, reference_mask, fps, self.min_informative)
         if self.score == "bounded":
             segments = [replace(s, score=bounded_score(s, fps)) for s in segments]
-        return segments
+        return [s for s in segments if s.score >= self.min_segment_score]

@@ -24,6 +24,7 @@ from bench.fixtures import (
     plan_library,
     references_for,
 )
+from bench.tune import ADDED_IN_V3, query_subset
 
 CLIPS = Path(os.environ.get("BENCH_CLIPS_DIR", "/work/shared/data/clips"))
 TOLERANCE = 0.15
@@ -367,3 +368,14 @@ def test_text_overlay_builds_without_a_font(infos: dict[str, ClipInfo], tmp_path
 
     assert duration == pytest.approx(spec.duration, abs=0.01)
     assert decode_errors(tmp_path / spec.name) == []
+
+
+def test_the_v2_subset_leaves_out_exactly_what_version_3_added() -> None:
+    """``bench.tune --set v2`` names the queries version 3 added; a renamed query would silently stay in."""
+    names = [spec.name for spec in plan_fixtures(fake_infos())]
+    assert set(ADDED_IN_V3) <= set(names) and len(set(ADDED_IN_V3)) == 7
+    gt = {"queries": [{"name": name} for name in names]}
+    assert [q["name"] for q in query_subset(gt, "v2")["queries"]] == [n for n in names if n not in ADDED_IN_V3]
+    assert query_subset(gt, "v3") == gt
+    with pytest.raises(ValueError, match="v1"):
+        query_subset(gt, "v1")

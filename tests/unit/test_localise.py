@@ -20,6 +20,7 @@ from workers.localise import (
     query_coverage,
     refine_ends,
     similarity,
+    snap_ends_to_diagonal,
     suppress_query_overlap,
     tn_boxes,
     video_score,
@@ -592,3 +593,109 @@ def test_query_overlap_stops_merge_from_stretching_a_static_copy() -> None:
     options = {"tn_top_k": 10, "min_length": 1, "trim": True, "merge_gap": 2, "split_jump": 3}
     assert [b for b, _ in tn_boxes(sim, **options)] == [[14, 1, 16, 7]]
     assert [b for b, _ in tn_boxes(sim, **options, query_overlap=0.5)] == [[14, 1, 16, 3]]
+
+
+def test_snap_ends_moves_a_copys_start_back_onto_its_diagonal() -> None:
+    """A framed reference (first 5 frames masked) and a query whose first 5 frames look a little like
+    reference frame 5 (the fixture's clip16 in bars, re-encoded): TN reaches the copy from (3, 5) and its
+    box starts 2 query frames early; the copy's first frames lie on the diagonal, at (5, 5)."""
+    sim = np.full((20, 20), 0.3)
+    sim[:, :5] = MASKED_SIMILARITY
+    sim[0:5, 5:] = 0.8
+    sim[5:, 5:] = 0.88
+    sim[np.arange(5, 20), np.arange(5, 20)] = 0.97
+    sim[0:5, 5] = [0.77, 0.78, 0.75, 0.83, 0.83]
+    options = {"tn_top_k": 10, "min_length": 1, "trim": True, "merge_gap": 2, "split_jump": 3,
+               "end_floor": 0.5, "query_overlap": 0.5}
+    assert [b for b, _ in tn_boxes(sim, **options)] == [[3, 5, 19, 19]]
+    assert [b for b, _ in tn_boxes(sim, **options, snap_ends=True)] == [[5, 5, 19, 19]]
+
+
+def test_snap_ends_to_diagonal_drops_jumps_and_extends_inside_the_claimed_frames() -> None:
+    sim = np.full((12, 12), 0.1)
+    sim[np.arange(12), np.arange(12)] = 0.9
+    q, r = np.array([1, 6, 7, 8, 11]), np.array([5, 6, 7, 8, 9])  # ends reached by jumps of the offset
+    snapped = snap_ends_to_diagonal(sim, q, r, 0.45, (1, 11))
+    assert [a.tolist() for a in snapped] == [[1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]] * 2
+    snapped = snap_ends_to_diagonal(sim, q, r, 0.45, (4, 9))  # never past the frames TN's path spanned
+    assert [a.tolist() for a in snapped] == [[4, 5, 6, 7, 8, 9]] * 2
+    sim[3, 3] = MASKED_SIMILARITY  # a masked frame stops the extension
+    assert snap_ends_to_diagonal(sim, q, r, 0.45, (1, 11))[0].tolist()[0] == 4
+
+
+def test_snap_ends_to_diagonal_leaves_what_shows_no_diagonal() -> None:
+    """One node, or two joined by a jump, give no diagonal to extend along (static footage is alike on
+    every diagonal)."""
+    sim = np.full((12, 12), 0.9)
+    one = (np.array([3]), np.array([5]))
+    assert [a.tolist() for a in snap_ends_to_diagonal(sim, *one, 0.45, (0, 11))] == [[3], [5]]
+    two = (np.array([3, 8]), np.array([5, 6]))
+    assert [a.tolist() for a in snap_ends_to_diagonal(sim, *two, 0.45, (0, 11))] == [[3, 8], [5, 6]]
+
+
+def test_snap_ends_never_admits_a_path_that_tn_rejects() -> None:
+    """A weak path wandering across unrelated footage (0.2-0.21, offset jumps of 4) into 2 copied frames
+    fails TN's density test; without its wandering start it would pass, so snapping only refines boxes
+    that pass as they are."""
+    sim = np.full((24, 14), 0.1)
+    for q, r, value in [(3, 3, 0.21), (8, 4, 0.21), (13, 5, 0.21), (16, 7, 0.2), (19, 8, 0.6), (20, 9, 0.43)]:
+        sim[q, r] = value
+    options = {"tn_top_k": 10, "min_length": 1, "trim": True, "split_jump": 3, "end_floor": 0.5}
+    assert tn_boxes(sim, **options) == []
+    assert tn_boxes(sim, **options, snap_ends=True) == []
+
+
+def test_snap_ends_reaches_past_a_lone_node_that_split_jump_cut_off() -> None:
+    """Static footage in the last query frame (the fixture grid's parking-lot cell): TN ends its path with a
+    jump to a look-alike frame (6, 19), split_jump cuts that lone node off, and the copy's last frame
+    (6, 11), on the diagonal, is recovered; a lone node is no piece that bounds the snap."""
+    sim = np.full((10, 24), 0.3)
+    sim[np.arange(6), np.arange(5, 11)] = 0.95
+    sim[6, :] = 0.85
+    sim[6, 19] = 0.91
+    options = {"tn_top_k": 10, "min_length": 1, "trim": True, "merge_gap": 2, "split_jump": 3,
+               "end_floor": 0.5, "query_overlap": 0.5}
+    assert [b for b, _ in tn_boxes(sim, **options)] == [[0, 5, 5, 10]]
+    assert [b for b, _ in tn_boxes(sim, **options, snap_ends=True)] == [[0, 5, 6, 11]]
+
+
+def test_min_segment_score_drops_weak_segments_next_to_a_copy() -> None:
+    """A 4 s copy at 0.95 and, elsewhere in the query, 4 frames of unrelated footage at 0.25 on a diagonal:
+    TN reports both; the weak one (bounded score ~0.18) is no evidence of a copy on its own."""
+    rng = np.random.default_rng(3)
+    query, reference = rng.normal(size=(40, 256)), rng.normal(size=(20, 256))
+    query /= np.linalg.norm(query, axis=1, keepdims=True)
+    reference /= np.linalg.norm(reference, axis=1, keepdims=True)
+    query[30:35] = 0.95 * reference[2:7] + np.sqrt(1 - 0.95**2) * query[30:35]
+    query[10:14] = 0.25 * reference[12:16] + np.sqrt(1 - 0.25**2) * query[10:14]
+    options = {"tn_top_k": 10, "min_length": 1, "score": "bounded", "device": "cpu"}
+    loose = TemporalNetwork(**options).localise(query, reference, 1.0)
+    assert any(s.query_start == 10 and s.score < 0.2 for s in loose)
+    strict = TemporalNetwork(**options, min_segment_score=0.2).localise(query, reference, 1.0)
+    assert [(s.query_start, s.ref_start) for s in strict] == [(30, 2)]
+
+
+def test_prefer_stronger_puts_a_static_copy_on_its_own_diagonal() -> None:
+    """Static footage (the fixture's highway inserted into other footage): every frame pair of query 2-9 and
+    reference 5-19 looks alike (0.9) and the copy itself is the diagonal (4, 5)-(9, 10) at 0.99. TN's first
+    path collects more 0.9 nodes at other offsets; the copy's diagonal comes later, overlapping it."""
+    sim = np.full((12, 23), 0.1)
+    sim[:, :5] = MASKED_SIMILARITY
+    sim[:, 20:] = MASKED_SIMILARITY
+    sim[2:10, 5:20] = 0.9
+    sim[np.arange(4, 10), np.arange(5, 11)] = 0.99
+    options = {"tn_top_k": 10, "min_length": 1, "trim": True, "merge_gap": 2, "split_jump": 3,
+               "end_floor": 0.5, "query_overlap": 0.5, "snap_ends": True}
+    assert [b for b, _ in tn_boxes(sim, **options)] == [[2, 6, 9, 13]]
+    assert [b for b, _ in tn_boxes(sim, **options, prefer_stronger=True)] == [[4, 5, 9, 10]]
+
+
+def test_prefer_stronger_never_swaps_a_copy_for_a_short_fragment() -> None:
+    """A 10-frame copy at 0.8 with 3 frames at 0.99 inside: TN's second path over those 3 frames is
+    stronger but spans under MIN_REPLACEMENT_COVER of the copy, so the whole copy stays."""
+    sim = np.full((15, 15), 0.1)
+    sim[np.arange(10), np.arange(10)] = 0.8
+    sim[np.arange(3, 6), np.arange(3, 6)] = 0.99
+    sim[np.arange(3, 6), np.arange(4, 7)] = 0.98
+    options = {"tn_top_k": 10, "min_length": 1, "trim": True, "end_floor": 0.5, "prefer_stronger": True}
+    assert [b for b, _ in tn_boxes(sim, **options)][0] == [0, 0, 9, 9]
