@@ -285,21 +285,23 @@ class BenchIndex(VectorIndex):
 
 
 def run(sizes: list[int], uri: str | None, work: Path, real_fps: float, repeats: int, with_pq: bool,
-        only: str | None, slow_max: int = 100_000, lite_max: int = 100_000) -> None:
+        only: str | None, slow_max: int = 100_000, lite_max: int = 100_000, segment_mb: int | None = None) -> None:
     work.mkdir(parents=True, exist_ok=True)
     real, real_whole, real_tiles = real_descriptors(work, real_fps)
     server = None
     if uri is None:
         port = free_port()
         shutil.rmtree(work / "milvus", ignore_errors=True)
-        server = milvus_standalone(work / "milvus", port=port)
+        config = {"dataCoord.segment.maxSize": segment_mb} if segment_mb else None
+        server = milvus_standalone(work / "milvus", port=port, config=config)
         server.start()
         uri = f"http://127.0.0.1:{port}"
     try:
         if server is not None:
             wait_for_milvus(server, uri)
         idle_rss = milvus_rss_mb(server)
-        print(f"Milvus at {uri}; idle RSS {idle_rss:.0f} MB (0: not started here)")
+        segments = f"; segments up to {segment_mb or 512} MB" if server else ""
+        print(f"Milvus at {uri}; idle RSS {idle_rss:.0f} MB (0: not started here){segments}")
         for size in sizes:
             run_size(size, uri, server, idle_rss, real, real_fps, real_whole, real_tiles, repeats, with_pq,
                      only, work, slow_max, lite_max)
@@ -422,10 +424,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--only", metavar="INDEX_TYPE", help="only this index type, e.g. IVF_PQ (with --pq)")
     parser.add_argument("--slow-max", type=int, default=100_000, help="FLAT, IVF_PQ, DISKANN up to this size")
     parser.add_argument("--lite-max", type=int, default=100_000, help="Milvus Lite side by side up to this size")
+    parser.add_argument("--segment-mb", type=int, default=None,
+                        help="the started server's dataCoord.segment.maxSize (512 MB): fewer, larger graphs")
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # a timeout still stops the server it started
     run([int(s) for s in args.sizes.split(",")], args.uri, args.work, args.real_fps, args.repeats, args.pq,
-        args.only, args.slow_max, args.lite_max)
+        args.only, args.slow_max, args.lite_max, args.segment_mb)
 
 
 if __name__ == "__main__":
