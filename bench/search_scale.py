@@ -18,7 +18,8 @@ the server's RSS growth over idle per hour of video at 1 fps (an upper bound: it
 Searches use Bounded consistency, so the times
 are the index's own; the product's path (Strong reads, batched calls) is timed once, on the default index.
 
-    python -m bench.search_scale [--sizes 100000] [--uri http://127.0.0.1:19530] [--work DIR] [--pq] [--default-only]
+    python -m bench.search_scale [--sizes 100000] [--uri http://127.0.0.1:19530] [--work DIR] [--pq]
+        [--default-only | --only TYPE]
 
 Without ``--uri`` it starts Milvus standalone (PyPI ``milvus``) under ``--work`` and stops it afterwards.
 """
@@ -76,14 +77,14 @@ class IndexConfig:
 DEFAULT = IndexConfig("HNSW", {"M": 16, "efConstruction": 200}, [{"ef": 64}, {"ef": 128}, {"ef": 256}])
 
 
-def configs(size: int, with_pq: bool, only_default: bool, slow_max: int) -> list[IndexConfig]:
+def configs(size: int, with_pq: bool, only: str | None, slow_max: int) -> list[IndexConfig]:
     """The indexes to compare; HNSW M=8 (recall@64 0.79-0.87 at 20k) is left out. FLAT (exhaustive, 3.3 s per
     300 vectors at 100k), IVF_PQ, HNSW M=32 and IVF_FLAT (slow builds on 2 cores) only up to ``slow_max``
     vectors. DISKANN is not offered: the PyPI 2.3.5 server fails its build ("C Runtime Exception:
-    bad_function_call") and retries it forever."""
+    bad_function_call") and retries it forever. ``only``: "default" or one index type (a row measured alone)."""
     nlist = int(2 ** round(math.log2(4 * math.sqrt(size))))  # the usual 4 * sqrt(N), as a power of two
     probes = [{"nprobe": 16}, {"nprobe": 64}]
-    if only_default:
+    if only == "default":
         return [DEFAULT]
     slow = size <= slow_max
     chosen = [
@@ -95,7 +96,7 @@ def configs(size: int, with_pq: bool, only_default: bool, slow_max: int) -> list
     ]
     if with_pq and slow:  # 2.3.5 took 172 s to build IVF_PQ (m=64) on 20k vectors, for recall@64 0.69
         chosen.append(IndexConfig("IVF_PQ", {"nlist": nlist, "m": 32, "nbits": 8}, [{"nprobe": 64}]))
-    return chosen
+    return [config for config in chosen if only in (None, config.index_type)]
 
 
 def unit(x: np.ndarray) -> np.ndarray:
@@ -108,27 +109,29 @@ def edited(frames: np.ndarray, cosine: float, rng: np.random.Generator) -> np.nd
     return unit(cosine * frames + math.sqrt(1 - cosine**2) * noise)
 
 
-def synthetic_library(size: int, rng: np.random.Generator) -> tuple[list[np.ndarray], list[int]]:
-    """Video matrices [T_i, D] summing to ``size`` frames, and which of them are near-duplicate sources."""
+def synthetic_library(out: np.ndarray, rng: np.random.Generator) -> tuple[list[np.ndarray], list[int]]:
+    """Fills ``out`` [N, D] with synthetic videos; returns them (views of ``out``, so the vectors exist once:
+    6 GB at 3M, beside the server's ~10 GB) and which of them are near-duplicate sources."""
     videos: list[np.ndarray] = []
     sources: list[int] = []
     total = 0
-    while total < size:
-        length = min(int(rng.integers(60, 601)), size - total)
+    while total < out.shape[0]:
+        length = min(int(rng.integers(60, 601)), out.shape[0] - total)
         if videos and rng.random() < 0.1:  # a near-duplicate of an earlier video (cut to this length)
             source = int(rng.integers(len(videos)))
             original = videos[source][:length]
-            matrix = edited(original, 0.8, rng)
+            matrix = out[total : total + original.shape[0]]
+            matrix[:] = edited(original, 0.8, rng)
             sources.append(source)
         else:
+            matrix = out[total : total + length]
             style = unit(rng.standard_normal(DIM))
-            shots, frames = [], 0
+            frames = 0
             while frames < length:
                 shot = min(int(rng.geometric(1 / 6)), length - frames)
                 centre = edited(style[None], 0.45, rng)[0]  # frames of one video share a look
-                shots.append(edited(np.repeat(centre[None], shot, 0), 0.95, rng))
+                matrix[frames : frames + shot] = edited(np.repeat(centre[None], shot, 0), 0.95, rng)
                 frames += shot
-            matrix = np.concatenate(shots)
         videos.append(matrix)
         total += matrix.shape[0]
     return videos, sources
@@ -282,24 +285,26 @@ class BenchIndex(VectorIndex):
 
 
 def run(sizes: list[int], uri: str | None, work: Path, real_fps: float, repeats: int, with_pq: bool,
-        only_default: bool, slow_max: int = 100_000, lite_max: int = 100_000) -> None:
+        only: str | None, slow_max: int = 100_000, lite_max: int = 100_000, segment_mb: int | None = None) -> None:
     work.mkdir(parents=True, exist_ok=True)
     real, real_whole, real_tiles = real_descriptors(work, real_fps)
     server = None
     if uri is None:
         port = free_port()
         shutil.rmtree(work / "milvus", ignore_errors=True)
-        server = milvus_standalone(work / "milvus", port=port)
+        config = {"dataCoord.segment.maxSize": segment_mb} if segment_mb else None
+        server = milvus_standalone(work / "milvus", port=port, config=config)
         server.start()
         uri = f"http://127.0.0.1:{port}"
     try:
         if server is not None:
             wait_for_milvus(server, uri)
         idle_rss = milvus_rss_mb(server)
-        print(f"Milvus at {uri}; idle RSS {idle_rss:.0f} MB (0: not started here)")
+        segments = f"; segments up to {segment_mb or 512} MB" if server else ""
+        print(f"Milvus at {uri}; idle RSS {idle_rss:.0f} MB (0: not started here){segments}")
         for size in sizes:
             run_size(size, uri, server, idle_rss, real, real_fps, real_whole, real_tiles, repeats, with_pq,
-                     only_default, work, slow_max, lite_max)
+                     only, work, slow_max, lite_max)
     finally:
         if server is not None:
             server.stop()
@@ -307,13 +312,15 @@ def run(sizes: list[int], uri: str | None, work: Path, real_fps: float, repeats:
 
 def run_size(size: int, uri: str, server: ManagedProcess | None, idle_rss: float, real: dict[str, np.ndarray],
              real_fps: float, real_whole: np.ndarray, real_tiles: np.ndarray, repeats: int, with_pq: bool,
-             only_default: bool, work: Path, slow_max: int, lite_max: int) -> None:
+             only: str | None, work: Path, slow_max: int, lite_max: int) -> None:
     rng = np.random.default_rng(size)
-    synthetic, sources = synthetic_library(size - sum(m.shape[0] for m in real.values()), rng)
+    library = np.empty((size, DIM), np.float32)
+    real_rows = sum(m.shape[0] for m in real.values())
+    library[:real_rows] = np.concatenate(list(real.values()))
+    synthetic, sources = synthetic_library(library[real_rows:], rng)
     names = list(real) + [f"synthetic-{i:05d}" for i in range(len(synthetic))]
-    matrices = list(real.values()) + synthetic
+    matrices = np.split(library[:real_rows], np.cumsum([m.shape[0] for m in real.values()])[:-1]) + synthetic
     owner = np.repeat(np.arange(len(names)), [m.shape[0] for m in matrices])
-    library = np.concatenate(matrices)
     consecutive = np.einsum("td,td->t", synthetic[0][1:], synthetic[0][:-1])
     real_consecutive = np.concatenate([np.einsum("td,td->t", m[1:], m[:-1]) for m in real.values()])
     print(f"\nN = {library.shape[0]} vectors ({library.shape[0] / 3600:.1f} h at 1 fps): {len(real)} real clips "
@@ -347,7 +354,7 @@ def run_size(size: int, uri: str, server: ManagedProcess | None, idle_rss: float
 
     print(f"{'index':34} {'build s':>7} {'load s':>6} {'RSS MB':>6} {'MB/h':>5} {'rec@64':>6} {'tiles':>5} "
           f"{'cand':>5} {'true':>5} {'60 q s':>6} {'300 q s':>7}")
-    for config in configs(library.shape[0], with_pq, only_default, slow_max):
+    for config in configs(library.shape[0], with_pq, only, slow_max):
         index.client.release_collection(index.collection)
         index.client.drop_index(index.collection, "embedding")
         params = index.client.prepare_index_params()
@@ -365,6 +372,9 @@ def run_size(size: int, uri: str, server: ManagedProcess | None, idle_rss: float
         index.client.load_collection(index.collection)
         load_s = time.perf_counter() - tick
         rss = milvus_rss_mb(server)
+        segments = [s.num_rows for s in index.client.list_loaded_segments(index.collection)]
+        print(f"{config.label({})}: {len(segments)} loaded segments of {min(segments)}-{max(segments)} rows "
+              "(each searched on its own: search time follows the segment count)")
         per_hour = (rss - idle_rss) / (library.shape[0] / 3600) if server else 0.0
         for search_params in config.searches:
             recalls, tile_recalls, candidate_recalls, true_recalls, times_60, times_300 = [], [], [], [], [], []
@@ -409,13 +419,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--real-fps", type=float, default=4.0)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--pq", action="store_true", help="also IVF_PQ (builds for minutes on 2 cores)")
-    parser.add_argument("--default-only", action="store_true", help="only the default index (HNSW M=16)")
+    parser.add_argument("--default-only", dest="only", action="store_const", const="default",
+                        help="only the default index (HNSW M=16)")
+    parser.add_argument("--only", metavar="INDEX_TYPE", help="only this index type, e.g. IVF_PQ (with --pq)")
     parser.add_argument("--slow-max", type=int, default=100_000, help="FLAT, IVF_PQ, DISKANN up to this size")
     parser.add_argument("--lite-max", type=int, default=100_000, help="Milvus Lite side by side up to this size")
+    parser.add_argument("--segment-mb", type=int, default=None,
+                        help="the started server's dataCoord.segment.maxSize (512 MB): fewer, larger graphs")
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # a timeout still stops the server it started
     run([int(s) for s in args.sizes.split(",")], args.uri, args.work, args.real_fps, args.repeats, args.pq,
-        args.default_only, args.slow_max, args.lite_max)
+        args.only, args.slow_max, args.lite_max, args.segment_mb)
 
 
 if __name__ == "__main__":
