@@ -112,9 +112,7 @@ def startup_only() -> None:
     from tasks import resources
 
     res = resources.current()
-    res.embedder.load()
-    _ = res.engine, res.objects, res.pattern_features
-    res.frame_index.ensure_collection()
+    res.warm_up()
     res.close()
 
 
@@ -125,9 +123,7 @@ def stages_alone(work: Workload, home: Path, settings_env: dict[str, str]) -> No
     work.stages["startup"] = Stage(wall, cpu)
     os.environ.update(settings_env)
     res = Resources(Settings(home=home / "alone"))
-    res.embedder.load()
-    _ = res.engine, res.pattern_features
-    res.frame_index.ensure_collection()
+    res.warm_up()
     cfg, options = res.settings, res.settings.decode_options()
     frame_filter, patterns = cfg.frame_filter(), res.pattern_features
     scratch = home / "scratch"

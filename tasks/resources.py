@@ -147,8 +147,8 @@ class Resources:
         return TemporalNetwork(**self.settings.localise.model_dump())
 
     def warm_up(self) -> None:
-        """Build everything an ingest uses, now: a process about to run several videos at once pays the
-        model's and the collection's start-up once, before its first video, not inside one."""
+        """Build everything an ingest uses, now (``start_warm_up`` does it beside the first video; the ingest
+        bench measures it as the start-up stage): database, object store, Celery app, model, collection."""
         _ = self.engine, self.objects, self.app, self.pattern_features
         self.embedder.load()
         self.frame_index.ensure_collection()
