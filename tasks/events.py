@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal, get_args
 
 from celery import Task, shared_task
 
@@ -30,7 +30,8 @@ from workers import webhooks as wire
 
 log = logging.getLogger(__name__)
 
-EVENTS = ("video.indexed", "video.failed", "query.done", "copy.detected")
+Event = Literal["video.indexed", "video.failed", "query.done", "copy.detected"]
+EVENTS: tuple[Event, ...] = get_args(Event)
 DELIVER = "copycat.ops.webhook"
 
 

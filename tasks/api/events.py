@@ -15,6 +15,7 @@ from tasks.api.auth import READ
 from tasks.api.errors import ApiError
 from tasks.api.models import RESOURCE_ERRORS
 from tasks.base import session
+from tasks.events import Event
 from tasks.report import JobNotFound, render_job_report
 
 router = APIRouter(tags=["events"], responses=RESOURCE_ERRORS)
@@ -47,7 +48,7 @@ async def query_report(job_id: uuid.UUID) -> HTMLResponse:
 
 
 @router.get("/v1/deliveries", dependencies=[READ], summary="Webhook delivery attempts, newest first")
-def list_deliveries(event_id: uuid.UUID | None = None, event: str | None = Query(None, max_length=32),
+def list_deliveries(event_id: uuid.UUID | None = None, event: Event | None = None,
                     limit: int = Query(100, ge=1), offset: int = OFFSET) -> JSONResponse:
     limit = _page(limit)
     with session() as s:

@@ -72,3 +72,13 @@ def test_readyz_names_what_is_down(copycat_env: Path, monkeypatch: pytest.Monkey
     assert {name: c["status"] for name, c in checks.items()} == {"database": "ok", "broker": "error", "s3": "error",
                                                                  "milvus": "ok"}
     assert checks["s3"]["error"] and checks["broker"]["error"]
+
+
+def test_delivery_filter_takes_only_known_events(embedded_api: tuple[TestClient, dict[str, str]]) -> None:
+    """A string that is no event (found by the schema fuzzer: a NUL byte made PostgreSQL raise) is a 422."""
+    client, auth = embedded_api
+    for junk in ("\x00x", "video.deleted", "q" * 40):
+        refused = client.get("/v1/deliveries", headers=auth, params={"event": junk})
+        assert refused.status_code == 422 and refused.json()["error"]["code"] == "invalid_request", junk
+    listed = client.get("/v1/deliveries", headers=auth, params={"event": "query.done"})
+    assert listed.status_code == 200 and listed.json()["deliveries"] == []
