@@ -263,15 +263,17 @@ def decode_modes(path: Path, modes: dict[str, dict[str, str]], rounds: int) -> d
 
 
 FULL = {"COPYCAT_DECODE__SKIP_NONREF": "false", "COPYCAT_DECODE__KEYFRAME_MAX_GAP_S": "0"}
+ONE = {"COPYCAT_DECODE__DECODERS": "1"}
 MODES: dict[str, dict[str, str]] = {
-    "full decode": FULL,
-    "skip non-ref (default)": {},
-    "skip non-ref, 1 decoder thread": {"COPYCAT_DECODE__THREADS": "1"},
-    "full decode, 1 decoder thread": {**FULL, "COPYCAT_DECODE__THREADS": "1"},
+    "full decode, one decoder": {**FULL, **ONE},
+    "skip non-ref, one decoder": ONE,
+    "full decode, range decoders": FULL,
+    "skip non-ref, range decoders (default)": {},
+    "skip non-ref, one decoder, 1 thread": {**ONE, "COPYCAT_DECODE__THREADS": "1"},
 }
 DENSE_MODES: dict[str, dict[str, str]] = {
-    "full decode": FULL,
-    "skip non-ref (default)": {},
+    "full decode, one decoder": {**FULL, **ONE},
+    "skip non-ref, range decoders (default)": {},
     "key frames only (gap <= 0.5 s)": {"COPYCAT_DECODE__KEYFRAME_MAX_GAP_S": "0.5"},
 }
 

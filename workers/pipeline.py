@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Protocol
 import numpy as np
 
 from workers.admission import check_file_size
-from workers.decode import DecodeOptions, expected_frames, probe, sample_views
+from workers.decode import DecodeOptions, decodes_in_ranges, expected_frames, probe, sample_views
 from workers.embed.base import FrameEmbedder
 from workers.errors import InputError
 from workers.informative import FrameFilter, pattern_frames
@@ -70,7 +70,8 @@ def embed_object(fetch: Callable[[Path], ObjectInfo] | None, embedder: FrameEmbe
     ``fetch(dest)`` downloads the whole object first. ``stream()`` (instead) opens it for reading piece by
     piece: the pieces are spooled to the scratch file and hashed as they arrive, and a container that can
     be decoded from a pipe (``workers.spool.streamable_head``: MP4 with its index first, Matroska/WebM) is
-    probed from its head and fed to ffmpeg while the rest downloads; any other waits for the whole file.
+    probed from its head and fed to ffmpeg while the rest downloads (unless it is long enough for parallel
+    range decoders, ``workers.decode.plan_ranges``, which read the file); any other waits for the whole file.
     The folder, with anything a broken download left beside the file, is removed whatever happens.
     """
     if (fetch is None) == (stream is None):
@@ -110,6 +111,8 @@ def _embed_streamed(obj: StreamedObject, path: Path, embed: Callable[..., Embedd
             spool.wait_for(need)
             with contextlib.suppress(InputError):  # the head alone did not do: probe the whole file below
                 info = probe(path, label, options.limits)
+        if info is not None and decodes_in_ranges(info, options):
+            info = None  # parallel decoders on the whole file beat one decoder reading the download as it lands
         head_s = time.perf_counter() - started
         if info is None:
             sha256 = spool.finish()
