@@ -37,7 +37,9 @@ class MemoryLibrary:
         """Top ``limit`` frames per row of ``vectors`` [N, D] outside ``exclude``'s videos; ties in index order
         (stable). ``per_video``: the top ``limit`` videos per row, each by its best frame (a grouping search)."""
         self.searches += 1
-        sims = np.asarray(vectors, np.float32) @ self.bank.T
+        # float64 products rounded to float32 (Milvus's score type): identical frames score identically
+        # wherever they lie in the bank (float32 BLAS kernels differ in the last bits between row blocks).
+        sims = (np.asarray(vectors, np.float64) @ self.bank.T.astype(np.float64)).astype(np.float32)
         if exclude:
             sims[:, np.isin(self.owner, list(exclude))] = -np.inf
         if per_video and sims.shape[1]:
