@@ -50,6 +50,7 @@ from workers.errors import (
     NoVideoStream,
     TruncatedVideo,
 )
+from workers.heap import release_large_buffers
 from workers.types import FrameGeometry, VideoInfo
 
 log = logging.getLogger(__name__)
@@ -481,6 +482,7 @@ def _run_ranges(path: Path, info: VideoInfo, geometries: Sequence[FrameGeometry]
     rest of the video to one decoder reading from the start, whose frames before that range are dropped: a
     seek problem costs time, never frames. The first range's errors are the video's own and are raised.
     """
+    release_large_buffers()  # each range's reader thread would otherwise keep its chunks in a heap arena
     upcoming = iter(ranges)
     readers: deque[_RangeReader] = deque()
 

@@ -109,3 +109,10 @@ def test_a_streamed_download_long_enough_for_ranges_is_decoded_from_the_file(upl
     info = probe(upload_like)
     assert decodes_in_ranges(info, DecodeOptions(decoders=2, segment_s=10.0))
     assert not decodes_in_ranges(info, DecodeOptions(decoders=2, segment_s=20.0))
+
+
+def test_large_buffers_get_mappings_of_their_own() -> None:
+    """glibc accepts the fixed mmap threshold range decoding relies on for flat memory (workers.heap)."""
+    from workers.heap import release_large_buffers
+
+    assert release_large_buffers()
