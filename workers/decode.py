@@ -478,9 +478,10 @@ def _run_ranges(path: Path, info: VideoInfo, geometries: Sequence[FrameGeometry]
     """``ranges`` decoded by up to ``decoders`` ffmpeg processes at once, yielded in order: while the caller
     reads one range, the next ones decode ahead, so at most ``decoders`` ranges of frames are held.
 
-    A later range that fails (a stream that does not seek cleanly: open GOPs, a broken index) hands the
-    rest of the video to one decoder reading from the start, whose frames before that range are dropped: a
-    seek problem costs time, never frames. The first range's errors are the video's own and are raised.
+    A range that fails (a stream that does not seek cleanly: open GOPs, a broken index, timestamp gaps; or
+    one that ends early) hands the rest of the video to one decoder reading from the start, whose frames
+    before that range are dropped: a seek problem costs time, never frames, and a broken video fails with
+    the whole decode's own error.
     """
     release_large_buffers()  # each range's reader thread would otherwise keep its chunks in a heap arena
     upcoming = iter(ranges)
@@ -501,8 +502,6 @@ def _run_ranges(path: Path, info: VideoInfo, geometries: Sequence[FrameGeometry]
                     produced += views[0].shape[0]
                     yield views
             except (CorruptVideo, TruncatedVideo) as exc:
-                if readers[0].span.start == 0:
-                    raise
                 log.warning("%s: the range from %.0f s failed (%s); decoding the rest with one decoder from the"
                             " start", name, readers[0].span.start, exc)
                 while readers:

@@ -27,7 +27,7 @@ from workers.admission import (
     open_options,
     scrub_paths,
 )
-from workers.decode import expected_frames, probe, sample_frames
+from workers.decode import DecodeOptions, expected_frames, probe, sample_frames
 from workers.errors import (
     CorruptVideo,
     EmptyFile,
@@ -56,9 +56,10 @@ def pattern(out: Path, *extra: str, size: str = "64x64", rate: str = "5", second
 
 
 def admit(path: Path, label: str, limits: InputLimits | None = None) -> int:
-    """What a worker does with a downloaded upload: probe, then decode every frame. Returns the frame count."""
+    """What a worker does with a downloaded upload: probe, then decode every frame (long ones in parallel
+    ranges). Returns the frame count."""
     info = probe(path, label, limits)
-    return sum(chunk.shape[0] for chunk in sample_frames(path, info, TINY, label=label))
+    return sum(chunk.shape[0] for chunk in sample_frames(path, info, TINY, DecodeOptions(decoders=2), label=label))
 
 
 # --- the attack that started it: a playlist that makes ffmpeg read a file from the server's disk -------------

@@ -84,15 +84,20 @@ def test_parallel_ranges_give_the_whole_decodes_samples(upload_like: Path, skip_
     assert np.array_equal(ranged, whole)
 
 
-def test_a_failing_later_range_hands_the_rest_to_one_decoder(upload_like: Path, monkeypatch: pytest.MonkeyPatch,
-                                                             caplog: pytest.LogCaptureFixture) -> None:
-    """A range that yields fewer samples than it should (as after a bad seek) costs time, not frames."""
+@pytest.mark.parametrize(("broken", "failing"), [
+    ([TimeRange(0.0, 10), TimeRange(10.0, 50), TimeRange(60.0, None)], 10),
+    ([TimeRange(0.0, 50), TimeRange(50.0, None)], 0),
+])
+def test_a_failing_range_hands_the_rest_to_one_decoder(upload_like: Path, monkeypatch: pytest.MonkeyPatch,
+                                                       caplog: pytest.LogCaptureFixture, broken: list[TimeRange],
+                                                       failing: int) -> None:
+    """A range that yields fewer samples than it should (a bad seek, a stream ending early) costs time, not
+    frames: the whole decode takes over and its samples (or its error) are the answer."""
     whole = decode_all(upload_like, SMALL)
-    broken = [TimeRange(0.0, 10), TimeRange(10.0, 50), TimeRange(60.0, None)]
     monkeypatch.setattr(decode, "plan_ranges", lambda *_: broken)
     ranged = decode_all(upload_like, SMALL, DecodeOptions(decoders=2, chunk_frames=4))
     assert np.array_equal(ranged, whole)
-    assert "the range from 10 s failed" in caplog.text
+    assert f"the range from {failing} s failed" in caplog.text
 
 
 def test_stopping_early_stops_every_range_decoder(upload_like: Path) -> None:
