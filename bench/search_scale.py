@@ -42,7 +42,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.query_speed import BUCKET, seed_style, wait_for_index
-from tasks.services import ManagedProcess, free_port, milvus_standalone, wait_for_milvus
+from tasks.services import MILVUS_SERVER_CONFIG, ManagedProcess, free_port, milvus_standalone, wait_for_milvus
 from tasks.settings import Settings
 from workers.decode import DecodeOptions
 from workers.embed import create_embedder
@@ -173,19 +173,24 @@ def exact_top(queries: np.ndarray, library: np.ndarray, limit: int) -> tuple[np.
     return out, values
 
 
-def milvus_rss_mb(server: ManagedProcess | None) -> float:
-    """Resident memory of the ``milvus`` processes in the server's process group (0 for an outside server)."""
-    if server is None or server.process is None:
-        return 0.0
-    total = 0
+def server_stats(server: ManagedProcess) -> list[list[str]]:
+    """``/proc/PID/stat`` fields (after the name) of the ``milvus`` processes in the server's process group."""
+    stats = []
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
             stat = Path(f"/proc/{pid}/stat").read_text()
             if "(milvus)" in stat and os.getpgid(int(pid)) == server.process.pid:
-                total += int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+                stats.append(stat.rsplit(")", 1)[1].split())
         except (FileNotFoundError, ProcessLookupError):
             continue
-    return total / 2**20
+    return stats
+
+
+def milvus_rss_mb(server: ManagedProcess | None) -> float:
+    """Resident memory of the ``milvus`` processes in the server's process group (0 for an outside server)."""
+    if server is None or server.process is None:
+        return 0.0
+    return sum(int(fields[21]) for fields in server_stats(server)) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
 def search(index: VectorIndex, queries: np.ndarray, params: dict[str, int], level: str = "Bounded"
@@ -284,6 +289,37 @@ class BenchIndex(VectorIndex):
         schema.add_field("row", data_type.INT64)
 
 
+def compact(index: VectorIndex, poll_s: float = 2.0) -> None:
+    """Merge the sealed segments before the index is built, as a loaded server's automatic compaction does
+    over time: otherwise a graph is built on each small segment and again on the merged one."""
+    tick = time.perf_counter()
+    job = index.client.compact(index.collection)
+    while index.client.get_compaction_state(job) != "Completed":
+        time.sleep(poll_s)
+    wait_for_index(index)  # the merged segment's own (FLAT) index: its segment set is settled
+    print(f"compaction {time.perf_counter() - tick:.1f} s")
+
+
+def server_cpu_s(server: ManagedProcess) -> float:
+    """CPU seconds used so far by the server's ``milvus`` processes (user + system)."""
+    return sum(int(f[11]) + int(f[12]) for f in server_stats(server)) / os.sysconf("SC_CLK_TCK")
+
+
+def wait_until_idle(server: ManagedProcess | None, window_s: float = 5.0, busy: float = 0.15,
+                    timeout_s: float = 3600.0) -> None:
+    """Wait until the server uses under ``busy`` of a core over ``window_s``: a background index build (2.3.5
+    may build a compacted segment's graph twice) would otherwise share the cores with the timed searches."""
+    if server is None or server.process is None:
+        return
+    tick = time.perf_counter()
+    while time.perf_counter() - tick < timeout_s:
+        before = server_cpu_s(server)
+        time.sleep(window_s)
+        if (server_cpu_s(server) - before) / window_s < busy:
+            break
+    print(f"server idle after {time.perf_counter() - tick:.0f} s")
+
+
 def run(sizes: list[int], uri: str | None, work: Path, real_fps: float, repeats: int, with_pq: bool,
         only: str | None, slow_max: int = 100_000, lite_max: int = 100_000, segment_mb: int | None = None) -> None:
     work.mkdir(parents=True, exist_ok=True)
@@ -300,7 +336,8 @@ def run(sizes: list[int], uri: str | None, work: Path, real_fps: float, repeats:
         if server is not None:
             wait_for_milvus(server, uri)
         idle_rss = milvus_rss_mb(server)
-        segments = f"; segments up to {segment_mb or 512} MB" if server else ""
+        mb = segment_mb or MILVUS_SERVER_CONFIG["dataCoord.segment.maxSize"]
+        segments = f"; segments up to {mb} MB" if server else ""
         print(f"Milvus at {uri}; idle RSS {idle_rss:.0f} MB (0: not started here){segments}")
         for size in sizes:
             run_size(size, uri, server, idle_rss, real, real_fps, real_whole, real_tiles, repeats, with_pq,
@@ -351,6 +388,7 @@ def run_size(size: int, uri: str, server: ManagedProcess | None, idle_rss: float
         index.client.insert(index.collection, rows)
     index.client.flush(index.collection)
     print(f"insert + flush {time.perf_counter() - tick:.1f} s")
+    compact(index)
 
     print(f"{'index':34} {'build s':>7} {'load s':>6} {'RSS MB':>6} {'MB/h':>5} {'rec@64':>6} {'tiles':>5} "
           f"{'cand':>5} {'true':>5} {'60 q s':>6} {'300 q s':>7}")
@@ -371,6 +409,7 @@ def run_size(size: int, uri: str, server: ManagedProcess | None, idle_rss: float
         tick = time.perf_counter()
         index.client.load_collection(index.collection)
         load_s = time.perf_counter() - tick
+        wait_until_idle(server)
         rss = milvus_rss_mb(server)
         segments = [s.num_rows for s in index.client.list_loaded_segments(index.collection)]
         print(f"{config.label({})}: {len(segments)} loaded segments of {min(segments)}-{max(segments)} rows "
@@ -425,7 +464,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--slow-max", type=int, default=100_000, help="FLAT, IVF_PQ, DISKANN up to this size")
     parser.add_argument("--lite-max", type=int, default=100_000, help="Milvus Lite side by side up to this size")
     parser.add_argument("--segment-mb", type=int, default=None,
-                        help="the started server's dataCoord.segment.maxSize (512 MB): fewer, larger graphs")
+                        help="the started server's dataCoord.segment.maxSize (default: production's, "
+                        "tasks.services.MILVUS_SERVER_CONFIG; Milvus 2.3's own is 512)")
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # a timeout still stops the server it started
     run([int(s) for s in args.sizes.split(",")], args.uri, args.work, args.real_fps, args.repeats, args.pq,

@@ -145,6 +145,10 @@ def milvus_lite_server(data_dir: Path, *, port: int) -> ManagedProcess:
     return ManagedProcess("milvus-lite", args, data_dir / "milvus-lite.log")
 
 
+MILVUS_SERVER_CONFIG: dict[str, int] = {"dataCoord.segment.maxSize": 4096}
+"""Production's milvus.yaml overrides (``docker/milvus.yaml``), given to every server started here: fewer,
+larger segments, so a search visits fewer graphs (README "Search at scale")."""
+
 MILVUS_STANDALONE_PORT = 19530  # the proxy's port inside the server's own network namespace
 
 
@@ -160,10 +164,12 @@ def milvus_standalone(data_dir: Path, *, port: int, config: dict[str, int] | Non
     It binds its gRPC and metrics ports on every interface and etcd on fixed ports, with no option to change
     that, so it runs in a private network namespace (``tasks/netns.py``) that only its own loopback reaches;
     the proxy is forwarded to ``port`` on host loopback. Ready in ~30-40 s; SIGINT stops it in ~2 s.
-    ``config`` overrides milvus.yaml keys (dotted, e.g. ``dataCoord.segment.maxSize``) for benchmarks.
+    It runs with production's ``MILVUS_SERVER_CONFIG``; ``config`` overrides further milvus.yaml keys (dotted,
+    e.g. ``dataCoord.segment.maxSize``) for benchmarks.
     """
     data_dir.mkdir(parents=True, exist_ok=True)
-    overrides = [arg for key, value in (config or {}).items() for arg in ("--extra-config", f"{key}={value}")]
+    overrides = [arg for key, value in {**MILVUS_SERVER_CONFIG, **(config or {})}.items()
+                 for arg in ("--extra-config", f"{key}={value}")]
     args = [sys.executable, str(Path(__file__).with_name("netns.py")), "--host-port", str(port),
             "--port", str(MILVUS_STANDALONE_PORT), "--", venv_binary("milvus-server"), "--data", str(data_dir),
             "--proxy-port", str(MILVUS_STANDALONE_PORT), *overrides]

@@ -17,6 +17,7 @@ import pytest
 import yaml
 from packaging.requirements import Requirement
 
+from tasks.services import MILVUS_SERVER_CONFIG
 from tasks.settings import describe_settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -310,7 +311,7 @@ def test_docker_compose_config(tmp_path: Path) -> None:
     example as its .env.
     """
     (tmp_path / "docker").mkdir()
-    for name in ("compose.yaml", "Dockerfile"):
+    for name in ("compose.yaml", "Dockerfile", "milvus.yaml"):
         shutil.copy(DOCKER / name, tmp_path / "docker" / name)
     shutil.copy(ENV_EXAMPLE, tmp_path / "docker" / ".env")
     result = subprocess.run(
@@ -318,3 +319,17 @@ def test_docker_compose_config(tmp_path: Path) -> None:
         cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False,
     )
     assert result.returncode == 0, result.stderr
+
+
+def test_milvus_overrides_match_the_servers_started_here(services: dict[str, Any]) -> None:
+    """Production's Milvus runs with docker/milvus.yaml over its defaults, the test and bench servers with
+    MILVUS_SERVER_CONFIG: the same keys, so what the bench measures is what production runs."""
+    assert "./milvus.yaml:/milvus/configs/user.yaml:ro" in services["milvus"]["volumes"]
+
+    def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+        flat: dict[str, Any] = {}
+        for key, value in tree.items():
+            flat.update(flatten(value, f"{prefix}{key}.") if isinstance(value, dict) else {f"{prefix}{key}": value})
+        return flat
+
+    assert flatten(yaml.safe_load((DOCKER / "milvus.yaml").read_text())) == MILVUS_SERVER_CONFIG
