@@ -204,10 +204,10 @@ def search(index: VectorIndex, queries: np.ndarray, params: dict[str, int], leve
 
 
 def product_path(index: VectorIndex, store: LocalObjectStore, views: np.ndarray, copied: set[str], repeats: int,
-                 label: str) -> None:
+                 label: str, seed: bool = True) -> None:
     """The product's own query (``match_query`` with the default settings: top_k, limit, localiser) per
-    stage, whole frames and 2x2 tiles, per-video hits off/on, ``search_batch`` 256 and 1024; then the
-    seed-style path (one search per frame, top 100 candidates, all loaded and localised)."""
+    stage, whole frames and 2x2 tiles, per-video hits off/on, ``search_batch`` 256 and 1024; then (with
+    ``seed``) the seed-style path (one search per frame, top 100 candidates, all loaded and localised)."""
     settings = Settings()
     tn = TemporalNetwork(**settings.localise.model_dump())
     base = settings.query_params()
@@ -231,6 +231,8 @@ def product_path(index: VectorIndex, store: LocalObjectStore, views: np.ndarray,
         print(f"    {name:40} {m['search']:7.3f} {m['select']:7.4f} {m['load_candidates']:6.3f} {m['localise']:8.3f} "
               f"{sum(m.values()):6.3f} {len(found & copied)}/{len(copied)} copied")
     index.search_batch = settings.milvus.search_batch
+    if not seed:
+        return
     runs = []
     for _ in range(repeats):
         timings = {}
@@ -321,7 +323,8 @@ def wait_until_idle(server: ManagedProcess | None, window_s: float = 5.0, busy: 
 
 
 def run(sizes: list[int], uri: str | None, work: Path, real_fps: float, repeats: int, with_pq: bool,
-        only: str | None, slow_max: int = 100_000, lite_max: int = 100_000, segment_mb: int | None = None) -> None:
+        only: str | None, slow_max: int = 100_000, lite_max: int = 100_000, segment_mb: int | None = None,
+        product_ef: list[int] | None = None) -> None:
     work.mkdir(parents=True, exist_ok=True)
     real, real_whole, real_tiles = real_descriptors(work, real_fps)
     server = None
@@ -341,7 +344,7 @@ def run(sizes: list[int], uri: str | None, work: Path, real_fps: float, repeats:
         print(f"Milvus at {uri}; idle RSS {idle_rss:.0f} MB (0: not started here){segments}")
         for size in sizes:
             run_size(size, uri, server, idle_rss, real, real_fps, real_whole, real_tiles, repeats, with_pq,
-                     only, work, slow_max, lite_max)
+                     only, work, slow_max, lite_max, product_ef or [Settings().milvus.search_ef])
     finally:
         if server is not None:
             server.stop()
@@ -349,7 +352,7 @@ def run(sizes: list[int], uri: str | None, work: Path, real_fps: float, repeats:
 
 def run_size(size: int, uri: str, server: ManagedProcess | None, idle_rss: float, real: dict[str, np.ndarray],
              real_fps: float, real_whole: np.ndarray, real_tiles: np.ndarray, repeats: int, with_pq: bool,
-             only: str | None, work: Path, slow_max: int, lite_max: int) -> None:
+             only: str | None, work: Path, slow_max: int, lite_max: int, product_ef: list[int]) -> None:
     rng = np.random.default_rng(size)
     library = np.empty((size, DIM), np.float32)
     real_rows = sum(m.shape[0] for m in real.values())
@@ -440,8 +443,10 @@ def run_size(size: int, uri: str, server: ManagedProcess | None, idle_rss: float
                   f"{statistics.median(times_60):6.3f} {statistics.median(times_300):7.3f}")
             build_s = load_s = 0.0  # the same index: only its first row pays for building it
         if config == DEFAULT:
-            index.search_ef = 128
-            product_path(index, store, views, set(REAL_QUERY_CLIPS), repeats, f"the server, {config.label({})}")
+            for ef in product_ef:
+                index.search_ef = ef
+                product_path(index, store, views, set(REAL_QUERY_CLIPS), repeats, f"the server, {config.label({})}",
+                             seed=ef == product_ef[0])
     index.client.drop_collection(index.collection)
     index.close()
     if size <= lite_max:
@@ -466,10 +471,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--segment-mb", type=int, default=None,
                         help="the started server's dataCoord.segment.maxSize (default: production's, "
                         "tasks.services.MILVUS_SERVER_CONFIG; Milvus 2.3's own is 512)")
+    parser.add_argument("--product-ef", default=None,
+                        help="ef values for the product path, comma-separated (default: the search_ef setting)")
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # a timeout still stops the server it started
     run([int(s) for s in args.sizes.split(",")], args.uri, args.work, args.real_fps, args.repeats, args.pq,
-        args.only, args.slow_max, args.lite_max, args.segment_mb)
+        args.only, args.slow_max, args.lite_max, args.segment_mb,
+        [int(ef) for ef in args.product_ef.split(",")] if args.product_ef else None)
 
 
 if __name__ == "__main__":
