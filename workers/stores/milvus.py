@@ -86,7 +86,7 @@ class MilvusCollection:
 
     def __init__(self, uri: str, model: str, dim: int, *, token: str = "", prefix: str = "copycat_frames",
                  index_type: str = "HNSW", hnsw_m: int = 16, hnsw_ef_construction: int = 200,
-                 search_ef: int = 128, ivf_nlist: int = 1024, consistency: str = "Strong",
+                 search_ef: int = 256, ivf_nlist: int = 1024, consistency: str = "Strong",
                  search_consistency: str = "Bounded") -> None:
         self.uri = uri
         self.model = model
