@@ -11,9 +11,10 @@ The collection has the product's schema (``VectorIndex``) and holds, for each si
 Queries are 60 s at 1 fps (60 vectors), alone and with 2x2 tiles (60 + 240 = 300 vectors, one search call):
 an edited copy (crop, brightness, re-encode) of real clips, and edited windows of synthetic near-duplicate
 sources. ``rec@64`` is the share of the exact top-64 (numpy, inner product) that the index returns, over
-the whole-frame query vectors, ``tiles`` the same over the tile vectors; ``rec>=ms`` counts only the exact
-top-64 neighbours at or above the localiser's ``min_sim`` (frames that can lie on a matched path: below it
-the top-64 of a large library is the extreme tail of unrelated frames, near-ties an index need not order);
+the whole-frame query vectors (``real``: of the real query alone), ``tiles`` the same over the tile
+vectors; ``rec>=ms`` counts only the exact top-64 neighbours at or above the localiser's ``min_sim`` (frames
+that can lie on a matched path: below it the top-64 of a large library is the extreme tail of unrelated
+frames, near-ties an index need not order);
 ``cand`` compares the top-5 videos that ``select_candidates`` (sum over all 300 vectors) picks from the
 index's hits with those it picks from the exact hits, ``true`` is the share of the really copied videos among
 the index's top 5. ``MB/h`` is the server's RSS growth over idle per hour of video at 1 fps (an upper bound:
@@ -52,6 +53,7 @@ from workers.informative import FrameFilter
 from workers.localise import TemporalNetwork
 from workers.pipeline import embed_video, match_query
 from workers.selection import select_candidates
+from workers.stores.milvus import IndexSpec
 from workers.stores.objects import LocalObjectStore, load_matrix, save_matrix
 from workers.stores.vectors import VectorIndex
 
@@ -76,8 +78,11 @@ class IndexConfig:
         return f"{self.index_type} " + " ".join(f"{k}={v}" for k, v in params.items())
 
 
-DEFAULT = IndexConfig("HNSW", {"M": 16, "efConstruction": 200},
-                      [{"ef": 64}, {"ef": 128}, {"ef": 256}, {"ef": 512}])
+PRODUCT = Settings().index_spec()
+"""The product's index (the COPYCAT_MILVUS__ settings): the ``DEFAULT`` row and the product path search it."""
+PROBES = [{"nprobe": 16}, {"nprobe": 64}]
+DEFAULT = IndexConfig(PRODUCT.index_type, PRODUCT.build_params(),
+                      [{"ef": ef} for ef in (64, 128, 256, 512, 1024)] if PRODUCT.index_type == "HNSW" else PROBES)
 
 
 def configs(size: int, with_pq: bool, only: str | None, slow_max: int) -> list[IndexConfig]:
@@ -86,7 +91,6 @@ def configs(size: int, with_pq: bool, only: str | None, slow_max: int) -> list[I
     vectors. DISKANN is not offered: the PyPI 2.3.5 server fails its build ("C Runtime Exception:
     bad_function_call") and retries it forever. ``only``: "default" or one index type (a row measured alone)."""
     nlist = int(2 ** round(math.log2(4 * math.sqrt(size))))  # the usual 4 * sqrt(N), as a power of two
-    probes = [{"nprobe": 16}, {"nprobe": 64}]
     if only == "default":
         return [DEFAULT]
     slow = size <= slow_max
@@ -94,11 +98,11 @@ def configs(size: int, with_pq: bool, only: str | None, slow_max: int) -> list[I
         *([IndexConfig("FLAT", {}, [{}])] if slow else []),
         DEFAULT,
         *([IndexConfig("HNSW", {"M": 32, "efConstruction": 200}, [{"ef": 64}, {"ef": 128}, {"ef": 256}]),
-           IndexConfig("IVF_FLAT", {"nlist": nlist}, probes)] if slow else []),
-        IndexConfig("IVF_SQ8", {"nlist": nlist}, probes),
+           IndexConfig("IVF_FLAT", {"nlist": nlist}, PROBES)] if slow else []),
+        IndexConfig("IVF_SQ8", {"nlist": nlist}, PROBES),
     ]
     if with_pq and slow:  # 2.3.5 took 172 s to build IVF_PQ (m=64) on 20k vectors, for recall@64 0.69
-        chosen.append(IndexConfig("IVF_PQ", {"nlist": nlist, "m": 32, "nbits": 8}, [{"nprobe": 64}]))
+        chosen.append(IndexConfig("IVF_PQ", {"nlist": nlist, "m": 32, "nbits": 8}, PROBES[1:]))
     return [config for config in chosen if only in (None, config.index_type)]
 
 
@@ -215,7 +219,7 @@ def product_path(index: VectorIndex, store: LocalObjectStore, views: np.ndarray,
     tn = TemporalNetwork(**settings.localise.model_dump())
     base = settings.query_params()
     load = partial(load_references, store)
-    print(f"  product path on {label} (Bounded reads, ef {index.search_ef}; stage medians, s): "
+    print(f"  product path on {label} (Bounded reads, ef {index.index.search_ef}; stage medians, s): "
           f"{'search':>7} {'select':>7} {'load':>6} {'localise':>8} {'total':>6} found")
     for tiles, per_video, batch in ((False, False, 256), (True, False, 256), (True, False, 1024),
                                     (True, True, 1024)):
@@ -348,7 +352,7 @@ def run(sizes: list[int], uri: str | None, work: Path, real_fps: float, repeats:
         print(f"Milvus at {uri}; idle RSS {idle_rss:.0f} MB (0: not started here){segments}")
         for size in sizes:
             run_size(size, uri, server, idle_rss, real, real_fps, real_whole, real_tiles, repeats, with_pq,
-                     only, work, slow_max, lite_max, product_ef or [Settings().milvus.search_ef])
+                     only, work, slow_max, lite_max, product_ef or [PRODUCT.search_ef])
     finally:
         if server is not None:
             server.stop()
@@ -383,7 +387,7 @@ def run_size(size: int, uri: str, server: ManagedProcess | None, idle_rss: float
     store = LocalObjectStore(work / f"objects-{size}")
     save_library(store, names, matrices)
 
-    index = BenchIndex(uri, "bench", DIM, prefix=f"scale_{size}", index_type="FLAT")
+    index = BenchIndex(uri, "bench", DIM, prefix=f"scale_{size}", index=IndexSpec(index_type="FLAT"))
     if index.exists():
         index.client.drop_collection(index.collection)
     index.ensure_collection()
@@ -399,7 +403,7 @@ def run_size(size: int, uri: str, server: ManagedProcess | None, idle_rss: float
 
     min_sim = Settings().localise.min_sim
     print(f"{'index':34} {'build s':>7} {'load s':>6} {'RSS MB':>6} {'MB/h':>5} {'rec@64':>6} {'rec>=ms':>7} "
-          f"{'tiles':>5} {'cand':>5} {'true':>5} {'60 q s':>6} {'300 q s':>7}")
+          f"{'real':>5} {'tiles':>5} {'cand':>5} {'true':>5} {'60 q s':>6} {'300 q s':>7}")
     for config in configs(library.shape[0], with_pq, only, slow_max):
         index.client.release_collection(index.collection)
         index.client.drop_index(index.collection, "embedding")
@@ -425,6 +429,7 @@ def run_size(size: int, uri: str, server: ManagedProcess | None, idle_rss: float
         per_hour = (rss - idle_rss) / (library.shape[0] / 3600) if server else 0.0
         for search_params in config.searches:
             recalls, tile_recalls, candidate_recalls, true_recalls, times_60, times_300 = [], [], [], [], [], []
+            real_recall = 0.0
             found_near = wanted_near = 0
             for (copied, whole, tiles), truth in zip(queries, exact, strict=True):
                 both = np.concatenate([whole, tiles])
@@ -434,6 +439,8 @@ def run_size(size: int, uri: str, server: ManagedProcess | None, idle_rss: float
                     times_300.append(seconds)
                 overlap = [len(set(r) & set(t)) / LIMIT for r, t in zip(rows, truth[0].tolist(), strict=True)]
                 recalls += overlap[: whole.shape[0]]
+                if copied == set(REAL_QUERY_CLIPS):
+                    real_recall = statistics.mean(overlap[: whole.shape[0]])
                 n = whole.shape[0]
                 for r, t, v in zip(rows[:n], truth[0][:n], truth[1][:n], strict=True):
                     near = set(t[v >= min_sim].tolist())
@@ -450,13 +457,13 @@ def run_size(size: int, uri: str, server: ManagedProcess | None, idle_rss: float
                 true_recalls.append(len(found & copied) / len(copied))
             print(f"{config.label(search_params):34} {build_s:7.1f} {load_s:6.1f} {rss:6.0f} {per_hour:5.0f} "
                   f"{statistics.mean(recalls):6.3f} {found_near / max(wanted_near, 1):7.3f} "
-                  f"{statistics.mean(tile_recalls):5.3f} "
+                  f"{real_recall:5.3f} {statistics.mean(tile_recalls):5.3f} "
                   f"{statistics.mean(candidate_recalls):5.2f} {statistics.mean(true_recalls):5.2f} "
                   f"{statistics.median(times_60):6.3f} {statistics.median(times_300):7.3f}")
             build_s = load_s = 0.0  # the same index: only its first row pays for building it
         if config == DEFAULT:
             for ef in product_ef:
-                index.search_ef = ef
+                index.index = replace(PRODUCT, search_ef=ef)
                 product_path(index, store, views, set(REAL_QUERY_CLIPS), repeats, f"the server, {config.label({})}",
                              seed=ef == product_ef[0])
     index.client.drop_collection(index.collection)

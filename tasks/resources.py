@@ -116,17 +116,15 @@ class Resources:
         """The Milvus collection of the configured model's frame vectors."""
         m, model = self.settings.milvus, self.embedder
         return VectorIndex(self._milvus_uri(), model.name, model.dim, token=m.token, prefix=m.collection_prefix,
-                           index_type=m.index_type, hnsw_m=m.hnsw_m, hnsw_ef_construction=m.hnsw_ef_construction,
-                           search_ef=m.search_ef, insert_batch=m.insert_batch, search_batch=m.search_batch,
-                           grouping=m.grouping, merge_cosine=m.merge_cosine)
+                           index=self.settings.index_spec(), insert_batch=m.insert_batch,
+                           search_batch=m.search_batch, grouping=m.grouping, merge_cosine=m.merge_cosine)
 
     @shared_property
     def video_index(self) -> VideoVectorIndex:
         """The Milvus collection of DnS coarse vectors (``<collection_prefix>_dns_cg_student``)."""
         m = self.settings.milvus
         return VideoVectorIndex(self._milvus_uri(), COARSE_MODEL, COARSE_DIM, token=m.token,
-                                prefix=m.collection_prefix, index_type=m.index_type, hnsw_m=m.hnsw_m,
-                                hnsw_ef_construction=m.hnsw_ef_construction, search_ef=m.search_ef)
+                                prefix=m.collection_prefix, index=self.settings.index_spec())
 
     @shared_property
     def dns_models(self) -> DnsModels:

@@ -24,9 +24,11 @@ from workers.admission import InputLimits
 from workers.decode import DecodeOptions
 from workers.errors import ConfigError
 from workers.informative import FrameFilter
+from workers.stores.milvus import IndexSpec
 from workers.types import QueryParams
 
 _LIMITS = InputLimits()
+_INDEX = IndexSpec()
 
 
 class DatabaseSettings(BaseModel):
@@ -67,10 +69,16 @@ class MilvusSettings(BaseModel):
                      " $COPYCAT_HOME/milvus.db")
     token: str = Field("", description="user:password or API token of the Milvus server")
     collection_prefix: str = Field("copycat_frames", description="collection name = prefix + '_' + model")
-    index_type: str = Field("HNSW", description="vector index type (HNSW, IVF_FLAT, FLAT, ...)")
-    hnsw_m: int = Field(16, ge=4, description="HNSW graph degree")
-    hnsw_ef_construction: int = Field(200, ge=8, description="HNSW build-time breadth")
-    search_ef: int = Field(256, ge=8, description="HNSW search breadth (must be >= search limit)")
+    index_type: Literal["HNSW", "IVF_FLAT", "IVF_SQ8", "FLAT"] = Field(
+        _INDEX.index_type, description="vector index: HNSW, IVF_FLAT, IVF_SQ8 or FLAT (README \"Milvus server\""
+        " has the measured table; fixed when the collection is created)")
+    hnsw_m: int = Field(_INDEX.hnsw_m, ge=4, description="HNSW graph degree")
+    hnsw_ef_construction: int = Field(_INDEX.hnsw_ef_construction, ge=8, description="HNSW build-time breadth")
+    search_ef: int = Field(_INDEX.search_ef, ge=8, description="HNSW search breadth (raised to the search limit"
+                           " where that is larger)")
+    ivf_nlist: int = Field(_INDEX.ivf_nlist, ge=1, description="IVF_FLAT / IVF_SQ8 clusters (about 4 x"
+                           " sqrt(indexed frames); fixed when the collection is created)")
+    ivf_nprobe: int = Field(_INDEX.ivf_nprobe, ge=1, description="IVF clusters searched per query vector")
     insert_batch: int = Field(1000, ge=1, description="vectors per insert call (Milvus Lite, in-process: 7200"
                               " vectors took 11.9 s and +267 MiB peak at 1000, 16.3 s and +368 MiB at 5000)")
     search_batch: int = Field(256, ge=1, description="query vectors per search call (fewer when Milvus's 16384"
@@ -384,6 +392,12 @@ class Settings(BaseSettings):
                              limits=d.limits(), skip_nonref=d.skip_nonref, timeout_per_s=d.timeout_per_s,
                              threads=d.threads, keyframe_max_gap_s=d.keyframe_max_gap_s, hwaccel=d.hwaccel,
                              decoders=d.decoders, segment_s=d.segment_s)
+
+    def index_spec(self) -> IndexSpec:
+        """How the Milvus collections are indexed and searched."""
+        m = self.milvus
+        return IndexSpec(index_type=m.index_type, hnsw_m=m.hnsw_m, hnsw_ef_construction=m.hnsw_ef_construction,
+                         search_ef=m.search_ef, ivf_nlist=m.ivf_nlist, ivf_nprobe=m.ivf_nprobe)
 
     def frame_filter(self) -> FrameFilter:
         f = self.frames

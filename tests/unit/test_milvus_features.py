@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from workers.errors import ConfigError, UnsupportedMilvusVersion
-from workers.stores.milvus import milvus_features
+from workers.stores.milvus import IndexSpec, milvus_features
 from workers.stores.vectors import VectorIndex
 
 
@@ -52,11 +52,15 @@ def test_an_unreadable_version_is_refused() -> None:
         milvus_features("nightly")
 
 
-@pytest.mark.parametrize(("index_type", "params"), [("HNSW", {"M": 24, "efConstruction": 300}),
-                                                    ("IVF_FLAT", {"nlist": 512}), ("IVF_SQ8", {"nlist": 512}),
-                                                    ("FLAT", {})])
-def test_vector_index_parameters(index_type: str, params: dict[str, int]) -> None:
-    """IVF indexes need a cluster count: Milvus 2.3 refuses one without ("nlist out of range")."""
-    index = VectorIndex("unused.db", "m", 8, index_type=index_type, hnsw_m=24, hnsw_ef_construction=300,
-                        ivf_nlist=512)
-    assert index.index_params() == params
+@pytest.mark.parametrize(("index_type", "build"), [("HNSW", {"M": 24, "efConstruction": 300}),
+                                                   ("IVF_FLAT", {"nlist": 512}), ("IVF_SQ8", {"nlist": 512}),
+                                                   ("FLAT", {})])
+def test_vector_index_parameters(index_type: str, build: dict[str, int]) -> None:
+    """IVF indexes need a cluster count: Milvus 2.3 refuses one without ("nlist out of range"). Searches carry
+    HNSW's breadth, at least the hits asked for, and IVF's probes, whichever index the collection has."""
+    spec = IndexSpec(index_type=index_type, hnsw_m=24, hnsw_ef_construction=300, search_ef=128, ivf_nlist=512,
+                     ivf_nprobe=48)
+    index = VectorIndex("unused.db", "m", 8, index=spec)
+    assert spec.build_params() == build
+    assert index.search_params(64) == {"metric_type": "IP", "params": {"ef": 128, "nprobe": 48}}
+    assert index.search_params(200)["params"]["ef"] == 200

@@ -9,8 +9,9 @@ import pytest
 from click.testing import CliRunner
 
 from cli.main import cli
-from tasks.settings import Settings, load_settings
+from tasks.settings import MilvusSettings, Settings, load_settings
 from workers.errors import ConfigError
+from workers.stores.milvus import IndexSpec
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 
@@ -50,3 +51,18 @@ def test_readme_lists_every_setting_with_its_default() -> None:
     assert block.group(1) == table, "README's settings table is stale: paste `copycat config --markdown`"
     groups = [name for name, f in Settings.model_fields.items() if hasattr(f.annotation, "model_fields")]
     assert all(f"COPYCAT_{g.upper()}__" in table for g in groups)
+
+
+def test_every_index_setting_reaches_the_collections(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each COPYCAT_MILVUS__ index variable is passed on (a new IndexSpec field needs its setting), and an
+    index type Copycat does not build is refused at start, not at the first ingest."""
+    assert set(IndexSpec.__dataclass_fields__) <= set(MilvusSettings.model_fields)
+    assert Settings().index_spec() == IndexSpec()
+    monkeypatch.setenv("COPYCAT_MILVUS__INDEX_TYPE", "IVF_SQ8")
+    monkeypatch.setenv("COPYCAT_MILVUS__IVF_NLIST", "4096")
+    monkeypatch.setenv("COPYCAT_MILVUS__IVF_NPROBE", "64")
+    spec = load_settings().index_spec()
+    assert (spec.index_type, spec.ivf_nlist, spec.ivf_nprobe) == ("IVF_SQ8", 4096, 64)
+    monkeypatch.setenv("COPYCAT_MILVUS__INDEX_TYPE", "DISKANN")
+    with pytest.raises(ConfigError, match="COPYCAT_MILVUS__INDEX_TYPE"):
+        load_settings()
