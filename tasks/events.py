@@ -5,8 +5,9 @@ the job's ``copycat query --json``) and ``copy.detected``. Targets are ``COPYCAT
 for ``query.done``, the job's own ``callback_url``. Delivery is the task ``copycat.ops.webhook`` (queue
 ``ops``): a non-2xx answer, a timeout or a refused connection is tried again after ``backoff_s`` (2 s,
 4 s, 8 s, ... capped), up to ``COPYCAT_WEBHOOKS__MAX_ATTEMPTS`` attempts, then given up. In embedded mode
-the calling process delivers, sleeping between attempts. Delivery is at least once: receivers deduplicate
-by the event id.
+the process delivers on a background thread of its own (``InProcessDeliveries``), so a receiver that is
+down holds up neither the work that emitted the event nor the process's stop. Delivery is at least once:
+receivers deduplicate by the event id.
 
 Emitting never fails the work that caused the event: the transition is already committed, so a database
 or broker fault here is logged and the event is lost (there is no outbox sweep yet).
@@ -16,9 +17,14 @@ This module must not import ``tasks.base`` (whose task bases emit through it).
 
 from __future__ import annotations
 
+import atexit
+import heapq
+import itertools
 import logging
+import threading
 import time
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Literal, get_args
 
 from celery import Task, shared_task
@@ -49,7 +55,7 @@ def emit(event: str, data: dict[str, Any], *, callback_url: str | None = None) -
             event_id = webhooks.create_event(s, event, data).id
         for url in targets:
             if res.settings.embedded:
-                deliver_in_process(event_id, url)
+                in_process_deliveries(res).submit(event_id, url)
             else:
                 res.app.tasks[DELIVER].apply_async(args=[event_id, url], argsrepr=f"({event_id!r}, {url!r}, {event!r})")
     except Exception as exc:  # noqa: BLE001 - the cause's transition is committed; an event must not undo it
@@ -66,9 +72,9 @@ class Outcome:
     retry_in: float | None
 
 
-def attempt(event_id: str, url: str, number: int) -> Outcome:
+def attempt(event_id: str, url: str, number: int, res: resources.Resources | None = None) -> Outcome:
     """Send the stored event to ``url`` once (attempt ``number``, from 1), record the attempt, say what next."""
-    res = resources.current()
+    res = res or resources.current()
     cfg = res.settings.webhooks
     with session_scope(res.engine) as s:
         event = webhooks.get_event(s, event_id)
@@ -98,15 +104,100 @@ def attempt(event_id: str, url: str, number: int) -> Outcome:
     return Outcome(False, delay)
 
 
-def deliver_in_process(event_id: str, url: str) -> bool:
-    """Embedded mode: every attempt in this process, sleeping the backoff in between."""
-    number = 1
-    while True:
-        outcome = attempt(event_id, url, number)
-        if outcome.retry_in is None:
-            return outcome.delivered
-        time.sleep(outcome.retry_in)
-        number += 1
+class InProcessDeliveries:
+    """Embedded mode's deliveries: every attempt on one background thread, each retry planned for its time.
+
+    ``close()`` stops after the attempt in flight (the API shutting down; tests) and logs what is left;
+    ``close(drain=True)`` first makes every planned attempt, waiting out the backoff as a worker would: a
+    command's exit (registered with ``atexit``), so ``copycat ingest`` delivers what it announced.
+    """
+
+    def __init__(self, res: resources.Resources) -> None:
+        self._res = res
+        self._planned: list[tuple[float, int, str, str, int]] = []  # heap of (due, order, event id, url, number)
+        self._order = itertools.count()
+        self._wake = threading.Condition()
+        self._draining = self._stopping = False
+        self._thread = threading.Thread(target=self._run, name="copycat-webhooks", daemon=True)
+        self._thread.start()
+        atexit.register(self.close, drain=True)
+
+    def submit(self, event_id: str, url: str, number: int = 1, delay_s: float = 0.0) -> None:
+        """Plan attempt ``number`` of sending ``event_id`` to ``url``, ``delay_s`` from now."""
+        with self._wake:
+            if not self._thread.is_alive():
+                log.error("webhook event %s not sent to %s: this process's deliveries have stopped", event_id, url)
+                return
+            heapq.heappush(self._planned, (time.monotonic() + delay_s, next(self._order), event_id, url, number))
+            self._wake.notify()
+
+    def close(self, drain: bool = False) -> None:
+        with self._wake:
+            if self._planned and drain and not self._stopping:
+                wait = max(due for due, *_ in self._planned) - time.monotonic()
+                log.warning("making %d planned webhook attempts before exit (the last in %.0f s, more if they fail; "
+                         "Ctrl-C gives them up)", len(self._planned), max(0.0, wait))
+            self._draining = True
+            self._stopping = self._stopping or not drain
+            self._wake.notify()
+        self._thread.join(None if drain else self._res.settings.webhooks.timeout_s + 5)
+        with self._wake:
+            left, self._planned = self._planned, []
+            self._stopping = True
+        for _, _, event_id, url, number in sorted(left):
+            log.warning("webhook event %s not delivered to %s: the process stopped before attempt %d (earlier "
+                        "attempts are recorded)", event_id, url, number)
+        atexit.unregister(self.close)
+
+    def _run(self) -> None:
+        while (planned := self._next()) is not None:
+            _, _, event_id, url, number = planned
+            try:
+                outcome = attempt(event_id, url, number, self._res)
+            except Exception:  # noqa: BLE001 - one event's fault (its database gone) must not end the thread
+                log.exception("webhook event %s to %s: attempt %d failed; not retried", event_id, url, number)
+                continue
+            if outcome.retry_in is not None:
+                with self._wake:
+                    heapq.heappush(self._planned, (time.monotonic() + outcome.retry_in, next(self._order),
+                                                   event_id, url, number + 1))
+
+    def _next(self) -> tuple[float, int, str, str, int] | None:
+        """The next attempt once it is due; None when stopping, or when draining and nothing is left."""
+        with self._wake:
+            while not self._stopping:
+                if not self._planned:
+                    if self._draining:
+                        return None
+                    self._wake.wait()
+                    continue
+                wait = self._planned[0][0] - time.monotonic()
+                if wait <= 0:
+                    return heapq.heappop(self._planned)
+                self._wake.wait(wait)
+            return None
+
+
+_deliveries: dict[int, InProcessDeliveries] = {}  # by id() of the resources they use
+_deliveries_lock = threading.Lock()
+
+
+def in_process_deliveries(res: resources.Resources) -> InProcessDeliveries:
+    """The deliveries thread of ``res`` (started on first use, stopped when ``res`` closes)."""
+    with _deliveries_lock:
+        deliveries = _deliveries.get(id(res))
+        if deliveries is None:
+            deliveries = _deliveries[id(res)] = InProcessDeliveries(res)
+            res.on_close(partial(stop_in_process_deliveries, res))
+    return deliveries
+
+
+def stop_in_process_deliveries(res: resources.Resources) -> None:
+    """Stop the deliveries thread of ``res`` after its attempt in flight, if it has one (logs what is left)."""
+    with _deliveries_lock:
+        deliveries = _deliveries.pop(id(res), None)
+    if deliveries is not None:
+        deliveries.close()
 
 
 @shared_task(name=DELIVER, bind=True, acks_late=True, max_retries=None)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from functools import cached_property
 from typing import TYPE_CHECKING
 
@@ -62,6 +63,13 @@ class Resources:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._build_lock = threading.RLock()
+        self._closers: list[Callable[[], None]] = []
+
+    def on_close(self, closer: Callable[[], None]) -> None:
+        """Have ``close()`` call ``closer`` first: for helpers that use these resources from their own thread
+        (embedded webhook deliveries), which must stop before the connections go."""
+        with self._build_lock:
+            self._closers.append(closer)
 
     @shared_property
     def app(self) -> Celery:
@@ -168,6 +176,10 @@ class Resources:
 
     def close(self) -> None:
         """Release every connection this process opened; the object must not be used afterwards."""
+        with self._build_lock:
+            closers, self._closers = self._closers, []
+        for closer in reversed(closers):
+            closer()
         for index in ("frame_index", "video_index"):
             if index in self.__dict__:
                 self.__dict__[index].close()
@@ -183,6 +195,7 @@ class Resources:
         if "engine" in self.__dict__:
             self.__dict__["engine"].dispose(close=False)
         self._build_lock = threading.RLock()  # another thread of the parent may have held it at the fork
+        self._closers = []  # the parent's helper threads do not exist here
         self._forget()
 
     def _forget(self) -> None:

@@ -23,6 +23,7 @@ from tasks.api import events, health, keys, queries, videos
 from tasks.api.errors import BodyLimit, install_error_handlers
 from tasks.api.metrics import CopycatCollector
 from tasks.base import run_embedded_tasks_with
+from tasks.events import stop_in_process_deliveries
 from tasks.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -65,6 +66,7 @@ async def _lifespan(_: FastAPI) -> AsyncIterator[None]:
     finally:
         run_embedded_tasks_with(None)
         pool.shutdown(wait=True, cancel_futures=True)
+        stop_in_process_deliveries(resources.current())  # retries still planned are logged, not waited for
 
 
 def _run(send: Callable[[], object]) -> None:

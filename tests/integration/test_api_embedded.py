@@ -19,12 +19,9 @@ from tests.conftest import use_fresh_resources, wait_until
 
 
 @pytest.fixture
-def embedded_api(copycat_env: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[TestClient, dict[str, str]]]:
+def embedded_api(copycat_env: Path) -> Iterator[tuple[TestClient, dict[str, str]]]:
     from tasks.api import create_api
 
-    # One delivery attempt: the background thread sleeps a webhook's backoff (2 + 4 + ... = 62 s for 6
-    # attempts) before the app can stop, and the callback host here does not exist.
-    monkeypatch.setenv("COPYCAT_WEBHOOKS__MAX_ATTEMPTS", "1")
     use_fresh_resources()
     with session() as s:
         key = keys.create_key(s, Role.WRITE)[1]
