@@ -14,7 +14,8 @@ sources. ``rec@64`` is the share of the exact top-64 (numpy, inner product) that
 the whole-frame query vectors (``real``: of the real query alone), ``tiles`` the same over the tile
 vectors; ``rec>=ms`` counts only the exact top-64 neighbours at or above the localiser's ``min_sim`` (frames
 that can lie on a matched path: below it the top-64 of a large library is the extreme tail of unrelated
-frames, near-ties an index need not order);
+frames, near-ties an index need not order), ``copy`` only those on the copied videos (the hits that make
+the copy a candidate);
 ``cand`` compares the top-5 videos that ``select_candidates`` (sum over all 300 vectors) picks from the
 index's hits with those it picks from the exact hits, ``true`` is the share of the really copied videos among
 the index's top 5. ``MB/h`` is the server's RSS growth over idle per hour of video at 1 fps (an upper bound:
@@ -403,7 +404,7 @@ def run_size(size: int, uri: str, server: ManagedProcess | None, idle_rss: float
 
     min_sim = Settings().localise.min_sim
     print(f"{'index':34} {'build s':>7} {'load s':>6} {'RSS MB':>6} {'MB/h':>5} {'rec@64':>6} {'rec>=ms':>7} "
-          f"{'real':>5} {'tiles':>5} {'cand':>5} {'true':>5} {'60 q s':>6} {'300 q s':>7}")
+          f"{'copy':>5} {'real':>5} {'tiles':>5} {'cand':>5} {'true':>5} {'60 q s':>6} {'300 q s':>7}")
     for config in configs(library.shape[0], with_pq, only, slow_max):
         index.client.release_collection(index.collection)
         index.client.drop_index(index.collection, "embedding")
@@ -430,7 +431,7 @@ def run_size(size: int, uri: str, server: ManagedProcess | None, idle_rss: float
         for search_params in config.searches:
             recalls, tile_recalls, candidate_recalls, true_recalls, times_60, times_300 = [], [], [], [], [], []
             real_recall = 0.0
-            found_near = wanted_near = 0
+            found_near = wanted_near = found_copy = wanted_copy = 0
             for (copied, whole, tiles), truth in zip(queries, exact, strict=True):
                 both = np.concatenate([whole, tiles])
                 for _ in range(repeats):
@@ -442,10 +443,14 @@ def run_size(size: int, uri: str, server: ManagedProcess | None, idle_rss: float
                 if copied == set(REAL_QUERY_CLIPS):
                     real_recall = statistics.mean(overlap[: whole.shape[0]])
                 n = whole.shape[0]
+                copied_ids = [names.index(name) for name in copied]
                 for r, t, v in zip(rows[:n], truth[0][:n], truth[1][:n], strict=True):
                     near = set(t[v >= min_sim].tolist())
                     found_near += len(near & set(r))
                     wanted_near += len(near)
+                    on_copy = set(t[np.isin(owner[t], copied_ids)].tolist())
+                    found_copy += len(on_copy & set(r))
+                    wanted_copy += len(on_copy)
                 tile_recalls += overlap[whole.shape[0] :]
                 hit_rows = np.asarray([r for rs in rows for r in rs])
                 found = {names[int(c.video_id)] for c in
@@ -457,7 +462,7 @@ def run_size(size: int, uri: str, server: ManagedProcess | None, idle_rss: float
                 true_recalls.append(len(found & copied) / len(copied))
             print(f"{config.label(search_params):34} {build_s:7.1f} {load_s:6.1f} {rss:6.0f} {per_hour:5.0f} "
                   f"{statistics.mean(recalls):6.3f} {found_near / max(wanted_near, 1):7.3f} "
-                  f"{real_recall:5.3f} {statistics.mean(tile_recalls):5.3f} "
+                  f"{found_copy / max(wanted_copy, 1):5.3f} {real_recall:5.3f} {statistics.mean(tile_recalls):5.3f} "
                   f"{statistics.mean(candidate_recalls):5.2f} {statistics.mean(true_recalls):5.2f} "
                   f"{statistics.median(times_60):6.3f} {statistics.median(times_300):7.3f}")
             build_s = load_s = 0.0  # the same index: only its first row pays for building it
