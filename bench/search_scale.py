@@ -425,10 +425,9 @@ def run_size(size: int, uri: str, server: ManagedProcess | None, idle_rss: float
         wait_until_idle(server)
         rss = milvus_rss_mb(server)
         loaded = index.client.list_loaded_segments(index.collection)
-        print(f"{config.label({})}: {len(loaded)} loaded segments, each searched on its own (rows, index, MB "
-              "in memory: a segment without its index is searched through Milvus's interim one, faster and "
-              "with lower recall): " + ", ".join(f"{s.num_rows} {s.index_name or 'no index'} {s.mem_size / 2**20:.0f}"
-                                                 for s in loaded))
+        print(f"{config.label({})}: {len(loaded)} loaded segments, each searched on its own (rows and index: a "
+              "segment without its index is searched through Milvus's interim one, faster, lower recall): "
+              + ", ".join(f"{s.num_rows} {s.index_name or 'no index'}" for s in loaded))
         per_hour = (rss - idle_rss) / (library.shape[0] / 3600) if server else 0.0
         for search_params in config.searches:
             recalls, tile_recalls, candidate_recalls, true_recalls, times_60, times_300 = [], [], [], [], [], []
