@@ -117,7 +117,7 @@ class InProcessDeliveries:
         self._planned: list[tuple[float, int, str, str, int]] = []  # heap of (due, order, event id, url, number)
         self._order = itertools.count()
         self._wake = threading.Condition()
-        self._draining = self._stopping = False
+        self._draining = self._stopping = self._said_waiting = False
         self._thread = threading.Thread(target=self._run, name="copycat-webhooks", daemon=True)
         self._thread.start()
         atexit.register(self.close, drain=True)
@@ -133,11 +133,9 @@ class InProcessDeliveries:
 
     def close(self, drain: bool = False) -> None:
         with self._wake:
-            if self._planned and drain and not self._stopping:
-                wait = max(due for due, *_ in self._planned) - time.monotonic()
-                log.warning("making %d planned webhook attempts before exit (the last in %.0f s, more if they fail; "
-                         "Ctrl-C gives them up)", len(self._planned), max(0.0, wait))
             self._draining = True
+            if self._planned and drain and not self._stopping:
+                self._say_waiting()
             self._stopping = self._stopping or not drain
             self._wake.notify()
         self._thread.join(None if drain else self._res.settings.webhooks.timeout_s + 5)
@@ -161,6 +159,16 @@ class InProcessDeliveries:
                 with self._wake:
                     heapq.heappush(self._planned, (time.monotonic() + outcome.retry_in, next(self._order),
                                                    event_id, url, number + 1))
+                    if self._draining and not self._stopping:
+                        self._say_waiting()
+
+    def _say_waiting(self) -> None:
+        """Once, when the exit has to wait for retries (the caller holds ``_wake``)."""
+        if not self._said_waiting:
+            self._said_waiting = True
+            wait = max(due for due, *_ in self._planned) - time.monotonic()
+            log.warning("making %d planned webhook attempts before exit (the last in %.0f s, more if they fail; "
+                        "Ctrl-C gives them up)", len(self._planned), max(0.0, wait))
 
     def _next(self) -> tuple[float, int, str, str, int] | None:
         """The next attempt once it is due; None when stopping, or when draining and nothing is left."""
