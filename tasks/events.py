@@ -122,14 +122,18 @@ class InProcessDeliveries:
         self._thread.start()
         atexit.register(self.close, drain=True)
 
-    def submit(self, event_id: str, url: str, number: int = 1, delay_s: float = 0.0) -> None:
-        """Plan attempt ``number`` of sending ``event_id`` to ``url``, ``delay_s`` from now."""
+    def submit(self, event_id: str, url: str) -> None:
+        """Plan the first attempt of sending ``event_id`` to ``url``, now."""
         with self._wake:
             if not self._thread.is_alive():
                 log.error("webhook event %s not sent to %s: this process's deliveries have stopped", event_id, url)
                 return
-            heapq.heappush(self._planned, (time.monotonic() + delay_s, next(self._order), event_id, url, number))
-            self._wake.notify()
+            self._plan(event_id, url, 1, 0.0)
+
+    def _plan(self, event_id: str, url: str, number: int, delay_s: float) -> None:
+        """Queue attempt ``number`` ``delay_s`` from now (the caller holds ``_wake``)."""
+        heapq.heappush(self._planned, (time.monotonic() + delay_s, next(self._order), event_id, url, number))
+        self._wake.notify()
 
     def close(self, drain: bool = False) -> None:
         with self._wake:
@@ -157,8 +161,7 @@ class InProcessDeliveries:
                 continue
             if outcome.retry_in is not None:
                 with self._wake:
-                    heapq.heappush(self._planned, (time.monotonic() + outcome.retry_in, next(self._order),
-                                                   event_id, url, number + 1))
+                    self._plan(event_id, url, number + 1, outcome.retry_in)
                     if self._draining and not self._stopping:
                         self._say_waiting()
 

@@ -395,9 +395,7 @@ class Settings(BaseSettings):
 
     def index_spec(self) -> IndexSpec:
         """How the Milvus collections are indexed and searched."""
-        m = self.milvus
-        return IndexSpec(index_type=m.index_type, hnsw_m=m.hnsw_m, hnsw_ef_construction=m.hnsw_ef_construction,
-                         search_ef=m.search_ef, ivf_nlist=m.ivf_nlist, ivf_nprobe=m.ivf_nprobe)
+        return IndexSpec(**self.milvus.model_dump(include=set(IndexSpec.__dataclass_fields__)))
 
     def frame_filter(self) -> FrameFilter:
         f = self.frames
