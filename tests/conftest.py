@@ -235,6 +235,24 @@ def services_env(copycat_env: Path, monkeypatch: pytest.MonkeyPatch, pg_url: str
                           "webhook_deliveries, api_keys CASCADE"))
     yield env
     resources.reset()
+    _remove_buckets(seaweed, [env[f"COPYCAT_S3__{name}_BUCKET"] for name in ("UPLOADS", "QUERIES", "MATRICES")])
+
+
+def _remove_buckets(endpoint: str, buckets: list[str]) -> None:
+    """Empty and remove a test's buckets: SeaweedFS gives every bucket a volume of its own and has as many
+    volumes as free disk / volume size, so a suite that kept its ~400 buckets ran out on a fuller disk
+    (PUTs answered 500)."""
+    from minio import Minio
+    from minio.deleteobjects import DeleteObject
+
+    client = Minio(endpoint, access_key=S3_KEYS[0], secret_key=S3_KEYS[1], secure=False)
+    for bucket in buckets:
+        if not client.bucket_exists(bucket):
+            continue
+        doomed = [DeleteObject(obj.object_name) for obj in client.list_objects(bucket, recursive=True)]
+        for error in client.remove_objects(bucket, doomed):
+            raise RuntimeError(f"could not remove s3://{bucket}/{error.name}: {error.message}")
+        client.remove_bucket(bucket)
 
 
 @pytest.fixture
