@@ -117,10 +117,12 @@ class ManagedProcess:
         raise TimeoutError(f"{self.name} did not listen on port {port} within {timeout:.0f} s:\n{self.log_tail()}")
 
 
-def seaweed_s3(data_dir: Path, *, port: int, access_key: str, secret_key: str) -> ManagedProcess:
+def seaweed_s3(data_dir: Path, *, port: int, access_key: str, secret_key: str, max_volumes: int = 0) -> ManagedProcess:
     """SeaweedFS ``weed mini`` (master, volume, filer, S3) on loopback, S3 on ``port``, telemetry off.
 
-    Every other listener gets a free port, so several instances (tests, a dev stack) can coexist.
+    Every other listener gets a free port, so several instances (tests, a dev stack) can coexist. Each
+    bucket takes a volume of its own (256 MB at most, written sparsely); ``max_volumes`` 0 lets SeaweedFS
+    allow free disk / 256 MB of them, and PUTs to a new bucket beyond that are answered 500.
     """
     data_dir.mkdir(parents=True, exist_ok=True)
     config = data_dir / "s3.json"
@@ -132,7 +134,7 @@ def seaweed_s3(data_dir: Path, *, port: int, access_key: str, secret_key: str) -
     ports = {flag: free_port(with_grpc=True) for flag in ("master.port", "volume.port", "filer.port", "admin.port")}
     args = [venv_binary("weed"), "mini", f"-dir={data_dir}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
             "-master.telemetry=false", "-webdav=false", "-admin.ui=false", "-s3.port.iceberg=0", "-s3.port.lance=0",
-            f"-s3.config={config}", f"-s3.port={port}", "-master.volumeSizeLimitMB=256",
+            f"-s3.config={config}", f"-s3.port={port}", "-master.volumeSizeLimitMB=256", f"-volume.max={max_volumes}",
             *(f"-{flag}={value}" for flag, value in ports.items())]
     return ManagedProcess("seaweedfs", args, data_dir / "weed.log")
 

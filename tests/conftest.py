@@ -36,6 +36,9 @@ PG_HOST, PG_PORT = os.environ.get("COPYCAT_TEST_PG_HOST", "127.0.0.1"), 5432
 REDIS_PORT = 6379
 REDIS_DB = int(os.environ.get("COPYCAT_TEST_REDIS_DB", "9"))  # read at import: tests clear COPYCAT_* variables
 S3_KEYS = ("copycat", "copycat-test-secret")
+TEST_S3_VOLUMES = 32
+"""SeaweedFS volumes of the tests' S3, whatever the free disk: one per live bucket, and each test removes its
+buckets when it ends (``services_env``), so a test that keeps buckets shows up as 500s long before a disk fills."""
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
 
@@ -108,7 +111,7 @@ def seaweed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     require(shutil.which("weed") is not None or (Path(os.sys.executable).parent / "weed").exists(), "weed binary")
     port = free_port(with_grpc=True)
     server = seaweed_s3(tmp_path_factory.mktemp("seaweed"), port=port, access_key=S3_KEYS[0],
-                        secret_key=S3_KEYS[1])
+                        secret_key=S3_KEYS[1], max_volumes=TEST_S3_VOLUMES)
     server.start()
     try:
         server.wait_for_port(port, timeout=60)
