@@ -41,17 +41,21 @@ def test_embedded_mode_delivers_in_process_and_detects_copies(copycat_env: Path,
         assert all(r.verified for r in receiver.requests)
         assert indexed[1].at - indexed[0].at >= 0.3, "the retry waited the backoff"
 
+        def recorded() -> list[tuple[int, int | None, str]]:  # an attempt is recorded after its answer arrives
+            with session() as s:
+                return [(d.attempt, d.status_code, d.outcome)
+                        for d in webhooks.list_deliveries(s, event="copy.detected")]
+
+        wait_until(lambda: len(recorded()) == 2, timeout=30, interval=0.1, what="both attempts recorded")
         with session() as s:
             rows = list_copies(s, second)
-            deliveries = webhooks.list_deliveries(s, event="copy.detected")
-            attempts = [(d.attempt, d.status_code, d.outcome) for d in deliveries]
         assert rows and {r["other_id"] for r in rows} == {first}
         best = max(rows, key=lambda r: r["score"])
         assert best["video_start"] == pytest.approx(best["other_start"], abs=1.0)
         assert best["video_end"] - best["video_start"] >= 7.0, best  # most of the 10 s clip
         detected = receiver.got("copy.detected", "/fail-once")
         assert detected[-1].answered == 200 and detected[-1].body["data"]["copies"] == rows
-        assert sorted(attempts) == [(1, 500, "retrying"), (2, 200, "delivered")]
+        assert sorted(recorded()) == [(1, 500, "retrying"), (2, 200, "delivered")]
 
 
 def test_a_receiver_that_is_down_holds_up_no_ingest_and_no_stop(copycat_env: Path, clips_dir: Path,
