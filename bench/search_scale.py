@@ -310,15 +310,22 @@ class BenchIndex(VectorIndex):
         schema.add_field("row", data_type.INT64)
 
 
-def compact(index: VectorIndex, poll_s: float = 2.0) -> None:
+def compact(index: VectorIndex, poll_s: float = 2.0, max_rounds: int = 5) -> None:
     """Merge the sealed segments before the index is built, as a loaded server's automatic compaction does
-    over time: otherwise a graph is built on each small segment and again on the merged one."""
+    over time: otherwise a graph is built on each small segment and again on the merged one. Rounds repeat
+    while they lower the segment count (2.3.5 merged 3M rows into 2.6M + 0.4M in one round, below 8192 MB)."""
     tick = time.perf_counter()
-    job = index.client.compact(index.collection)
-    while index.client.get_compaction_state(job) != "Completed":
-        time.sleep(poll_s)
-    wait_for_index(index)  # the merged segment's own (FLAT) index: its segment set is settled
-    print(f"compaction {time.perf_counter() - tick:.1f} s")
+    rows: list[int] = []
+    for _ in range(max_rounds):
+        job = index.client.compact(index.collection)
+        while index.client.get_compaction_state(job) != "Completed":
+            time.sleep(poll_s)
+        wait_for_index(index)  # the merged segment's own (FLAT) index: its segment set is settled
+        before, rows = rows, sorted((s.num_rows for s in index.client.list_persistent_segments(index.collection)),
+                                    reverse=True)
+        if before and len(rows) >= len(before):
+            break
+    print(f"compaction {time.perf_counter() - tick:.1f} s: segments of {', '.join(map(str, rows))} rows")
 
 
 def server_cpu_s(server: ManagedProcess) -> float:
