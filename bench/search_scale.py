@@ -171,6 +171,16 @@ def real_descriptors(work: Path, fps: float) -> tuple[dict[str, np.ndarray], np.
     return clips, data["whole"], data["tiles"]
 
 
+def cross_video_cosines(frames: np.ndarray, owner: np.ndarray, rng: np.random.Generator,
+                        pairs: int = 20_000) -> np.ndarray:
+    """Cosines of ``pairs`` random pairs of frames [N, D] from different videos (``owner`` [N]): how unrelated
+    the generator's unrelated frames are, beside real SSCD's (near random directions: the top-64 of a large
+    library ends in the extreme tail of these)."""
+    first, second = rng.integers(0, frames.shape[0], (2, pairs))
+    keep = owner[first] != owner[second]
+    return np.einsum("pd,pd->p", frames[first[keep]], frames[second[keep]])
+
+
 def exact_top(queries: np.ndarray, library: np.ndarray, limit: int) -> tuple[np.ndarray, np.ndarray]:
     """Row indices [Q, limit] of the ``limit`` largest inner products, best first, and those products
     (chunked over queries)."""
@@ -391,9 +401,14 @@ def run_size(size: int, uri: str, server: ManagedProcess | None, idle_rss: float
     owner = np.repeat(np.arange(len(names)), [m.shape[0] for m in matrices])
     consecutive = np.einsum("td,td->t", synthetic[0][1:], synthetic[0][:-1])
     real_consecutive = np.concatenate([np.einsum("td,td->t", m[1:], m[:-1]) for m in real.values()])
+    pairs = np.random.default_rng(0)  # its own stream: the queries below stay those of earlier runs
+    real_cross = cross_video_cosines(library[:real_rows], owner[:real_rows], pairs)
+    synthetic_cross = cross_video_cosines(library[real_rows:], owner[real_rows:], pairs)
     print(f"\nN = {library.shape[0]} vectors ({library.shape[0] / 3600:.1f} h at 1 fps): {len(real)} real clips "
           f"at {real_fps:g} fps, {len(synthetic)} synthetic videos, {len(sources)} near-duplicates; consecutive-frame "
-          f"cosine median real {np.median(real_consecutive):.2f}, synthetic {np.median(consecutive):.2f}")
+          f"cosine median real {np.median(real_consecutive):.2f}, synthetic {np.median(consecutive):.2f}; cosine of "
+          f"frames of different videos (mean, std) real {real_cross.mean():.3f}, {real_cross.std():.3f}, synthetic "
+          f"{synthetic_cross.mean():.3f}, {synthetic_cross.std():.3f} (random directions: 0, {1 / math.sqrt(DIM):.3f})")
 
     queries = [(set(REAL_QUERY_CLIPS), real_whole, real_tiles)]
     for source in sorted(set(sources))[:3]:
@@ -444,9 +459,10 @@ def run_size(size: int, uri: str, server: ManagedProcess | None, idle_rss: float
         wait_until_idle(server)
         rss = milvus_rss_mb(server)
         loaded = index.client.list_loaded_segments(index.collection)
-        print(f"{config.label({})}: {len(loaded)} loaded segments, each searched on its own (rows and index: a "
-              "segment without its index is searched through Milvus's interim one, faster, lower recall): "
-              + ", ".join(f"{s.num_rows} {s.index_name or 'no index'}" for s in loaded))
+        state = index.client.describe_index(index.collection, "embedding")
+        print(f"{config.label({})}: {len(loaded)} loaded segments of {', '.join(str(s.num_rows) for s in loaded)} "
+              f"rows, each searched on its own; {state.get('indexed_rows')} of {state.get('total_rows')} rows in "
+              "the vector index (a segment without it is searched through Milvus's interim one: faster, lower recall)")
         per_hour = (rss - idle_rss) / (library.shape[0] / 3600) if server else 0.0
         for search_params in config.searches:
             recalls, tie_recalls, tile_recalls, candidate_recalls, true_recalls = [], [], [], [], []
