@@ -68,15 +68,16 @@ def populate(index: VectorIndex, store: LocalObjectStore, size: int, real: dict[
     wait_for_index(index)
 
 
-def wait_for_index(index: VectorIndex, timeout: float = 3600.0) -> None:
-    """Milvus builds the HNSW graphs of flushed segments in the background; measure once they exist."""
+def wait_for_index(index: VectorIndex, timeout: float = 3600.0, name: str = "embedding") -> None:
+    """Milvus builds the HNSW graphs of flushed segments in the background; measure once they exist.
+    ``name``: which of the collection's indexes (the vectors' by default, or a scalar field's)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        state = index.client.describe_index(index.collection, "embedding")
+        state = index.client.describe_index(index.collection, name)
         if state.get("pending_index_rows", 0) == 0 and state.get("indexed_rows") == state.get("total_rows"):
             return
         time.sleep(1.0)
-    raise TimeoutError(f"index of {index.collection} not built after {timeout:.0f} s")
+    raise TimeoutError(f"index {name} of {index.collection} not built after {timeout:.0f} s")
 
 
 def seed_style(query: np.ndarray, index: VectorIndex, store: LocalObjectStore, tn: TemporalNetwork,

@@ -349,17 +349,10 @@ def compact(index: VectorIndex, poll_s: float = 2.0, max_rounds: int = 5, patien
     print(f"compaction {time.perf_counter() - tick:.1f} s: segments of {', '.join(map(str, rows))} rows")
 
 
-def wait_for_indexes(index: VectorIndex, timeout: float = 3600.0) -> None:
+def wait_for_indexes(index: VectorIndex) -> None:
     """Wait until every index of the collection (vectors and scalar fields) covers every sealed row."""
     for name in index.client.list_indexes(index.collection):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            state = index.client.describe_index(index.collection, name)
-            if state.get("pending_index_rows", 0) == 0 and state.get("indexed_rows") == state.get("total_rows"):
-                break
-            time.sleep(1.0)
-        else:
-            raise TimeoutError(f"index {name} of {index.collection} not built after {timeout:.0f} s")
+        wait_for_index(index, name=name)
 
 
 def server_cpu_s(server: ManagedProcess) -> float:
