@@ -39,7 +39,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from tasks.services import (
+from stack.services import (
     ManagedProcess,
     free_port,
     milvus_lite_server,
@@ -231,7 +231,7 @@ class Stack:
 @contextmanager
 def stack_environment(env: dict[str, str]) -> Iterator[None]:
     """This process talks to the stack (for uploads, events, polling and fsck) while the block runs."""
-    from tasks import resources
+    from service import resources
 
     saved = dict(os.environ)
     os.environ.update(env)
@@ -249,7 +249,7 @@ def rows() -> dict[str, tuple[str, str | None, str | None]]:
     from sqlalchemy import select
 
     from db.models import Video
-    from tasks.base import session
+    from service.resources import session
 
     with session() as s:
         return {key: (status, code, detail) for key, status, code, detail in
@@ -308,7 +308,7 @@ def run_suite(config: SuiteConfig, work: Path, clips: Path = CLIPS, say: Callabl
 
 def _inject_faults(config: SuiteConfig, services: Services, stack: Stack, media: dict[str, Path],
                    report: SuiteReport, say: Callable[[str], None]) -> None:
-    from tasks import resources
+    from service import resources
 
     store = resources.current().objects
     shorts = [media[k] for k in sorted(media) if k.startswith("short")]
@@ -397,7 +397,7 @@ def _watch_recovery(report: SuiteReport, fault: str, key: str, killed_at: float)
 def _replay_events(store, keys: list[str]) -> None:  # noqa: ANN001
     """The events a flaky notification channel delivers: each twice, and a 'removed' before the 'created'
     of an object that exists (a delete and re-upload seen out of order)."""
-    from tasks.ops import handle_event
+    from service.operations import handle_event
     from workers.stores.events import ObjectEvent
 
     for key in keys:
@@ -409,7 +409,7 @@ def _replay_events(store, keys: list[str]) -> None:  # noqa: ANN001
 
 def _send_poison() -> int:
     """Malformed arguments, unknown ids and an unknown task name, to every queue; none may kill a worker."""
-    from tasks import resources
+    from service import resources
 
     app = resources.current().app
     unknown = "00000000-0000-0000-0000-0000000000ff"
@@ -423,7 +423,7 @@ def _send_poison() -> int:
 
 
 def _drain(config: SuiteConfig, report: SuiteReport, say: Callable[[str], None]) -> None:
-    from tasks import resources
+    from service import resources
     from tasks.app import queue_lengths
 
     deleted = set(report.deleted)
@@ -446,8 +446,8 @@ def _measure(report: SuiteReport) -> None:
     from sqlalchemy import select
 
     from db.models import Video
-    from tasks import resources
-    from tasks.base import session
+    from service import resources
+    from service.resources import session
     from tasks.fsck import check
 
     deleted = set(report.deleted)

@@ -40,8 +40,8 @@ from pathlib import Path
 import numpy as np
 
 from bench.ingest_media import build_media
-from tasks.resources import Resources
-from tasks.settings import Settings
+from service.resources import Resources
+from service.settings import Settings
 from workers.decode import probe, sample_views
 from workers.stores.objects import save_matrix, sha256_file
 
@@ -107,9 +107,9 @@ def child_env(home: Path, extra: dict[str, str] | None = None, tree: Path = ROOT
 
 def startup_only() -> None:
     """In a fresh process: what `copycat ingest` builds before its first frame (see module docstring)."""
+    import service.operations  # noqa: F401
     import tasks.ingest  # noqa: F401  (what the command's upload and ingest import)
-    import tasks.ops  # noqa: F401
-    from tasks import resources
+    from service import resources
 
     res = resources.current()
     res.warm_up()
@@ -200,7 +200,7 @@ def long_video(ten_min: Path, two_hours: Path, tmp: Path, settings_env: dict[str
     """Peak RSS of the ingest process, 2 hours against 10 minutes, end to end, both with their vectors in a
     Milvus Lite server process (as under `copycat up`) and, with ``in_process``, also in embedded mode, where
     the pure-Python Milvus Lite engine holds the library in the ingest's own memory (~26 KB per vector)."""
-    from tasks.services import free_port, milvus_lite_server, wait_for_milvus
+    from stack.services import free_port, milvus_lite_server, wait_for_milvus
 
     port = free_port()
     server = milvus_lite_server(tmp / "milvus-server", port=port)

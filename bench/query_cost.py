@@ -23,7 +23,7 @@ from pathlib import Path
 
 from bench.fixtures import build_fixtures
 from bench.tune import CLIPS, embed_set
-from tasks.settings import Settings
+from service.settings import Settings
 from workers.embed import create_embedder
 from workers.evaluate import load_ground_truth
 from workers.localise import TemporalNetwork

@@ -21,7 +21,7 @@ import numpy as np
 
 from bench.fixtures import build_fixtures
 from bench.tune import CLIPS, embed_set, evaluate, predict, separation
-from tasks.settings import Settings
+from service.settings import Settings
 from workers.evaluate import load_ground_truth
 from workers.localise import TemporalNetwork
 from workers.pipeline import informative

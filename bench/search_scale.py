@@ -49,8 +49,8 @@ from pathlib import Path
 import numpy as np
 
 from bench.query_speed import BUCKET, seed_style, wait_for_index
-from tasks.services import MILVUS_SERVER_CONFIG, ManagedProcess, free_port, milvus_standalone, wait_for_milvus
-from tasks.settings import Settings
+from service.settings import Settings
+from stack.services import MILVUS_SERVER_CONFIG, ManagedProcess, free_port, milvus_standalone, wait_for_milvus
 from workers.decode import DecodeOptions
 from workers.embed import create_embedder
 from workers.informative import FrameFilter
@@ -552,7 +552,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--lite-max", type=int, default=100_000, help="Milvus Lite side by side up to this size")
     parser.add_argument("--segment-mb", type=int, default=None,
                         help="the started server's dataCoord.segment.maxSize (default: production's, "
-                        "tasks.services.MILVUS_SERVER_CONFIG; Milvus 2.3's own is 512)")
+                        "stack.services.MILVUS_SERVER_CONFIG; Milvus 2.3's own is 512)")
     parser.add_argument("--product-ef", default=None,
                         help="ef values for the product path, comma-separated (default: the search_ef setting)")
     args = parser.parse_args(argv)

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from bench.fixtures import build_fixtures
-from tasks.settings import Settings
+from service.settings import Settings
 from workers.embed import create_embedder
 from workers.evaluate import load_ground_truth, precision_recall, score
 from workers.localise import TemporalNetwork

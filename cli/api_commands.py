@@ -20,8 +20,8 @@ def api() -> None:
     """Serve the HTTP API on COPYCAT_API__ADDRESS:COPYCAT_API__PORT (docs at /docs)."""
     import uvicorn
 
-    from tasks import resources
-    from tasks.api import create_api
+    from api import create_api
+    from service import resources
 
     cfg = resources.current().settings
     app = create_api(cfg)
@@ -44,7 +44,7 @@ def create_key(role: str, name: str) -> None:
     """Make a key; it is printed as the last line, and never again."""
     from db import keys as stored
     from db.key_models import Role
-    from tasks.base import session
+    from service.resources import session
 
     with session() as s:
         row, key = stored.create_key(s, Role(role), name)
@@ -58,7 +58,7 @@ def create_key(role: str, name: str) -> None:
 def list_keys(as_json: bool) -> None:
     """Every key: id, first characters, role, name, when created and revoked."""
     from db import keys as stored
-    from tasks.base import session
+    from service.resources import session
 
     with session() as s:
         rows = [stored.key_json(row) for row in stored.list_keys(s)]
@@ -75,7 +75,7 @@ def list_keys(as_json: bool) -> None:
 def revoke_key(key: str) -> None:
     """Revoke KEY (its id, or the first characters `keys list` shows); it stops working at once."""
     from db import keys as stored
-    from tasks.base import session
+    from service.resources import session
 
     try:
         with session() as s:

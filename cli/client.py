@@ -20,8 +20,8 @@ from celery.result import allow_join_result
 
 from db import jobs, videos
 from db.models import VideoStatus
-from tasks import resources
-from tasks.base import run_embedded_tasks_with, session
+from service import resources
+from service.resources import session
 from workers.types import QueryParams
 
 TERMINAL_VIDEO = {VideoStatus.INDEXED, VideoStatus.FAILED}
@@ -34,8 +34,8 @@ def ingest_file(path: Path, key: str, *, force: bool = False,
 
     A failed video is tried again; ``force`` re-ingests an indexed one too.
     """
+    from service.operations import register_upload
     from tasks.ingest import progress_hook
-    from tasks.ops import register_upload
 
     res = resources.current()
     obj = res.objects.put_file(res.settings.s3.uploads_bucket, key, path, "video/octet-stream")
@@ -96,7 +96,7 @@ def _task_threads(workers: int) -> Iterator[Callable[[], None]]:
         while len(busy := running()) >= workers:
             wait(busy, return_when=FIRST_COMPLETED)
 
-    run_embedded_tasks_with(run)
+    resources.current().run_tasks_with(run)
     # Celery's eager apply() sets a process-wide "never block on a result" flag and restores the value it
     # found; tasks overlapping on threads restore each other's and can leave it set for good, after which
     # every result.get() in this process refuses. allow_join_result puts back the value from before the block.
@@ -106,7 +106,7 @@ def _task_threads(workers: int) -> Iterator[Callable[[], None]]:
             while busy := running():
                 wait(busy)
         finally:
-            run_embedded_tasks_with(None)
+            resources.current().run_tasks_with(None)
             pool.shutdown(wait=True)
 
 
@@ -130,8 +130,8 @@ def wait_for_videos(ids: list[str], *, timeout: float = 24 * 3600, poll_s: float
 def submit_query(source: str, params: QueryParams, *, callback_url: str | None = None) -> str:
     """Create a query job for a local file (uploaded to the queries bucket) or an ``s3://bucket/key``;
     ``callback_url`` (http or https) gets the job's ``query.done`` webhook."""
-    from tasks.ops import submit_query as submit
-    from tasks.settings import check_webhook_url
+    from service.operations import submit_query as submit
+    from service.settings import check_webhook_url
 
     if callback_url:
         check_webhook_url(callback_url)

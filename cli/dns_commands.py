@@ -24,7 +24,7 @@ from cli.output import table
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def weights(folder: Path | None, download: bool, timeout: float, as_json: bool) -> None:
     """Which DnS weight files are present, which are missing, and where to get them."""
-    from tasks import resources
+    from service import resources
     from workers.dns.files import download_weights, weights_status
     from workers.dns.representation import required_files
 
@@ -71,8 +71,8 @@ def weights(folder: Path | None, download: bool, timeout: float, as_json: bool) 
 def dedup(threshold: float | None, as_json: bool) -> None:
     """Groups of near-duplicate videos in the library, from DnS coarse vectors."""
     from db import videos
-    from tasks import resources
-    from tasks.base import session
+    from service import resources
+    from service.resources import session
     from workers.dns.dedup import duplicate_groups
 
     res = resources.current()

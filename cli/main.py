@@ -18,7 +18,7 @@ import click
 from cli.api_commands import api, keys
 from cli.dns_commands import dedup, weights
 from cli.output import Progress, hms, table
-from tasks.logs import quiet_libraries
+from service.logs import quiet_libraries
 from workers.errors import CopycatError
 
 VIDEO_SUFFIXES = {".mp4", ".mkv", ".webm", ".avi", ".mov", ".flv", ".m4v", ".mpg", ".mpeg", ".ts", ".wmv",
@@ -42,13 +42,13 @@ def cli(ctx: click.Context, verbose: int) -> None:
 
 
 def _session() -> Any:
-    from tasks.base import session
+    from service.resources import session
 
     return session()
 
 
 def _settings() -> Any:
-    from tasks import resources
+    from service import resources
 
     return resources.current().settings
 
@@ -56,8 +56,8 @@ def _settings() -> Any:
 def _refuse_stopped_stack() -> None:
     """A home whose ``copycat up`` stack is not running keeps its data in that stack's services: a command
     run here in embedded mode would answer from an empty index, so it stops and says why."""
-    from tasks.settings import load_settings
-    from tasks.stackfile import StackFile
+    from service.settings import load_settings
+    from stack.stackfile import StackFile
 
     home = load_settings(stack_file=False).home.resolve()
     stack = StackFile(home)
@@ -169,7 +169,7 @@ def query(source: str, top_k: int | None, min_score: float | None, reduce: str |
           as_json: bool) -> None:
     """Find which indexed videos SOURCE (a file or s3://bucket/key) copies, and where."""
     from cli import client
-    from tasks.settings import check_webhook_url
+    from service.settings import check_webhook_url
 
     params = _settings().query_params({"top_k": top_k, "min_score": min_score, "reduce": reduce,
                                        "exclude_self": exclude_self, "crop_grid": crop_grid})
@@ -274,7 +274,7 @@ def copies(video_id: str | None, limit: int, as_json: bool) -> None:
               help="File to write (default: report-JOB_ID.html).")
 def report(job_id: str, output: Path | None) -> None:
     """Write a query job's HTML report: thumbnails side by side, similarity matrices, scores (one file)."""
-    from tasks.report import JobNotFound, render_job_report
+    from service.report import JobNotFound, render_job_report
 
     try:
         page = render_job_report(job_id)
@@ -384,7 +384,7 @@ def watch() -> None:
     import signal
     import threading
 
-    from tasks.watcher import run_watcher
+    from service.watcher import run_watcher
 
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -417,7 +417,7 @@ def flower() -> None:
 def up() -> None:
     """Start the whole system on this machine without Docker; Ctrl-C stops it."""
     from cli.stack import run_stack
-    from tasks.settings import load_settings
+    from service.settings import load_settings
 
     try:
         run_stack(load_settings(stack_file=False), click.echo)
@@ -446,7 +446,7 @@ def status(as_json: bool) -> None:
     workers: dict[str, list[str]] = {}
     queues: dict[str, int | None] = {}
     if cfg.broker.url:
-        from tasks import resources
+        from service import resources
 
         replies = resources.current().app.control.inspect(timeout=1.0).active_queues() or {}
         workers = {name: sorted(q["name"] for q in qs) for name, qs in replies.items()}
@@ -495,7 +495,7 @@ def fsck(repair: bool, as_json: bool) -> None:
 @cli.command()
 def migrate() -> None:
     """Create or upgrade the database schema."""
-    from tasks import resources
+    from service import resources
 
     resources.current().engine  # noqa: B018  (building the engine migrates the schema)
     click.echo("database schema is up to date")
@@ -505,7 +505,7 @@ def migrate() -> None:
 @click.option("--markdown", is_flag=True, help="Print a Markdown table (as in the README).")
 def config(markdown: bool) -> None:
     """Every setting: environment variable, default and meaning."""
-    from tasks.settings import describe_settings
+    from service.settings import describe_settings
 
     rows = describe_settings()
     if markdown:

@@ -5,8 +5,8 @@ Lite server (when no Milvus server URI is configured), one Celery worker per que
 Flower and the HTTP API. Redis and the database are used at their configured URLs (Redis defaults to 127.0.0.1:6379).
 
 It owns its ``COPYCAT_HOME``: one stack per home, its connection settings written to ``stack.env`` there
-for every other command (``tasks/stackfile.py``), and its broker keys under a namespace of its own, so two
-stacks on one Redis never take each other's work. Its processes are supervised (``tasks/supervisor.py``):
+for every other command (``stack/stackfile.py``), and its broker keys under a namespace of its own, so two
+stacks on one Redis never take each other's work. Its processes are supervised (``stack/supervisor.py``):
 one that dies is restarted with backoff; none outlives ``up``, however ``up`` ends.
 """
 
@@ -23,11 +23,11 @@ from pathlib import Path
 from typing import Any
 
 from cli.api_commands import api_command_line
+from service.settings import Settings
+from stack.services import ManagedProcess, milvus_lite_server, port_open, seaweed_s3
+from stack.stackfile import StackFile
+from stack.supervisor import RestartPolicy, Supervisor
 from tasks.app import QUEUES
-from tasks.services import ManagedProcess, milvus_lite_server, port_open, seaweed_s3
-from tasks.settings import Settings
-from tasks.stackfile import StackFile
-from tasks.supervisor import RestartPolicy, Supervisor
 
 DEFAULT_BROKER = "redis://127.0.0.1:6379/0"
 SERVERS = ("seaweedfs", "milvus-lite")  # stopped last: the other processes use them
@@ -186,7 +186,7 @@ def _refuse_foreign_workers(cfg: Settings) -> None:
 def _prepare_storage(cfg: Settings) -> None:
     """Migrate the database and create the buckets before anything is announced (an upload right after
     'ready' must find its bucket)."""
-    from tasks.resources import Resources
+    from service.resources import Resources
     from workers.errors import StorageUnavailable
 
     resources = Resources(cfg)

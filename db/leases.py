@@ -1,7 +1,7 @@
 """Leases: a running task's claim on its row (a video being ingested, a query job being answered).
 
 The run renews its lease while it lives (``tasks.base.RecordedTask.leased``); a lease that ran out means
-its worker died, and the recovery check queues the row again (``tasks.ops.recover``). Another run's
+its worker died, and the recovery check queues the row again (``service.operations.recover``). Another run's
 message for a row under a live lease is a duplicate and is dropped.
 """
 

@@ -15,7 +15,7 @@ from workers.errors import DatabaseUnavailable
 
 
 def create_db_engine(url: str, pool_size: int = 5) -> Engine:
-    """An engine for ``url`` (it holds a connection pool: one per process, owned by ``tasks.resources``)."""
+    """An engine for ``url`` (it holds a connection pool: one per process, owned by ``service.resources``)."""
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":

@@ -20,7 +20,7 @@ from __future__ import annotations
 from celery import Celery
 from kombu import Queue
 
-from tasks.settings import Settings
+from service.settings import Settings
 
 QUEUES = ("embed", "index", "query", "ops")
 
@@ -28,13 +28,13 @@ ROUTES = {
     "copycat.ingest.embed": {"queue": "embed"},
     "copycat.query.embed": {"queue": "embed"},
     "copycat.ingest.remove": {"queue": "index"},
-    "copycat.dns.index": {"queue": "embed"},
+    "copycat.signals.backfill": {"queue": "embed"},
     "copycat.query.match": {"queue": "query"},
     "copycat.copies.*": {"queue": "query"},
     "copycat.ops.*": {"queue": "ops"},
 }
 
-TASK_MODULES = ("tasks.ingest", "tasks.query", "tasks.ops", "tasks.dns", "tasks.fsck", "tasks.events",
+TASK_MODULES = ("tasks.ingest", "tasks.query", "tasks.maintenance", "tasks.dns", "tasks.fsck", "tasks.deliveries",
                 "tasks.copies")
 
 

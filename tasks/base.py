@@ -27,8 +27,8 @@ from sqlalchemy.orm import Session
 from db import copies, jobs, videos
 from db.failures import mark_failed
 from db.models import Failable, QueryJob, Video
-from db.session import session_scope
-from tasks import events, resources
+from service import events, resources
+from service.resources import session
 from workers.errors import ConfigError, CopycatError, InputError, TransientError
 from workers.pipeline import ProgressFn
 
@@ -53,38 +53,6 @@ def failure_reason(exc: BaseException, retries: int = 0) -> tuple[str, str]:
     if isinstance(exc, CopycatError):
         return exc.code, str(exc)
     return "internal", f"{type(exc).__name__}: {exc}"
-
-
-_embedded_runner: Callable[[Callable[[], object]], None] | None = None
-
-
-def run_embedded_tasks_with(runner: Callable[[Callable[[], object]], None] | None) -> None:
-    """Embedded mode: hand each queued task to ``runner`` instead of running it inside the call that queues it.
-
-    The HTTP API passes its background thread, so a request answers at once; None restores the default.
-    """
-    global _embedded_runner
-    _embedded_runner = runner
-
-
-def enqueue(task_name: str, object_id: str, name: str, **options: Any) -> None:
-    """Queue ``task_name`` for a row on this process's app; Flower shows the name next to the id. ``options``
-    go to ``apply_async`` (per-call time limits)."""
-    res = resources.current()
-    task = res.app.tasks[task_name]
-
-    def send() -> object:
-        return task.apply_async(args=[object_id], argsrepr=f"({object_id!r}, name={name!r})", **options)
-
-    if _embedded_runner is not None and res.settings.embedded:
-        _embedded_runner(send)
-    else:
-        send()
-
-
-def session() -> Session:
-    """A transaction on this process's database (a context manager)."""
-    return session_scope(resources.current().engine)  # type: ignore[return-value]
 
 
 class CopycatTask(Task):

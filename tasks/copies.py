@@ -22,9 +22,9 @@ from celery import shared_task
 
 from db import copies, videos
 from db.models import VideoStatus
-from tasks import events, resources
-from tasks.base import TASK_OPTIONS, EnrichmentTask, session
-from tasks.ingest import DETECT_COPIES
+from service import events, queue, resources
+from service.resources import session
+from tasks.base import TASK_OPTIONS, EnrichmentTask
 from tasks.query import StoredFrameLibrary
 from workers.query import answer_query
 from workers.stores.objects import load_matrix
@@ -45,7 +45,7 @@ class LibraryWithout(StoredFrameLibrary):
         return self.res.frame_index.search(vectors, limit, exclude={*exclude, self.video_id}, per_video=per_video)
 
 
-@shared_task(name=DETECT_COPIES, base=EnrichmentTask, **TASK_OPTIONS)
+@shared_task(name=queue.DETECT_COPIES, base=EnrichmentTask, **TASK_OPTIONS)
 def detect_copies(self: EnrichmentTask, video_id: str) -> dict[str, Any]:
     """Find what the indexed video shares with the library; store and announce it."""
     res = resources.current()

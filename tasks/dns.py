@@ -25,9 +25,10 @@ from sqlalchemy.orm import Session
 from db import dns as dns_db
 from db import videos
 from db.models import VideoStatus
-from tasks import resources
-from tasks.base import TASK_OPTIONS, EnrichmentTask, session
-from tasks.settings import Settings
+from service import queue, resources
+from service.resources import session
+from service.settings import Settings
+from tasks.base import TASK_OPTIONS, EnrichmentTask
 from workers.dns.files import WeightFile
 from workers.dns.representation import DNS_FPS, DNS_GEOMETRY, DnsRepresentation, pack_fine, required_files, unpack_fine
 from workers.pipeline import EmbeddedObject, embed_object
@@ -95,8 +96,8 @@ def represent(res: resources.Resources, fetch: Callable[[Path], ObjectInfo], nam
                         label=name, dns=res.dns_models, dns_geometry=DNS_GEOMETRY)
 
 
-@shared_task(name="copycat.dns.index", base=EnrichmentTask, **TASK_OPTIONS)
-def index_video_dns(self: EnrichmentTask, video_id: str) -> dict[str, Any]:
+@shared_task(name=queue.BACKFILL_SIGNAL, base=EnrichmentTask, **TASK_OPTIONS)
+def index_video_dns(self: EnrichmentTask, signal: str, video_id: str) -> dict[str, Any]:
     """Compute and store the DnS outputs of an indexed video (one indexed before DnS was switched on)."""
     res = resources.current()
     cfg = res.settings

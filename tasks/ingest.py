@@ -22,8 +22,11 @@ from celery import shared_task
 
 from db import copies, videos
 from db.models import VideoStatus
-from tasks import dns, events, resources
-from tasks.base import TASK_OPTIONS, VideoTask, enqueue, session, video_event
+from service import events, queue, resources
+from service.queue import enqueue_backfill, enqueue_copy_detection
+from service.resources import session
+from tasks import dns
+from tasks.base import TASK_OPTIONS, VideoTask, video_event
 from workers.admission import check_file_size
 from workers.dns.representation import DnsRepresentation
 from workers.errors import InputError
@@ -37,31 +40,12 @@ log = logging.getLogger(__name__)
 progress_hook: ContextVar[ProgressFn | None] = ContextVar("progress_hook", default=None)
 
 
-def enqueue_ingest(video_id: str, name: str) -> None:
-    """Queue the ingest of a registered video; Flower shows the video's name next to its id.
-
-    The call's Celery limits leave room for the decode limit of the longest video admitted (the decode limit
-    itself scales with each video's probed duration, ``DecodeOptions.timeout_for``), so a long upload is
-    stopped by that limit, with its reason, not killed by Celery's.
-    """
-    limit = resources.current().settings.ingest_time_limit_s
-    enqueue(embed_video.name, video_id, name, time_limit=limit, soft_time_limit=max(limit - 30, 1))
-
-
-def enqueue_remove(video_id: str, name: str) -> None:
-    enqueue(remove_video.name, video_id, name)
-
-
-DETECT_COPIES = "copycat.copies.detect"
-"""The copy detection of a newly indexed video (``tasks/copies.py``, queue ``query``)."""
-
-
 def matrix_key(video_id: str, model: str, sha256: str) -> str:
     """Each content gets its own key, so a late run for replaced bytes can never overwrite the new matrix."""
     return f"videos/{model}/{video_id}/{sha256[:16]}.npy"
 
 
-@shared_task(name="copycat.ingest.embed", base=VideoTask, **TASK_OPTIONS)
+@shared_task(name=queue.INGEST, base=VideoTask, **TASK_OPTIONS)
 def embed_video(self: VideoTask, video_id: str) -> dict[str, Any]:
     """Ingest one upload. The object may be replaced or deleted meanwhile: a run whose bytes are no longer
     the registered ones drops its result (the newer upload has its own run), also when it failed."""
@@ -167,20 +151,16 @@ def index_vectors(res: resources.Resources, video_id: str, key: str, features: n
                                     vector_frames=int(features.shape[0]))
         name, data = row.name, video_event(indexed)
     if dns.enabled(res.settings) and representation is None:  # a retry: the run's DnS outputs were lost
-        enqueue_dns(video_id, name)
+        enqueue_backfill("dns", video_id, name)
     log.info("video %s (%s): %d of %d frames informative, indexed with %s", video_id, name, count,
              features.shape[0], res.embedder.name)
     events.emit("video.indexed", data)
     if res.settings.copies.on_ingest:
-        enqueue(DETECT_COPIES, video_id, name)
+        enqueue_copy_detection(video_id, name)
     return count
 
 
-def enqueue_dns(video_id: str, name: str) -> None:
-    enqueue(dns.index_video_dns.name, video_id, name)
-
-
-@shared_task(name="copycat.ingest.remove", base=VideoTask, **TASK_OPTIONS)
+@shared_task(name=queue.REMOVE, base=VideoTask, **TASK_OPTIONS)
 def remove_video(self: VideoTask, video_id: str) -> dict[str, Any]:
     """Forget a deleted upload: vectors and objects first, then its row, all under the video's lock.
 

@@ -17,8 +17,11 @@ import numpy as np
 from celery import shared_task
 
 from db import jobs, videos
-from tasks import dns, resources
-from tasks.base import TASK_OPTIONS, JobTask, announce_job, enqueue, session
+from service import queue, resources
+from service.queue import enqueue_match
+from service.resources import session
+from tasks import dns
+from tasks.base import TASK_OPTIONS, JobTask, announce_job
 from tasks.ingest import embed
 from workers.dns.representation import DnsRepresentation
 from workers.errors import ModelMismatch, ObjectMissing
@@ -29,11 +32,6 @@ from workers.types import SearchHits
 log = logging.getLogger(__name__)
 
 
-def enqueue_query(job_id: str, name: str) -> None:
-    """Queue a query job; Flower shows the query's name next to the job id."""
-    enqueue(embed_query.name, job_id, name)
-
-
 def query_matrix_key(job_id: str, model: str) -> str:
     return f"queries/{model}/{job_id}.npy"
 
@@ -42,7 +40,7 @@ def query_dns_key(job_id: str, student: str) -> str:
     return f"queries/dns_{student}/{job_id}.npz"
 
 
-@shared_task(name="copycat.query.embed", base=JobTask, **TASK_OPTIONS)
+@shared_task(name=queue.EMBED_QUERY, base=JobTask, **TASK_OPTIONS)
 def embed_query(self: JobTask, job_id: str) -> dict[str, Any]:
     """Decode and embed the query video with the index's model (one decode), then queue the matching."""
     res = resources.current()
@@ -66,11 +64,11 @@ def embed_query(self: JobTask, job_id: str) -> dict[str, Any]:
         jobs.update_job(s, job_id, sha256=embedded.sha256, frame_count=frames, matrix_key=key,
                         duration=embedded.video.info.duration, timings=dict(embedded.video.timings))
         jobs.release_lease(s, job_id)
-    enqueue(match_job.name, job_id, job.name)
+    enqueue_match(job_id, job.name)
     return {"job_id": job_id, "frames": frames}
 
 
-@shared_task(name="copycat.query.match", base=JobTask, **TASK_OPTIONS)
+@shared_task(name=queue.MATCH_QUERY, base=JobTask, **TASK_OPTIONS)
 def match_job(self: JobTask, job_id: str) -> dict[str, Any]:
     """Find and localise the copies of an embedded query; store matches and segments."""
     res = resources.current()

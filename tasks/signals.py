@@ -6,8 +6,8 @@ import logging
 
 from celery.signals import after_setup_logger, worker_process_init
 
-from tasks import resources
-from tasks.logs import quiet_libraries
+from service import resources
+from service.logs import quiet_libraries
 
 
 @worker_process_init.connect

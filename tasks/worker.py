@@ -5,13 +5,13 @@ their Celery app.
 """
 
 import tasks.copies  # noqa: F401  (each import registers that module's tasks)
+import tasks.deliveries  # noqa: F401
 import tasks.dns  # noqa: F401
-import tasks.events  # noqa: F401
 import tasks.fsck  # noqa: F401
 import tasks.ingest  # noqa: F401
-import tasks.ops  # noqa: F401
+import tasks.maintenance  # noqa: F401
 import tasks.query  # noqa: F401
 import tasks.signals  # noqa: F401  (connects the signal handlers)
-from tasks import resources
+from service import resources
 
 app = resources.current().app

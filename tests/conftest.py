@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tasks.services import (
+from stack.services import (
     free_port,
     milvus_lite_server,
     milvus_standalone,
@@ -157,7 +157,7 @@ def milvus_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 def milvus_standalone_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real Milvus standalone server (PyPI ``milvus``, 2.3.5), started once per session; yields its URI.
 
-    Its own ports are shut in a private network namespace; only 127.0.0.1:PORT reaches it (tasks/netns.py).
+    Its own ports are shut in a private network namespace; only 127.0.0.1:PORT reaches it (stack/netns.py).
     """
     try:
         venv_binary("milvus-server")
@@ -189,7 +189,7 @@ def milvus_uri(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 def use_fresh_resources() -> None:
     """Rebuild this process's resources from the environment, with their Celery app as the current one
     (tests call tasks directly, which run on the current app)."""
-    from tasks import resources
+    from service import resources
 
     resources.reset()
     resources.current().app  # noqa: B018
@@ -198,7 +198,7 @@ def use_fresh_resources() -> None:
 @pytest.fixture
 def copycat_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Path]:
     """An empty COPYCAT_HOME for one test; cached resources are rebuilt from the environment."""
-    from tasks import resources
+    from service import resources
 
     for key in list(os.environ):
         if key.startswith("COPYCAT_"):
@@ -216,7 +216,7 @@ def services_env(copycat_env: Path, monkeypatch: pytest.MonkeyPatch, pg_url: str
     """Postgres + SeaweedFS S3 + Milvus (file or server) for one test, with its own buckets and collection."""
     from sqlalchemy import text
 
-    from tasks import resources
+    from service import resources
 
     tag = uuid.uuid4().hex[:8]
     env = {
@@ -288,7 +288,7 @@ def celery_worker(services_env: dict[str, str], redis_url: str, monkeypatch: pyt
 
 
 def _wait_for_worker(worker: subprocess.Popen, log_path: Path, timeout: float = 60.0) -> None:
-    from tasks import resources
+    from service import resources
 
     app = resources.current().app
     deadline = time.monotonic() + timeout

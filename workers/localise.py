@@ -708,7 +708,7 @@ class TemporalNetwork(Localiser):
 
     The six TN parameters default to VCSL's. ``trim`` defaults to on: the spec's appendix measured it
     raising precision from ~0.81 to ~0.97 at equal recall on real copies. ``merge_gap`` and
-    ``split_jump`` (frames) are off here; the product's settings choose them (``tasks/settings.py``).
+    ``split_jump`` (frames) are off here; the product's settings choose them (``service/settings.py``).
     When masks are given, uninformative frames are masked in the similarity matrix (``mask_similarity``)
     and segments with less than ``min_informative`` informative frames are dropped (``drop_uninformative``).
     ``score`` "bounded" reports each segment's ``bounded_score`` (in [0, 1]) instead of TN's path score.

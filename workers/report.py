@@ -3,7 +3,7 @@
 Per match: the scores, a table of its segments, the query's and the reference's frames side by side at each
 segment's start, middle and end, and the frame similarity matrix (query frames down, reference frames across)
 as an image with the found segments drawn on it. Every image is a PNG inside a ``data:`` URI, so the file
-can be mailed or attached to a ticket; nothing is fetched when it is opened. No I/O here: ``tasks/report.py``
+can be mailed or attached to a ticket; nothing is fetched when it is opened. No I/O here: ``service/report.py``
 reads the frames and matrices.
 """
 

@@ -19,9 +19,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tasks import resources
-from tasks.ops import register_upload
-from tasks.services import free_port
+from service import resources
+from service.operations import register_upload
+from stack.services import free_port
 from tests.conftest import wait_until
 
 pytestmark = [pytest.mark.services, pytest.mark.slow]

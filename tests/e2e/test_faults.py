@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from bench.faults import SuiteConfig, print_report, run_suite
-from tasks.services import private_network_works, venv_binary
+from stack.services import private_network_works, venv_binary
 from tests.conftest import require
 
 pytestmark = [pytest.mark.services, pytest.mark.slow]

@@ -16,7 +16,7 @@ from bench.fixtures import build_fixtures
 from cli.evaluate import run_evaluation
 from db import jobs
 from db.session import session_scope
-from tasks import resources
+from service import resources
 
 pytestmark = [pytest.mark.services, pytest.mark.slow]
 

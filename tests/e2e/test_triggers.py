@@ -16,8 +16,8 @@ import pytest
 
 from db import jobs, videos
 from db.session import session_scope
-from tasks import resources
-from tasks.services import free_port, port_open
+from service import resources
+from stack.services import free_port, port_open
 from tests.conftest import wait_until
 
 pytestmark = [pytest.mark.services, pytest.mark.slow]

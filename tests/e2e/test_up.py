@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tasks.services import free_port, port_open
+from stack.services import free_port, port_open
 from tests.conftest import wait_until
 
 pytestmark = [pytest.mark.services, pytest.mark.slow]

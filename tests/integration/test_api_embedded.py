@@ -12,15 +12,15 @@ from fastapi.testclient import TestClient
 
 from db import jobs, keys
 from db.key_models import Role
-from tasks import resources
-from tasks.base import session
-from tasks.services import free_port
+from service import resources
+from service.resources import session
+from stack.services import free_port
 from tests.conftest import use_fresh_resources, wait_until
 
 
 @pytest.fixture
 def embedded_api(copycat_env: Path) -> Iterator[tuple[TestClient, dict[str, str]]]:
-    from tasks.api import create_api
+    from api import create_api
 
     use_fresh_resources()
     with session() as s:
@@ -58,7 +58,7 @@ def test_embedded_upload_index_and_query(embedded_api: tuple[TestClient, dict[st
 
 
 def test_readyz_names_what_is_down(copycat_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from tasks.api import create_api
+    from api import create_api
 
     monkeypatch.setenv("COPYCAT_S3__ENDPOINT", f"127.0.0.1:{free_port()}")
     monkeypatch.setenv("COPYCAT_BROKER__URL", f"redis://127.0.0.1:{free_port()}/0")

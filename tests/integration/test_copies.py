@@ -16,9 +16,9 @@ from cli.demo import expected_segment, forge_query
 from cli.main import cli
 from db import videos
 from db.copies import list_copies
-from tasks import resources
-from tasks.base import session
-from tasks.ops import sweep
+from service import resources
+from service.operations import sweep
+from service.resources import session
 from tests.conftest import use_fresh_resources, wait_until
 from tests.integration.receiver import Receiver
 

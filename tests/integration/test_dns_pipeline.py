@@ -18,7 +18,8 @@ from cli import client
 from db import dns as dns_db
 from db import jobs, videos
 from db.session import session_scope
-from tasks import dns, resources
+from service import resources
+from tasks import dns
 from tests.conftest import use_fresh_resources
 from workers.stores.objects import load_matrix
 

@@ -15,8 +15,8 @@ import pytest
 from cli import client
 from db import webhooks
 from db.copies import list_copies
-from tasks import resources
-from tasks.base import session
+from service import resources
+from service.resources import session
 from tests.conftest import use_fresh_resources, wait_until
 from tests.integration.receiver import Receiver
 

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from cli.evaluate import run_evaluation
-from tasks import resources
+from service import resources
 
 
 def test_references_with_one_file_name_in_two_folders(copycat_env: Path, clips_dir: Path, tmp_path: Path) -> None:

@@ -8,8 +8,8 @@ import pytest
 
 from db import jobs, videos
 from db.session import session_scope
-from tasks import resources
-from tasks.ops import handle_event, sweep
+from service import resources
+from service.operations import handle_event, sweep
 from workers.stores.events import ObjectEvent, parse_records
 
 pytestmark = pytest.mark.services

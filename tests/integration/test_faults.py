@@ -8,7 +8,7 @@ import pytest
 
 from db import videos
 from db.session import session_scope
-from tasks import resources
+from service import resources
 from tasks.base import TASK_OPTIONS, failure_reason
 from workers.errors import CorruptVideo, InputError, StorageUnavailable, TransientError, VectorStoreUnavailable
 
@@ -28,7 +28,7 @@ def test_unreachable_milvus_is_retried_then_recorded(copycat_env: Path, monkeypa
                                                      clips_dir: Path) -> None:
     """Milvus down: the index step retries (here twice, no wait), then the video says why it failed."""
     from cli.client import ingest_file
-    from tasks.services import free_port
+    from stack.services import free_port
 
     monkeypatch.setenv("COPYCAT_MILVUS__URI", f"http://127.0.0.1:{free_port()}")  # nothing listens there
     monkeypatch.setenv("COPYCAT_BROKER__MAX_RETRIES", "2")
@@ -45,7 +45,7 @@ def test_unreachable_milvus_is_retried_then_recorded(copycat_env: Path, monkeypa
 
 @pytest.mark.services
 def test_unreachable_object_store_is_transient(copycat_env: Path) -> None:
-    from tasks.services import free_port
+    from stack.services import free_port
     from workers.stores.objects import S3ObjectStore
 
     store = S3ObjectStore(f"127.0.0.1:{free_port()}", "key", "secret", timeout_s=1)

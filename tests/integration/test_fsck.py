@@ -14,7 +14,7 @@ from cli.main import cli
 from db import fsck as fsck_db
 from db import videos
 from db.session import session_scope
-from tasks import resources
+from service import resources
 from tasks.ingest import matrix_key
 from tests.integration.test_races import put
 

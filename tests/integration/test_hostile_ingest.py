@@ -13,7 +13,7 @@ import pytest
 
 from db import videos
 from db.session import session_scope
-from tasks import resources
+from service import resources
 from tests.conftest import wait_until
 from tests.unit.test_admission import CORPUS, Hostile
 from workers.admission import InputLimits
@@ -72,7 +72,7 @@ def check_outcomes(keys: dict[str, Hostile | None], server_paths: list[Path]) ->
 @pytest.mark.parametrize("milvus_uri", ["lite"], indirect=True)
 def test_hostile_uploads_fail_with_their_codes(services_env: dict[str, str], copycat_env: Path, clips_dir: Path,
                                                tmp_path: Path) -> None:
-    from tasks.ops import sweep
+    from service.operations import sweep
 
     keys = upload_corpus(DEFAULT_LIMITS, clips_dir, tmp_path)
     assert sweep()["queued"] == len(keys)
@@ -87,7 +87,7 @@ PLAYLISTS_AND_LIES = [case for case in DEFAULT_LIMITS if case.key in {
 
 @pytest.mark.parametrize("milvus_uri", ["server"], indirect=True)
 def test_a_worker_survives_hostile_uploads(celery_worker, clips_dir: Path, tmp_path: Path) -> None:  # noqa: ANN001
-    from tasks.ops import reconcile
+    from service.operations import reconcile
 
     keys = upload_corpus(PLAYLISTS_AND_LIES, clips_dir, tmp_path)
     assert reconcile.delay().get(timeout=60)["queued"] == len(keys)

@@ -9,7 +9,7 @@ import pytest
 
 from db import videos
 from db.session import session_scope
-from tasks import resources
+from service import resources
 from tests.conftest import wait_until
 
 pytestmark = pytest.mark.services
@@ -54,7 +54,7 @@ def assert_indexed(video: videos.Video) -> None:
 
 def test_sweep_indexes_good_clips_and_fails_broken_ones(services_env: dict[str, str], clips_dir: Path,
                                                         broken_dir: Path) -> None:
-    from tasks.ops import sweep
+    from service.operations import sweep
 
     upload([clips_dir / name for name in GOOD] + sorted(broken_dir.iterdir()), prefix="batch/")
     counts = sweep()
@@ -90,7 +90,7 @@ def test_overwrite_with_shorter_video_drops_stale_frames(services_env: dict[str,
                                                          tmp_path: Path) -> None:
     import subprocess
 
-    from tasks.ops import sweep
+    from service.operations import sweep
 
     upload([clips_dir / "clip06_bottles.mp4"])
     sweep()
@@ -109,7 +109,7 @@ def test_overwrite_with_shorter_video_drops_stale_frames(services_env: dict[str,
 
 
 def test_deleted_object_is_forgotten(services_env: dict[str, str], clips_dir: Path) -> None:
-    from tasks.ops import sweep
+    from service.operations import sweep
 
     upload([clips_dir / "clip01_chaplin.mp4", clips_dir / "clip05_bikes.mp4"])
     sweep()
@@ -181,7 +181,7 @@ def test_model_mismatch_is_refused(services_env: dict[str, str], monkeypatch: py
 def test_celery_worker_ingests_every_shared_clip(celery_worker, clips_dir: Path, broken_dir: Path) -> None:  # noqa: ANN001
     """A real worker process takes the jobs from Redis: every real clip ends indexed, every broken file
     failed with a reason, none lost."""
-    from tasks.ops import reconcile
+    from service.operations import reconcile
 
     clips = sorted(p for p in clips_dir.iterdir() if p.name.startswith("clip"))
     broken = sorted(broken_dir.iterdir())

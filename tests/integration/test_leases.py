@@ -10,7 +10,7 @@ import pytest
 from db import videos
 from db.models import utcnow
 from db.session import session_scope
-from tasks import resources
+from service import resources
 
 LEASE = timedelta(seconds=120)
 WAITING = timedelta(hours=2)  # how long a pending row may wait in the queue before a sweep queues it again
@@ -104,7 +104,7 @@ def test_the_recovery_check_queues_only_videos_whose_lease_expired(copycat_env: 
     """``copycat.ops.recover`` (beat, every 30 s): a dead run's video is queued again, once (embedded mode runs
     the new run at once: its object was never uploaded, so it ends ``object_missing`` on its second attempt);
     a live run, a pending row and an indexed one are left alone."""
-    from tasks import ops
+    from service import operations as ops
 
     engine = resources.current().engine
     ids = {}
@@ -130,7 +130,7 @@ def test_a_query_job_holds_a_lease_while_a_step_runs_and_a_dead_one_is_queued_ag
     """Query jobs too: a duplicate message while a run is alive is dropped, a run whose lease ran out is
     queued again (embedded mode runs it at once: its query object was never stored, so it fails cleanly)."""
     from db import jobs
-    from tasks import ops
+    from service import operations as ops
 
     engine = resources.current().engine
     with session_scope(engine) as s:

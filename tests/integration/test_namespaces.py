@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from service.settings import Settings
 from tasks.app import create_app
-from tasks.settings import Settings
 from tests.conftest import wait_until
 
 pytestmark = pytest.mark.services

@@ -1,4 +1,4 @@
-"""tasks/netns.py: a server that listens on every interface is reachable only through one host loopback port."""
+"""stack/netns.py: a server that listens on every interface is reachable only through one host loopback port."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tasks.services import ManagedProcess, free_port, private_network_works
+from stack.services import ManagedProcess, free_port, private_network_works
 from tests.conftest import require
 
 NETNS = Path(__file__).resolve().parents[2] / "tasks" / "netns.py"

@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from cli.main import cli
-from tasks import resources
+from service import resources
 from tests.conftest import use_fresh_resources
 
 CLIPS = ("clip04_cockatoo.mp4", "clip12_armwrestle.mp4", "clip05_bikes.mp4", "clip09_friday.mp4")
@@ -50,7 +50,7 @@ def test_parallel_ingest_matches_serial_and_uses_threads(copycat_env: Path, clip
 
 def _rows() -> dict[str, dict[str, str]]:
     from db import videos
-    from tasks.base import session
+    from service.resources import session
 
     with session() as s:
         return {v.name: {"matrix_key": v.matrix_key} for v in videos.list_videos(s, None, None, 0)}

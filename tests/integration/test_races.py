@@ -10,8 +10,8 @@ import pytest
 from db import videos
 from db.models import utcnow
 from db.session import session_scope
-from tasks import resources
-from tasks.ops import register_upload
+from service import resources
+from service.operations import register_upload
 
 pytestmark = pytest.mark.services
 LITE = pytest.mark.parametrize("milvus_uri", ["lite"], indirect=True)

@@ -8,8 +8,8 @@ import pytest
 
 from db import videos
 from db.session import session_scope
-from tasks import resources
-from tasks.services import free_port, milvus_lite_server
+from service import resources
+from stack.services import free_port, milvus_lite_server
 from tests.conftest import use_fresh_resources, wait_until
 from workers.errors import VectorStoreUnavailable
 

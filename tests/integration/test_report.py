@@ -15,7 +15,7 @@ from click.testing import CliRunner
 from cli import client
 from cli.demo import forge_query
 from cli.main import cli
-from tasks import resources
+from service import resources
 from tests.conftest import require
 from workers.report import SEGMENT_COLOUR
 

@@ -372,7 +372,7 @@ def test_a_valid_video_keeps_its_demuxer(clips_dir: Path) -> None:
 
 
 def test_limits_are_configurable(monkeypatch: pytest.MonkeyPatch) -> None:
-    from tasks.settings import load_settings
+    from service.settings import load_settings
 
     monkeypatch.setenv("COPYCAT_DECODE__MAX_PIXELS", str(1920 * 1080))
     monkeypatch.setenv("COPYCAT_DECODE__MAX_FILE_MIB", "100")

@@ -15,13 +15,13 @@ from sqlalchemy import text
 
 from db import keys
 from db.key_models import Role
-from tasks import resources
-from tasks.base import session
+from service import resources
+from service.resources import session
 
 
 @pytest.fixture
 def client(copycat_env: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[TestClient]:
-    from tasks.api import create_api
+    from api import create_api
 
     monkeypatch.setenv("COPYCAT_API__MAX_UPLOAD_MIB", "1")
     resources.reset()
@@ -166,6 +166,6 @@ def test_bodies_over_the_limit_get_413(client: TestClient) -> None:
     ("", "upload"), ("..", "upload"), ("a\x00b\nc.mp4", "abc.mp4"), ("x" * 300 + ".mp4", "x" * 196 + ".mp4"),
 ])
 def test_upload_names_are_safe(given: str, kept: str) -> None:
-    from tasks.api.bodies import upload_name
+    from api.bodies import upload_name
 
     assert upload_name(given) == kept

@@ -15,7 +15,7 @@ from workers.dns.representation import required_files
 
 
 def configure(monkeypatch: pytest.MonkeyPatch, **values: str) -> None:
-    from tasks import resources
+    from service import resources
 
     for name, value in values.items():
         monkeypatch.setenv(f"COPYCAT_DNS__{name.upper()}", value)
@@ -66,7 +66,8 @@ def test_download_without_network_reports_each_failure(weights_dir: Path, monkey
 def test_enabled_follows_the_switch_and_missing_weights_are_named(weights_dir: Path,
                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     """Switched on without weights, DnS fails loudly (naming the file) instead of being skipped silently."""
-    from tasks import dns, resources
+    from service import resources
+    from tasks import dns
     from workers.errors import WeightsMissing
 
     assert not dns.enabled(resources.current().settings)

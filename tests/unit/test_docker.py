@@ -17,8 +17,8 @@ import pytest
 import yaml
 from packaging.requirements import Requirement
 
-from tasks.services import MILVUS_SERVER_CONFIG
-from tasks.settings import describe_settings
+from service.settings import describe_settings
+from stack.services import MILVUS_SERVER_CONFIG
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKER = ROOT / "docker"

@@ -6,7 +6,7 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = ("workers", "tasks", "db", "cli", "bench")
+PACKAGES = ("workers", "tasks", "api", "stack", "service", "db", "cli", "bench")
 
 
 def module_name(path: Path) -> str:

@@ -6,9 +6,9 @@ import threading
 import time
 from pathlib import Path
 
+from service.resources import shared_property
+from service.settings import Settings
 from tasks.app import transport_options
-from tasks.resources import shared_property
-from tasks.settings import Settings
 
 
 class Slow:

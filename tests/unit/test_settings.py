@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from cli.main import cli
-from tasks.settings import MilvusSettings, Settings, load_settings
+from service.settings import MilvusSettings, Settings, load_settings
 from workers.errors import ConfigError
 from workers.stores.milvus import IndexSpec
 

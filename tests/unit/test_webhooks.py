@@ -12,7 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from tasks.settings import WebhooksSettings
+from service.settings import WebhooksSettings
 from workers import webhooks as wire
 
 

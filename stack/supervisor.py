@@ -6,7 +6,7 @@ each death is reported with its exit status and the end of its log, so an operat
 restart, whatever is left of the dead process's group (a Celery worker's pool children) is killed, so an
 orphaned child cannot go on working a task the new process will be given again.
 
-Every process group is also registered with a guardian process (``tasks/guardian.py``) that kills them all
+Every process group is also registered with a guardian process (``stack/guardian.py``) that kills them all
 when ``up`` disappears without stopping them (``kill -9``, a crash). So the stack leaves nothing behind
 however ``up`` ends.
 """
@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from tasks.services import ManagedProcess
+from stack.services import ManagedProcess
 
 
 @dataclass(frozen=True)
@@ -54,7 +54,7 @@ class Supervisor:
     _guardian: subprocess.Popen | None = None
 
     def __post_init__(self) -> None:
-        self._guardian = subprocess.Popen([sys.executable, "-m", "tasks.guardian", "--grace", str(self.grace_s)],
+        self._guardian = subprocess.Popen([sys.executable, "-m", "stack.guardian", "--grace", str(self.grace_s)],
                                           stdin=subprocess.PIPE, text=True, start_new_session=True)
 
     def start(self, process: ManagedProcess) -> None:

@@ -11,14 +11,14 @@ from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
+from api.auth import READ, WRITE
+from api.bodies import Upload, body_spec, read_body
+from api.errors import ApiError
+from api.models import RESOURCE_ERRORS, JobAccepted, QueryObject, QueryOptions, QueryResult
 from db import jobs
-from tasks import resources
-from tasks.api.auth import READ, WRITE
-from tasks.api.bodies import Upload, body_spec, read_body
-from tasks.api.errors import ApiError
-from tasks.api.models import RESOURCE_ERRORS, JobAccepted, QueryObject, QueryOptions, QueryResult
-from tasks.base import session
-from tasks.ops import submit_query
+from service import resources
+from service.operations import submit_query
+from service.resources import session
 from workers.errors import InvalidObjectKey
 
 router = APIRouter(prefix="/v1/queries", tags=["queries"], responses=RESOURCE_ERRORS)

@@ -6,7 +6,7 @@ terminal) are handled by ``up`` itself; the guardian ignores them. When its stdi
 is gone (a clean exit closes the pipe after stopping everything; ``kill -9`` closes it too), so every group
 still alive gets SIGTERM, then SIGKILL after a grace period. Nothing the stack started outlives it.
 
-Run as ``python -m tasks.guardian [--grace S]``; it imports nothing else of Copycat.
+Run as ``python -m stack.guardian [--grace S]``; it imports nothing else of Copycat.
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ValidationError
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 
-from tasks.api.errors import ApiError
+from api.errors import ApiError
 
 NAME_BYTES = 200  # an object key part must stay under the 255 bytes a file name may have (local store)
 MAX_FORM_FIELDS = 20

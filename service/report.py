@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from db import jobs, videos
-from tasks import resources
-from tasks.base import session
+from service import resources
+from service.resources import session
 from workers.decode import frames_at, probe
 from workers.errors import CopycatError
 from workers.localise import similarity

@@ -13,10 +13,10 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
-from tasks import resources
-from tasks.api.auth import READ
-from tasks.api.models import Readiness, error_responses
-from tasks.base import session
+from api.auth import READ
+from api.models import Readiness, error_responses
+from service import resources
+from service.resources import session
 from workers.stores.milvus import call
 
 router = APIRouter(tags=["operations"])

@@ -12,8 +12,8 @@ import logging
 import threading
 import time
 
-from tasks import resources
-from tasks.ops import handle_event, sweep
+from service import resources
+from service.operations import handle_event, sweep
 from workers.errors import ConfigError
 from workers.stores.events import NotificationsUnsupported
 

@@ -9,14 +9,14 @@ from fastapi import APIRouter, Query
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, JSONResponse
 
+from api.auth import READ
+from api.errors import ApiError
+from api.models import RESOURCE_ERRORS
 from db import copies, webhooks
-from tasks import resources
-from tasks.api.auth import READ
-from tasks.api.errors import ApiError
-from tasks.api.models import RESOURCE_ERRORS
-from tasks.base import session
-from tasks.events import Event
-from tasks.report import JobNotFound, render_job_report
+from service import resources
+from service.events import Event
+from service.report import JobNotFound, render_job_report
+from service.resources import session
 
 router = APIRouter(tags=["events"], responses=RESOURCE_ERRORS)
 

@@ -9,10 +9,10 @@ from typing import Annotated
 from fastapi import Depends
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from api.errors import ApiError
 from db import keys
 from db.key_models import Role
-from tasks.api.errors import ApiError
-from tasks.base import session
+from service.resources import session
 
 bearer = HTTPBearer(auto_error=False, description="an API key from `copycat keys create --role read|write|admin`")
 CHALLENGE = {"WWW-Authenticate": "Bearer"}

@@ -6,12 +6,12 @@ import uuid
 
 from fastapi import APIRouter
 
+from api.auth import ADMIN
+from api.errors import ApiError
+from api.models import RESOURCE_ERRORS, KeyCreate, KeyCreated, KeyInfo
 from db import keys
 from db.key_models import Role
-from tasks.api.auth import ADMIN
-from tasks.api.errors import ApiError
-from tasks.api.models import RESOURCE_ERRORS, KeyCreate, KeyCreated, KeyInfo
-from tasks.base import session
+from service.resources import session
 
 router = APIRouter(prefix="/v1/keys", tags=["keys"], responses=RESOURCE_ERRORS, dependencies=[ADMIN])
 

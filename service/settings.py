@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from tasks.stackfile import StackFile
+from stack.stackfile import StackFile
 from workers.admission import InputLimits
 from workers.decode import DecodeOptions
 from workers.errors import ConfigError
@@ -250,7 +250,7 @@ def check_webhook_url(url: str) -> str:
 
 
 class WebhooksSettings(BaseModel):
-    """Signed event deliveries (``tasks/events.py``); a query job may add its own ``callback_url``."""
+    """Signed event deliveries (``service/events.py``); a query job may add its own ``callback_url``."""
 
     endpoints: Annotated[list[str], NoDecode] = Field([], description="URLs that get every"
                                                       " event (comma-separated)")
@@ -424,7 +424,7 @@ class Settings(BaseSettings):
 
 def load_settings(stack_file: bool = True) -> Settings:
     """Read the environment, over the connection file of a ``copycat up`` that owns the home (see
-    ``tasks/stackfile.py``; ``up`` itself passes ``stack_file=False``); a bad value stops start-up with the
+    ``stack/stackfile.py``; ``up`` itself passes ``stack_file=False``); a bad value stops start-up with the
     variable's name."""
     home = Path(os.environ.get("COPYCAT_HOME") or Settings.model_fields["home"].default)
     stack = StackFile(home)

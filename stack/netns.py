@@ -8,7 +8,7 @@ network, and two servers cannot clash on a port. This process binds ``127.0.0.1:
 namespace before it leaves it, and forwards every connection to ``127.0.0.1:PORT`` inside.
 
 Needs root, or unprivileged user namespaces (then it maps the caller's own uid and gid). Stdlib only, run by
-path (``python tasks/netns.py --host-port 31530 --port 19530 -- milvus-server --data DIR``). A signal to the
+path (``python stack/netns.py --host-port 31530 --port 19530 -- milvus-server --data DIR``). A signal to the
 process group reaches the server directly; this process waits for its child and exits with its status.
 """
 

@@ -2,7 +2,7 @@
 
 Used by ``copycat up`` and by the integration tests, so both run the real servers the same way.
 Each server is bound to loopback (Milvus standalone, which cannot be, is shut in a network namespace of its
-own, see ``tasks/netns.py``), writes under its own data folder and is stopped with its process group.
+own, see ``stack/netns.py``), writes under its own data folder and is stopped with its process group.
 """
 
 from __future__ import annotations
@@ -164,7 +164,7 @@ def milvus_standalone(data_dir: Path, *, port: int, config: dict[str, int] | Non
     """Milvus standalone 2.3 (PyPI ``milvus``: embedded etcd, local storage), served on 127.0.0.1:``port``.
 
     It binds its gRPC and metrics ports on every interface and etcd on fixed ports, with no option to change
-    that, so it runs in a private network namespace (``tasks/netns.py``) that only its own loopback reaches;
+    that, so it runs in a private network namespace (``stack/netns.py``) that only its own loopback reaches;
     the proxy is forwarded to ``port`` on host loopback. Ready in ~30-40 s; SIGINT stops it in ~2 s.
     It runs with production's ``MILVUS_SERVER_CONFIG``; ``config`` overrides further milvus.yaml keys (dotted,
     e.g. ``dataCoord.segment.maxSize``) for benchmarks.

@@ -13,16 +13,16 @@ from fastapi import APIRouter, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
+from api.auth import READ, WRITE
+from api.bodies import Upload, body_spec, read_body
+from api.errors import ApiError
+from api.models import RESOURCE_ERRORS, Video, VideoAccepted, VideoDeleting, VideoForm, VideoObject, VideoPage
 from db import videos
 from db.models import VideoStatus
-from tasks import resources
-from tasks.api.auth import READ, WRITE
-from tasks.api.bodies import Upload, body_spec, read_body
-from tasks.api.errors import ApiError
-from tasks.api.models import RESOURCE_ERRORS, Video, VideoAccepted, VideoDeleting, VideoForm, VideoObject, VideoPage
-from tasks.base import session
-from tasks.ingest import enqueue_remove
-from tasks.ops import ingest_object, register_upload
+from service import resources
+from service.operations import ingest_object, register_upload
+from service.queue import enqueue_remove
+from service.resources import session
 from workers.errors import InvalidObjectKey, ObjectMissing
 
 router = APIRouter(prefix="/v1/videos", tags=["videos"], responses=RESOURCE_ERRORS)

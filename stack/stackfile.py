@@ -1,7 +1,7 @@
 """What a running ``copycat up`` tells every other command that uses the same ``COPYCAT_HOME``.
 
 ``up`` writes the stack's connection settings (broker and its namespace, S3 endpoint and keys, Milvus URI,
-database) to ``$COPYCAT_HOME/stack.env`` and its pid to ``stack.pid``. ``tasks.settings.load_settings`` reads
+database) to ``$COPYCAT_HOME/stack.env`` and its pid to ``stack.pid``. ``service.settings.load_settings`` reads
 the env file beneath the environment (a variable that is set still wins), so ``copycat query`` in a second
 terminal talks to the stack instead of searching an empty embedded index. When the file is there but its
 stack is not running, commands refuse (``StackFile.stopped``) rather than answer from the wrong place.

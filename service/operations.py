@@ -1,6 +1,6 @@
 """Keeping the database in step with the buckets: event handling and the reconciliation sweep.
 
-Bucket events (MinIO notifications, see ``tasks/watcher.py``) are the fast path; the sweep is the safety
+Bucket events (MinIO notifications, see ``service/watcher.py``) are the fast path; the sweep is the safety
 net that works on any S3 server: it lists both buckets and queues every upload that has no row or a
 stale ETag, every query object without a job, and the removal of every video whose object is gone. Both
 paths go through ``db.videos.register_upload``, so an object seen by both is still processed once.
@@ -14,35 +14,20 @@ from collections.abc import Callable
 from dataclasses import asdict
 from datetime import timedelta
 
-from celery import shared_task
 from sqlalchemy import select
 
 from db import jobs, videos
 from db.failures import mark_failed
 from db.models import QueryJob, Video
 from db.session import advisory_lock
-from tasks import resources
-from tasks.base import TASK_OPTIONS, CopycatTask, session
-from tasks.ingest import enqueue_ingest, enqueue_remove
-from tasks.query import enqueue_query
+from service import resources
+from service.queue import enqueue_ingest, enqueue_query, enqueue_remove
+from service.resources import session
 from workers.errors import CopycatError, ObjectMissing
 from workers.stores.events import ObjectEvent
 from workers.types import QueryParams
 
 log = logging.getLogger(__name__)
-
-
-@shared_task(name="copycat.ops.reconcile", base=CopycatTask, **TASK_OPTIONS)
-def reconcile(self: CopycatTask) -> dict[str, int]:
-    """The periodic sweep (Celery beat)."""
-    return sweep()
-
-
-@shared_task(name="copycat.ops.recover", base=CopycatTask, **TASK_OPTIONS)
-def recover(self: CopycatTask) -> int:
-    """Queue again every video and query job whose run stopped renewing its lease (beat, every
-    ``COPYCAT_BROKER__RECOVER_INTERVAL_S``): a worker killed mid-video costs about one lease, not an hour."""
-    return recover_dead_runs()
 
 
 def recover_dead_runs() -> int:

@@ -20,9 +20,9 @@ import numpy as np
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from db.migrate import upgrade
-from db.session import create_db_engine
+from db.session import create_db_engine, session_scope
+from service.settings import Settings, load_settings
 from tasks.app import create_app
-from tasks.settings import Settings, load_settings
 from workers.embed import create_embedder
 from workers.errors import DatabaseUnavailable
 from workers.localise import TemporalNetwork
@@ -34,6 +34,7 @@ from workers.stores.videovectors import VideoVectorIndex
 if TYPE_CHECKING:
     from celery import Celery
     from sqlalchemy import Engine
+    from sqlalchemy.orm import Session
 
     from workers.dns.video import DnsModels
     from workers.embed.base import FrameEmbedder
@@ -64,6 +65,14 @@ class Resources:
         self.settings = settings
         self._build_lock = threading.RLock()
         self._closers: list[Callable[[], None]] = []
+        self.embedded_runner: Callable[[Callable[[], object]], None] | None = None
+
+    def run_tasks_with(self, runner: Callable[[Callable[[], object]], None] | None) -> None:
+        """Embedded mode: hand each queued task to ``runner`` instead of running it inside the call that queues it.
+
+        The HTTP API passes its background thread, so a request answers at once; None restores the default.
+        """
+        self.embedded_runner = runner
 
     def on_close(self, closer: Callable[[], None]) -> None:
         """Have ``close()`` call ``closer`` first: for helpers that use these resources from their own thread
@@ -235,3 +244,8 @@ def use(settings: Settings) -> Resources:
         reset()
         _current = Resources(settings)
     return _current
+
+
+def session() -> Session:
+    """A transaction on this process's database (a context manager)."""
+    return session_scope(current().engine)  # type: ignore[return-value]

@@ -18,13 +18,12 @@ from importlib.metadata import version
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
-from tasks import resources
-from tasks.api import events, health, keys, queries, videos
-from tasks.api.errors import BodyLimit, install_error_handlers
-from tasks.api.metrics import CopycatCollector
-from tasks.base import run_embedded_tasks_with
-from tasks.events import stop_in_process_deliveries
-from tasks.settings import Settings
+from api import events, health, keys, queries, videos
+from api.errors import BodyLimit, install_error_handlers
+from api.metrics import CopycatCollector
+from service import resources
+from service.events import stop_in_process_deliveries
+from service.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -59,12 +58,12 @@ async def _lifespan(_: FastAPI) -> AsyncIterator[None]:
         yield
         return
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="copycat-tasks")
-    run_embedded_tasks_with(lambda send: pool.submit(_run, send))
+    resources.current().run_tasks_with(lambda send: pool.submit(_run, send))
     log.info("embedded mode: tasks run in this process, one at a time")
     try:
         yield
     finally:
-        run_embedded_tasks_with(None)
+        resources.current().run_tasks_with(None)
         pool.shutdown(wait=True, cancel_futures=True)
         stop_in_process_deliveries(resources.current())  # retries still planned are logged, not waited for
 

@@ -27,11 +27,9 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any, Literal, get_args
 
-from celery import Task, shared_task
-
 from db import webhooks
 from db.session import session_scope
-from tasks import resources
+from service import resources
 from workers import webhooks as wire
 
 log = logging.getLogger(__name__)
@@ -209,13 +207,3 @@ def stop_in_process_deliveries(res: resources.Resources) -> None:
         deliveries = _deliveries.pop(id(res), None)
     if deliveries is not None:
         deliveries.close()
-
-
-@shared_task(name=DELIVER, bind=True, acks_late=True, max_retries=None)
-def deliver_webhook(self: Task, event_id: str, url: str) -> dict[str, Any]:
-    """One attempt; a failed one is retried by Celery after the backoff (the countdown keeps the worker free)."""
-    number = self.request.retries + 1
-    outcome = attempt(event_id, url, number)
-    if outcome.retry_in is not None:
-        raise self.retry(countdown=outcome.retry_in)
-    return {"event_id": event_id, "url": url, "attempts": number, "delivered": outcome.delivered}

@@ -21,9 +21,9 @@ from sqlalchemy import func, select
 from db import fsck as fsck_db
 from db import videos
 from db.models import JobStatus, QueryJob, Video, VideoStatus
-from tasks import resources
+from service import resources
+from service.resources import session
 from tasks.app import queue_lengths
-from tasks.base import session
 from workers.consistency import KINDS
 
 OVERLAP = timedelta(minutes=5)  # longer than any commit takes after its row's timestamp was set
