@@ -333,3 +333,10 @@ def test_milvus_overrides_match_the_servers_started_here(services: dict[str, Any
         return flat
 
     assert flatten(yaml.safe_load((DOCKER / "milvus.yaml").read_text())) == MILVUS_SERVER_CONFIG
+
+
+def test_the_image_copies_every_package_of_the_project() -> None:
+    """A top-level package added to pyproject.toml but not copied into the image would fail at import there."""
+    packages = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]["include"]
+    copied = set(re.findall(r"^COPY (\w+) \./\1$", DOCKERFILE.read_text(), re.M))
+    assert {p.rstrip("*") for p in packages} <= copied
