@@ -43,7 +43,9 @@ from bench.ingest_media import build_media
 from service.resources import Resources
 from service.settings import Settings
 from workers.decode import probe, sample_views
-from workers.stores.objects import save_matrix, sha256_file
+from workers.signals.frames import pattern_features
+from workers.spool import sha256_file
+from workers.stores.objects import save_matrix
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -125,7 +127,7 @@ def stages_alone(work: Workload, home: Path, settings_env: dict[str, str]) -> No
     res = Resources(Settings(home=home / "alone"))
     res.warm_up()
     cfg, options = res.settings, res.settings.decode_options()
-    frame_filter, patterns = cfg.frame_filter(), res.pattern_features
+    frame_filter, patterns = cfg.frame_filter(), pattern_features(res.embedder)
     scratch = home / "scratch"
     scratch.mkdir(parents=True, exist_ok=True)
     for index, path in enumerate(work.files):

@@ -27,8 +27,8 @@ from service.settings import Settings
 from workers.embed import create_embedder
 from workers.evaluate import load_ground_truth
 from workers.localise import TemporalNetwork
-from workers.pipeline import embed_video
-from workers.query import answer_query
+from workers.matching import match_query
+from workers.signals.frames import embed_video
 from workers.stores.memory import MemoryLibrary
 
 CONFIGURATIONS: dict[str, tuple[str, ...]] = {
@@ -72,12 +72,13 @@ def main(argv: list[str] | None = None) -> None:
                                     extra_views=extra, frame_filter=settings.frame_filter())
                 embedded = time.perf_counter() - tick
                 params = settings.query_params({"extra_views": list(extra)})
-                result = answer_query(video.views, fps=video.fps, library=library, localiser=localiser,
-                                      params=params)
+                timings: dict[str, float] = {}
+                match_query(video.views, fps=video.fps, search=library.search, load_references=library.load,
+                            searchable=library.searchable, localiser=localiser, params=params, timings=timings)
                 total = time.perf_counter() - tick
                 cpu = _cpu_seconds() - cpu
-                row = {"decode_embed": embedded, "search": result.timings["search"],
-                       "localise": result.timings["localise"], "total": total, "cpu": cpu,
+                row = {"decode_embed": embedded, "search": timings["search"], "localise": timings["localise"],
+                       "total": total, "cpu": cpu,
                        "views": float(video.views.shape[0]) if video.views.ndim == 3 else 1.0}
                 if name not in best or row["cpu"] < best[name]["cpu"]:
                     best[name] = row

@@ -4,7 +4,7 @@ For each index size N the Milvus collection holds N synthetic unit vectors (vide
 frame matrices stored like real ones) plus the real clips. One fixture query (a clip excerpt inserted in
 other footage) is then answered twice:
 
-- ``copycat``: the product's path (``workers.pipeline.match_query``): all query frames in batched
+- ``copycat``: the product's path (``workers.matching.match_query``): all query frames in batched
   searches, hits summed per video, the top 5 candidates' matrices loaded and localised.
 - ``seed``: the towhee-style path: one Milvus search per query frame, ``select_video(top_k=100)``, every
   candidate's full matrix loaded and localised, no batching.
@@ -28,8 +28,9 @@ from bench.fixtures import build_fixtures
 from workers.embed import create_embedder
 from workers.evaluate import load_ground_truth
 from workers.localise import TemporalNetwork
-from workers.pipeline import embed_video, match_query
+from workers.matching import match_query
 from workers.selection import select_candidates
+from workers.signals.frames import embed_video
 from workers.stores.objects import LocalObjectStore, load_matrix, save_matrix
 from workers.stores.vectors import VectorIndex
 from workers.types import QueryParams, SearchHits

@@ -24,7 +24,7 @@ from bench.tune import CLIPS, embed_set, evaluate, predict, separation
 from service.settings import Settings
 from workers.evaluate import load_ground_truth
 from workers.localise import TemporalNetwork
-from workers.pipeline import informative
+from workers.matching import informative
 from workers.types import Segment
 
 

@@ -55,8 +55,9 @@ from workers.decode import DecodeOptions
 from workers.embed import create_embedder
 from workers.informative import FrameFilter
 from workers.localise import TemporalNetwork
-from workers.pipeline import embed_video, match_query
+from workers.matching import match_query
 from workers.selection import select_candidates
+from workers.signals.frames import embed_video
 from workers.stores.milvus import IndexSpec
 from workers.stores.objects import LocalObjectStore, load_matrix, save_matrix
 from workers.stores.vectors import VectorIndex

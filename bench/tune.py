@@ -2,7 +2,7 @@
 
 Embeds the fixture benchmark once per model, with and without the low-information frame mask (cached as
 .npz: references as whole frames, queries as every view the product can search), then replays the
-product's own query path, ``workers.query.answer_query``, over an exact in-memory index
+product's own frame matching, ``workers.matching.match_query``, over an exact in-memory index
 (``workers.stores.memory.MemoryLibrary``) for a grid of settings: every ``TemporalNetwork`` option the
 product has (``split_jump``, ``merge_gap``, ``end_floor``, ``query_overlap`` included) and the query's
 ``crop_grid``, ``extra_views``, ``top_k`` and ``reduce``. Prints segment F1 (VCSL micro), video-level
@@ -33,8 +33,8 @@ from service.settings import Settings
 from workers.embed import create_embedder
 from workers.evaluate import load_ground_truth, precision_recall, score
 from workers.localise import TemporalNetwork
-from workers.pipeline import embed_video
-from workers.query import answer_query
+from workers.matching import match_query
+from workers.signals.frames import embed_video
 from workers.stores.memory import MemoryLibrary
 from workers.types import QueryParams
 from workers.views import EXTRA_VIEWS, VIEW_COUNTS
@@ -97,9 +97,10 @@ def predict(gt: dict[str, Any], feats: dict[str, np.ndarray], tn: TemporalNetwor
     out = {}
     for query in gt["queries"]:
         views = feats[query["name"]][view_rows(params.crop_grid, params.extra_views)]
-        result = answer_query(views, fps=1.0, library=library, localiser=tn, params=replace(params, min_score=0.0))
+        matches = match_query(views, fps=1.0, search=library.search, load_references=library.load,
+                              searchable=library.searchable, localiser=tn, params=replace(params, min_score=0.0))
         out[query["name"]] = [(m.video_id, m.score, [[s.query_start, s.ref_start, s.query_end, s.ref_end]
-                                                     for s in m.segments]) for m in result.matches]
+                                                     for s in m.segments]) for m in matches]
     return out
 
 

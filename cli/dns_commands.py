@@ -27,9 +27,10 @@ def weights(folder: Path | None, download: bool, timeout: float, as_json: bool) 
     from service import resources
     from workers.dns.files import download_weights, weights_status
     from workers.dns.representation import required_files
+    from workers.signals.dns import weights_folder
 
     cfg = resources.current().settings
-    folder = folder or cfg.weights_dir
+    folder = folder or weights_folder(cfg)
     needed = {f.name for f in required_files(cfg.dns.student)}
     results = {}
     if download:
@@ -78,7 +79,7 @@ def dedup(threshold: float | None, as_json: bool) -> None:
     res = resources.current()
     cfg = res.settings
     threshold = cfg.dns.dedup_threshold if threshold is None else threshold
-    index = res.video_index
+    index = res.signal("dns").collection(res.stores)
     ids, vectors = index.all() if index.exists() else ([], None)
     groups = duplicate_groups(ids, vectors, threshold) if ids else []
     with session() as s:

@@ -36,7 +36,8 @@ def replace_copies(session: Session, video: Video, matches: Sequence[Match]) -> 
     for match in kept:
         session.add_all(CopyRelation(video_id=video.id, other_id=match.video_id, video_start=s.query_start,
                                      video_end=s.query_end, other_start=s.ref_start, other_end=s.ref_end,
-                                     score=float(s.score), match_score=float(match.score))
+                                     score=float(s.score), match_score=float(match.score),
+                                     signals=list(s.signals))
                         for s in match.segments)
     return kept
 
@@ -66,7 +67,7 @@ def relation_json(rel: CopyRelation, name: str, other_name: str) -> dict[str, An
         "video_id": rel.video_id, "video_name": name, "video_start": rel.video_start, "video_end": rel.video_end,
         "other_id": rel.other_id, "other_name": other_name, "other_start": rel.other_start,
         "other_end": rel.other_end, "score": rel.score, "match_score": rel.match_score,
-        "detected_at": rel.detected_at.isoformat(),
+        "signals": list(rel.signals or []), "detected_at": rel.detected_at.isoformat(),
     }
 
 

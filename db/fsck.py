@@ -7,19 +7,20 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from db.dns_models import VideoDns
+from db import signals
 from db.models import FsckRun, QueryJob, Video
 from db.videos import IN_PROGRESS
 from workers.consistency import RowState
 
 
 def row_states(session: Session) -> dict[str, RowState]:
-    """Every video as fsck sees it (one query with its DnS row, if any)."""
+    """Every video as fsck sees it, with the objects of its other signals' rows."""
+    keys = signals.object_keys(session)
     rows = session.execute(select(Video.id, Video.bucket, Video.key, Video.status, Video.model, Video.vector_count,
-                                  Video.matrix_key, VideoDns.fine_key)
-                           .outerjoin(VideoDns, VideoDns.video_id == Video.id)).all()
-    return {vid: RowState(vid, f"{bucket}/{key}", status, model, status in IN_PROGRESS, count, matrix, fine)
-            for vid, bucket, key, status, model, count, matrix, fine in rows}
+                                  Video.matrix_key)).all()
+    return {vid: RowState(vid, f"{bucket}/{key}", status, model, status in IN_PROGRESS, count, matrix,
+                          keys.get(vid, {}))
+            for vid, bucket, key, status, model, count, matrix in rows}
 
 
 def job_ids(session: Session) -> set[str]:

@@ -101,7 +101,7 @@ def finish_job(session: Session, job_id: str, matches: Sequence[Match], names: d
                          score=float(match.score), video_similarity=match.video_similarity)
         row.segments = [
             QuerySegment(query_start=s.query_start, query_end=s.query_end, ref_start=s.ref_start,
-                         ref_end=s.ref_end, score=float(s.score))
+                         ref_end=s.ref_end, score=float(s.score), signals=list(s.signals))
             for s in match.segments
         ]
         session.add(row)
@@ -137,15 +137,17 @@ def result_json(job: QueryJob) -> dict[str, Any]:
         error = f"{job.failure_code}: {job.failure_detail}" if job.failure_code else job.failure_detail
     matches = []
     for match in job.matches if done else []:
+        segments = [
+            {"query_start": s.query_start, "query_end": s.query_end, "ref_start": s.ref_start,
+             "ref_end": s.ref_end, "score": s.score, "signals": list(s.signals or [])}
+            for s in match.segments
+        ]
         item: dict[str, Any] = {
             "video_id": match.video_id,
             "name": match.name,
             "score": float(match.score),
-            "segments": [
-                {"query_start": s.query_start, "query_end": s.query_end, "ref_start": s.ref_start,
-                 "ref_end": s.ref_end, "score": s.score}
-                for s in match.segments
-            ],
+            "signals": sorted({label for s in segments for label in s["signals"]}),
+            "segments": segments,
         }
         if match.video_similarity is not None:
             item["video_similarity"] = float(match.video_similarity)

@@ -165,6 +165,7 @@ class QuerySegment(Base):
     ref_start: Mapped[float] = mapped_column(Float)
     ref_end: Mapped[float] = mapped_column(Float)
     score: Mapped[float] = mapped_column(Float)
+    signals: Mapped[list[str]] = mapped_column(JSON, default=list, doc="labels of the signals that found it")
 
     match: Mapped[QueryMatch] = relationship(back_populates="segments")
 
@@ -180,6 +181,19 @@ class FsckRun(Base):
     repaired: Mapped[bool] = mapped_column(default=False)
     counts: Mapped[dict[str, Any]] = mapped_column(default=dict, doc="kind -> inconsistencies found")
     total: Mapped[int] = mapped_column(Integer)
+
+
+class VideoSignal(Base):
+    """What one signal other than the primary stored for an indexed video (the primary's record is the video
+    row's matrix columns); goes with the video (ON DELETE CASCADE). ``data`` holds the signal's own facts."""
+
+    __tablename__ = "video_signals"
+
+    video_id: Mapped[str] = mapped_column(ForeignKey("videos.id", ondelete="CASCADE"), primary_key=True)
+    signal: Mapped[str] = mapped_column(String(64), primary_key=True)
+    object_key: Mapped[str | None] = mapped_column(String(1024))
+    data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class CopyRelation(Base):
@@ -198,6 +212,7 @@ class CopyRelation(Base):
     other_end: Mapped[float] = mapped_column(Float)
     score: Mapped[float] = mapped_column(Float, doc="the segment's score")
     match_score: Mapped[float] = mapped_column(Float, doc="the pair's score (its best segment's)")
+    signals: Mapped[list[str]] = mapped_column(JSON, default=list, doc="labels of the signals that found it")
     detected_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 

@@ -13,20 +13,19 @@ import time
 from dataclasses import dataclass
 from datetime import timedelta
 
-from db import dns as dns_db
 from db import fsck as fsck_db
 from db import jobs, videos
+from db import signals as signal_rows
 from db.models import VideoStatus, utcnow
 from service import resources
 from service.operations import register_upload
 from service.queue import enqueue_remove
 from service.resources import session
-from tasks import dns
 from workers.consistency import KINDS, Findings, Inventory, find_inconsistencies
+from workers.signals.registry import PRIMARY, SIGNALS
 
 log = logging.getLogger(__name__)
 
-DNS_PREFIX = "videos/dns_"
 QUERY_PREFIX = "queries/"
 
 
@@ -55,22 +54,25 @@ def take_inventory(res: resources.Resources) -> Inventory:
         uploads.add(f"{obj.bucket}/{obj.key}")
         if obj.last_modified is not None and obj.last_modified > settled_before:
             recent.add(f"{obj.bucket}/{obj.key}")
-    matrices, dns_objects, query_objects = set(), set(), {}
+    others = [res.signal(name) for name in SIGNALS if name != PRIMARY]  # switched off ones keep their objects
+    signal_dirs = tuple(f"videos/{s.object_dir}/" for s in others)
+    matrices, signal_objects, query_objects = set(), set(), {}
     for obj in res.objects.list(cfg.s3.matrices_bucket):
         if obj.key.startswith(QUERY_PREFIX):
             query_objects[obj.key] = obj.key.rsplit("/", 1)[-1].split(".", 1)[0]
-        elif obj.key.startswith(DNS_PREFIX):
-            dns_objects.add(obj.key)
+        elif obj.key.startswith(signal_dirs):
+            signal_objects.add(obj.key)
         else:
             matrices.add(obj.key)
-    frame_vectors = res.frame_index.counts_by_video()
-    video_vectors = res.video_index.ids() if dns.enabled(cfg) or res.video_index.exists() else set()
+    frame_vectors = res.signals[0].indexed_videos(res.stores)
+    signal_vectors = {s.name: set(s.indexed_videos(res.stores)) for s in others}
     with session() as s:
         rows = fsck_db.row_states(s)
         job_ids = fsck_db.job_ids(s)
-    return Inventory(rows=rows, model=res.embedder.name, frame_vectors=frame_vectors, video_vectors=video_vectors,
-                     matrix_objects=matrices, dns_objects=dns_objects, query_objects=query_objects, job_ids=job_ids,
-                     uploads=uploads, recent_uploads=recent, dns_enabled=dns.enabled(cfg))
+    return Inventory(rows=rows, model=res.embedder.name, frame_vectors=frame_vectors, signal_vectors=signal_vectors,
+                     matrix_objects=matrices, signal_objects=signal_objects, query_objects=query_objects,
+                     job_ids=job_ids, uploads=uploads, recent_uploads=recent,
+                     enabled_signals={s.name for s in res.signals})
 
 
 def check(repair: bool = False) -> FsckResult:
@@ -101,21 +103,22 @@ def repair_findings(res: resources.Resources, findings: Findings) -> dict[str, i
         with session() as s:
             row = videos.lock_video(s, vid)
             if row is None or row.status == VideoStatus.FAILED:
-                res.frame_index.delete_video(vid)
+                res.signals[0].forget(res.stores, vid)
                 done["orphan_vectors"] += 1
-    for kind in ("vector_count_mismatch", "missing_matrix", "missing_video_vectors"):
-        for vid in items[kind]:
-            done[kind] += _reingest(vid)
-    for kind in ("orphan_matrices", "orphan_dns_objects"):
+    for kind in ("vector_count_mismatch", "missing_matrix", "missing_signal_vectors"):
+        for item in items[kind]:
+            done[kind] += _reingest(item.rpartition(":")[2])
+    for kind in ("orphan_matrices", "orphan_signal_objects"):
         for key in items[kind]:
             if _still_unreferenced(key):
                 res.objects.remove(cfg.s3.matrices_bucket, key)
                 done[kind] += 1
-    for vid in items["orphan_video_vectors"]:
+    for item in items["orphan_signal_vectors"]:
+        signal, _, vid = item.partition(":")
         with session() as s:
-            if videos.lock_video(s, vid) is None or dns_db.get_video_dns(s, vid) is None:
-                res.video_index.delete(vid)
-                done["orphan_video_vectors"] += 1
+            if videos.lock_video(s, vid) is None or signal not in signal_rows.records_of(s, vid):
+                res.signal(signal).forget(res.stores, vid)
+                done["orphan_signal_vectors"] += 1
     for key in items["orphan_query_objects"]:
         with session() as s:
             gone = jobs.get_job(s, key.rsplit("/", 1)[-1].split(".", 1)[0]) is None
@@ -157,5 +160,4 @@ def _still_unreferenced(key: str) -> bool:
             return True
         if row.status in videos.IN_PROGRESS or row.matrix_key == key:
             return False
-        dns_row = dns_db.get_video_dns(s, video_id)
-        return dns_row is None or dns_row.fine_key != key
+        return all(r.object_key != key for r in signal_rows.records_of(s, video_id).values())

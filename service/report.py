@@ -21,7 +21,7 @@ from service.resources import session
 from workers.decode import frames_at, probe
 from workers.errors import CopycatError
 from workers.localise import similarity
-from workers.pipeline import informative
+from workers.matching import informative
 from workers.report import JobReport, MatchReport, SegmentFrames, render_report, sample_times
 from workers.stores.objects import load_matrix
 from workers.types import Segment, VideoInfo

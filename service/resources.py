@@ -1,7 +1,7 @@
 """The one owner of per-process resources, built from ``Settings``.
 
 Everything a task or a command needs from the outside world (database engine, object store, embedder,
-frame and video-level Milvus collections, DnS models, localiser, the Celery app) is created on first use
+Milvus collections, the enabled signals with their models, localiser, the Celery app) is created on first use
 by the process's ``Resources`` and released by its ``close()``. Nothing else in the project caches a
 connection or a model. Celery forks worker processes after the parent has imported everything: a forked
 child calls ``after_fork()`` and opens its own connections (and CUDA context) when it first needs them.
@@ -11,12 +11,10 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Callable
 from functools import cached_property
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from db.migrate import upgrade
@@ -26,7 +24,10 @@ from tasks.app import create_app
 from workers.embed import create_embedder
 from workers.errors import DatabaseUnavailable
 from workers.localise import TemporalNetwork
-from workers.pipeline import pattern_features
+from workers.signals.base import Signal, SignalStores
+from workers.signals.registry import enabled_signals, signal_type
+from workers.stores.arrays import BucketArrays
+from workers.stores.collections import MilvusCollections
 from workers.stores.objects import LocalObjectStore, ObjectStore, S3ObjectStore
 from workers.stores.vectors import VectorIndex
 from workers.stores.videovectors import VideoVectorIndex
@@ -36,15 +37,11 @@ if TYPE_CHECKING:
     from sqlalchemy import Engine
     from sqlalchemy.orm import Session
 
-    from workers.dns.video import DnsModels
     from workers.embed.base import FrameEmbedder
 
 log = logging.getLogger(__name__)
 
-COARSE_MODEL = "dns_cg_student"
-COARSE_DIM = 1024
-_RESOURCES = ("engine", "objects", "embedder", "pattern_features", "frame_index", "video_index", "dns_models",
-              "localiser")
+_RESOURCES = ("engine", "objects", "embedder", "frame_index", "stores", "signals", "localiser")
 
 
 class shared_property(cached_property):  # noqa: N801 - a decorator, named like the one it extends
@@ -124,37 +121,34 @@ class Resources:
                                batch_size=cfg.batch_size, device=cfg.device, threads=cfg.threads)
 
     @shared_property
-    def pattern_features(self) -> np.ndarray:
-        """The embedder's descriptors of drawn test patterns (frames like them are not evidence)."""
-        return pattern_features(self.embedder)
-
-    @shared_property
     def frame_index(self) -> VectorIndex:
         """The Milvus collection of the configured model's frame vectors."""
         m, model = self.settings.milvus, self.embedder
-        return VectorIndex(self._milvus_uri(), model.name, model.dim, token=m.token, prefix=m.collection_prefix,
+        return VectorIndex(self.milvus_uri(), model.name, model.dim, token=m.token, prefix=m.collection_prefix,
                            index=self.settings.index_spec(), insert_batch=m.insert_batch,
                            search_batch=m.search_batch, grouping=m.grouping, merge_cosine=m.merge_cosine)
 
     @shared_property
-    def video_index(self) -> VideoVectorIndex:
-        """The Milvus collection of DnS coarse vectors (``<collection_prefix>_dns_cg_student``)."""
+    def stores(self) -> SignalStores:
+        """Where the signals keep what they store: arrays in the matrices bucket, Milvus collections."""
         m = self.settings.milvus
-        return VideoVectorIndex(self._milvus_uri(), COARSE_MODEL, COARSE_DIM, token=m.token,
-                                prefix=m.collection_prefix, index=self.settings.index_spec())
+
+        def open_videos(name: str, dim: int) -> VideoVectorIndex:
+            return VideoVectorIndex(self.milvus_uri(), name, dim, token=m.token, prefix=m.collection_prefix,
+                                    index=self.settings.index_spec())
+
+        return SignalStores(BucketArrays(self.objects, self.settings.s3.matrices_bucket),
+                            MilvusCollections(lambda: self.frame_index, open_videos))
 
     @shared_property
-    def dns_models(self) -> DnsModels:
-        """The DnS networks of the configured student (a missing weight file fails naming it)."""
-        from workers.dns.video import load_dns_models
+    def signals(self) -> list[Signal[Any]]:
+        """The signals the settings switch on (``workers.signals.registry``), primary first."""
+        return enabled_signals(self)
 
-        cfg = self.settings
-        started = time.perf_counter()
-        models = load_dns_models(str(cfg.weights_dir), cfg.dns.student, allow_random=cfg.dns.allow_random_weights,
-                                 device=cfg.embed.device, batch_size=cfg.embed.batch_size)
-        log.info("DnS models (%s) loaded from %s on %s in %.1f s", cfg.dns.student, cfg.weights_dir, models.device,
-                 time.perf_counter() - started)
-        return models
+    def signal(self, name: str) -> Signal[Any]:
+        """The signal ``name``, enabled or not (removal and fsck also clean up after a signal switched off)."""
+        found = next((s for s in self.signals if s.name == name), None)
+        return found if found is not None else signal_type(name).create(self)
 
     @shared_property
     def localiser(self) -> TemporalNetwork:
@@ -164,8 +158,10 @@ class Resources:
     def warm_up(self) -> None:
         """Build everything an ingest uses, now (``start_warm_up`` does it beside the first video; the ingest
         bench measures it as the start-up stage): database, object store, Celery app, model, collection."""
-        _ = self.engine, self.objects, self.app, self.pattern_features
+        _ = self.engine, self.objects, self.app
         self.embedder.load()
+        for signal in self.signals:
+            signal.warm_up()
         self.frame_index.ensure_collection()
 
     def start_warm_up(self) -> threading.Thread:
@@ -189,9 +185,10 @@ class Resources:
             closers, self._closers = self._closers, []
         for closer in reversed(closers):
             closer()
-        for index in ("frame_index", "video_index"):
-            if index in self.__dict__:
-                self.__dict__[index].close()
+        if "stores" in self.__dict__:
+            self.__dict__["stores"].vectors.close()
+        if "frame_index" in self.__dict__:
+            self.__dict__["frame_index"].close()
         if "engine" in self.__dict__:
             self.__dict__["engine"].dispose()
         if "app" in self.__dict__:
@@ -211,7 +208,7 @@ class Resources:
         for name in _RESOURCES:
             self.__dict__.pop(name, None)
 
-    def _milvus_uri(self) -> str:
+    def milvus_uri(self) -> str:
         uri = self.settings.milvus_uri
         if "://" not in uri:
             self.settings.home.mkdir(parents=True, exist_ok=True)

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic import BaseModel, Field, ValidationError, create_model, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from stack.stackfile import StackFile
@@ -24,6 +24,7 @@ from workers.admission import InputLimits
 from workers.decode import DecodeOptions
 from workers.errors import ConfigError
 from workers.informative import FrameFilter
+from workers.signals.registry import settings_groups
 from workers.stores.milvus import IndexSpec
 from workers.types import QueryParams
 
@@ -216,17 +217,6 @@ class QuerySettings(BaseModel):
         " (mirror), halves (left, right, top, bottom: 4), unborder (the picture inside a border, where one is found)")
 
 
-class DnsSettings(BaseModel):
-    weights_dir: str = Field("", description="folder with the official DnS .pth files; empty = $COPYCAT_HOME/weights")
-    enabled: bool = Field(False, description="compute DnS representations at ingest and re-rank at query")
-    student: Literal["fg_att_student", "fg_bin_student"] = Field("fg_att_student",
-                                                                 description="fine-grained student used")
-    rerank_percentage: float = Field(0.25, ge=0, le=1, description="share of candidates the fine student re-scores")
-    coarse_top_k: int = Field(20, ge=1, description="videos fetched by the coarse video-level search")
-    dedup_threshold: float = Field(0.8, description="coarse similarity above which videos are duplicates")
-    allow_random_weights: bool = Field(False, description="run with random init when weights are missing")
-
-
 class WatchSettings(BaseModel):
     mode: Literal["auto", "listen", "poll"] = Field("auto", description="listen to MinIO notifications, poll the"
                                                     " buckets, or listen when the server can (auto)")
@@ -321,8 +311,8 @@ class ApiSettings(BaseModel):
                                            description="/metrics: upper bounds of the stage-latency histograms")
 
 
-class Settings(BaseSettings):
-    """Everything Copycat can be told; see the README's configuration table."""
+class CoreSettings(BaseSettings):
+    """Everything Copycat can be told but the signals' own groups (``Settings`` adds them)."""
 
     model_config = SettingsConfigDict(env_prefix="COPYCAT_", env_nested_delimiter="__", extra="ignore")
 
@@ -338,7 +328,6 @@ class Settings(BaseSettings):
     select: SelectSettings = SelectSettings()
     localise: LocaliseSettings = LocaliseSettings()
     query: QuerySettings = QuerySettings()
-    dns: DnsSettings = DnsSettings()
     watch: WatchSettings = WatchSettings()
     fsck: FsckSettings = FsckSettings()
     webhooks: WebhooksSettings = WebhooksSettings()
@@ -370,10 +359,6 @@ class Settings(BaseSettings):
     @property
     def scratch_dir(self) -> Path:
         return (self.home / "scratch").resolve()
-
-    @property
-    def weights_dir(self) -> Path:
-        return Path(self.dns.weights_dir) if self.dns.weights_dir else (self.home / "weights").resolve()
 
     @property
     def embedded(self) -> bool:
@@ -420,6 +405,13 @@ class Settings(BaseSettings):
         """Parameters of copy detection: whole frames only (a reference's stored matrix has no tiles)."""
         return self.query_params({"top_k": self.copies.top_k, "min_score": self.copies.min_score,
                                   "exclude_self": False, "crop_grid": 1})
+
+
+Settings = create_model(
+    "Settings", __base__=CoreSettings, __module__=__name__,
+    __doc__="Everything Copycat can be told: the core groups, then one group per registered signal (its name).",
+    **{name: (model, model()) for name, model in settings_groups().items()},
+)  # type: ignore[call-overload]
 
 
 def load_settings(stack_file: bool = True) -> Settings:

@@ -34,7 +34,7 @@ ROUTES = {
     "copycat.ops.*": {"queue": "ops"},
 }
 
-TASK_MODULES = ("tasks.ingest", "tasks.query", "tasks.maintenance", "tasks.dns", "tasks.fsck", "tasks.deliveries",
+TASK_MODULES = ("tasks.ingest", "tasks.query", "tasks.maintenance", "tasks.backfill", "tasks.fsck", "tasks.deliveries",
                 "tasks.copies")
 
 

@@ -29,8 +29,9 @@ from db.failures import mark_failed
 from db.models import Failable, QueryJob, Video
 from service import events, resources
 from service.resources import session
+from service.video_rows import video_event
 from workers.errors import ConfigError, CopycatError, InputError, TransientError
-from workers.pipeline import ProgressFn
+from workers.extract import ProgressFn
 
 log = logging.getLogger(__name__)
 
@@ -184,10 +185,18 @@ class VideoTask(RecordedTask):
         with session() as s:
             videos.mark_embedding(s, video_id)
 
+    def superseded(self, video_id: str, etag: str | None) -> bool:
+        """The video's bytes are no longer the ones this run read (replaced or deleted meanwhile)."""
+        with session() as s:
+            row = videos.get_video(s, video_id)
+            return row is None or row.etag != etag
+
     def after_failure(self, object_id: str) -> None:
         """Vectors out of the search, and the copy relations of the footage it no longer holds."""
+        res = resources.current()
         try:
-            resources.current().frame_index.delete_video(object_id)
+            for signal in res.signals:
+                signal.forget(res.stores, object_id)
         except CopycatError as exc:
             log.warning("video %s: vectors not removed after its failure (%s); it stays out of results since "
                         "only indexed videos are localised", object_id, exc)
@@ -256,11 +265,3 @@ def announce_job(job_id: str) -> None:
         found = (jobs.result_json(job), job.callback_url) if job is not None else None
     if found is not None:
         events.emit("query.done", found[0], callback_url=found[1])
-
-
-def video_event(video: Video) -> dict[str, Any]:
-    """``data`` of ``video.indexed`` and ``video.failed``."""
-    error = f"{video.failure_code}: {video.failure_detail}" if video.failure_code else None
-    return {"video_id": video.id, "name": video.name, "bucket": video.bucket, "key": video.key,
-            "status": video.status, "error": error, "duration": video.duration, "frames": video.frame_count,
-            "vectors": video.vector_count, "model": video.model, "sha256": video.sha256}

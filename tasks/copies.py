@@ -1,86 +1,17 @@
-"""Copy detection on upload: a newly indexed video searched against the rest of the library.
-
-``copycat.copies.detect`` (queue ``query``, queued by ingest when ``COPYCAT_COPIES__ON_INGEST`` is on) runs
-the query path (``workers.query.answer_query``) on the video's stored frame matrix: whole frames only,
-since a reference's matrix holds no tiles (so picture-in-picture copies are not found here; a query with
-``--crops 2`` finds them). It costs one batched search of the video's informative frames plus the
-localisation of ``COPYCAT_COPIES__TOP_K`` candidates, and no decode: about a fifth of the search work of a
-query of the same length with tiles. Relations at or above ``COPYCAT_COPIES__MIN_SCORE`` replace the
-video's previous ones and are announced as ``copy.detected``. A failure is logged; the video stays indexed.
-"""
+"""Copy detection on upload (``copycat.copies.detect``, queue ``query``): ``service.copies.detect_copies``."""
 
 from __future__ import annotations
 
-import dataclasses
-import logging
-import time
-from collections.abc import Collection
 from typing import Any
 
-import numpy as np
 from celery import shared_task
 
-from db import copies, videos
-from db.models import VideoStatus
-from service import events, queue, resources
-from service.resources import session
+from service import queue, resources
+from service.copies import detect_copies
 from tasks.base import TASK_OPTIONS, EnrichmentTask
-from tasks.query import StoredFrameLibrary
-from workers.query import answer_query
-from workers.stores.objects import load_matrix
-from workers.types import Match, SearchHits
-
-log = logging.getLogger(__name__)
-
-
-class LibraryWithout(StoredFrameLibrary):
-    """The library as seen by one of its own videos: that video's frames are never hits."""
-
-    def __init__(self, res: resources.Resources, video_id: str) -> None:
-        super().__init__(res)
-        self.video_id = video_id
-
-    def search(self, vectors: np.ndarray, limit: int, *, exclude: Collection[str] = (),
-               per_video: bool = False) -> SearchHits:
-        return self.res.frame_index.search(vectors, limit, exclude={*exclude, self.video_id}, per_video=per_video)
 
 
 @shared_task(name=queue.DETECT_COPIES, base=EnrichmentTask, **TASK_OPTIONS)
-def detect_copies(self: EnrichmentTask, video_id: str) -> dict[str, Any]:
-    """Find what the indexed video shares with the library; store and announce it."""
-    res = resources.current()
-    cfg = res.settings
-    with session() as s:
-        video = videos.get_video(s, video_id)
-        usable = (video is not None and video.status == VideoStatus.INDEXED and video.matrix_key is not None
-                  and video.model == res.frame_index.model and video.fps is not None
-                  and abs(video.fps - cfg.decode.fps) < 1e-6)
-        if not usable:
-            log.info("video %s is gone, not indexed, or of another model or fps; no copy detection", video_id)
-            return {"video_id": video_id, "skipped": True}
-        bucket, key = video.matrix_bucket, video.matrix_key
-    started = time.perf_counter()
-    features = load_matrix(res.objects, bucket, key).astype(np.float32)
-    result = answer_query(features, fps=cfg.decode.fps, library=LibraryWithout(res, video_id),
-                          localiser=res.localiser, params=cfg.copy_params(), exclude={video_id})
-    with session() as s:
-        row = videos.lock_video(s, video_id)
-        if row is None or row.status != VideoStatus.INDEXED or row.matrix_key != key:
-            log.info("video %s was removed or re-ingested during its copy detection; result dropped", video_id)
-            return {"video_id": video_id, "superseded": True}
-        kept = copies.replace_copies(s, row, strong_segments(result.matches, cfg.copies.min_score))
-        videos.add_timing(s, video_id, "copies", time.perf_counter() - started)
-        s.flush()
-        relations = copies.list_copies(s, video_id)
-        name = row.name
-    log.info("video %s (%s): %d videos share footage with it, %d segments (%.2f s: %s)", video_id, name, len(kept),
-             len(relations), time.perf_counter() - started, result.timings)
-    if relations:
-        events.emit("copy.detected", {"video_id": video_id, "name": name, "copies": relations})
-    return {"video_id": video_id, "copies": len(kept), "segments": len(relations)}
-
-
-def strong_segments(matches: list[Match], min_score: float) -> list[Match]:
-    """Each match with only its segments scoring ``min_score`` or more (a relation is one segment pair)."""
-    kept = [dataclasses.replace(m, segments=[s for s in m.segments if s.score >= min_score]) for m in matches]
-    return [m for m in kept if m.segments]
+def detect(self: EnrichmentTask, video_id: str) -> dict[str, Any]:
+    """Find what the indexed video shares with the library; a failure is logged, the video stays indexed."""
+    return detect_copies(resources.current(), video_id)

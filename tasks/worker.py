@@ -4,9 +4,9 @@ Builds this process's resources from the environment and registers every task an
 their Celery app.
 """
 
+import tasks.backfill  # noqa: F401
 import tasks.copies  # noqa: F401  (each import registers that module's tasks)
 import tasks.deliveries  # noqa: F401
-import tasks.dns  # noqa: F401
 import tasks.fsck  # noqa: F401
 import tasks.ingest  # noqa: F401
 import tasks.maintenance  # noqa: F401

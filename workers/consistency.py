@@ -1,8 +1,10 @@
 """What ``copycat fsck`` checks: the database rows against what Milvus and the object store hold.
 
-Pure: an ``Inventory`` (what each store holds, read by ``tasks/fsck.py``) in, ``Findings`` out. Rows with a
-run in progress are left out of every check that their run may be changing (their vectors, matrices and DnS
-objects), so a check on a busy system reports nothing that is merely not finished yet.
+Pure: an ``Inventory`` (what each store holds, read by ``service/fsck.py``) in, ``Findings`` out. Rows with a
+run in progress are left out of every check that their run may be changing (their vectors, matrices and other
+signals' objects), so a check on a busy system reports nothing that is merely not finished yet. Signals other
+than the primary (``workers.signals``) are checked alike: each one's rows, objects and per-video vectors;
+their vector findings read ``<signal>:<video_id>``.
 """
 
 from __future__ import annotations
@@ -16,9 +18,9 @@ KINDS: dict[str, str] = {
     "vector_count_mismatch": "indexed video whose frame vectors in Milvus differ from its vector_count: re-ingested",
     "missing_matrix": "indexed video whose frame matrix object is gone: re-ingested",
     "orphan_matrices": "frame matrix objects no row refers to: deleted",
-    "orphan_video_vectors": "video-level (DnS) vectors of a video with no DnS row: deleted",
-    "missing_video_vectors": "indexed video with a DnS row but no video-level vector: re-ingested",
-    "orphan_dns_objects": "DnS objects no row refers to: deleted",
+    "orphan_signal_vectors": "a signal's vectors of a video with no row of that signal: deleted",
+    "missing_signal_vectors": "indexed video with a signal's row but none of its vectors: re-ingested",
+    "orphan_signal_objects": "a signal's objects no row refers to: deleted",
     "orphan_query_objects": "query matrices of a job that no longer exists: deleted",
     "unregistered_uploads": "objects in the uploads bucket the database never registered: registered and queued",
     "rows_without_upload": "rows whose upload object is gone: removed",
@@ -36,7 +38,7 @@ class RowState:
     busy: bool  # a run is working on it (pending, decoding, embedding, indexing)
     vector_count: int | None = None
     matrix_key: str | None = None
-    dns_key: str | None = None  # its DnS fine index object, when it has a DnS row
+    signal_keys: Mapping[str, str] = field(default_factory=dict)  # signal -> its object, for the other signals
 
 
 @dataclass
@@ -47,14 +49,14 @@ class Inventory:
     rows: Mapping[str, RowState]
     model: str  # the frame collection checked is this model's
     frame_vectors: Mapping[str, int]  # video id -> frame vectors in the frame collection
-    video_vectors: set[str]  # video ids with a video-level (DnS coarse) vector
+    signal_vectors: Mapping[str, set[str]]  # enabled signal other than the primary -> video ids it has vectors of
     matrix_objects: set[str]  # keys of per-video frame matrices
-    dns_objects: set[str]  # keys of per-video DnS objects
+    signal_objects: set[str]  # keys of the other signals' per-video objects
     query_objects: Mapping[str, str]  # key -> job id, of stored query matrices
     job_ids: set[str]
     uploads: set[str]  # "bucket/key" of every object in the uploads bucket
     recent_uploads: set[str] = field(default_factory=set)  # of those, written within the grace period
-    dns_enabled: bool = False
+    enabled_signals: set[str] = field(default_factory=set)  # a switched-off signal's missing vectors are no fault
 
 
 @dataclass
@@ -91,21 +93,24 @@ def find_inconsistencies(inv: Inventory) -> Findings:
             found["vector_count_mismatch"].append(vid)
         if row.matrix_key and row.matrix_key not in inv.matrix_objects:
             found["missing_matrix"].append(vid)
-        if inv.dns_enabled and row.dns_key and vid not in inv.video_vectors:
-            found["missing_video_vectors"].append(vid)
+        for signal, vectors in inv.signal_vectors.items():
+            if signal in inv.enabled_signals and signal in row.signal_keys and vid not in vectors:
+                found["missing_signal_vectors"].append(f"{signal}:{vid}")
 
     referenced = {row.matrix_key for row in rows.values() if row.matrix_key}
     found["orphan_matrices"] = _unreferenced(inv.matrix_objects, referenced, rows)
-    dns_referenced = {row.dns_key for row in rows.values() if row.dns_key}
-    found["orphan_dns_objects"] = _unreferenced(inv.dns_objects, dns_referenced, rows)
-    with_dns = {vid for vid, row in rows.items() if row.dns_key or row.busy}
-    found["orphan_video_vectors"] = sorted(inv.video_vectors - with_dns)
+    signal_referenced = {key for row in rows.values() for key in row.signal_keys.values()}
+    found["orphan_signal_objects"] = _unreferenced(inv.signal_objects, signal_referenced, rows)
+    for signal, vectors in inv.signal_vectors.items():
+        kept = {vid for vid, row in rows.items() if signal in row.signal_keys or row.busy}
+        found["orphan_signal_vectors"].extend(f"{signal}:{vid}" for vid in vectors - kept)
     found["orphan_query_objects"] = sorted(key for key, job in inv.query_objects.items() if job not in inv.job_ids)
 
     registered = {row.object_path for row in rows.values()}
     found["unregistered_uploads"] = sorted(inv.uploads - inv.recent_uploads - registered)
     found["rows_without_upload"] = sorted(vid for vid, row in settled.items() if row.object_path not in inv.uploads)
-    for kind in ("orphan_vectors", "vector_count_mismatch", "missing_matrix", "missing_video_vectors"):
+    for kind in ("orphan_vectors", "vector_count_mismatch", "missing_matrix", "missing_signal_vectors",
+                 "orphan_signal_vectors"):
         found[kind].sort()
     return findings
 

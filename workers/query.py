@@ -1,7 +1,12 @@
-"""Answer one query: embedded query views in, matches out (frame search, selection, localisation, DnS).
+"""The query plan: a query video's evidence from every enabled signal in, fused matches out.
 
-Storage enters as small protocols (``FrameLibrary`` for the frame side, ``DnsLibrary`` for the optional
-DnS side), so the whole query path runs in tests over in-memory arrays and in tasks over Milvus and S3.
+``extract_query`` decodes the query once through every signal's extractor, with the job's views (tiles,
+extra views), and keeps each signal's evidence for the match. ``answer_query`` runs the locating signals
+(each finds candidates and localises segments in them) and fuses their matches, then each ranking signal:
+its scores become the matches' ``video_similarity``, and the videos it ranks among the best ``top_k`` that no
+locating signal matched are localised by the locating signals and kept when they reach ``min_score``.
+Storage enters as ``SignalStores`` and ``References``, so the plan runs in tests over arrays and in the
+product over Milvus, S3 and the database.
 """
 
 from __future__ import annotations
@@ -9,51 +14,19 @@ from __future__ import annotations
 import dataclasses
 import heapq
 import time
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
+from pathlib import Path
+from typing import Any
 
-import numpy as np
+from workers.decode import DecodeOptions
+from workers.extract import ExtractedObject, ProgressFn, extract_object
+from workers.ingest import views_of
+from workers.signals.base import LocatingSignal, RankingSignal, References, Signal, SignalStores, Views
+from workers.types import Match, QueryParams, Segment, StreamedObject
 
-from workers.localise import Localiser
-from workers.pipeline import localise_candidates, match_query
-from workers.types import Match, QueryParams, SearchHits
-
-if TYPE_CHECKING:
-    from workers.dns.representation import DnsRepresentation
-    from workers.dns.video import DnsModels, RankedVideo
-    from workers.stores.videovectors import VideoHits
-
-
-class FrameLibrary(Protocol):
-    """The indexed library as the frame-level query sees it."""
-
-    def search(self, vectors: np.ndarray, limit: int, *, exclude: Collection[str] = (),
-               per_video: bool = False) -> SearchHits:
-        """Top ``limit`` indexed frames for each row of ``vectors`` [N, D], none of ``exclude``'s videos (filtered
-        inside the index); ``per_video``: each video once per row, by its best frame."""
-
-    def searchable(self, video_ids: list[str]) -> Collection[str]:
-        """Those ids a query may report (indexed, same model and sampling rate, not being removed)."""
-
-    def load(self, video_ids: list[str]) -> Mapping[str, np.ndarray]:
-        """Frame matrices [T, D] of those ids that still have one."""
-
-
-class DnsLibrary(Protocol):
-    """The library's DnS side: coarse vectors, selector statistics and fine indexes."""
-
-    def search(self, coarse: np.ndarray, limit: int) -> VideoHits:
-        """Videos nearest to a coarse vector [1024]."""
-
-    def coarse(self, video_ids: list[str]) -> Mapping[str, np.ndarray]:
-        """Stored coarse vectors of those ids that have one."""
-
-    def selector_stats(self, video_ids: list[str]) -> Mapping[str, float]:
-        """Selector statistic of those ids indexed with the configured student."""
-
-    def fine(self, video_id: str) -> np.ndarray:
-        """The fine index [T, R, 512] of one video (float32)."""
+SAME_OFFSET_S = 1.0
+"""Segments of one pair found by two signals are one copy when their offsets differ by at most this much."""
 
 
 @dataclass
@@ -64,76 +37,79 @@ class QueryResult:
     timings: dict[str, float] = field(default_factory=dict)
 
 
-def answer_query(views: np.ndarray, *, fps: float, library: FrameLibrary, localiser: Localiser,
-                 params: QueryParams, exclude: Collection[str] = frozenset(),
-                 dns: DnsStage | None = None) -> QueryResult:
-    """Query views [Tq, D] or [V, Tq, D] -> matches reaching ``params.min_score``, with DnS scores when ``dns``."""
+def extract_query(job_id: str, read: Callable[[], StreamedObject], *, label: str, signals: Sequence[Signal[Any]],
+                  stores: SignalStores, params: QueryParams, options: DecodeOptions, scratch_dir: Path,
+                  progress: ProgressFn | None = None) -> ExtractedObject:
+    """One decode of the query through every signal with the job's views; each signal keeps its evidence."""
+    extracted = extract_object(views_of(signals, Views.of(params)), options, scratch_dir=scratch_dir, label=label,
+                               stream=read, progress=progress)
+    for signal in signals:
+        signal.save_query(stores, job_id, extracted.video.evidence[signal.name])
+    return extracted
+
+
+def answer_query(evidence: Mapping[str, Any], signals: Sequence[Signal[Any]], *, stores: SignalStores,
+                 references: References, params: QueryParams,
+                 exclude: Collection[str] = frozenset()) -> QueryResult:
+    """Matches of the query reaching ``params.min_score``, best first; ``evidence`` by signal name (a signal
+    without evidence is left out)."""
     timings: dict[str, float] = {}
-    matches = match_query(views, fps=fps, search=library.search, load_references=library.load,
-                          searchable=library.searchable, localiser=localiser, params=params, exclude=exclude,
-                          timings=timings)
-    if dns is not None:
-        matches = dns.rerank(matches, views, fps=fps, library=library, localiser=localiser, params=params,
-                             exclude=exclude, timings=timings)
-    return QueryResult(matches, {k: round(v, 4) for k, v in timings.items()})
-
-
-@dataclass
-class DnsStage:
-    """The DnS re-ranking of one query (spec §7): its representation, the models and the library's DnS side."""
-
-    query: DnsRepresentation
-    models: DnsModels
-    library: DnsLibrary
-    coarse_top_k: int = 20
-    rerank_percentage: float = 0.25
-
-    def rerank(self, matches: list[Match], views: np.ndarray, *, fps: float, library: FrameLibrary,
-               localiser: Localiser, params: QueryParams, exclude: Collection[str],
-               timings: dict[str, float]) -> list[Match]:
-        """``matches`` with ``video_similarity`` set, plus DnS candidates among the best ``top_k`` that the frame
-        search missed, localised "as before" against ``views`` and kept when they score ``min_score``."""
-        ranked = self.rank_library([m.video_id for m in matches], exclude=exclude, timings=timings)
-        similarity = {r.video_id: r.score for r in ranked}
-        result = [dataclasses.replace(m, video_similarity=similarity.get(m.video_id)) for m in matches]
+    present = [s for s in signals if s.name in evidence]
+    locating = [s for s in present if isinstance(s, LocatingSignal)]
+    matches = fuse([s.match(evidence[s.name], stores=stores, references=references, params=params, exclude=exclude,
+                            timings=timings) for s in locating])
+    for ranker in (s for s in present if isinstance(s, RankingSignal)):
+        ranked = ranker.rank(evidence[ranker.name], [m.video_id for m in matches], stores=stores,
+                             references=references, exclude=exclude, timings=timings)
+        similarity = dict(ranked)
+        matches = [dataclasses.replace(m, video_similarity=similarity.get(m.video_id)) for m in matches]
 
         tick = time.perf_counter()
         found = {m.video_id for m in matches}
-        missed = [r.video_id for r in ranked[: params.top_k] if r.video_id not in found]
-        allowed = set(library.searchable(missed)) if missed else set()
+        missed = [vid for vid, _ in ranked[: params.top_k] if vid not in found]
+        allowed = set(references.searchable(missed)) if missed else set()
         missed = [vid for vid in missed if vid in allowed]
-        extra = localise_candidates(views, missed, library.load(missed) if missed else {}, fps=fps,
-                                    localiser=localiser, min_score=params.min_score)
+        extra = fuse([s.localise(evidence[s.name], missed, stores=stores, references=references, params=params)
+                      for s in locating]) if missed else []
         extra = [dataclasses.replace(m, video_similarity=similarity[m.video_id]) for m in extra]
-        timings["dns_localise"] = time.perf_counter() - tick
-        return list(heapq.merge(result, extra, key=lambda m: -round(m.score, 3)))
+        timings[f"{ranker.name}_localise"] = time.perf_counter() - tick
+        matches = list(heapq.merge(matches, extra, key=lambda m: -round(m.score, 3)))
+    return QueryResult(matches, {k: round(v, 4) for k, v in timings.items()})
 
-    def rank_library(self, also: list[str], *, exclude: Collection[str] = frozenset(),
-                     timings: dict[str, float] | None = None) -> list[RankedVideo]:
-        """Coarse search (+ the ``also`` videos), selector, fine re-scoring of the budget. Best first."""
-        from workers.dns.video import rerank
 
-        timings = timings if timings is not None else {}
-        tick = time.perf_counter()
-        hits = self.library.search(self.query.coarse, self.coarse_top_k)
-        coarse = {vid: float(s) for vid, s in zip(hits.video_id, hits.score, strict=True) if vid not in exclude}
-        extra = [vid for vid in also if vid not in coarse and vid not in exclude]
-        coarse |= {vid: float(vec @ self.query.coarse) for vid, vec in self.library.coarse(extra).items()}
-        timings["dns_search"] = time.perf_counter() - tick
+def fuse(found: Sequence[list[Match]]) -> list[Match]:
+    """The matches of several locating signals as one list, best first.
 
-        tick = time.perf_counter()
-        candidates = list(coarse)
-        stats = self.library.selector_stats(candidates)
-        have_row = np.array([vid in stats for vid in candidates], bool)
-        stat_values = np.array([stats.get(vid, 0.0) for vid in candidates], np.float32)
-        sims = np.array([coarse[vid] for vid in candidates], np.float32)
-        probabilities = self.models.selector_probability(self.query.selector_stat, stat_values, sims).astype(np.float64)
-        probabilities[~have_row] = np.nan
-        timings["dns_select"] = time.perf_counter() - tick
+    Per video, segments of different signals that agree (offsets within ``SAME_OFFSET_S``, overlapping query
+    spans) become one segment over both spans, found by both, with the better score; the others stay single-
+    signal. A video's score is its best segment's. One signal's list is returned as it is.
+    """
+    lists = [matches for matches in found if matches]
+    if len(lists) <= 1:
+        return list(lists[0]) if lists else []
+    by_video: dict[str, list[Match]] = {}
+    for matches in lists:
+        for match in matches:
+            by_video.setdefault(match.video_id, []).append(match)
+    fused = []
+    for video_id, parts in by_video.items():
+        segments: list[Segment] = []
+        for segment in sorted((s for m in parts for s in m.segments), key=lambda s: s.query_start):
+            twin = next((i for i, kept in enumerate(segments) if _agree(kept, segment)), None)
+            if twin is None:
+                segments.append(segment)
+            else:
+                segments[twin] = _merged(segments[twin], segment)
+        similarity = next((m.video_similarity for m in parts if m.video_similarity is not None), None)
+        fused.append(Match(video_id, max(s.score for s in segments), segments, similarity))
+    return sorted(fused, key=lambda m: (-round(m.score, 3), m.video_id))
 
-        tick = time.perf_counter()
-        ranked = rerank(candidates, sims, probabilities,
-                        lambda vid: self.models.fine_similarity(self.query.fine, self.library.fine(vid)),
-                        self.rerank_percentage)
-        timings["dns_fine"] = time.perf_counter() - tick
-        return ranked
+
+def _agree(a: Segment, b: Segment) -> bool:
+    same_offset = abs((a.ref_start - a.query_start) - (b.ref_start - b.query_start)) <= SAME_OFFSET_S
+    return same_offset and a.query_start < b.query_end and b.query_start < a.query_end and a.signals != b.signals
+
+
+def _merged(a: Segment, b: Segment) -> Segment:
+    return Segment(min(a.query_start, b.query_start), max(a.query_end, b.query_end), min(a.ref_start, b.ref_start),
+                   max(a.ref_end, b.ref_end), max(a.score, b.score), tuple(sorted({*a.signals, *b.signals})))

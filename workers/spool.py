@@ -133,3 +133,12 @@ class Spool:
     @property
     def failed(self) -> bool:
         return self._done and self._error is not None
+
+
+def sha256_file(path: Path) -> str:
+    """Content hash of a file: identifies the same footage uploaded under different names."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal
+from datetime import datetime
+from typing import Literal
 
 import numpy as np
-
-if TYPE_CHECKING:
-    from workers.dns.representation import DnsRepresentation
 
 
 @dataclass(frozen=True)
@@ -67,23 +66,21 @@ class SearchHits:
 
 @dataclass
 class EmbeddedVideo:
-    """One decode of a video, embedded: every view a job asked for, and what it took.
+    """One decode of a video into frame descriptors (``workers.signals.frames.embed_video``), and what it took.
 
     ``features`` float32 [T, D] whole-frame descriptors (row i = seconds ``[i / fps, (i + 1) / fps)``);
-    ``crops`` float32 [grid², T, D] descriptors of the frames' tiles, when asked for; ``dns`` the video's
-    Distill-and-Select representation, when asked for. ``timings`` in seconds per stage.
+    ``crops`` float32 [V, T, D] the other views asked for (tiles, extra views). ``timings`` in seconds per stage.
     """
 
     info: VideoInfo
     features: np.ndarray
     fps: float
     crops: np.ndarray | None = None
-    dns: DnsRepresentation | None = None
     timings: dict[str, float] = field(default_factory=dict)
 
     @property
     def views(self) -> np.ndarray:
-        """[T, D], or [1 + grid², T, D] with the tiles as extra views of each frame (what a query searches)."""
+        """[T, D], or [1 + V, T, D] with the other views after the whole frames (what a query searches)."""
         return self.features if self.crops is None else np.concatenate([self.features[None], self.crops])
 
 
@@ -104,14 +101,16 @@ class Segment:
     ref_start: float
     ref_end: float
     score: float
+    signals: tuple[str, ...] = ()  # the signals that found it, by label ("video", ...)
 
-    def to_json(self) -> dict[str, float]:
+    def to_json(self) -> dict[str, object]:
         return {
             "query_start": float(self.query_start),
             "query_end": float(self.query_end),
             "ref_start": float(self.ref_start),
             "ref_end": float(self.ref_end),
             "score": float(self.score),
+            "signals": list(self.signals),
         }
 
 
@@ -123,6 +122,11 @@ class Match:
     score: float
     segments: list[Segment] = field(default_factory=list)
     video_similarity: float | None = None
+
+    @property
+    def signals(self) -> list[str]:
+        """The signals that found any of its segments, in a stable order."""
+        return sorted({label for segment in self.segments for label in segment.signals})
 
 
 @dataclass(frozen=True)
@@ -137,3 +141,27 @@ class QueryParams:
     exclude_self: bool = False
     crop_grid: int = 1
     extra_views: tuple[str, ...] = ()  # workers.views.EXTRA_VIEWS
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    bucket: str
+    key: str
+    size: int
+    etag: str
+    last_modified: datetime | None = None
+
+
+class StreamedObject:
+    """An object being read piece by piece (``ObjectStore.read``): ``size`` is known at once, ``info()``
+    (the ETag of the bytes read) once ``pieces`` is exhausted; ``close()`` stops a read early."""
+
+    def __init__(self, pieces: Iterator[bytes], size: int, info: Callable[[], ObjectInfo],
+                 close: Callable[[], None]) -> None:
+        self.pieces, self.size, self._info, self._close = pieces, size, info, close
+
+    def info(self) -> ObjectInfo:
+        return self._info()
+
+    def close(self) -> None:
+        self._close()

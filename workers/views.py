@@ -6,7 +6,7 @@ resemble the reference's, while a descriptor of the right part of the frame does
 descriptor per query frame (searched and localised like the whole frame, the localiser taking each frame's
 best view), so each is measured for gain and cost (``bench/tune.py``; README, accuracy section).
 
-Every view is cut from frames the one decode already produced (``workers.pipeline.embed_video``): the
+Every view is cut from frames the one decode already produced (``workers.signals.frames.FrameExtraction``): the
 mirror from the model-sized frame, the halves and the unbordered picture from the frame decoded at twice
 the model's size for the 2x2 tiles.
 """

@@ -3,7 +3,6 @@
 from alembic import context
 from sqlalchemy import create_engine
 
-import db.dns_models  # noqa: F401  (registers the video_dns table on Base.metadata)
 import db.key_models  # noqa: F401  (registers the api_keys table)
 from db.models import Base
 

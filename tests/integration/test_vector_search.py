@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from workers.localise import TemporalNetwork
-from workers.pipeline import match_query
+from workers.matching import match_query
 from workers.stores.vectors import VectorIndex
 from workers.types import QueryParams
 

@@ -67,20 +67,20 @@ def test_enabled_follows_the_switch_and_missing_weights_are_named(weights_dir: P
                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     """Switched on without weights, DnS fails loudly (naming the file) instead of being skipped silently."""
     from service import resources
-    from tasks import dns
     from workers.errors import WeightsMissing
+    from workers.signals.dns import DnsSignal, missing_weights
 
-    assert not dns.enabled(resources.current().settings)
+    assert "dns" not in [s.name for s in resources.current().signals]
     configure(monkeypatch, enabled="true")
     cfg = resources.current().settings
-    assert dns.enabled(cfg)
-    assert [f.name for f in dns.missing_weights(cfg)] == [f.name for f in required_files("fg_att_student")]
+    [dns] = [s for s in resources.current().signals if isinstance(s, DnsSignal)]
+    assert [f.name for f in missing_weights(cfg)] == [f.name for f in required_files("fg_att_student")]
     with pytest.raises(WeightsMissing, match=required_files("fg_att_student")[0].name):
-        resources.current().dns_models  # noqa: B018
+        dns.models  # noqa: B018
     weights_dir.mkdir()
     for file in required_files("fg_att_student"):
         (weights_dir / file.name).write_bytes(b"x")
-    assert dns.missing_weights(cfg) == []
+    assert missing_weights(cfg) == []
     configure(monkeypatch, student="fg_bin_student")
-    assert [f.name for f in dns.missing_weights(resources.current().settings)] == [
+    assert [f.name for f in missing_weights(resources.current().settings)] == [
         "dns_fg_bin_student.pth", "dns_selector_cg-fg_bin.pth"]

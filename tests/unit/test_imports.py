@@ -105,7 +105,7 @@ def test_the_ingest_and_query_tasks_start_without_torch() -> None:
     import subprocess
     import sys
 
-    probe = ("import sys, tasks.ingest, tasks.query, tasks.dns, tasks.worker, cli.main; "
+    probe = ("import sys, tasks.ingest, tasks.query, tasks.backfill, tasks.worker, cli.main, workers.signals.dns; "
              "import workers.dns; workers.dns.weights_status; print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

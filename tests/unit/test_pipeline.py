@@ -10,7 +10,8 @@ import pytest
 from workers.decode import decode_all
 from workers.embed import create_embedder
 from workers.localise import TemporalNetwork, similarity
-from workers.pipeline import embed_video, match_query
+from workers.matching import match_query
+from workers.signals.frames import embed_video
 from workers.stores.memory import MemoryLibrary
 from workers.types import FrameGeometry, QueryParams
 

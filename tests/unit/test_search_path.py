@@ -1,5 +1,5 @@
 """The query's search at scale: requests within Milvus's limits, per-video hits, unreportable videos held
-out of the hit slots (``workers.pipeline.search_reportable``), over the exact in-memory index."""
+out of the hit slots (``workers.matching.search_reportable``), over the exact in-memory index."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from workers.localise import TemporalNetwork
-from workers.pipeline import MAX_SEARCH_ROUNDS, match_query, search_reportable
+from workers.matching import MAX_SEARCH_ROUNDS, match_query, search_reportable
 from workers.stores.memory import MemoryLibrary
 from workers.stores.milvus import SEARCH_MAX_BYTES, SEARCH_MAX_NQ
 from workers.stores.vectors import HIT_BYTES, best_per_video, search_batches

@@ -88,8 +88,10 @@ def test_streamed_object_embeds_like_a_downloaded_one(faststart: bool, clips_dir
     """Through ``LocalObjectStore.read``: same descriptors, SHA-256 and ETag as a full download first; only an
     MP4 with its index first is decoded while it downloads (``download_head``)."""
     from workers.embed import create_embedder
-    from workers.pipeline import embed_object
-    from workers.stores.objects import LocalObjectStore, sha256_file
+    from workers.extract import extract_object
+    from workers.signals.frames import FrameExtraction
+    from workers.spool import sha256_file
+    from workers.stores.objects import LocalObjectStore
 
     source = tmp_path / "upload.mp4"
     subprocess.run(["ffmpeg", "-v", "error", "-i", str(clips_dir / "clip16_highway.mp4"), "-t", "8", "-c", "copy",
@@ -99,11 +101,12 @@ def test_streamed_object_embeds_like_a_downloaded_one(faststart: bool, clips_dir
     put = store.put_file("up", "v.mp4", source)
     embedder = create_embedder("sscd_distilled", device="cpu")
     options = DecodeOptions(skip_nonref=True)
-    streamed = embed_object(None, embedder, options, scratch_dir=tmp_path / "s1", label="v.mp4",
-                            stream=lambda: store.read("up", "v.mp4"))
-    fetched = embed_object(lambda dest: store.get_file("up", "v.mp4", dest), embedder, options,
-                           scratch_dir=tmp_path / "s2", label="v.mp4")
-    assert np.array_equal(streamed.video.features, fetched.video.features)
+    frames = {"frames": lambda: FrameExtraction(embedder)}
+    streamed = extract_object(frames, options, scratch_dir=tmp_path / "s1", label="v.mp4",
+                              stream=lambda: store.read("up", "v.mp4"))
+    fetched = extract_object(frames, options, scratch_dir=tmp_path / "s2", label="v.mp4",
+                             fetch=lambda dest: store.get_file("up", "v.mp4", dest))
+    assert np.array_equal(streamed.video.evidence["frames"].features, fetched.video.evidence["frames"].features)
     assert streamed.sha256 == fetched.sha256 == sha256_file(source)
     assert streamed.source.etag == fetched.source.etag == put.etag and streamed.source.size == put.size
     assert ("download_head" in streamed.video.timings) is faststart and "download" in streamed.video.timings

@@ -70,7 +70,7 @@ def test_embed_video_stacks_extra_views_in_one_decode(clips_dir: Path, tmp_path:
     """Whole frame, 4 tiles, flip, 4 halves and the unbordered picture from one ffmpeg; a letterboxed video
     gets a non-zero unborder view whose descriptor is closer to the bare footage than the whole frame's."""
     from workers.embed import create_embedder
-    from workers.pipeline import embed_video
+    from workers.signals.frames import embed_video
 
     bare, boxed = tmp_path / "bare.mp4", tmp_path / "boxed.mp4"
     source = ["-t", "4", "-i", str(clips_dir / "clip05_bikes.mp4"), "-an", "-pix_fmt", "yuv420p"]

@@ -1,7 +1,8 @@
 """An exact, in-memory frame index: what Milvus answers, computed exactly, for unit tests and ``bench/tune.py``.
 
-``MemoryLibrary`` is a ``workers.query.FrameLibrary`` over a dict of frame matrices, so the product's own
-query path (``answer_query``, ``match_query``) runs over arrays with no service behind it.
+``MemoryLibrary`` answers ``workers.matching.match_query``'s storage callables (``search``, ``load``,
+``searchable``) over a dict of frame matrices, so the product's frame matching runs over arrays with no service
+behind it.
 """
 
 from __future__ import annotations

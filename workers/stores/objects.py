@@ -11,9 +11,8 @@ import hashlib
 import io
 import os
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from pathlib import Path
@@ -23,35 +22,12 @@ import numpy as np
 
 from workers.errors import ConfigError, InvalidObjectKey, ObjectMissing, StorageUnavailable
 from workers.stores.events import NotificationsUnsupported, ObjectEvent, listen
+from workers.types import ObjectInfo, StreamedObject
 
 OCTET = "application/octet-stream"
 PIECE = 1 << 20
 """Bytes per piece of a streamed read."""
 NAME_MAX = 255  # bytes in one file name on Linux file systems: the longest part of a key the local store takes
-
-
-@dataclass(frozen=True)
-class ObjectInfo:
-    bucket: str
-    key: str
-    size: int
-    etag: str
-    last_modified: datetime | None = None
-
-
-class StreamedObject:
-    """An object being read piece by piece (``ObjectStore.read``): ``size`` is known at once, ``info()``
-    (the ETag of the bytes read) once ``pieces`` is exhausted; ``close()`` stops a read early."""
-
-    def __init__(self, pieces: Iterator[bytes], size: int, info: Callable[[], ObjectInfo],
-                 close: Callable[[], None]) -> None:
-        self.pieces, self.size, self._info, self._close = pieces, size, info, close
-
-    def info(self) -> ObjectInfo:
-        return self._info()
-
-    def close(self) -> None:
-        self._close()
 
 
 class ObjectStore(Protocol):
@@ -336,15 +312,6 @@ def load_arrays(store: ObjectStore, bucket: str, key: str) -> dict[str, np.ndarr
     """Read back the arrays written by ``save_arrays``."""
     with np.load(io.BytesIO(store.get_bytes(bucket, key)), allow_pickle=False) as data:
         return {name: data[name] for name in data.files}
-
-
-def sha256_file(path: Path) -> str:
-    """Content hash of a file: identifies the same footage uploaded under different names."""
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _version(stat: os.stat_result) -> tuple[int, int, int]:
