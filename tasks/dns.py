@@ -3,8 +3,8 @@
 With DnS on, the ingest run computes a video's DnS representation from the same decode as its frame
 descriptors (``workers.pipeline.embed_video``) and ``save_representation`` stores it: the coarse vector in
 Milvus (one row per video), the fine index next to the frame matrix, the selector statistic in
-``video_dns``. ``copycat.dns.index`` (queue ``embed``) computes it for a video indexed before DnS was
-switched on. Query jobs re-rank through ``workers.query.DnsStage`` over ``StoredDnsLibrary``.
+``video_dns``. ``copycat.signals.backfill`` (queue ``embed``, signal ``"dns"``) computes it for an indexed video
+that lacks it. Query jobs re-rank through ``workers.query.DnsStage`` over ``StoredDnsLibrary``.
 
 Everything is off unless ``COPYCAT_DNS__ENABLED=true`` and the weights are in ``COPYCAT_DNS__WEIGHTS_DIR``
 (or ``COPYCAT_DNS__ALLOW_RANDOM_WEIGHTS=true``, for tests only).
