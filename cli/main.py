@@ -502,7 +502,7 @@ def migrate() -> None:
 
 
 @cli.command()
-@click.option("--markdown", is_flag=True, help="Print a Markdown table (as in the README).")
+@click.option("--markdown", is_flag=True, help="Print a Markdown table (as in docs/configuration.md).")
 def config(markdown: bool) -> None:
     """Every setting: environment variable, default and meaning."""
     from service.settings import describe_settings

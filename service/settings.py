@@ -71,7 +71,7 @@ class MilvusSettings(BaseModel):
     token: str = Field("", description="user:password or API token of the Milvus server")
     collection_prefix: str = Field("copycat_frames", description="collection name = prefix + '_' + model")
     index_type: Literal["HNSW", "IVF_FLAT", "IVF_SQ8", "FLAT"] = Field(
-        _INDEX.index_type, description="vector index: HNSW, IVF_FLAT, IVF_SQ8 or FLAT (README \"Milvus server\""
+        _INDEX.index_type, description="vector index: HNSW, IVF_FLAT, IVF_SQ8 or FLAT (docs/performance.md"
         " has the measured table; fixed when the collection is created)")
     hnsw_m: int = Field(_INDEX.hnsw_m, ge=4, description="HNSW graph degree")
     hnsw_ef_construction: int = Field(_INDEX.hnsw_ef_construction, ge=8, description="HNSW build-time breadth")
@@ -312,7 +312,8 @@ class ApiSettings(BaseModel):
 
 
 class CoreSettings(BaseSettings):
-    """Everything Copycat can be told but the signals' own groups (``Settings`` adds them)."""
+    """Everything Copycat can be told but the signals' own groups (``Settings`` adds them; the table of all of
+    them is in docs/configuration.md)."""
 
     model_config = SettingsConfigDict(env_prefix="COPYCAT_", env_nested_delimiter="__", extra="ignore")
 

@@ -149,7 +149,7 @@ def milvus_lite_server(data_dir: Path, *, port: int) -> ManagedProcess:
 
 MILVUS_SERVER_CONFIG: dict[str, int] = {"dataCoord.segment.maxSize": 4096}
 """Production's milvus.yaml overrides (``docker/milvus.yaml``), given to every server started here: fewer,
-larger segments, so a search visits fewer graphs (README "Search at scale")."""
+larger segments, so a search visits fewer graphs (docs/performance.md, "Milvus server")."""
 
 MILVUS_STANDALONE_PORT = 19530  # the proxy's port inside the server's own network namespace
 

@@ -423,7 +423,7 @@ def plan_ranges(info: VideoInfo, options: DecodeOptions, cores: int) -> list[Tim
     14.0-15.1 s).
 
     Single-threaded decoders on separate ranges use the cores better than one decoder's frame threads (a
-    10-minute 720p H.264 video on 2 cores: 29.2 s against 36.3 s, README). Boundaries fall on sample slots,
+    10-minute 720p H.264 video on 2 cores: 29.2 s against 36.3 s, docs/performance.md). Boundaries fall on sample slots,
     so the ranges' samples are the whole decode's. One range (``WHOLE``) when only one decoder may run
     (``options.decoders``, 0 meaning ``cores``), when the video is shorter than two ranges, or when its
     duration is not known exactly (the last range would start at a guess).
@@ -624,7 +624,7 @@ def _decoder_command(path: Path, info: VideoInfo, geometries: Sequence[FrameGeom
                      plan: DecodePlan = DecodePlan(), *, pipe: bool = False,
                      span: TimeRange | None = None) -> list[str]:
     """The ffmpeg command line of ``plan``: sample at ``fps``, one scaled branch per geometry, stacked into one
-    raw frame. Measured choices (README, bench/ingest_throughput.py): not ``skip_frame bidir``: with
+    raw frame. Measured choices (docs/measurements/, bench/ingest_throughput.py): not ``skip_frame bidir``: with
     B-pyramids it drops reference B-frames and the decoder reports errors; not ``skip_loop_filter all``:
     F1 -0.0067 on the fixture benchmark.
     """

@@ -4,7 +4,7 @@ Why: a copy is often re-published mirrored, stacked beside or above other footag
 videos), or inside letterbox, pillarbox or coloured frames. Whole-frame descriptors of such frames barely
 resemble the reference's, while a descriptor of the right part of the frame does. Each view is one more
 descriptor per query frame (searched and localised like the whole frame, the localiser taking each frame's
-best view), so each is measured for gain and cost (``bench/tune.py``; README, accuracy section).
+best view), so each is measured for gain and cost (``bench/tune.py``; docs/accuracy.md).
 
 Every view is cut from frames the one decode already produced (``workers.signals.frames.FrameExtraction``): the
 mirror from the model-sized frame, the halves and the unbordered picture from the frame decoded at twice

@@ -1,4 +1,4 @@
-"""A webhook receiver on loopback for the tests: verifies each signature as the README says, records
+"""A webhook receiver on loopback for the tests: verifies each signature as docs/api.md says, records
 each request, and answers with the status its path asks for (``/fail-once``: 500 to the first delivery
 of each event, then 200; ``/always-fail``: 500; anything else: 200)."""
 

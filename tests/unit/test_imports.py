@@ -100,7 +100,7 @@ def test_every_module_imports() -> None:
 
 def test_the_ingest_and_query_tasks_start_without_torch() -> None:
     """Importing torch is most of a worker's start-up (~2 s of ~3 s here); the default ONNX model, the queue
-    and the stores never need it, so an embedded ``copycat ingest`` must not pay it (README, ingest throughput).
+    and the stores never need it, so an embedded ``copycat ingest`` must not pay it (docs/performance.md, ingest).
     Run in a fresh interpreter: this test process has imported torch long ago."""
     import subprocess
     import sys

@@ -1,4 +1,4 @@
-"""The settings object: environment parsing, clear errors, and the README's table kept in step."""
+"""The settings object: environment parsing, clear errors, and the table in docs/configuration.md kept in step."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from service.settings import MilvusSettings, Settings, load_settings
 from workers.errors import ConfigError
 from workers.stores.milvus import IndexSpec
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+CONFIGURATION_PAGE = Path(__file__).resolve().parents[2] / "docs" / "configuration.md"
 
 
 @pytest.fixture(autouse=True)
@@ -43,12 +43,13 @@ def test_a_bad_value_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> None
         load_settings()
 
 
-def test_readme_lists_every_setting_with_its_default() -> None:
+def test_the_configuration_page_lists_every_setting_with_its_default() -> None:
     table = CliRunner().invoke(cli, ["config", "--markdown"]).output
-    readme = README.read_text()
-    block = re.search(r"<!-- settings-table:start -->\n(.*)<!-- settings-table:end -->", readme, re.S)
-    assert block is not None, "README lost its settings table markers"
-    assert block.group(1) == table, "README's settings table is stale: paste `copycat config --markdown`"
+    page = CONFIGURATION_PAGE.read_text()
+    block = re.search(r"<!-- settings-table:start -->\n(.*)<!-- settings-table:end -->", page, re.S)
+    assert block is not None, "docs/configuration.md lost its settings table markers"
+    assert block.group(1) == table, ("the settings table in docs/configuration.md is stale: paste "
+                                     "`copycat config --markdown`")
     groups = [name for name, f in Settings.model_fields.items() if hasattr(f.annotation, "model_fields")]
     assert all(f"COPYCAT_{g.upper()}__" in table for g in groups)
 

@@ -17,7 +17,7 @@ from workers import webhooks as wire
 
 
 def receiver_verifies(secret: str, headers: dict[str, str], body: bytes) -> bool:
-    """What the README tells a receiver to do, written independently of the product's code."""
+    """What docs/api.md tells a receiver to do, written independently of the product's code."""
     expected = hmac.new(secret.encode(), headers["X-Copycat-Timestamp"].encode() + b"." + body,
                         hashlib.sha256).hexdigest()
     return hmac.compare_digest("sha256=" + expected, headers["X-Copycat-Signature"])

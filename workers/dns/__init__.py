@@ -1,6 +1,6 @@
 """Distill-and-Select (DnS) video retrieval models: extractor, students, selector and their weights.
 
-The library API (``distill_and_select`` and the similarity functions, README "Library API") is exported here
+The library API (``distill_and_select`` and the similarity functions, docs/dns.md, "Library API") is exported here
 but loaded on first use, so that importing the torch-free modules (``files``, ``representation``) from the
 ingest and query paths never imports torch.
 """

@@ -84,7 +84,7 @@ def milvus_features(version: str) -> MilvusFeatures:
 @dataclass(frozen=True)
 class IndexSpec:
     """The vector index a collection is built with and how it is searched; the defaults are the ones measured
-    in README "Milvus server" (HNSW M=16: recall@64 0.955 at ef 256 on 1M frames)."""
+    in docs/performance.md, "Milvus server" (HNSW M=16: recall@64 0.955 at ef 256 on 1M frames)."""
 
     index_type: str = "HNSW"  # HNSW, IVF_FLAT, IVF_SQ8 or FLAT (exhaustive)
     hnsw_m: int = 16  # graph degree
