@@ -414,7 +414,7 @@ def _send_poison() -> int:
     app = resources.current().app
     unknown = "00000000-0000-0000-0000-0000000000ff"
     messages = [(name, args) for name in ("copycat.ingest.embed", "copycat.ingest.remove", "copycat.query.embed",
-                                          "copycat.query.match", "copycat.dns.index")
+                                          "copycat.query.match", "copycat.signals.backfill")
                 for args in ([], [unknown], [None], [{"id": 1}], [unknown, "extra", 3], ["../../etc/passwd"])]
     for name, args in messages:
         app.send_task(name, args=args)
@@ -447,8 +447,8 @@ def _measure(report: SuiteReport) -> None:
 
     from db.models import Video
     from service import resources
+    from service.fsck import check
     from service.resources import session
-    from tasks.fsck import check
 
     deleted = set(report.deleted)
     states = rows()

@@ -35,16 +35,17 @@ def ingest_file(path: Path, key: str, *, force: bool = False,
     A failed video is tried again; ``force`` re-ingests an indexed one too.
     """
     from service.operations import register_upload
-    from tasks.ingest import progress_hook
 
     res = resources.current()
     obj = res.objects.put_file(res.settings.s3.uploads_bucket, key, path, "video/octet-stream")
-    token = progress_hook.set(progress)
+    video_id = videos.video_id_for(obj.bucket, key)
+    if progress is not None:
+        res.progress_listeners[video_id] = progress
     try:
         register_upload(obj.bucket, key, obj.size, obj.etag, retry_failed=True, force=force)
     finally:
-        progress_hook.reset(token)
-    return videos.video_id_for(obj.bucket, key)
+        res.progress_listeners.pop(video_id, None)
+    return video_id
 
 
 @contextmanager

@@ -475,7 +475,7 @@ def fsck(repair: bool, as_json: bool) -> None:
 
     Exit code 0 when consistent, 1 when not (after --repair: whether the second check found anything).
     """
-    from tasks.fsck import check
+    from service.fsck import check
     from workers.consistency import KINDS
 
     result = check(repair=repair)

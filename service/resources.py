@@ -63,6 +63,8 @@ class Resources:
         self._build_lock = threading.RLock()
         self._closers: list[Callable[[], None]] = []
         self.embedded_runner: Callable[[Callable[[], object]], None] | None = None
+        self.progress_listeners: dict[str, Callable[[int, int], None]] = {}
+        """Embedded mode: by video id, who draws that video's progress (the command line's bar)."""
 
     def run_tasks_with(self, runner: Callable[[Callable[[], object]], None] | None) -> None:
         """Embedded mode: hand each queued task to ``runner`` instead of running it inside the call that queues it.
@@ -123,22 +125,24 @@ class Resources:
     @shared_property
     def frame_index(self) -> VectorIndex:
         """The Milvus collection of the configured model's frame vectors."""
-        m, model = self.settings.milvus, self.embedder
-        return VectorIndex(self.milvus_uri(), model.name, model.dim, token=m.token, prefix=m.collection_prefix,
+        return self._frame_collection(self.embedder.name, self.embedder.dim)
+
+    def _frame_collection(self, name: str, dim: int) -> VectorIndex:
+        m = self.settings.milvus
+        return VectorIndex(self.milvus_uri(), name, dim, token=m.token, prefix=m.collection_prefix,
                            index=self.settings.index_spec(), insert_batch=m.insert_batch,
                            search_batch=m.search_batch, grouping=m.grouping, merge_cosine=m.merge_cosine)
+
+    def _video_collection(self, name: str, dim: int) -> VideoVectorIndex:
+        m = self.settings.milvus
+        return VideoVectorIndex(self.milvus_uri(), name, dim, token=m.token, prefix=m.collection_prefix,
+                                index=self.settings.index_spec())
 
     @shared_property
     def stores(self) -> SignalStores:
         """Where the signals keep what they store: arrays in the matrices bucket, Milvus collections."""
-        m = self.settings.milvus
-
-        def open_videos(name: str, dim: int) -> VideoVectorIndex:
-            return VideoVectorIndex(self.milvus_uri(), name, dim, token=m.token, prefix=m.collection_prefix,
-                                    index=self.settings.index_spec())
-
         return SignalStores(BucketArrays(self.objects, self.settings.s3.matrices_bucket),
-                            MilvusCollections(lambda: self.frame_index, open_videos))
+                            MilvusCollections(lambda: self.frame_index, self._frame_collection, self._video_collection))
 
     @shared_property
     def signals(self) -> list[Signal[Any]]:

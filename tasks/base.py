@@ -185,11 +185,18 @@ class VideoTask(RecordedTask):
         with session() as s:
             videos.mark_embedding(s, video_id)
 
-    def superseded(self, video_id: str, etag: str | None) -> bool:
-        """The video's bytes are no longer the ones this run read (replaced or deleted meanwhile)."""
-        with session() as s:
-            row = videos.get_video(s, video_id)
-            return row is None or row.etag != etag
+    @contextmanager
+    def dropped_if_superseded(self, video_id: str, etag: str | None) -> Iterator[None]:
+        """Bad input in the block is the video's failure, unless its bytes are no longer the ones this run read
+        (replaced or deleted meanwhile): the newer upload has its own run, and this run's failure is dropped."""
+        try:
+            yield
+        except InputError:
+            with session() as s:
+                row = videos.get_video(s, video_id)
+                if row is not None and row.etag == etag:
+                    raise
+            log.info("video %s was replaced or deleted while a failing run read it; failure dropped", video_id)
 
     def after_failure(self, object_id: str) -> None:
         """Vectors out of the search, and the copy relations of the footage it no longer holds."""

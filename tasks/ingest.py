@@ -8,7 +8,6 @@ status changes after the claim, its lock and the events they announce live in ``
 from __future__ import annotations
 
 import logging
-from contextvars import ContextVar
 from typing import Any
 
 from celery import shared_task
@@ -20,15 +19,9 @@ from service.queue import enqueue_backfill
 from service.resources import session
 from service.video_rows import VideoRows, records_of
 from tasks.base import TASK_OPTIONS, VideoTask
-from workers.errors import InputError
-from workers.extract import ProgressFn
-from workers.ingest import ingest, resume
+from workers.ingest import IngestResult, ingest, resume
 
 log = logging.getLogger(__name__)
-
-# Set by the CLI in embedded mode to draw a progress bar while a video is embedded in-process.
-progress_hook: ContextVar[ProgressFn | None] = ContextVar("progress_hook", default=None)
-
 
 @shared_task(name=queue.INGEST, base=VideoTask, **TASK_OPTIONS)
 def embed_video(self: VideoTask, video_id: str) -> dict[str, Any]:
@@ -38,23 +31,19 @@ def embed_video(self: VideoTask, video_id: str) -> dict[str, Any]:
     video = self.claim(video_id, res.embedder.name, res.embedder.dim)
     if video is None:
         return {"video_id": video_id, "skipped": True}
-    rows, cfg = VideoRows(res), res.settings
-    with self.leased(video_id):
+    cfg, plan = res.settings, {"signals": res.signals, "stores": res.stores, "rows": VideoRows(res)}
+    result = IngestResult(superseded=True)  # unless the block below gets further
+    with self.leased(video_id), self.dropped_if_superseded(video_id, video.etag):
         if video.status == VideoStatus.INDEXING:  # a retry after the objects were stored: only vectors are left
-            result = resume(video_id, records_of(video), signals=res.signals, stores=res.stores, rows=rows)
+            result = resume(video_id, records_of(video), **plan)
         else:
-            try:
-                result = ingest(video_id, lambda: res.objects.read(video.bucket, video.key), label=video.name,
-                                size=video.size, signals=res.signals, stores=res.stores, rows=rows,
-                                options=cfg.decode_options(), scratch_dir=cfg.scratch_dir,
-                                progress=self.reporter(lambda: self.embedding(video_id), forward=progress_hook.get()))
-            except InputError:
-                if self.superseded(video_id, video.etag):
-                    return {"video_id": video_id, "superseded": True}
-                raise
+            result = ingest(video_id, lambda: res.objects.read(video.bucket, video.key), label=video.name,
+                            size=video.size, options=cfg.decode_options(), scratch_dir=cfg.scratch_dir, **plan,
+                            progress=self.reporter(lambda: self.embedding(video_id),
+                                                   forward=res.progress_listeners.get(video_id)))
     for signal in result.missing:
         enqueue_backfill(signal, video_id, video.name)
-    return {"video_id": video_id, **({"superseded": True} if result.superseded else {"frames": result.frames})}
+    return {"video_id": video_id, **result.summary()}
 
 
 @shared_task(name=queue.REMOVE, base=VideoTask, **TASK_OPTIONS)

@@ -37,10 +37,9 @@ class IngestResult:
     superseded: bool = False
     missing: list[str] = field(default_factory=list)
 
-    @property
-    def frames(self) -> int:
-        """Vectors of the primary signal (the first one indexed)."""
-        return next(iter(self.vectors.values()), 0)
+    def summary(self) -> dict[str, object]:
+        """The task's small JSON: ``superseded``, or the primary signal's vectors as ``frames``."""
+        return {"superseded": True} if self.superseded else {"frames": next(iter(self.vectors.values()), 0)}
 
 
 class IndexTarget(Protocol):

@@ -15,13 +15,13 @@ import torch
 from click.testing import CliRunner
 
 from cli import client
-from db import dns as dns_db
-from db import jobs, videos
+from db import signals as signal_rows
+from db import videos
 from db.session import session_scope
 from service import resources
-from tasks import dns
+from tasks.backfill import backfill_signal
 from tests.conftest import use_fresh_resources
-from workers.stores.objects import load_matrix
+from workers.signals.dns import DnsSignal
 
 pytestmark = pytest.mark.services
 
@@ -39,6 +39,10 @@ def dns_env(services_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, tmp_p
     return services_env
 
 
+def dns_signal() -> DnsSignal:
+    return next(s for s in resources.current().signals if isinstance(s, DnsSignal))
+
+
 def ingest_with_dns(clips_dir: Path, names: list[str]) -> dict[str, str]:
     """Upload + index each clip: with DnS on, one ingest run stores the DnS outputs too; name -> video id."""
     return {name: client.ingest_file(clips_dir / name, name) for name in names}
@@ -47,7 +51,8 @@ def ingest_with_dns(clips_dir: Path, names: list[str]) -> dict[str, str]:
 @pytest.mark.slow
 def test_index_stores_coarse_vector_fine_index_and_selector_stat(dns_env: dict[str, str], clips_dir: Path):
     ids = ingest_with_dns(clips_dir, [BIKES, EARTH])
-    index = resources.current().video_index
+    res = resources.current()
+    index = dns_signal().collection(res.stores)
     assert index.collection == f"{dns_env['COPYCAT_MILVUS__COLLECTION_PREFIX']}_dns_cg_student"
     assert index.count() == 2
     stored = index.get(list(ids.values()))
@@ -55,44 +60,44 @@ def test_index_stores_coarse_vector_fine_index_and_selector_stat(dns_env: dict[s
     for vector in stored.values():
         assert np.linalg.norm(vector) == pytest.approx(1.0, abs=1e-4)
 
-    cfg = resources.current().settings
-    with session_scope(resources.current().engine) as session:
+    with session_scope(res.engine) as session:
         for name, video_id in ids.items():
-            video, row = videos.get_video(session, video_id), dns_db.get_video_dns(session, video_id)
+            video, row = videos.get_video(session, video_id), signal_rows.records_of(session, video_id)["dns"]
             assert video.status == "indexed" and "dns_embed" in video.timings
-            assert (row.student, row.fine_dtype, row.fine_bucket) == ("fg_att_student", "float32",
-                                                                      cfg.s3.matrices_bucket)
-            assert row.frames == video.frame_count == {BIKES: 10, EARTH: 5}[name]
-            assert np.isfinite(row.selector_stat)
-            fine = load_matrix(resources.current().objects, row.fine_bucket, row.fine_key)
-            assert fine.shape == (row.frames, 9, 512) and fine.dtype == np.float32
+            assert (row.data["student"], row.data["fine_dtype"]) == ("fg_att_student", "float32")
+            assert row.data["frames"] == video.frame_count == {BIKES: 10, EARTH: 5}[name]
+            assert np.isfinite(row.data["selector_stat"])
+            stored = res.stores.arrays.get_all(row.object_key)
+            assert stored["fine"].shape == (row.data["frames"], 9, 512) and stored["fine"].dtype == np.float32
+            assert np.array_equal(stored["coarse"], index.get([video_id])[video_id])
 
-    # Indexing again (the backfill task) replaces, never duplicates.
-    assert dns.index_video_dns.delay(ids[EARTH]).get()["student"] == "fg_att_student"
+    # Indexing again (the backfill task) replaces, never duplicates, and drops the object it replaced.
+    with session_scope(res.engine) as session:
+        before = signal_rows.records_of(session, ids[EARTH])["dns"].object_key
+    assert backfill_signal.delay("dns", ids[EARTH]).get()["dns"] == 1
     assert index.count() == 2
+    with session_scope(res.engine) as session:
+        fine_object = signal_rows.records_of(session, ids[EARTH])["dns"].object_key
+    assert fine_object == before  # same bytes, same key: the object was rewritten in place
 
-    # A deleted video takes its vector, fine object and row with it.
-    with session_scope(resources.current().engine) as session:
-        gone = dns_db.get_video_dns(session, ids[EARTH])
-        fine_object = (gone.fine_bucket, gone.fine_key)
-    with session_scope(resources.current().engine) as session:
-        dns.forget_video(resources.current(), session, ids[EARTH])
-        videos.delete_video(session, ids[EARTH])
-    with session_scope(resources.current().engine) as session:
-        assert dns_db.get_video_dns(session, ids[EARTH]) is None
+    # A deleted video takes its vector, object and row with it.
+    from service.video_rows import VideoRows
+
+    assert VideoRows(res).remove(ids[EARTH])
+    with session_scope(res.engine) as session:
+        assert signal_rows.records_of(session, ids[EARTH]) == {}
     assert index.count() == 1 and index.get([ids[EARTH]]) == {}
-    assert resources.current().objects.stat(*fine_object) is None
+    assert res.objects.stat(res.settings.s3.matrices_bucket, fine_object) is None
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("milvus_uri", ["lite"], indirect=True)
 def test_query_with_dns_reports_video_similarity(dns_env: dict[str, str], clips_dir: Path):
     """A query job with DnS on: one decode gives frames and DnS frames; matches carry ``video_similarity``."""
-    from tasks.query import StoredFrameLibrary, query_dns_key
-    from workers.dns.representation import DnsRepresentation
-    from workers.query import DnsStage
-    from workers.stores.objects import load_arrays
-    from workers.types import QueryParams
+    from service.references import StoredReferences
+    from workers.query import QueryResult, answer_query
+    from workers.signals.frames import FrameSignal
+    from workers.types import Match, QueryParams
 
     ids = ingest_with_dns(clips_dir, [BIKES, EARTH])
     res = resources.current()
@@ -103,26 +108,30 @@ def test_query_with_dns_reports_video_similarity(dns_env: dict[str, str], clips_
         assert isinstance(match["video_similarity"], float)
     assert {"dns_embed", "dns_search", "dns_select", "dns_fine", "dns_localise"} <= set(result["timings"])
 
-    # A copy the frame search missed is found through DnS and localised like any candidate.
-    cfg = res.settings
-    with session_scope(res.engine) as session:
-        matrix_key = jobs.get_job(session, result["job_id"]).matrix_key
-    views = load_matrix(res.objects, cfg.s3.matrices_bucket, matrix_key).astype(np.float32)
-    stored = load_arrays(res.objects, cfg.s3.matrices_bucket, query_dns_key(result["job_id"], cfg.dns.student))
-    stage = DnsStage(DnsRepresentation(stored["coarse"], stored["fine"], float(stored["selector_stat"])),
-                     res.dns_models, dns.StoredDnsLibrary(res), rerank_percentage=0.5)
-    library, params = StoredFrameLibrary(res), QueryParams(top_k=2, min_score=0.3)
-    timings: dict[str, float] = {}
-    found = stage.rerank([], views, fps=1.0, library=library, localiser=res.localiser, params=params,
-                         exclude=frozenset(), timings=timings)
-    assert ids[BIKES] in {m.video_id for m in found}
-    bikes = next(m for m in found if m.video_id == ids[BIKES])
-    assert bikes.segments and bikes.video_similarity is not None
-    assert timings["dns_localise"] > 0
+    # A copy the frame search missed is found through DnS and localised like any candidate: a frame signal
+    # that matches nothing by itself still localises what DnS proposes.
+    class Blind(FrameSignal):
+        def match(self, *args: object, **kwargs: object) -> list[Match]:
+            return []
+
+    frames = res.signals[0]
+    blind = Blind(frames.embedder, frames.localiser, fps=frames.fps)
+    evidence = {"frames": frames.load_query(res.stores, result["job_id"]),
+                "dns": dns_signal().load_query(res.stores, result["job_id"])}
+    params = QueryParams(top_k=2, min_score=0.3)
+
+    def ask(exclude: set[str]) -> QueryResult:
+        return answer_query(evidence, [blind, dns_signal()], stores=res.stores, references=StoredReferences(res),
+                            params=params, exclude=exclude)
+
+    found = ask(set())
+    assert ids[BIKES] in {m.video_id for m in found.matches}
+    bikes = next(m for m in found.matches if m.video_id == ids[BIKES])
+    assert bikes.segments and bikes.video_similarity is not None and bikes.signals == ["video"]
+    assert found.timings["dns_localise"] > 0
 
     # Excluded videos are neither candidates nor added.
-    assert stage.rerank([], views, fps=1.0, library=library, localiser=res.localiser, params=params,
-                        exclude={ids[BIKES], ids[EARTH]}, timings={}) == []
+    assert ask({ids[BIKES], ids[EARTH]}).matches == []
 
 
 @pytest.mark.parametrize("milvus_uri", ["lite"], indirect=True)
@@ -140,7 +149,7 @@ def test_dedup_groups_near_duplicate_videos(dns_env: dict[str, str]):
                "earth.mp4": basis[2], "earth_cropped.mp4": 0.95 * basis[2] + 0.312 * basis[3],
                "bikes.mp4": basis[4]}
     for name, vector in vectors.items():
-        resources.current().video_index.upsert(rows[name], vector / np.linalg.norm(vector))
+        dns_signal().collection(resources.current().stores).upsert(rows[name], vector / np.linalg.norm(vector))
 
     result = CliRunner().invoke(dedup, ["--json", "--threshold", "0.9"])
     assert result.exit_code == 0, result.output

@@ -15,7 +15,6 @@ from db import fsck as fsck_db
 from db import videos
 from db.session import session_scope
 from service import resources
-from tasks.ingest import matrix_key
 from tests.integration.test_races import put
 
 pytestmark = [pytest.mark.services, pytest.mark.slow]
@@ -55,7 +54,7 @@ def test_fsck_finds_and_repairs_every_kind_of_damage(services_env: dict[str, str
     index.replace_video(GHOST, np.eye(4, index.dim, dtype=np.float32))  # vectors with no row
     index.delete_video(a)  # an indexed video lost its vectors
     store.remove(cfg.s3.matrices_bucket, row(b).matrix_key)  # ... and one its matrix
-    store.put_bytes(cfg.s3.matrices_bucket, matrix_key(GHOST, res.embedder.name, "f" * 64), b"x")
+    store.put_bytes(cfg.s3.matrices_bucket, res.signals[0].object_key(GHOST, "f" * 64), b"x")
     store.put_bytes(cfg.s3.matrices_bucket, f"queries/{res.embedder.name}/no-such-job.npy", b"x")
     store.put_file(cfg.s3.uploads_bucket, "never-registered.mp4", clips_dir / "clip13_makeup.avi")
     store.remove(cfg.s3.uploads_bucket, "c.mp4")  # the sweep would remove c; fsck sees it first

@@ -1,8 +1,11 @@
-"""The project's import graph, read from the source, has no cycle (a cycle means two modules own one thing)."""
+"""The project's import graph, read from the source: no cycle (a cycle means two modules own one thing), and the
+layers the README describes: pure stages below storage adapters below signals and plans below the service,
+tasks, API and command line; ``tasks/`` holds Celery modules whose tasks are thin."""
 
 from __future__ import annotations
 
 import ast
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -14,19 +17,12 @@ def module_name(path: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-def _type_checking_only(node: ast.AST) -> bool:
-    return isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)
-
-
 def imported_modules(path: Path, known: set[str]) -> set[str]:
-    """Project modules ``path`` imports anywhere (functions included), except under ``if TYPE_CHECKING:``."""
+    """Project modules ``path`` imports anywhere (functions and ``if TYPE_CHECKING:`` blocks included)."""
     tree = ast.parse(path.read_text(), str(path))
-    skipped = {id(n) for node in ast.walk(tree) if _type_checking_only(node) for n in ast.walk(node)}
     package = module_name(path) if path.name == "__init__.py" else module_name(path).rpartition(".")[0]
     found: set[str] = set()
     for node in ast.walk(tree):
-        if id(node) in skipped:
-            continue
         if isinstance(node, ast.Import):
             found |= {alias.name for alias in node.names}
         elif isinstance(node, ast.ImportFrom):
@@ -80,6 +76,62 @@ def test_the_project_has_no_import_cycle() -> None:
 def test_the_cycle_finder_finds_a_cycle() -> None:
     assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": set()}) == ["a", "b", "c", "a"]
     assert find_cycle({"a": {"b"}, "b": set(), "c": {"a", "b"}}) is None
+
+
+def _offenders(graph: dict[str, set[str]], importer: Callable[[str], bool],
+               imported: Callable[[str], bool]) -> dict[str, list[str]]:
+    return {m: sorted(d for d in deps if imported(d)) for m, deps in graph.items()
+            if importer(m) and any(imported(d) for d in deps)}
+
+
+def _in(*packages: str) -> Callable[[str], bool]:
+    return lambda name: any(name == p or name.startswith(p + ".") for p in packages)
+
+
+def test_workers_never_import_the_layers_above_them() -> None:
+    """Stages, stores, signals and plans take their storage and settings as arguments."""
+    assert not _offenders(import_graph(), _in("workers"), _in("tasks", "db", "api", "cli", "stack", "service"))
+
+
+def test_only_the_storage_adapters_import_the_stores() -> None:
+    """Pure stages, signals and plans see storage through protocols (``workers.signals.base``); only the
+    adapters in ``workers/stores/`` themselves import them (``service/`` builds them)."""
+    in_workers_outside_stores = lambda name: _in("workers")(name) and not _in("workers.stores")(name)  # noqa: E731
+    assert not _offenders(import_graph(), in_workers_outside_stores, _in("workers.stores"))
+
+
+def test_task_modules_never_import_each_other() -> None:
+    """Work is queued by name (``service/queue.py``); only the worker entry point imports every task module (and
+    the ingest bench, which measures what a worker imports)."""
+    task_modules = {m for m, path in _module_paths().items() if m.startswith("tasks.") and "shared_task" in path}
+    graph = import_graph()
+    allowed = {"tasks.worker", "bench.ingest_throughput"}
+    assert not {m: sorted(graph[m] & task_modules) for m in graph if m not in allowed and graph[m] & task_modules}
+
+
+def test_tasks_holds_celery_modules_only() -> None:
+    """The app, the tasks, their base classes, the signal handlers and the worker's entry point."""
+    graph = import_graph()
+    for module, source in _module_paths().items():
+        if module.startswith("tasks.") and module != "tasks.worker":
+            assert "from celery" in source or "import celery" in source, f"{module} is not a Celery module"
+    assert graph["tasks.worker"] <= {m for m in graph if m.startswith("tasks.")} | {"service.resources", "service"}
+
+
+def test_task_bodies_are_short() -> None:
+    """A task loads its inputs, calls a plan, saves what it returns (20 lines at most, docstring aside)."""
+    for module, source in _module_paths().items():
+        if not module.startswith("tasks."):
+            continue
+        for node in ast.walk(ast.parse(source)):
+            if isinstance(node, ast.FunctionDef) and any("shared_task" in ast.unparse(d) for d in node.decorator_list):
+                body = node.body[1:] if ast.get_docstring(node) else node.body
+                lines = body[-1].end_lineno - body[0].lineno + 1
+                assert lines <= 20, f"{module}.{node.name} has a {lines}-line body"
+
+
+def _module_paths() -> dict[str, str]:
+    return {module_name(p): p.read_text() for package in PACKAGES for p in (ROOT / package).rglob("*.py")}
 
 
 def test_bench_never_imports_the_command_line() -> None:

@@ -121,8 +121,8 @@ class VideoCollection(Protocol):
 class VectorCollections(Protocol):
     """The Milvus collections a signal may use, by the name of what they hold."""
 
-    def frames(self) -> FrameCollection:
-        """The collection of the embedding model's frame vectors."""
+    def frames(self, name: str | None = None, dim: int = 0) -> FrameCollection:
+        """A collection of ``dim``-d vectors per frame named ``name``; by default the embedding model's."""
 
     def videos(self, name: str, dim: int) -> VideoCollection:
         """A collection of one ``dim``-d vector per video, named after what computes it."""

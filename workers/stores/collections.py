@@ -1,5 +1,5 @@
-"""``workers.signals.base.VectorCollections`` over Milvus: the model's frame collection, and one collection per
-video-level vector kind, opened on first use and closed together."""
+"""``workers.signals.base.VectorCollections`` over Milvus: the model's frame collection, and the other signals'
+collections (per frame or per video, by name), opened on first use and closed together."""
 
 from __future__ import annotations
 
@@ -11,24 +11,33 @@ from workers.stores.videovectors import VideoVectorIndex
 
 
 class MilvusCollections:
-    """The frame collection, and per-video collections made by ``open_videos(name, dim)`` on demand."""
+    """The model's frame collection (``model_frames()``), and the collections ``open_frames(name, dim)`` and
+    ``open_videos(name, dim)`` make, once each."""
 
-    def __init__(self, frames: Callable[[], VectorIndex], open_videos: Callable[[str, int], VideoVectorIndex]) -> None:
-        self._frames, self._open_videos = frames, open_videos
-        self._videos: dict[str, VideoVectorIndex] = {}
+    def __init__(self, model_frames: Callable[[], VectorIndex], open_frames: Callable[[str, int], VectorIndex],
+                 open_videos: Callable[[str, int], VideoVectorIndex]) -> None:
+        self._model_frames, self._open_frames, self._open_videos = model_frames, open_frames, open_videos
+        self._opened: dict[tuple[str, str], VectorIndex | VideoVectorIndex] = {}
         self._lock = threading.Lock()
 
-    def frames(self) -> VectorIndex:
-        return self._frames()
+    def frames(self, name: str | None = None, dim: int = 0) -> VectorIndex:
+        if name is None:
+            return self._model_frames()
+        return self._open("frames", name, dim, self._open_frames)  # type: ignore[return-value]
 
     def videos(self, name: str, dim: int) -> VideoVectorIndex:
+        return self._open("videos", name, dim, self._open_videos)  # type: ignore[return-value]
+
+    def _open(self, kind: str, name: str, dim: int,
+              opener: Callable[[str, int], VectorIndex | VideoVectorIndex]) -> VectorIndex | VideoVectorIndex:
         with self._lock:
-            if name not in self._videos:
-                self._videos[name] = self._open_videos(name, dim)
-            return self._videos[name]
+            if (kind, name) not in self._opened:
+                self._opened[kind, name] = opener(name, dim)
+            return self._opened[kind, name]
 
     def close(self) -> None:
+        """Close what was opened here (the model's frame collection belongs to its owner)."""
         with self._lock:
-            collections, self._videos = list(self._videos.values()), {}
+            collections, self._opened = list(self._opened.values()), {}
         for collection in collections:
             collection.close()

@@ -1,0 +1,1 @@
+"""Signals that exist only for the tests."""
