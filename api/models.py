@@ -78,12 +78,14 @@ class Segment(BaseModel):
     ref_start: float
     ref_end: float
     score: float
+    signals: list[str] = Field(description="the signals that found it (\"video\": the frame descriptors)")
 
 
 class Match(BaseModel):
     video_id: str
     name: str
     score: float
+    signals: list[str] = Field(description="the signals that found any of its segments")
     segments: list[Segment]
     video_similarity: float | None = None
 

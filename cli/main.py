@@ -223,8 +223,8 @@ def _print_result(data: dict[str, Any], as_json: bool) -> None:
         click.echo(f"\n  {match['name']}  score {match['score']:.3f}{similarity}  ({match['video_id']})")
         click.echo(table(
             [(f"{hms(s['query_start'])}-{hms(s['query_end'])}", "~", f"{hms(s['ref_start'])}-{hms(s['ref_end'])}",
-              f"{s['score']:.3f}") for s in match["segments"]],
-            ["query", "", "reference", "score"],
+              f"{s['score']:.3f}", "+".join(s["signals"])) for s in match["segments"]],
+            ["query", "", "reference", "score", "found by"],
         ).replace("\n", "\n    ").join(["    ", ""]))
 
 

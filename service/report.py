@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -116,8 +117,9 @@ def _matrix(res: resources.Resources, bucket: str | None, key: str | None, notes
         return None
 
 
-def _segment(data: dict[str, float]) -> Segment:
-    return Segment(data["query_start"], data["query_end"], data["ref_start"], data["ref_end"], data["score"])
+def _segment(data: dict[str, Any]) -> Segment:
+    return Segment(data["query_start"], data["query_end"], data["ref_start"], data["ref_end"], data["score"],
+                   tuple(data.get("signals", ())))
 
 
 def _scratch(folder: Path) -> Path:

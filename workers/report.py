@@ -183,8 +183,10 @@ def _match_html(rank: int, match: MatchReport, fps: float, matrix_max_px: int) -
     rows = "".join(
         f"<tr class=\"segment\"><td>{i}</td><td>{clock(s.segment.query_start)} – {clock(s.segment.query_end)}</td>"
         f"<td>{clock(s.segment.ref_start)} – {clock(s.segment.ref_end)}</td>"
-        f"<td class=\"score\">{s.segment.score:.3f}</td></tr>" for i, s in enumerate(match.segments, 1))
-    out.append(f"<table><tr><th>#</th><th>query</th><th>reference</th><th>score</th></tr>{rows}</table>")
+        f"<td class=\"score\">{s.segment.score:.3f}</td><td class=\"signals\">{e(' + '.join(s.segment.signals))}</td>"
+        "</tr>" for i, s in enumerate(match.segments, 1))
+    out.append("<table><tr><th>#</th><th>query</th><th>reference</th><th>score</th><th>found by</th></tr>"
+               f"{rows}</table>")
     for i, seg in enumerate(match.segments, 1):
         out.append(f"<table class=\"frames\" data-segment=\"{i}\"><tr><th>segment {i}</th><th>query</th>"
                    "<th>reference</th></tr>")

@@ -60,8 +60,11 @@ def test_quick_set_end_to_end(services_env: dict[str, str], quick_fixtures: Path
     assert set(stored) == {"job_id", "query", "status", "error", "timings", "matches"}
     [match] = stored["matches"]
     assert match["name"] == "clip05_bikes.mp4"
-    assert set(match) == {"video_id", "name", "score", "segments"}
+    assert set(match) == {"video_id", "name", "score", "signals", "segments"}
+    assert match["signals"] == ["video"]  # found by the frame descriptors (the one signal on by default)
     [segment] = match["segments"]
+    assert set(segment) == {"query_start", "query_end", "ref_start", "ref_end", "score", "signals"}
+    assert segment["signals"] == ["video"]
     assert segment["query_start"] == pytest.approx(2, abs=1.01)
     assert segment["ref_start"] == pytest.approx(2, abs=1.01)
     assert segment["query_end"] - segment["query_start"] == pytest.approx(6, abs=1.5)

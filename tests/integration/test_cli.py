@@ -34,10 +34,10 @@ def test_ingest_list_query_result_jobs(copycat_env: Path, clips_dir: Path, broke
     assert [m["name"] for m in result["matches"]] == ["clip12_armwrestle.mp4"]
     [segment] = result["matches"][0]["segments"]
     assert segment == {"query_start": 0.0, "query_end": 10.0, "ref_start": 0.0, "ref_end": 10.0,
-                       "score": segment["score"]}
+                       "score": segment["score"], "signals": ["video"]}
 
     code, out = run("result", result["job_id"])
-    assert code == 0 and "00:00:00-00:00:10  ~  00:00:00-00:00:10" in out
+    assert code == 0 and "00:00:00-00:00:10  ~  00:00:00-00:00:10" in out and "video" in out
 
     code, out = run("query", str(clips_dir / "clip15_grampa.flv"))
     assert code == 0 and "no copied footage found" in out
