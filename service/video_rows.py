@@ -53,8 +53,8 @@ class _Target:
     known_frames: int | None
     outcome: dict[str, Any]
 
-    def indexed(self, vectors: Mapping[str, int], frames: int, seconds: float) -> None:
-        self.outcome.update(vectors=dict(vectors), frames=frames, seconds=seconds)
+    def indexed(self, vectors: Mapping[str, int], seconds: float) -> None:
+        self.outcome.update(vectors=dict(vectors), seconds=seconds)
 
 
 class VideoRows:
@@ -100,12 +100,11 @@ class VideoRows:
                 return
             videos.add_timing(s, video_id, "index", outcome["seconds"])
             copies.forget_video(s, video_id)  # they described the previous content; detection finds the new ones
-            count = outcome["vectors"][PRIMARY]
-            indexed = videos.set_status(s, video_id, VideoStatus.INDEXED, vector_count=count,
-                                        vector_frames=outcome["frames"])
+            count, frames = outcome["vectors"][PRIMARY], row.frame_count
+            indexed = videos.set_status(s, video_id, VideoStatus.INDEXED, vector_count=count, vector_frames=frames)
             name, data = row.name, video_event(indexed)
         log.info("video %s (%s): %d of %d frames informative, indexed with %s (signals: %s)", video_id, name, count,
-                 outcome["frames"], self.res.embedder.name, ", ".join(outcome["vectors"]))
+                 frames, self.res.embedder.name, ", ".join(outcome["vectors"]))
         events.emit("video.indexed", data)
         if self.res.settings.copies.on_ingest:
             enqueue_copy_detection(video_id, name)

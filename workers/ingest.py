@@ -48,7 +48,7 @@ class IndexTarget(Protocol):
     known_frames: int | None
     """An upper bound of the frames the primary collection may hold rows of for the video (None: unknown)."""
 
-    def indexed(self, vectors: Mapping[str, int], frames: int, seconds: float) -> None:
+    def indexed(self, vectors: Mapping[str, int], seconds: float) -> None:
         """All vectors are written: ``indexed`` (committed, then announced, when the lock is released)."""
 
 
@@ -117,8 +117,7 @@ def index(video_id: str, evidence: Mapping[str, Any], key: str, *, signals: Sequ
         tick = time.perf_counter()
         vectors = {s.name: s.index(stores, video_id, evidence[s.name], known_frames=target.known_frames)
                    for s in signals}
-        primary = evidence[signals[0].name]
-        target.indexed(vectors, frames=int(primary.features.shape[0]), seconds=time.perf_counter() - tick)
+        target.indexed(vectors, seconds=time.perf_counter() - tick)
     return IngestResult(vectors)
 
 
