@@ -83,6 +83,11 @@ class VideoRows:
                 if name != PRIMARY:
                     old = signal_rows.save_record(s, video_id, name, object_key=record.key, data=dict(record.data))
                     stale += [old] if old else []
+            for name, row in signal_rows.records_of(s, video_id).items():
+                if name not in records:  # a signal switched off since: what it kept describes the old bytes
+                    self.res.signal(name).forget(self.res.stores, video_id)
+                    signal_rows.delete_record(s, video_id, name)
+                    stale += [row.object_key] if row.object_key else []
         return stale
 
     @contextmanager

@@ -32,6 +32,7 @@ from service.resources import session
 from service.video_rows import video_event
 from workers.errors import ConfigError, CopycatError, InputError, TransientError
 from workers.extract import ProgressFn
+from workers.signals.registry import SIGNALS
 
 log = logging.getLogger(__name__)
 
@@ -202,8 +203,8 @@ class VideoTask(RecordedTask):
         """Vectors out of the search, and the copy relations of the footage it no longer holds."""
         res = resources.current()
         try:
-            for signal in res.signals:
-                signal.forget(res.stores, object_id)
+            for name in SIGNALS:  # those switched off too: none of them may keep matching the footage it lost
+                res.signal(name).forget(res.stores, object_id)
         except CopycatError as exc:
             log.warning("video %s: vectors not removed after its failure (%s); it stays out of results since "
                         "only indexed videos are localised", object_id, exc)

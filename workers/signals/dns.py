@@ -32,6 +32,7 @@ from workers.dns.representation import (
     required_files,
     unpack_fine,
 )
+from workers.errors import ObjectMissing
 from workers.signals.base import (
     Extraction,
     RankingSignal,
@@ -153,6 +154,9 @@ class DnsSignal(RankingSignal[DnsRepresentation]):
 
     def load(self, stores: SignalStores, record: Record) -> DnsRepresentation:
         assert record.key is not None
+        if record.key.endswith(".npy"):
+            raise ObjectMissing(f"{record.key} holds a fine index alone (written before coarse vectors were kept "
+                                "beside it): the representation cannot be restored from it; re-ingest the video")
         stored = stores.arrays.get_all(record.key)
         return DnsRepresentation(stored["coarse"], unpack_fine(stored["fine"], record.data["fine_dtype"]),
                                  float(stored["selector_stat"]))
