@@ -20,6 +20,7 @@ import argparse
 import shutil
 import statistics
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +28,7 @@ import numpy as np
 from bench.fixtures import build_fixtures
 from workers.embed import create_embedder
 from workers.evaluate import load_ground_truth
-from workers.localise import TemporalNetwork
+from workers.localise import VCSL_TN, TemporalNetwork
 from workers.pipeline import embed_video, match_query
 from workers.selection import select_candidates
 from workers.stores.objects import LocalObjectStore, load_matrix, save_matrix
@@ -112,7 +113,7 @@ def run(sizes: list[int], repeats: int, work: Path) -> None:
     query = embed_video(query_path, embedder).features
     embed_s = time.perf_counter() - tick
     print(f"query {QUERY}: {query.shape[0]} frames, decode+embed {embed_s:.2f} s (same for both paths)\n")
-    tn = TemporalNetwork(tn_top_k=10, min_length=3, trim=True, merge_gap=2, device="cpu")
+    tn = TemporalNetwork(replace(VCSL_TN, tn_top_k=10, min_length=3, trim=True, merge_gap=2, device="cpu"))
     rng = np.random.default_rng(0)
     header = f"{'N vectors':>10} {'path':8} {'search':>8} {'select':>8} {'load':>8} {'localise':>9} {'total':>8}"
     print(header)

@@ -238,7 +238,7 @@ def product_path(index: VectorIndex, store: LocalObjectStore, views: np.ndarray,
     stage, whole frames and 2x2 tiles, per-video hits off/on, ``search_batch`` 256 and 1024; then (with
     ``seed``) the seed-style path (one search per frame, top 100 candidates, all loaded and localised)."""
     settings = Settings()
-    tn = TemporalNetwork(**settings.localise.model_dump())
+    tn = TemporalNetwork(settings.tn_params())
     base = settings.query_params()
     load = partial(load_references, store)
     print(f"  product path on {label} (Bounded reads, ef {index.index.search_ef}; stage medians, s): "

@@ -158,8 +158,8 @@ class Resources:
 
     @shared_property
     def localiser(self) -> TemporalNetwork:
-        """The temporal network with the settings' options (``LocaliseSettings`` mirrors its fields)."""
-        return TemporalNetwork(**self.settings.localise.model_dump())
+        """The temporal network with the settings' parameters (``Settings.tn_params``)."""
+        return TemporalNetwork(self.settings.tn_params())
 
     def warm_up(self) -> None:
         """Build everything an ingest uses, now (``start_warm_up`` does it beside the first video; the ingest

@@ -24,11 +24,13 @@ from workers.admission import InputLimits
 from workers.decode import DecodeOptions
 from workers.errors import ConfigError
 from workers.informative import FrameFilter
+from workers.localise import TNParams
 from workers.stores.milvus import IndexSpec
 from workers.types import QueryParams
 
 _LIMITS = InputLimits()
 _INDEX = IndexSpec()
+_TN = TNParams()
 
 
 class DatabaseSettings(BaseModel):
@@ -173,36 +175,39 @@ class SelectSettings(BaseModel):
 
 
 class LocaliseSettings(BaseModel):
-    """Temporal-network defaults chosen on the fixture benchmark (bench/tune.py; VCSL's are 10/5/10/0.2/5/0.3).
+    """The temporal network's parameters: ``workers.localise.TNParams``'s fields, with its defaults (chosen on
+    the fixture benchmark, bench/tune.py; VCSL's are 10/5/10/0.2/5/0.3). ``Settings.tn_params`` builds the
+    localiser's parameters from them; an "off" here is a value (0, 1), not None."""
 
-    The field names are ``workers.localise.TemporalNetwork``'s: the localiser is built from them directly."""
-
-    tn_max_step: int = Field(10, ge=2, description="largest temporal jump between matched frames")
-    tn_top_k: int = Field(10, ge=1, description="reference frames kept per query frame")
-    max_path: int = Field(10, ge=0, description="segments tried per pair is max_path + 1")
-    min_sim: float = Field(0.2, description="minimum frame similarity on a path and per segment")
-    min_length: int = Field(1, ge=0, description="segments must span more than this many frames on both axes")
-    max_iou: float = Field(0.3, ge=0, le=1, description="overlap above which a later segment is dropped")
-    trim: bool = Field(True, description="drop path ends whose similarity is below min_sim")
-    merge_gap: int = Field(2, ge=0, description="join segments on one diagonal separated by at most this")
-    split_jump: int = Field(3, ge=0, description="cut a path where its time offset jumps by more than this"
-                            " many frames (footage inserted into a copy)")
-    end_floor: float = Field(0.5, ge=0, le=1, description="trim path ends whose similarity is below this times"
-                             " the path's median (0: off)")
-    query_overlap: float = Field(0.5, ge=0, le=1, description="drop a segment lying more than this share inside"
-                                 " a stronger one's query span (1: off)")
-    snap_ends: bool = Field(True, description="put path ends back on the copy's diagonal: drop an end reached"
-                            " by an offset jump, extend each end along its diagonal while similarity stays above"
-                            " the end floor")
-    prefer_stronger: bool = Field(True, description="a path overlapping an accepted segment replaces it when its"
-                                  " mean similarity is higher and it spans 80% of its query frames")
-    min_segment_score: float = Field(0.2, ge=0, le=1, description="drop segments whose score is below this (on"
-                                     " the score's scale; fixture F1 is the same from 0.2 to 0.35)")
-    min_informative: float = Field(0.5, ge=0, le=1, description="segments need at least this share of"
-                                   " informative frames on both sides")
-    score: Literal["bounded", "tn"] = Field("bounded", description="segment score: bounded (mean similarity x"
+    tn_max_step: int = Field(_TN.tn_max_step, ge=2, description="largest temporal jump between matched frames")
+    tn_top_k: int = Field(_TN.tn_top_k, ge=1, description="reference frames kept per query frame")
+    max_path: int = Field(_TN.max_path, ge=0, description="segments tried per pair is max_path + 1")
+    min_sim: float = Field(_TN.min_sim, description="minimum frame similarity on a path and per segment")
+    min_length: int = Field(_TN.min_length, ge=0, description="segments must span more than this many frames on"
+                            " both axes")
+    max_iou: float = Field(_TN.max_iou, ge=0, le=1, description="overlap above which a later segment is dropped")
+    trim: bool = Field(_TN.trim, description="drop path ends whose similarity is below min_sim")
+    merge_gap: int = Field(_TN.merge_gap, ge=0, description="join segments on one diagonal separated by at most"
+                           " this")
+    split_jump: int = Field(_TN.split_jump, ge=0, description="cut a path where its time offset jumps by more"
+                            " than this many frames (footage inserted into a copy)")
+    end_floor: float = Field(_TN.end_floor, ge=0, le=1, description="trim path ends whose similarity is below"
+                             " this times the path's median (0: off)")
+    query_overlap: float = Field(_TN.query_overlap, ge=0, le=1, description="drop a segment lying more than this"
+                                 " share inside a stronger one's query span (1: off)")
+    snap_ends: bool = Field(_TN.snap_ends, description="put path ends back on the copy's diagonal: drop an end"
+                            " reached by an offset jump, extend each end along its diagonal while similarity stays"
+                            " above the end floor")
+    prefer_stronger: bool = Field(_TN.prefer_stronger, description="a path overlapping an accepted segment"
+                                  " replaces it when its mean similarity is higher and it spans 80% of its query"
+                                  " frames")
+    min_segment_score: float = Field(_TN.min_segment_score, ge=0, le=1, description="drop segments whose score is"
+                                     " below this (on the score's scale; fixture F1 is the same from 0.2 to 0.35)")
+    min_informative: float = Field(_TN.min_informative, ge=0, le=1, description="segments need at least this"
+                                   " share of informative frames on both sides")
+    score: Literal["bounded", "tn"] = Field(_TN.score, description="segment score: bounded (mean similarity x"
                                             " evidence of length, in [0, 1]) or tn (the temporal network's)")
-    device: str = Field("auto", description="device for the similarity matmul")
+    device: str = Field(_TN.device, description="device for the similarity matmul")
 
 
 class QuerySettings(BaseModel):
@@ -396,6 +401,10 @@ class Settings(BaseSettings):
     def index_spec(self) -> IndexSpec:
         """How the Milvus collections are indexed and searched."""
         return IndexSpec(**self.milvus.model_dump(include=set(IndexSpec.__dataclass_fields__)))
+
+    def tn_params(self) -> TNParams:
+        """The localiser's parameters (``TemporalNetwork(settings.tn_params())`` is the product's localiser)."""
+        return TNParams(**self.localise.model_dump())
 
     def frame_filter(self) -> FrameFilter:
         f = self.frames

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import re
+from dataclasses import fields, replace
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
 from cli.main import cli
-from service.settings import MilvusSettings, Settings, load_settings
+from service.settings import LocaliseSettings, MilvusSettings, Settings, load_settings
 from workers.errors import ConfigError
+from workers.localise import TNParams
 from workers.stores.milvus import IndexSpec
 
 README = Path(__file__).resolve().parents[2] / "README.md"
@@ -65,4 +67,17 @@ def test_every_index_setting_reaches_the_collections(monkeypatch: pytest.MonkeyP
     assert (spec.index_type, spec.ivf_nlist, spec.ivf_nprobe) == ("IVF_SQ8", 4096, 64)
     monkeypatch.setenv("COPYCAT_MILVUS__INDEX_TYPE", "DISKANN")
     with pytest.raises(ConfigError, match="COPYCAT_MILVUS__INDEX_TYPE"):
+        load_settings()
+
+
+def test_the_localiser_settings_are_its_parameters(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``COPYCAT_LOCALISE__*`` are ``TNParams``'s fields with its defaults: the localiser a bare
+    ``TemporalNetwork()`` builds is the one the product runs."""
+    assert list(LocaliseSettings.model_fields) == [f.name for f in fields(TNParams)]
+    assert Settings().tn_params() == TNParams()
+    monkeypatch.setenv("COPYCAT_LOCALISE__TN_TOP_K", "5")
+    monkeypatch.setenv("COPYCAT_LOCALISE__SCORE", "tn")
+    assert load_settings().tn_params() == replace(TNParams(), tn_top_k=5, score="tn")
+    monkeypatch.setenv("COPYCAT_LOCALISE__TN_MAX_STEP", "1")
+    with pytest.raises(ConfigError, match="COPYCAT_LOCALISE__TN_MAX_STEP"):
         load_settings()
