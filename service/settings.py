@@ -12,6 +12,7 @@ Postgres, Redis, an S3 server and a Milvus server for production.
 from __future__ import annotations
 
 import os
+from dataclasses import fields
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -31,6 +32,8 @@ from workers.types import QueryParams
 _LIMITS = InputLimits()
 _INDEX = IndexSpec()
 _TN = TNParams()
+_DECODE = DecodeOptions()
+_QUERY = QueryParams()  # the type of each field's default: what query_params makes a value
 
 
 class DatabaseSettings(BaseModel):
@@ -94,38 +97,45 @@ class MilvusSettings(BaseModel):
 
 
 class DecodeSettings(BaseModel):
-    fps: float = Field(1.0, gt=0, le=30, description="frames sampled per second of video")
-    timeout_s: float = Field(1800.0, gt=0, description="limit of ffmpeg's time decoding one video (seconds; the"
-                             " least any video gets, see TIMEOUT_PER_S)")
-    timeout_per_s: float = Field(0.5, ge=0, description="decode time allowed per second of probed video, when that"
-                                 " is more than TIMEOUT_S (a 6-hour upload gets 3 hours); 0 = TIMEOUT_S for all")
-    threads: int = Field(0, ge=0, le=64, description="ffmpeg decoder threads per ffmpeg process; 0 lets ffmpeg"
-                         " decide (one per core), or 1 for each of a video's parallel range decoders (DECODERS)")
-    decoders: int = Field(0, ge=0, le=64, description="ffmpeg processes decoding one long video at once, each a"
-                          " time range of about SEGMENT_S (1.24x faster than one multi-threaded decoder on 2 cores,"
-                          " 1.83x with non-reference skipping against a full decode); 0 = this process's cores over"
-                          " the videos it decodes at the moment; 1 = one"
-                          " decoder per video")
-    segment_s: float = Field(120.0, gt=0, description="length of one range of a video decoded in parallel"
-                             " (DECODERS); shorter videos than twice this are decoded by one process. Ranges"
+    """How videos are decoded: ``workers.decode.DecodeOptions``'s fields with its defaults (the limits are
+    ``InputLimits``'s), built by ``Settings.decode_options``."""
+
+    fps: float = Field(_DECODE.fps, gt=0, le=30, description="frames sampled per second of video")
+    timeout_s: float = Field(_DECODE.timeout_s, gt=0, description="limit of ffmpeg's time decoding one video"
+                             " (seconds; the least any video gets, see TIMEOUT_PER_S)")
+    timeout_per_s: float = Field(_DECODE.timeout_per_s, ge=0, description="decode time allowed per second of probed"
+                                 " video, when that is more than TIMEOUT_S (a 6-hour upload gets 3 hours); 0 ="
+                                 " TIMEOUT_S for all")
+    threads: int = Field(_DECODE.threads, ge=0, le=64, description="ffmpeg decoder threads per ffmpeg process; 0"
+                         " lets ffmpeg decide (one per core), or 1 for each of a video's parallel range decoders"
+                         " (DECODERS)")
+    decoders: int = Field(_DECODE.decoders, ge=0, le=64, description="ffmpeg processes decoding one long video at"
+                          " once, each a time range of about SEGMENT_S (1.24x faster than one multi-threaded decoder"
+                          " on 2 cores, 1.83x with non-reference skipping against a full decode); 0 = this process's"
+                          " cores over the videos it decodes at the moment; 1 = one decoder per video")
+    segment_s: float = Field(_DECODE.segment_s, gt=0, description="length of one range of a video decoded in"
+                             " parallel (DECODERS); shorter videos than twice this are decoded by one process. Ranges"
                              " decoded ahead wait in memory: at most DECODERS ranges of sampled frames")
-    keyframe_max_gap_s: float = Field(0.0, ge=0, description="decode key frames only for streams whose key frames"
-                                      " (in their first 30 s) are at most this far apart; a sample may then come"
-                                      " up to that much early; 0 = never (measuring the spacing costs one more"
-                                      " ffprobe per video)")
-    hwaccel: Literal["auto", "cuda", "none"] = Field("auto", description="auto: decode on an NVIDIA GPU (NVDEC +"
-                                                     " scale_cuda) when ffmpeg and the driver offer it; cuda: the"
-                                                     " same, logging why not when they do not; none: never. A"
-                                                     " failed GPU decode falls back to the CPU")
-    chunk_frames: int = Field(64, ge=1, description="frames read from ffmpeg at a time (bounds memory)")
-    max_errors: int = Field(0, ge=0, description="decoder errors tolerated before a video counts as corrupt")
+    keyframe_max_gap_s: float = Field(_DECODE.keyframe_max_gap_s, ge=0, description="decode key frames only for"
+                                      " streams whose key frames (in their first 30 s) are at most this far apart; a"
+                                      " sample may then come up to that much early; 0 = never (measuring the spacing"
+                                      " costs one more ffprobe per video)")
+    hwaccel: Literal["auto", "cuda", "none"] = Field(_DECODE.hwaccel, description="auto: decode on an NVIDIA GPU"
+                                                     " (NVDEC + scale_cuda) when ffmpeg and the driver offer it;"
+                                                     " cuda: the same, logging why not when they do not; none:"
+                                                     " never. A failed GPU decode falls back to the CPU")
+    chunk_frames: int = Field(_DECODE.chunk_frames, ge=1, description="frames read from ffmpeg at a time (bounds"
+                              " memory)")
+    max_errors: int = Field(_DECODE.max_errors, ge=0, description="decoder errors tolerated before a video counts"
+                            " as corrupt")
     max_duration_s: float = Field(_LIMITS.max_duration_s, gt=0, description="longer videos are refused")
     max_pixels: int = Field(_LIMITS.max_pixels, ge=1, description="videos whose frames have more pixels (width x"
                             " height) are refused; the default is 8K UHD, 7680x4320")
     max_file_mib: int = Field(_LIMITS.max_file_bytes // 2**20, ge=1, description="larger files are refused (MiB)")
     max_fps: float = Field(_LIMITS.max_fps, gt=0, description="videos with a higher frame rate are refused")
-    skip_nonref: bool = Field(True, description="H.264/HEVC: skip non-reference frames while decoding (faster"
-                              " on streams with B-frames; a sample may come up to 2 source frames early)")
+    skip_nonref: bool = Field(_DECODE.skip_nonref, description="H.264/HEVC: skip non-reference frames while"
+                              " decoding (faster on streams with B-frames; a sample may come up to 2 source frames"
+                              " early)")
 
     def limits(self) -> InputLimits:
         """The limits ``workers.decode.probe`` checks before any frame is decoded."""
@@ -392,11 +402,9 @@ class Settings(BaseSettings):
         return int(self.broker.task_time_limit_s + self.decode_options().timeout_for(self.decode.max_duration_s))
 
     def decode_options(self) -> DecodeOptions:
-        d = self.decode
-        return DecodeOptions(fps=d.fps, chunk_frames=d.chunk_frames, timeout_s=d.timeout_s, max_errors=d.max_errors,
-                             limits=d.limits(), skip_nonref=d.skip_nonref, timeout_per_s=d.timeout_per_s,
-                             threads=d.threads, keyframe_max_gap_s=d.keyframe_max_gap_s, hwaccel=d.hwaccel,
-                             decoders=d.decoders, segment_s=d.segment_s)
+        """How videos are decoded: each ``DecodeOptions`` field from its ``COPYCAT_DECODE__`` setting."""
+        names = {f.name for f in fields(DecodeOptions)} - {"limits"}
+        return DecodeOptions(**self.decode.model_dump(include=names), limits=self.decode.limits())
 
     def index_spec(self) -> IndexSpec:
         """How the Milvus collections are indexed and searched."""
@@ -412,18 +420,12 @@ class Settings(BaseSettings):
                            max_pattern_similarity=f.max_pattern_similarity)
 
     def query_params(self, overrides: dict[str, Any] | None = None) -> QueryParams:
-        """A job's parameters: the settings' defaults with the job's own values on top."""
-        defaults = {"top_k": self.select.top_k, "search_limit": self.select.search_limit,
-                    "reduce": self.select.reduce, "per_video": self.select.per_video,
-                    "min_score": self.query.min_score,
-                    "exclude_self": self.query.exclude_self, "crop_grid": self.query.crop_grid,
-                    "extra_views": self.query.extra_views}
-        merged = {**defaults, **{k: v for k, v in (overrides or {}).items() if k in defaults and v is not None}}
-        return QueryParams(top_k=int(merged["top_k"]), search_limit=int(merged["search_limit"]),
-                           reduce=str(merged["reduce"]), per_video=bool(merged["per_video"]),
-                           min_score=float(merged["min_score"]),
-                           exclude_self=bool(merged["exclude_self"]), crop_grid=int(merged["crop_grid"]),
-                           extra_views=tuple(merged["extra_views"]))
+        """A job's parameters: each ``QueryParams`` field from its ``COPYCAT_SELECT__`` or ``COPYCAT_QUERY__``
+        setting, with the job's own values (not None) on top, each made the field's type."""
+        settings = {**self.select.model_dump(), **self.query.model_dump()}
+        values = {f.name: settings[f.name] for f in fields(QueryParams)}
+        values |= {k: v for k, v in (overrides or {}).items() if k in values and v is not None}
+        return QueryParams(**{k: type(getattr(_QUERY, k))(v) for k, v in values.items()})
 
     def copy_params(self) -> QueryParams:
         """Parameters of copy detection: whole frames only (a reference's stored matrix has no tiles)."""

@@ -26,6 +26,7 @@ from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Literal
 
 import ffmpeg
 import numpy as np
@@ -142,27 +143,47 @@ def expected_frames(duration: float, fps: float) -> int:
 
 @dataclass(frozen=True)
 class DecodeOptions:
-    """How a worker decodes: sampling rate, chunking, and the limits that protect it (``Settings.decode_options``).
+    """How a worker decodes: sampling rate, chunking, and the limits that protect it.
 
-    ``limits`` are checked by ``probe``, before any frame is decoded."""
+    The defaults are what the product runs: ``COPYCAT_DECODE__<FIELD>`` sets each one (``DecodeSettings``
+    takes its defaults from here; ``Settings.decode_options`` builds these from it). ``limits`` are checked
+    by ``probe``, before any frame is decoded. A decode that must be exact and the same on every machine
+    (tests comparing pixels) says ``skip_nonref=False, hwaccel="none"``."""
 
     fps: float = 1.0
+    """Frames sampled per second of video."""
     chunk_frames: int = 64
+    """Frames read from ffmpeg at a time (bounds memory)."""
     timeout_s: float = 1800.0
+    """Limit of ffmpeg's time decoding one video, the least any video gets (``timeout_for``)."""
     max_errors: int = 0
+    """Decoder errors tolerated before a video counts as corrupt."""
     limits: InputLimits = InputLimits()
-    skip_nonref: bool = False
-    timeout_per_s: float = 0.0
+    skip_nonref: bool = True
+    """H.264/HEVC: skip non-reference frames (a sample may come up to 2 source frames early; ``plan_decode``)."""
+    timeout_per_s: float = 0.5
+    """Decode time allowed per second of probed video, when that is more than ``timeout_s``; 0 = ``timeout_s``."""
     threads: int = 0
+    """ffmpeg decoder threads per ffmpeg process; 0 lets ffmpeg decide."""
     keyframe_max_gap_s: float = 0.0
-    hwaccel: str = "none"
-    decoders: int = 1
+    """Decode key frames only for streams whose key frames are at most this far apart; 0 = never."""
+    hwaccel: Literal["auto", "cuda", "none"] = "auto"
+    """NVDEC when offered (auto), NVDEC logging why not (cuda), or never (none); see ``plan_decode``."""
+    decoders: int = 0
+    """ffmpeg processes decoding one long video at once, each a time range (``plan_ranges``); 0 = the cores
+    this video's share gives it."""
     segment_s: float = 120.0
+    """Length of one time range decoded in parallel."""
 
     def timeout_for(self, duration: float) -> float:
         """The decode time limit of a video of ``duration`` seconds: ``timeout_s``, or ``timeout_per_s`` per
         second of video when that is more (a 2-hour upload gets a longer limit than a 30-second one)."""
         return max(self.timeout_s, self.timeout_per_s * duration)
+
+
+FULL_DECODE = DecodeOptions(skip_nonref=False, timeout_per_s=0.0, hwaccel="none", decoders=1)
+"""Every frame decoded, on the CPU, by one ffmpeg per video: the benchmarks measured this way keep measuring
+it. Not what the product runs (``DecodeOptions()``)."""
 
 
 def sample_frames(path: Path, info: VideoInfo, geometry: FrameGeometry, options: DecodeOptions = DecodeOptions(),

@@ -10,10 +10,20 @@ import pytest
 from click.testing import CliRunner
 
 from cli.main import cli
-from service.settings import LocaliseSettings, MilvusSettings, Settings, load_settings
+from service.settings import (
+    DecodeSettings,
+    LocaliseSettings,
+    MilvusSettings,
+    QuerySettings,
+    SelectSettings,
+    Settings,
+    load_settings,
+)
+from workers.decode import DecodeOptions
 from workers.errors import ConfigError
 from workers.localise import TNParams
 from workers.stores.milvus import IndexSpec
+from workers.types import QueryParams
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 
@@ -81,3 +91,19 @@ def test_the_localiser_settings_are_its_parameters(monkeypatch: pytest.MonkeyPat
     monkeypatch.setenv("COPYCAT_LOCALISE__TN_MAX_STEP", "1")
     with pytest.raises(ConfigError, match="COPYCAT_LOCALISE__TN_MAX_STEP"):
         load_settings()
+
+
+def test_decode_and_query_settings_reach_their_dataclasses(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``COPYCAT_DECODE__*`` defaults are ``DecodeOptions``'s; every ``DecodeOptions`` and ``QueryParams`` field
+    has its setting, and a set variable arrives."""
+    decode_fields = {f.name for f in fields(DecodeOptions)}
+    assert decode_fields - {"limits"} <= set(DecodeSettings.model_fields)
+    assert Settings().decode_options() == DecodeOptions()
+    assert {f.name for f in fields(QueryParams)} <= set(SelectSettings.model_fields) | set(QuerySettings.model_fields)
+    monkeypatch.setenv("COPYCAT_DECODE__HWACCEL", "none")
+    monkeypatch.setenv("COPYCAT_QUERY__EXTRA_VIEWS", '["flip"]')
+    monkeypatch.setenv("COPYCAT_SELECT__REDUCE", "sum")
+    cfg = load_settings()
+    assert cfg.decode_options() == replace(DecodeOptions(), hwaccel="none")
+    params = cfg.query_params({"top_k": "3", "crop_grid": None})
+    assert (params.top_k, params.reduce, params.crop_grid, params.extra_views) == (3, "sum", 2, ("flip",))
