@@ -90,7 +90,7 @@ class _Source:
     def frames(self, times: tuple[float, ...], height: int, notes: list[str]) -> list[np.ndarray | None]:
         if self.failed:
             return [None] * len(times)
-        options = self.res.settings.decode_options()
+        options = self.res.decode_options
         try:
             if self.info is None:
                 self.folder.mkdir(parents=True, exist_ok=True)

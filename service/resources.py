@@ -13,6 +13,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from functools import cached_property
 from typing import TYPE_CHECKING
 
@@ -23,6 +24,7 @@ from db.migrate import upgrade
 from db.session import create_db_engine, session_scope
 from service.settings import Settings, load_settings
 from tasks.app import create_app
+from workers.decode import CoreShare, DecodeOptions
 from workers.embed import create_embedder
 from workers.errors import DatabaseUnavailable
 from workers.localise import TemporalNetwork
@@ -44,7 +46,7 @@ log = logging.getLogger(__name__)
 COARSE_MODEL = "dns_cg_student"
 COARSE_DIM = 1024
 _RESOURCES = ("engine", "objects", "embedder", "pattern_features", "frame_index", "video_index", "dns_models",
-              "localiser")
+              "localiser", "decode_options")
 
 
 class shared_property(cached_property):  # noqa: N801 - a decorator, named like the one it extends
@@ -160,6 +162,12 @@ class Resources:
     def localiser(self) -> TemporalNetwork:
         """The temporal network with the settings' parameters (``Settings.tn_params``)."""
         return TemporalNetwork(self.settings.tn_params())
+
+    @shared_property
+    def decode_options(self) -> DecodeOptions:
+        """How this process decodes (``Settings.decode_options``), with one share of its cores for every video
+        it decodes at once (parallel ingest, a thread pool worker)."""
+        return replace(self.settings.decode_options(), cores=CoreShare())
 
     def warm_up(self) -> None:
         """Build everything an ingest uses, now (``start_warm_up`` does it beside the first video; the ingest

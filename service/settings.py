@@ -402,8 +402,9 @@ class Settings(BaseSettings):
         return int(self.broker.task_time_limit_s + self.decode_options().timeout_for(self.decode.max_duration_s))
 
     def decode_options(self) -> DecodeOptions:
-        """How videos are decoded: each ``DecodeOptions`` field from its ``COPYCAT_DECODE__`` setting."""
-        names = {f.name for f in fields(DecodeOptions)} - {"limits"}
+        """How videos are decoded: each ``DecodeOptions`` field from its ``COPYCAT_DECODE__`` setting. The share
+        of the process's cores is the process's own (``Resources.decode_options``), none here."""
+        names = {f.name for f in fields(DecodeOptions)} - {"limits", "cores"}
         return DecodeOptions(**self.decode.model_dump(include=names), limits=self.decode.limits())
 
     def index_spec(self) -> IndexSpec:

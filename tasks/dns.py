@@ -92,7 +92,7 @@ def represent(res: resources.Resources, fetch: Callable[[Path], ObjectInfo], nam
     """A decode of its own at the students' 1 fps, for the DnS representation (``.video.dns``) of an object
     whose frames were not decoded at that rate (backfill, or ``COPYCAT_DECODE__FPS`` other than 1)."""
     cfg = res.settings
-    return embed_object(fetch, res.embedder, replace(cfg.decode_options(), fps=DNS_FPS), scratch_dir=cfg.scratch_dir,
+    return embed_object(fetch, res.embedder, replace(res.decode_options, fps=DNS_FPS), scratch_dir=cfg.scratch_dir,
                         label=name, dns=res.dns_models, dns_geometry=DNS_GEOMETRY)
 
 

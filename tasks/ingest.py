@@ -90,7 +90,7 @@ def embed(res: resources.Resources, bucket: str, key: str, name: str, *, crop_gr
         return res.objects.get_file(bucket, key, dest)
 
     shared = dns_on and dns.shares_decode(cfg)
-    embedded = embed_object(None, res.embedder, cfg.decode_options(), scratch_dir=cfg.scratch_dir, label=name,
+    embedded = embed_object(None, res.embedder, res.decode_options, scratch_dir=cfg.scratch_dir, label=name,
                             crop_grid=crop_grid, extra_views=extra_views, dns=res.dns_models if shared else None,
                             dns_geometry=dns.DNS_GEOMETRY if shared else None, frame_filter=cfg.frame_filter(),
                             patterns=res.pattern_features, progress=progress,

@@ -24,7 +24,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
@@ -141,6 +141,29 @@ def expected_frames(duration: float, fps: float) -> int:
     return max(1, int(np.floor(duration * fps + 0.5)))
 
 
+class CoreShare:
+    """The CPU cores a video may decode on: ``cores`` (by default this process's usable cores) over the videos
+    decoding with this share at the moment (``sample_views`` holds a share while it runs), at least one. One
+    long video alone gets every core; a batch decoding ``embed.parallel_videos`` at once gets its share each.
+    A process builds one and passes it in every ``DecodeOptions`` (``DecodeOptions.cores``)."""
+
+    def __init__(self, cores: int | None = None) -> None:
+        self.cores = cores or len(os.sched_getaffinity(0))
+        self._videos = 0
+        self._lock = threading.Lock()
+
+    @contextlib.contextmanager
+    def share(self) -> Iterator[int]:
+        with self._lock:
+            self._videos += 1
+            cores = max(1, self.cores // self._videos)
+        try:
+            yield cores
+        finally:
+            with self._lock:
+                self._videos -= 1
+
+
 @dataclass(frozen=True)
 class DecodeOptions:
     """How a worker decodes: sampling rate, chunking, and the limits that protect it.
@@ -174,6 +197,14 @@ class DecodeOptions:
     this video's share gives it."""
     segment_s: float = 120.0
     """Length of one time range decoded in parallel."""
+    cores: CoreShare | None = field(default=None, compare=False)
+    """The cores this decode shares with the other videos its process decodes at once: a process decoding
+    several videos in parallel passes each the same share (``Resources.decode_options``); None gives the
+    decode a share of its own, all of this process's usable cores."""
+
+    def core_share(self) -> CoreShare:
+        """``cores``, or a share of its own when there is none."""
+        return self.cores or CoreShare()
 
     def timeout_for(self, duration: float) -> float:
         """The decode time limit of a video of ``duration`` seconds: ``timeout_s``, or ``timeout_per_s`` per
@@ -226,7 +257,7 @@ def sample_views(
     plan = plan_decode(info, geometries, options, keyframe_gap=_keyframe_gap(path, info, options),
                        hardware=hardware_decoders() if options.hwaccel != "none" else None)
     name = label or path.name
-    with CORES.share() as cores:
+    with options.core_share().share() as cores:
         ranges = plan_ranges(info, options, cores) if feed is None and plan.hwaccel is None else [WHOLE]
         decoders = min(len(ranges), options.decoders or cores)
         if len(ranges) > 1:
@@ -412,29 +443,6 @@ class TimeRange:
 WHOLE = TimeRange()
 
 
-class CoreShare:
-    """The CPU cores a video may decode on: this process's usable cores over the videos it decodes at the
-    moment (``sample_views`` holds a share while it runs), at least one. One long video alone gets every
-    core; a batch decoding ``embed.parallel_videos`` at once gets its share each."""
-
-    def __init__(self, cores: int | None = None) -> None:
-        self.cores = cores or len(os.sched_getaffinity(0))
-        self._videos = 0
-        self._lock = threading.Lock()
-
-    @contextlib.contextmanager
-    def share(self) -> Iterator[int]:
-        with self._lock:
-            self._videos += 1
-            cores = max(1, self.cores // self._videos)
-        try:
-            yield cores
-        finally:
-            with self._lock:
-                self._videos -= 1
-
-
-CORES = CoreShare()
 
 
 def plan_ranges(info: VideoInfo, options: DecodeOptions, cores: int) -> list[TimeRange]:
@@ -463,7 +471,7 @@ def plan_ranges(info: VideoInfo, options: DecodeOptions, cores: int) -> list[Tim
 
 def decodes_in_ranges(info: VideoInfo, options: DecodeOptions) -> bool:
     """Whether ``sample_views`` would cut this video into parallel time ranges, given the whole file."""
-    return len(plan_ranges(info, options, CORES.cores)) > 1
+    return len(plan_ranges(info, options, options.core_share().cores)) > 1
 
 
 class _RangeReader:

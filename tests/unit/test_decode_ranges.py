@@ -126,3 +126,11 @@ def test_large_buffers_get_mappings_of_their_own() -> None:
     from workers.heap import release_large_buffers
 
     assert release_large_buffers()
+
+
+def test_the_cores_come_from_the_options_share() -> None:
+    """No global: a decode plans its ranges with the cores of the share its options carry."""
+    info = video(600.0)
+    assert not decodes_in_ranges(info, DecodeOptions(decoders=0, cores=CoreShare(cores=1)))
+    assert decodes_in_ranges(info, DecodeOptions(decoders=0, cores=CoreShare(cores=2)))
+    assert DecodeOptions(cores=CoreShare(cores=2)) == DecodeOptions()  # the share is no option to compare

@@ -97,7 +97,7 @@ def test_decode_and_query_settings_reach_their_dataclasses(monkeypatch: pytest.M
     """``COPYCAT_DECODE__*`` defaults are ``DecodeOptions``'s; every ``DecodeOptions`` and ``QueryParams`` field
     has its setting, and a set variable arrives."""
     decode_fields = {f.name for f in fields(DecodeOptions)}
-    assert decode_fields - {"limits"} <= set(DecodeSettings.model_fields)
+    assert decode_fields - {"limits", "cores"} <= set(DecodeSettings.model_fields)  # cores: Resources.decode_options
     assert Settings().decode_options() == DecodeOptions()
     assert {f.name for f in fields(QueryParams)} <= set(SelectSettings.model_fields) | set(QuerySettings.model_fields)
     monkeypatch.setenv("COPYCAT_DECODE__HWACCEL", "none")
