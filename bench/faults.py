@@ -397,14 +397,16 @@ def _watch_recovery(report: SuiteReport, fault: str, key: str, killed_at: float)
 def _replay_events(store, keys: list[str]) -> None:  # noqa: ANN001
     """The events a flaky notification channel delivers: each twice, and a 'removed' before the 'created'
     of an object that exists (a delete and re-upload seen out of order)."""
+    from service import resources
     from service.operations import handle_event
     from workers.stores.events import ObjectEvent
 
+    res = resources.current()
     for key in keys:
         info = store.stat(BUCKET, key)
         created = ObjectEvent("created", BUCKET, key, info.size, info.etag)
         for event in (created, ObjectEvent("removed", BUCKET, key, None, None), created, created):
-            handle_event(event)
+            handle_event(res, event)
 
 
 def _send_poison() -> int:

@@ -9,13 +9,15 @@ child calls ``after_fork()`` and opens its own connections (and CUDA context) wh
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import replace
 from functools import cached_property
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from sqlalchemy.exc import DBAPIError, OperationalError
@@ -169,6 +171,10 @@ class Resources:
         it decodes at once (parallel ingest, a thread pool worker)."""
         return replace(self.settings.decode_options(), cores=CoreShare())
 
+    def session(self) -> AbstractContextManager[Session]:
+        """A transaction on this process's database."""
+        return session_scope(self.engine)  # type: ignore[return-value]
+
     def warm_up(self) -> None:
         """Build everything an ingest uses, now (``start_warm_up`` does it beside the first video; the ingest
         bench measures it as the start-up stage): database, object store, Celery app, model, collection."""
@@ -230,7 +236,8 @@ _current: Resources | None = None
 
 
 def current() -> Resources:
-    """This process's resources, built from the environment on first use."""
+    """This process's resources, built from the environment on first use: for the process's entry points
+    only (the Celery worker, the ``copycat`` command, the API factory), which pass them on explicitly."""
     global _current
     if _current is None:
         _current = Resources(load_settings())
@@ -255,5 +262,19 @@ def use(settings: Settings) -> Resources:
 
 
 def session() -> Session:
-    """A transaction on this process's database (a context manager)."""
+    """A transaction on this process's database (a context manager), for the task modules; code that is
+    handed its ``Resources`` uses ``res.session()``."""
     return session_scope(current().engine)  # type: ignore[return-value]
+
+
+def implicit_resources[T](fn: Callable[..., T]) -> Callable[..., T]:
+    """Transitional, for ``service/fsck.py`` until it passes its ``res``: a call of ``fn`` without its first
+    argument, the ``Resources``, gets this process's. Remove once every caller passes them."""
+
+    @functools.wraps(fn)
+    def call(*args: Any, **kwargs: Any) -> T:
+        if args and isinstance(args[0], Resources):
+            return fn(*args, **kwargs)
+        return fn(current(), *args, **kwargs)
+
+    return call

@@ -76,7 +76,7 @@ def detect_copies(self: EnrichmentTask, video_id: str) -> dict[str, Any]:
     log.info("video %s (%s): %d videos share footage with it, %d segments (%.2f s: %s)", video_id, name, len(kept),
              len(relations), time.perf_counter() - started, result.timings)
     if relations:
-        events.emit("copy.detected", {"video_id": video_id, "name": name, "copies": relations})
+        events.emit(res, "copy.detected", {"video_id": video_id, "name": name, "copies": relations})
     return {"video_id": video_id, "copies": len(kept), "segments": len(relations)}
 
 

@@ -151,12 +151,12 @@ def index_vectors(res: resources.Resources, video_id: str, key: str, features: n
                                     vector_frames=int(features.shape[0]))
         name, data = row.name, video_event(indexed)
     if dns.enabled(res.settings) and representation is None:  # a retry: the run's DnS outputs were lost
-        enqueue_backfill("dns", video_id, name)
+        enqueue_backfill(res, "dns", video_id, name)
     log.info("video %s (%s): %d of %d frames informative, indexed with %s", video_id, name, count,
              features.shape[0], res.embedder.name)
-    events.emit("video.indexed", data)
+    events.emit(res, "video.indexed", data)
     if res.settings.copies.on_ingest:
-        enqueue_copy_detection(video_id, name)
+        enqueue_copy_detection(res, video_id, name)
     return count
 
 

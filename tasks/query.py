@@ -64,7 +64,7 @@ def embed_query(self: JobTask, job_id: str) -> dict[str, Any]:
         jobs.update_job(s, job_id, sha256=embedded.sha256, frame_count=frames, matrix_key=key,
                         duration=embedded.video.info.duration, timings=dict(embedded.video.timings))
         jobs.release_lease(s, job_id)
-    enqueue_match(job_id, job.name)
+    enqueue_match(res, job_id, job.name)
     return {"job_id": job_id, "frames": frames}
 
 
