@@ -21,15 +21,21 @@ BACKFILL_SIGNAL = "copycat.signals.backfill"
 
 def enqueue(res: Resources, task_name: str, *args: str, name: str, **options: Any) -> None:
     """Queue ``task_name(*args)`` on the app of ``res``; Flower shows ``name`` next to the ids. ``options`` go to
-    ``apply_async`` (per-call time limits). In embedded mode the process's runner (``Resources.run_tasks_with``)
-    may take the call instead, so an HTTP request answers before the work is done."""
-    task = res.app.tasks[task_name]
-    shown = ", ".join(repr(a) for a in args)
+    ``apply_async`` (per-call time limits). In queue mode the message is sent by name (this process need not
+    have imported the task's module: the API does not). In embedded mode the task runs in this process, and
+    the process's runner (``Resources.run_tasks_with``) may take the call instead, so an HTTP request answers
+    before the work is done."""
+    app = res.app
+    call = {"args": list(args), "argsrepr": f"({', '.join(repr(a) for a in args)}, name={name!r})", **options}
+    if not res.settings.embedded:
+        app.send_task(task_name, **call)
+        return
+    task = app.tasks[task_name]
 
     def send() -> object:
-        return task.apply_async(args=list(args), argsrepr=f"({shown}, name={name!r})", **options)
+        return task.apply_async(**call)
 
-    if res.embedded_runner is not None and res.settings.embedded:
+    if res.embedded_runner is not None:
         res.embedded_runner(send)
     else:
         send()
