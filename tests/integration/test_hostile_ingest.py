@@ -88,7 +88,7 @@ PLAYLISTS_AND_LIES = [case for case in DEFAULT_LIMITS if case.key in {
 
 @pytest.mark.parametrize("milvus_uri", ["server"], indirect=True)
 def test_a_worker_survives_hostile_uploads(celery_worker, clips_dir: Path, tmp_path: Path) -> None:  # noqa: ANN001
-    from service.operations import reconcile
+    from tasks.maintenance import reconcile
 
     keys = upload_corpus(PLAYLISTS_AND_LIES, clips_dir, tmp_path)
     assert reconcile.delay().get(timeout=60)["queued"] == len(keys)

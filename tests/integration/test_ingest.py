@@ -181,7 +181,7 @@ def test_model_mismatch_is_refused(services_env: dict[str, str], monkeypatch: py
 def test_celery_worker_ingests_every_shared_clip(celery_worker, clips_dir: Path, broken_dir: Path) -> None:  # noqa: ANN001
     """A real worker process takes the jobs from Redis: every real clip ends indexed, every broken file
     failed with a reason, none lost."""
-    from service.operations import reconcile
+    from tasks.maintenance import reconcile
 
     clips = sorted(p for p in clips_dir.iterdir() if p.name.startswith("clip"))
     broken = sorted(broken_dir.iterdir())
