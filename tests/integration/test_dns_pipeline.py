@@ -68,7 +68,7 @@ def test_index_stores_coarse_vector_fine_index_and_selector_stat(dns_env: dict[s
             assert fine.shape == (row.frames, 9, 512) and fine.dtype == np.float32
 
     # Indexing again (the backfill task) replaces, never duplicates.
-    assert dns.index_video_dns.delay(ids[EARTH]).get()["student"] == "fg_att_student"
+    assert dns.index_video_dns.delay("dns", ids[EARTH]).get()["student"] == "fg_att_student"
     assert index.count() == 2
 
     # A deleted video takes its vector, fine object and row with it.
