@@ -187,7 +187,8 @@ class SelectSettings(BaseModel):
 class LocaliseSettings(BaseModel):
     """The temporal network's parameters: ``workers.localise.TNParams``'s fields, with its defaults (chosen on
     the fixture benchmark, bench/tune.py; VCSL's are 10/5/10/0.2/5/0.3). ``Settings.tn_params`` builds the
-    localiser's parameters from them; an "off" here is a value (0, 1), not None."""
+    localiser's parameters from them. A variable cannot say None: END_FLOOR 0 and QUERY_OVERLAP 1 turn those
+    options off."""
 
     tn_max_step: int = Field(_TN.tn_max_step, ge=2, description="largest temporal jump between matched frames")
     tn_top_k: int = Field(_TN.tn_top_k, ge=1, description="reference frames kept per query frame")

@@ -170,8 +170,8 @@ class DecodeOptions:
 
     The defaults are what the product runs: ``COPYCAT_DECODE__<FIELD>`` sets each one (``DecodeSettings``
     takes its defaults from here; ``Settings.decode_options`` builds these from it). ``limits`` are checked
-    by ``probe``, before any frame is decoded. A decode that must be exact and the same on every machine
-    (tests comparing pixels) says ``skip_nonref=False, hwaccel="none"``."""
+    by ``probe``, before any frame is decoded. A decode that must give the same pixels on every machine
+    (tests comparing them) says ``hwaccel="none"``; ``FULL_DECODE`` also decodes every frame."""
 
     fps: float = 1.0
     """Frames sampled per second of video."""
