@@ -23,6 +23,7 @@ from api.errors import BodyLimit, install_error_handlers
 from api.metrics import CopycatCollector
 from service import resources
 from service.events import stop_in_process_deliveries
+from service.resources import Resources
 from service.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -38,11 +39,13 @@ may also manage keys. Errors are `{"error": {"code", "message"}}`.
 
 
 def create_api(settings: Settings) -> FastAPI:
-    """The app over this process's resources, built from ``settings``."""
-    resources.use(settings)
+    """The app over this process's resources, built from ``settings`` (an entry point: the tasks that run in
+    this process in embedded mode use the same ones); routes get them from ``app.state.resources``."""
+    res = resources.use(settings)
     app = FastAPI(title="Copycat", version=version("copycat"), description=DESCRIPTION, lifespan=_lifespan)
+    app.state.resources = res
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(CopycatCollector(settings.api.metrics_buckets_s))
+    registry.register(CopycatCollector(res, settings.api.metrics_buckets_s))
     app.state.metrics = registry
     install_error_handlers(app)
     for router in ROUTERS:
@@ -52,20 +55,21 @@ def create_api(settings: Settings) -> FastAPI:
 
 
 @asynccontextmanager
-async def _lifespan(_: FastAPI) -> AsyncIterator[None]:
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     """Embedded mode: queued tasks go to one background thread while the app runs."""
-    if not resources.current().settings.embedded:
+    res: Resources = app.state.resources
+    if not res.settings.embedded:
         yield
         return
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="copycat-tasks")
-    resources.current().run_tasks_with(lambda send: pool.submit(_run, send))
+    res.run_tasks_with(lambda send: pool.submit(_run, send))
     log.info("embedded mode: tasks run in this process, one at a time")
     try:
         yield
     finally:
-        resources.current().run_tasks_with(None)
+        res.run_tasks_with(None)
         pool.shutdown(wait=True, cancel_futures=True)
-        stop_in_process_deliveries(resources.current())  # retries still planned are logged, not waited for
+        stop_in_process_deliveries(res)  # retries still planned are logged, not waited for
 
 
 def _run(send: Callable[[], object]) -> None:

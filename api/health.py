@@ -14,9 +14,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
 from api.auth import READ
+from api.deps import Res
 from api.models import Readiness, error_responses
-from service import resources
-from service.resources import session
+from service.resources import Resources
 from workers.stores.milvus import call
 
 router = APIRouter(tags=["operations"])
@@ -30,11 +30,11 @@ def healthz() -> dict[str, str]:
 
 @router.get("/readyz", summary="Database, broker, S3 and Milvus reachable (503 when one is not)",
             response_model=Readiness, responses={503: {"model": Readiness, "description": "a dependency is down"}})
-def readyz() -> JSONResponse:
-    timeout = resources.current().settings.api.ready_timeout_s
+def readyz(res: Res) -> JSONResponse:
+    timeout = res.settings.api.ready_timeout_s
     pool = ThreadPoolExecutor(max_workers=len(CHECKS), thread_name_prefix="readyz")
     try:
-        futures = {name: pool.submit(_timed, CHECK_FUNCTIONS[name]) for name in CHECKS}
+        futures = {name: pool.submit(_timed, CHECK_FUNCTIONS[name], res) for name in CHECKS}
         deadline = time.monotonic() + timeout
         checks = {}
         for name, future in futures.items():
@@ -55,10 +55,10 @@ def metrics(request: Request) -> Response:
     return Response(generate_latest(request.app.state.metrics), media_type=CONTENT_TYPE_LATEST)
 
 
-def _timed(check: Callable[[], str | None]) -> dict[str, object]:
+def _timed(check: Callable[[Resources], str | None], res: Resources) -> dict[str, object]:
     started = time.perf_counter()
     try:
-        detail = check()
+        detail = check(res)
     except Exception as exc:  # any failure is the answer: the probe reports it instead of raising
         return {"status": "error", "error": f"{type(exc).__name__}: {exc}"[:500]}
     result: dict[str, object] = {"status": "ok", "seconds": round(time.perf_counter() - started, 4)}
@@ -67,13 +67,12 @@ def _timed(check: Callable[[], str | None]) -> dict[str, object]:
     return result
 
 
-def _database() -> None:
-    with session() as s:
+def _database(res: Resources) -> None:
+    with res.session() as s:
         s.execute(text("SELECT 1"))
 
 
-def _broker() -> str | None:
-    res = resources.current()
+def _broker(res: Resources) -> str | None:
     if res.settings.embedded:
         return "embedded: tasks run in the API process"
     with res.app.connection_for_write() as connection:
@@ -81,15 +80,14 @@ def _broker() -> str | None:
     return None
 
 
-def _s3() -> None:
-    res = resources.current()
+def _s3(res: Resources) -> None:
     res.objects.ensure_bucket(res.settings.s3.uploads_bucket)
 
 
-def _milvus() -> str:
-    index = resources.current().frame_index
+def _milvus(res: Resources) -> str:
+    index = res.frame_index
     return f"Milvus {call(index.client.get_server_version, 'get_server_version')}"
 
 
-CHECK_FUNCTIONS: dict[str, Callable[[], str | None]] = {"database": _database, "broker": _broker, "s3": _s3,
-                                                        "milvus": _milvus}
+CHECK_FUNCTIONS: dict[str, Callable[[Resources], str | None]] = {"database": _database, "broker": _broker, "s3": _s3,
+                                                                 "milvus": _milvus}

@@ -21,8 +21,7 @@ from sqlalchemy import func, select
 from db import fsck as fsck_db
 from db import videos
 from db.models import JobStatus, QueryJob, Video, VideoStatus
-from service import resources
-from service.resources import session
+from service.resources import Resources
 from tasks.app import queue_lengths
 from workers.consistency import KINDS
 
@@ -32,7 +31,8 @@ OVERLAP = timedelta(minutes=5)  # longer than any commit takes after its row's t
 class StageHistograms:
     """Cumulative per-stage latency histograms of one kind of row (videos: ingest; query jobs: query)."""
 
-    def __init__(self, kind: str, model: Any, finished: Any, done: str, bounds: list[float]) -> None:
+    def __init__(self, res: Resources, kind: str, model: Any, finished: Any, done: str, bounds: list[float]) -> None:
+        self.res = res
         self.kind, self.model, self.finished, self.done = kind, model, finished, done
         self.bounds = sorted(bounds)
         self.counts: dict[str, list[int]] = {}
@@ -46,7 +46,7 @@ class StageHistograms:
             self.model.status == self.done, self.finished.is_not(None))
         if self.mark is not None:
             query = query.where(self.finished >= self.mark - OVERLAP)
-        with session() as s:
+        with self.res.session() as s:
             rows = s.execute(query).all()
         for row_id, finished, timings in rows:
             if (row_id, finished) in self.seen:
@@ -77,15 +77,16 @@ class StageHistograms:
 class CopycatCollector(Collector):
     """Videos and query jobs per state, messages waiting per queue, per-stage latencies."""
 
-    def __init__(self, bounds: list[float]) -> None:
+    def __init__(self, res: Resources, bounds: list[float]) -> None:
+        self.res = res
         self.lock = threading.Lock()
         self.histograms = [
-            StageHistograms("ingest", Video, Video.indexed_at, VideoStatus.INDEXED, bounds),
-            StageHistograms("query", QueryJob, QueryJob.finished_at, JobStatus.DONE, bounds),
+            StageHistograms(res, "ingest", Video, Video.indexed_at, VideoStatus.INDEXED, bounds),
+            StageHistograms(res, "query", QueryJob, QueryJob.finished_at, JobStatus.DONE, bounds),
         ]
 
     def collect(self) -> Iterator[Metric]:
-        with session() as s:
+        with self.res.session() as s:
             video_states = videos.count_by_status(s)
             job_states = dict(s.execute(select(QueryJob.status, func.count()).group_by(QueryJob.status)).all())
             last_fsck = fsck_db.latest_run(s)
@@ -93,7 +94,7 @@ class CopycatCollector(Collector):
             fsck_at = last_fsck.started_at.timestamp() if last_fsck else None
         yield _by_state("copycat_videos", "Videos per state", video_states, [s.value for s in VideoStatus])
         yield _by_state("copycat_query_jobs", "Query jobs per state", job_states, [s.value for s in JobStatus])
-        cfg = resources.current().settings
+        cfg = self.res.settings
         if not cfg.embedded:
             waiting = GaugeMetricFamily("copycat_queue_messages", "Messages waiting per Celery queue", labels=["queue"])
             try:

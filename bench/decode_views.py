@@ -1,7 +1,7 @@
 """One decode for every view of a query: ffmpeg ``split`` + stack, against the alternatives, side by side.
 
 A query with 2x2 tiles needs frames at the model's size (224) and at twice it (448). Measured in one run
-on the same file, best of ``--repeats``:
+on the same file, best of ``--repeats``, every frame decoded on the CPU (``FULL_DECODE``):
 
 - ``two decodes``: one ffmpeg run per geometry (what the product did before);
 - ``split + stack``: one ffmpeg run, the sampled frames split and scaled per geometry, stacked into one raw
@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from workers.decode import DecodeOptions, decode_all, probe, sample_frames, sample_views
+from workers.decode import FULL_DECODE, decode_all, probe, sample_frames, sample_views
 from workers.types import FrameGeometry
 
 CLIP = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "clips" / "clip16_highway.mp4"
@@ -33,18 +33,18 @@ WHOLE, TILES = FrameGeometry(224), FrameGeometry(448)
 
 def two_decodes(path: Path) -> np.ndarray:
     info = probe(path)
-    whole = np.concatenate(list(sample_frames(path, info, WHOLE)))
-    np.concatenate(list(sample_frames(path, info, TILES)))
+    whole = np.concatenate(list(sample_frames(path, info, WHOLE, FULL_DECODE)))
+    np.concatenate(list(sample_frames(path, info, TILES, FULL_DECODE)))
     return whole
 
 
 def split_and_stack(path: Path) -> np.ndarray:
-    chunks = list(sample_views(path, probe(path), (WHOLE, TILES)))
+    chunks = list(sample_views(path, probe(path), (WHOLE, TILES), FULL_DECODE))
     return np.concatenate([c[0] for c in chunks])
 
 
 def decode_and_resize(path: Path) -> np.ndarray:
-    tiles = np.concatenate(list(sample_frames(path, probe(path), TILES)))
+    tiles = np.concatenate(list(sample_frames(path, probe(path), TILES, FULL_DECODE)))
     x = torch.from_numpy(tiles).permute(0, 3, 1, 2).float()
     small = torch.nn.functional.interpolate(x, size=(224, 224), mode="bicubic", antialias=True, align_corners=False)
     return small.round().clamp(0, 255).byte().permute(0, 2, 3, 1).numpy()
@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> None:
             subprocess.run(["ffmpeg", "-v", "error", "-stream_loop", "-1", "-i", str(CLIP), "-t", str(args.seconds),
                             "-an", "-vf", "scale=1280:720", "-c:v", "libx264", "-preset", "veryfast", "-bf", "3",
                             str(path)], check=True)
-        reference = decode_all(path, WHOLE, DecodeOptions())
+        reference = decode_all(path, WHOLE, FULL_DECODE)
         print(f"{path.name}: {probe(path).duration:.0f} s, {len(reference)} frames at 1 fps")
         for name, fn in (("two decodes", two_decodes), ("split + stack", split_and_stack),
                          ("decode 448 + resize", decode_and_resize)):

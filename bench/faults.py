@@ -397,14 +397,16 @@ def _watch_recovery(report: SuiteReport, fault: str, key: str, killed_at: float)
 def _replay_events(store, keys: list[str]) -> None:  # noqa: ANN001
     """The events a flaky notification channel delivers: each twice, and a 'removed' before the 'created'
     of an object that exists (a delete and re-upload seen out of order)."""
+    from service import resources
     from service.operations import handle_event
     from workers.stores.events import ObjectEvent
 
+    res = resources.current()
     for key in keys:
         info = store.stat(BUCKET, key)
         created = ObjectEvent("created", BUCKET, key, info.size, info.etag)
         for event in (created, ObjectEvent("removed", BUCKET, key, None, None), created, created):
-            handle_event(event)
+            handle_event(res, event)
 
 
 def _send_poison() -> int:
@@ -471,7 +473,7 @@ def _measure(report: SuiteReport) -> None:
     counts = index.counts_by_video()
     report.vector_mismatches = sum(1 for vid, n in recorded.items() if counts.get(vid, 0) != (n or 0))
     report.duplicate_vectors = max(0, sum(counts.values()) - sum(n or 0 for n in recorded.values()))
-    report.fsck = {k: n for k, n in check(repair=False).findings.counts().items() if n}
+    report.fsck = {k: n for k, n in check(resources.current(), repair=False).findings.counts().items() if n}
 
 
 def print_report(report: SuiteReport) -> None:

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.fixtures import QuerySpec, build_fixtures, plan_fixtures, plan_library, probe_clips, references_for
-from workers.decode import decode_all
+from workers.decode import FULL_DECODE, decode_all
 from workers.embed import DEFAULT_GEOMETRY
 from workers.informative import frame_statistics, informative_frames
 
@@ -84,7 +84,7 @@ def collect(gt_path: Path, quick: bool) -> dict[str, tuple[np.ndarray, np.ndarra
             specs[name] = QuerySpec(name, "reference", "copy", (), (), infos[name].duration)
     for name, spec in specs.items():
         path = folder / name if (folder / name).is_file() else CLIPS / name
-        frames = decode_all(path, DEFAULT_GEOMETRY)
+        frames = decode_all(path, DEFAULT_GEOMETRY, FULL_DECODE)
         stats = frame_statistics(frames)
         labels = frame_labels(spec, len(frames))
         out[name] = (labels, informative_frames(frames), vars(stats))

@@ -126,7 +126,7 @@ def stages_alone(work: Workload, home: Path, settings_env: dict[str, str]) -> No
     os.environ.update(settings_env)
     res = Resources(Settings(home=home / "alone"))
     res.warm_up()
-    cfg, options = res.settings, res.settings.decode_options()
+    cfg, options = res.settings, res.decode_options
     frame_filter, patterns = cfg.frame_filter(), pattern_features(res.embedder)
     scratch = home / "scratch"
     scratch.mkdir(parents=True, exist_ok=True)

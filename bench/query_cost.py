@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> None:
     gt = load_ground_truth(build_fixtures(CLIPS, args.fixtures))
     feats = embed_set(gt, settings.embed.model, args.fixtures / "cache", mask=True, extra=True)
     library = MemoryLibrary({r["name"]: feats[r["name"]] for r in gt["references"]})
-    localiser = TemporalNetwork(**settings.localise.model_dump())
+    localiser = TemporalNetwork(settings.tn_params())
     embedder = create_embedder(settings.embed.model, device="cpu")
     embedder.load()
     best: dict[str, dict[str, float]] = {}

@@ -20,14 +20,16 @@ import argparse
 import shutil
 import statistics
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 from bench.fixtures import build_fixtures
+from workers.decode import FULL_DECODE
 from workers.embed import create_embedder
 from workers.evaluate import load_ground_truth
-from workers.localise import TemporalNetwork
+from workers.localise import VCSL_TN, TemporalNetwork
 from workers.matching import match_query
 from workers.selection import select_candidates
 from workers.signals.frames import embed_video
@@ -39,6 +41,9 @@ CLIPS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "clips"
 FRAMES_PER_SYNTHETIC_VIDEO = 100
 QUERY = "q_clip04_5-14_in_clip13_at3.mp4"
 BUCKET = "matrices"
+SEED_LIKE = QueryParams(top_k=5, search_limit=64, reduce="sum", per_video=False, min_score=0.35, crop_grid=1,
+                        extra_views=())
+"""The ``copycat`` path's parameters: every hit summed per video, the top 5 localised, whole frames only."""
 
 
 def populate(index: VectorIndex, store: LocalObjectStore, size: int, real: dict[str, np.ndarray],
@@ -107,13 +112,13 @@ def seed_style(query: np.ndarray, index: VectorIndex, store: LocalObjectStore, t
 def run(sizes: list[int], repeats: int, work: Path) -> None:
     gt = load_ground_truth(build_fixtures(CLIPS, work / "fixtures"))
     embedder = create_embedder("sscd_distilled", device="cpu")
-    real = {r["name"]: embed_video(Path(r["path"]), embedder).features for r in gt["references"]}
+    real = {r["name"]: embed_video(Path(r["path"]), embedder, FULL_DECODE).features for r in gt["references"]}
     query_path = Path(next(q["path"] for q in gt["queries"] if q["name"] == QUERY))
     tick = time.perf_counter()
-    query = embed_video(query_path, embedder).features
+    query = embed_video(query_path, embedder, FULL_DECODE).features
     embed_s = time.perf_counter() - tick
     print(f"query {QUERY}: {query.shape[0]} frames, decode+embed {embed_s:.2f} s (same for both paths)\n")
-    tn = TemporalNetwork(tn_top_k=10, min_length=3, trim=True, merge_gap=2, device="cpu")
+    tn = TemporalNetwork(replace(VCSL_TN, tn_top_k=10, min_length=3, trim=True, merge_gap=2, device="cpu"))
     rng = np.random.default_rng(0)
     header = f"{'N vectors':>10} {'path':8} {'search':>8} {'select':>8} {'load':>8} {'localise':>9} {'total':>8}"
     print(header)
@@ -135,7 +140,7 @@ def run(sizes: list[int], repeats: int, work: Path) -> None:
             matches = match_query(query, fps=1.0, search=index.search,
                                   load_references=lambda ids, s=store: {v: load_matrix(s, BUCKET, f"{v}.npy")
                                                                         for v in ids},
-                                  localiser=tn, params=QueryParams(top_k=5, min_score=0.35), timings=ours)
+                                  localiser=tn, params=SEED_LIKE, timings=ours)
             assert [m.video_id for m in matches] == ["clip04_cockatoo.mp4"], matches
             results["copycat"].append(ours)
             theirs: dict[str, float] = {}

@@ -28,7 +28,7 @@ from workers.matching import informative
 from workers.types import Segment
 
 
-@dataclass
+@dataclass(frozen=True)
 class NormalisedTN(TemporalNetwork):
     """``TemporalNetwork`` on similarities minus ``beta`` x each query view's k-th neighbour similarity among
     the ``background`` frames of other videos (``owner`` names each background frame's video)."""
@@ -63,10 +63,10 @@ def main(argv: list[str] | None = None) -> None:
     bank = np.concatenate(references).astype(np.float32)
     owner = np.concatenate([np.full(len(m), i) for i, m in enumerate(references)])
     background = {id(m): bank[(owner != i) & informative(bank)] for i, m in enumerate(references)}
-    base = replace(TemporalNetwork(**settings.localise.model_dump()), device="cpu")
+    tn_params = replace(settings.tn_params(), device="cpu")
     params = settings.query_params()
     for beta, k in [(0.0, 10), (0.5, 10), (1.0, 10), (0.5, 32), (1.0, 32)]:
-        tn = NormalisedTN(**base.__dict__, beta=beta, k=k, background=background)
+        tn = NormalisedTN(tn_params, beta=beta, k=k, background=background)
         raw = predict(gt, feats, tn, params)
         low_true, high_false = separation(gt, raw)
         for threshold in (0.2, settings.query.min_score):

@@ -51,7 +51,7 @@ import numpy as np
 from bench.query_speed import BUCKET, seed_style, wait_for_index
 from service.settings import Settings
 from stack.services import MILVUS_SERVER_CONFIG, ManagedProcess, free_port, milvus_standalone, wait_for_milvus
-from workers.decode import DecodeOptions
+from workers.decode import FULL_DECODE
 from workers.embed import create_embedder
 from workers.informative import FrameFilter
 from workers.localise import TemporalNetwork
@@ -155,7 +155,7 @@ def real_descriptors(work: Path, fps: float) -> tuple[dict[str, np.ndarray], np.
     cache = work / f"real-{fps:g}.npz"
     if not cache.exists():
         embedder = create_embedder("sscd_distilled", device="cpu")
-        clips = {p.name: embed_video(p, embedder, DecodeOptions(fps=fps), frame_filter=RAW).features
+        clips = {p.name: embed_video(p, embedder, replace(FULL_DECODE, fps=fps), frame_filter=RAW).features
                  for p in sorted(CLIPS.glob("clip*"))}
         query = work / "query.mp4"
         inputs = [arg for name in REAL_QUERY_CLIPS for arg in ("-i", str(CLIPS / name))]
@@ -164,8 +164,9 @@ def real_descriptors(work: Path, fps: float) -> tuple[dict[str, np.ndarray], np.
         subprocess.run(["ffmpeg", "-v", "error", "-y", *inputs, "-filter_complex",
                         f"{chain}{joined}concat=n={len(REAL_QUERY_CLIPS)}:v=1:a=0,{EDIT}",
                         "-t", str(QUERY_FRAMES), "-c:v", "libx264", "-preset", "veryfast", str(query)], check=True)
-        whole = embed_video(query, embedder, frame_filter=RAW).features[:QUERY_FRAMES]
-        tiles = embed_video(query, embedder, crop_grid=2, frame_filter=RAW).crops[:, :QUERY_FRAMES].reshape(-1, DIM)
+        whole = embed_video(query, embedder, FULL_DECODE, frame_filter=RAW).features[:QUERY_FRAMES]
+        tiles = embed_video(query, embedder, FULL_DECODE, crop_grid=2,
+                            frame_filter=RAW).crops[:, :QUERY_FRAMES].reshape(-1, DIM)
         np.savez(cache, whole=whole, tiles=tiles, **{f"clip:{k}": v for k, v in clips.items()})
     data = np.load(cache)
     clips = {k.removeprefix("clip:"): data[k] for k in data.files if k.startswith("clip:")}
@@ -239,7 +240,7 @@ def product_path(index: VectorIndex, store: LocalObjectStore, views: np.ndarray,
     stage, whole frames and 2x2 tiles, per-video hits off/on, ``search_batch`` 256 and 1024; then (with
     ``seed``) the seed-style path (one search per frame, top 100 candidates, all loaded and localised)."""
     settings = Settings()
-    tn = TemporalNetwork(**settings.localise.model_dump())
+    tn = TemporalNetwork(settings.tn_params())
     base = settings.query_params()
     load = partial(load_references, store)
     print(f"  product path on {label} (Bounded reads, ef {index.index.search_ef}; stage medians, s): "

@@ -3,7 +3,7 @@
 Embeds the fixture benchmark once per model, with and without the low-information frame mask (cached as
 .npz: references as whole frames, queries as every view the product can search), then replays the
 product's own frame matching, ``workers.matching.match_query``, over an exact in-memory index
-(``workers.stores.memory.MemoryLibrary``) for a grid of settings: every ``TemporalNetwork`` option the
+(``workers.stores.memory.MemoryLibrary``) for a grid of settings: every ``TNParams`` option the
 product has (``split_jump``, ``merge_gap``, ``end_floor``, ``query_overlap`` included) and the query's
 ``crop_grid``, ``extra_views``, ``top_k`` and ``reduce``. Prints segment F1 (VCSL micro), video-level
 precision/recall and, per setting, the score gap between true and false matches; ``--per-query N`` the
@@ -43,7 +43,7 @@ CLIPS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "clips"
 MAX_GRID = 2
 """Queries are embedded with tiles of this grid; ``crop_grid`` 1 uses their whole-frame view only."""
 QUERY_OPTIONS = ("crop_grid", "top_k", "reduce", "per_video", "extra_views")
-"""Grid keys that set the query's ``QueryParams``; every other key is a ``TemporalNetwork`` option."""
+"""Grid keys that set the query's ``QueryParams``; every other key is a localiser option (``TNParams``)."""
 ADDED_IN_V3 = (
     "q_clip04_side_by_side_with_clip13.mp4",
     "q_clip06_top_bottom_with_clip17.mp4",
@@ -202,8 +202,8 @@ def ablation(gt: dict[str, Any], feats: dict[str, np.ndarray], defaults: Setting
     for label, options in ABLATION:
         query_options = {k: v for k, v in options.items() if k in QUERY_OPTIONS}
         params = replace(defaults.query_params(), **query_options)
-        tn = replace(TemporalNetwork(**defaults.localise.model_dump()), device="cpu",
-                     **{k: v for k, v in options.items() if k not in QUERY_OPTIONS})
+        tn = TemporalNetwork(replace(defaults.tn_params(), device="cpu",
+                                     **{k: v for k, v in options.items() if k not in QUERY_OPTIONS}))
         raw = predict(gt, feats, tn, params)
         result = evaluate(gt, raw, defaults.query.min_score)
         false = sum(1 for q, items in raw.items() for ref, value, _ in items
@@ -257,7 +257,7 @@ def main(argv: list[str] | None = None) -> None:
             query_options = {k: setting.pop(k) for k in QUERY_OPTIONS if k in setting}
             params = replace(defaults.query_params(), **{k: tuple(v) if isinstance(v, list) else v
                                                           for k, v in query_options.items()})
-            tn = replace(TemporalNetwork(**defaults.localise.model_dump()), device="cpu", **setting)
+            tn = TemporalNetwork(replace(defaults.tn_params(), device="cpu", **setting))
             raw = predict(gt, feats, tn, params)
             low_true, high_false = separation(gt, raw)
             if args.calibration:

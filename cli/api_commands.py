@@ -44,9 +44,9 @@ def create_key(role: str, name: str) -> None:
     """Make a key; it is printed as the last line, and never again."""
     from db import keys as stored
     from db.key_models import Role
-    from service.resources import session
+    from service import resources
 
-    with session() as s:
+    with resources.current().session() as s:
         row, key = stored.create_key(s, Role(role), name)
         key_id = row.id
     click.echo(f"created {role} key {key_id}{f' ({name})' if name else ''}; keep it now, it is not shown again:")
@@ -58,9 +58,9 @@ def create_key(role: str, name: str) -> None:
 def list_keys(as_json: bool) -> None:
     """Every key: id, first characters, role, name, when created and revoked."""
     from db import keys as stored
-    from service.resources import session
+    from service import resources
 
-    with session() as s:
+    with resources.current().session() as s:
         rows = [stored.key_json(row) for row in stored.list_keys(s)]
     if as_json:
         click.echo(json.dumps(rows, indent=2))
@@ -75,10 +75,10 @@ def list_keys(as_json: bool) -> None:
 def revoke_key(key: str) -> None:
     """Revoke KEY (its id, or the first characters `keys list` shows); it stops working at once."""
     from db import keys as stored
-    from service.resources import session
+    from service import resources
 
     try:
-        with session() as s:
+        with resources.current().session() as s:
             row = stored.revoke_key(s, key.removesuffix("..."))
             found = (row.id, row.role) if row is not None else None
     except LookupError as exc:

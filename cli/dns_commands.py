@@ -73,16 +73,15 @@ def dedup(threshold: float | None, as_json: bool) -> None:
     """Groups of near-duplicate videos in the library, from DnS coarse vectors."""
     from db import videos
     from service import resources
-    from service.resources import session
     from workers.dns.dedup import duplicate_groups
 
-    res = resources.current()
+    res = resources.current()  # the command line's edge
     cfg = res.settings
     threshold = cfg.dns.dedup_threshold if threshold is None else threshold
     index = res.signal("dns").collection(res.stores)
     ids, vectors = index.all() if index.exists() else ([], None)
     groups = duplicate_groups(ids, vectors, threshold) if ids else []
-    with session() as s:
+    with res.session() as s:
         names = {vid: v.name for vid, v in videos.videos_by_ids(s, [v for g in groups for v in g.video_ids]).items()}
     data: dict[str, Any] = {
         "threshold": threshold, "videos": len(ids),

@@ -11,7 +11,7 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -20,6 +20,9 @@ from cli.dns_commands import dedup, weights
 from cli.output import Progress, hms, table
 from service.logs import quiet_libraries
 from workers.errors import CopycatError
+
+if TYPE_CHECKING:
+    from service.resources import Resources
 
 VIDEO_SUFFIXES = {".mp4", ".mkv", ".webm", ".avi", ".mov", ".flv", ".m4v", ".mpg", ".mpeg", ".ts", ".wmv",
                   ".3gp", ".ogv"}
@@ -41,16 +44,13 @@ def cli(ctx: click.Context, verbose: int) -> None:
         _refuse_stopped_stack()
 
 
-def _session() -> Any:
-    from service.resources import session
-
-    return session()
-
-
-def _settings() -> Any:
+def _resources() -> Resources:
+    """The resources of this process, built from the environment: a command takes them once, here at the
+    command line's edge, and passes them to whatever it calls (tasks run in this process in embedded mode
+    use the same ones)."""
     from service import resources
 
-    return resources.current().settings
+    return resources.current()
 
 
 def _refuse_stopped_stack() -> None:
@@ -91,24 +91,25 @@ def ingest(paths: tuple[Path, ...], prefix: str, wait: bool, force: bool, as_jso
     from cli import client
     from db import videos
 
+    res = _resources()
     files = expand_inputs(paths)
     progress = Progress(len(files))
     ids: list[str] = []
     try:
-        with client.parallel_ingest(len(files)) as throttle:
+        with client.parallel_ingest(res, len(files)) as throttle:
             for path, relative in files:
                 key = f"{prefix.strip('/')}/{relative}" if prefix.strip("/") else relative
-                ids.append(client.ingest_file(path, key, force=force, progress=progress.frames_of(path.name)))
+                ids.append(client.ingest_file(res, path, key, force=force, progress=progress.frames_of(path.name)))
                 throttle()
     finally:
         progress.close()
-    if wait and not _settings().embedded:
+    if wait and not res.settings.embedded:
         waiting = Progress(len(ids))
         try:
-            client.wait_for_videos(ids, on_poll=waiting.set_files_done)
+            client.wait_for_videos(res, ids, on_poll=waiting.set_files_done)
         finally:
             waiting.close()
-    with client.session() as session:
+    with res.session() as session:
         rows = [videos.get_video(session, vid) for vid in ids]
     _print_videos([r for r in rows if r is not None], as_json)
     if any(r is not None and r.status == "failed" for r in rows):
@@ -124,7 +125,7 @@ def list_videos(status: str | None, limit: int, offset: int, as_json: bool) -> N
     """List indexed (and failed, and in-progress) videos, oldest first."""
     from db import videos
 
-    with _session() as session:
+    with _resources().session() as session:
         rows = videos.list_videos(session, status, limit or None, offset)
         total = videos.count_videos(session, status)
     _print_videos(rows, as_json)
@@ -171,22 +172,23 @@ def query(source: str, top_k: int | None, min_score: float | None, reduce: str |
     from cli import client
     from service.settings import check_webhook_url
 
-    params = _settings().query_params({"top_k": top_k, "min_score": min_score, "reduce": reduce,
-                                       "exclude_self": exclude_self, "crop_grid": crop_grid})
+    res = _resources()
+    params = res.settings.query_params({"top_k": top_k, "min_score": min_score, "reduce": reduce,
+                                        "exclude_self": exclude_self, "crop_grid": crop_grid})
     if callback_url:
         try:
             check_webhook_url(callback_url)
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint="--callback-url") from exc
     try:
-        job_id = client.submit_query(source, params, callback_url=callback_url)
+        job_id = client.submit_query(res, source, params, callback_url=callback_url)
     except (ValueError, FileNotFoundError) as exc:
         raise click.BadParameter(str(exc), param_hint="SOURCE") from exc
-    if not wait and not _settings().embedded:
+    if not wait and not res.settings.embedded:
         click.echo(job_id)
         return
     try:
-        result = client.wait_for_job(job_id, timeout=timeout)
+        result = client.wait_for_job(res, job_id, timeout=timeout)
     except TimeoutError as exc:
         raise click.ClickException(str(exc)) from exc
     _print_result(result, as_json)
@@ -201,7 +203,7 @@ def result(job_id: str, as_json: bool) -> None:
     """Print the stored result of a query job."""
     from db import jobs
 
-    with _session() as session:
+    with _resources().session() as session:
         job = jobs.get_job(session, job_id)
         data = jobs.result_json(job) if job else None
     if data is None:
@@ -236,7 +238,7 @@ def list_jobs(limit: int, status: str | None, as_json: bool) -> None:
     """List query jobs, newest first."""
     from db import jobs
 
-    with _session() as session:
+    with _resources().session() as session:
         rows = jobs.list_jobs(session, limit, status)
         data = [(j.id, j.name, j.status, len(j.matches), j.created_at, j.failure_code) for j in rows]
     if as_json:
@@ -255,7 +257,7 @@ def copies(video_id: str | None, limit: int, as_json: bool) -> None:
     """Copy relations found when videos were indexed (COPYCAT_COPIES__ON_INGEST), newest first."""
     from db.copies import list_copies
 
-    with _session() as session:
+    with _resources().session() as session:
         rows = list_copies(session, video_id, limit or None)
     if as_json:
         click.echo(json.dumps(rows, indent=2))
@@ -277,7 +279,7 @@ def report(job_id: str, output: Path | None) -> None:
     from service.report import JobNotFound, render_job_report
 
     try:
-        page = render_job_report(job_id)
+        page = render_job_report(_resources(), job_id)
     except JobNotFound as exc:
         raise click.ClickException(str(exc)) from exc
     target = output or Path(f"report-{job_id}.html")
@@ -294,7 +296,7 @@ def deliveries(event_id: str | None, event_type: str | None, limit: int, as_json
     """Webhook delivery attempts, newest first."""
     from db.webhooks import delivery_json, list_deliveries
 
-    with _session() as session:
+    with _resources().session() as session:
         rows = [delivery_json(r) for r in list_deliveries(session, event_id=event_id, event=event_type, limit=limit)]
     if as_json:
         click.echo(json.dumps(rows, indent=2))
@@ -317,10 +319,11 @@ def evaluate(ground_truth: Path, top_k: int | None, min_score: float | None, cro
     """Segment precision/recall/F1 (VCSL metric) and video-level precision/recall on a labelled set."""
     from cli.evaluate import run_evaluation
 
-    params = _settings().query_params({"top_k": top_k, "min_score": min_score, "crop_grid": crop_grid})
+    res = _resources()
+    params = res.settings.query_params({"top_k": top_k, "min_score": min_score, "crop_grid": crop_grid})
     progress = Progress(1)
     try:
-        report = run_evaluation(ground_truth, params, include_hard=not skip_hard,
+        report = run_evaluation(res, ground_truth, params, include_hard=not skip_hard,
                                 on_step=lambda text: progress.start_file(text))
     finally:
         progress.close()
@@ -346,23 +349,25 @@ def demo(clips: Path | None) -> None:
     from cli.demo import default_clips_dir, expected_segment, forge_query, pick_clips
     from db import videos
 
+    res = _resources()
     folder = clips or default_clips_dir()
     if folder is None:
         raise click.ClickException("no sample clips found; pass --clips DIR with a few videos")
     files = [path for path, _ in expand_inputs((folder,))]
     source, host = pick_clips(files)
-    click.echo(f"1. indexing {len(files)} videos from {folder} (embedded mode, state in {_settings().home})")
+    click.echo(f"1. indexing {len(files)} videos from {folder} (embedded mode, state in {res.settings.home})")
     progress = Progress(len(files))
     try:
         ids = []
-        with client.parallel_ingest(len(files)) as throttle:
+        with client.parallel_ingest(res, len(files)) as throttle:
             for path in files:
-                ids.append(client.ingest_file(path, f"demo/{path.name}", progress=progress.frames_of(path.name)))
+                ids.append(client.ingest_file(res, path, f"demo/{path.name}",
+                                              progress=progress.frames_of(path.name)))
                 throttle()
-        client.wait_for_videos(ids)
+        client.wait_for_videos(res, ids)
     finally:
         progress.close()
-    with _session() as session:
+    with res.session() as session:
         rows = [videos.get_video(session, vid) for vid in ids]
         indexed = sum(1 for r in rows if r and r.status == "indexed")
     click.echo(f"   {indexed} indexed, {len(ids) - indexed} failed (see: copycat videos)")
@@ -374,7 +379,7 @@ def demo(clips: Path | None) -> None:
                    f"spliced into {host.name} at {hms(qs)}")
         click.echo(f"   expected: {hms(qs)}-{hms(qe)} ~ {hms(rs)}-{hms(re_)} of {source.name}")
         click.echo("3. querying")
-        result = client.wait_for_job(client.submit_query(str(query_path), _settings().query_params()))
+        result = client.wait_for_job(res, client.submit_query(res, str(query_path), res.settings.query_params()))
     _print_result(result, as_json=False)
 
 
@@ -389,7 +394,7 @@ def watch() -> None:
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    run_watcher(stop)
+    run_watcher(_resources(), stop)
 
 
 @cli.command()
@@ -397,7 +402,8 @@ def flower() -> None:
     """Flower, the Celery dashboard, with the address and basic auth from the settings."""
     import os
 
-    cfg = _settings().flower
+    settings = _resources().settings
+    cfg = settings.flower
     env = dict(os.environ)
     args = [sys.executable, "-m", "celery", "-A", "tasks.worker", "flower", f"--address={cfg.address}",
             f"--port={cfg.port}"]
@@ -408,7 +414,7 @@ def flower() -> None:
     else:
         raise click.ClickException(f"Flower would listen on {cfg.address} without a password; set "
                                    "COPYCAT_FLOWER__BASIC_AUTH=user:password")
-    if not _settings().broker.url:
+    if not settings.broker.url:
         raise click.ClickException("Flower needs a broker: set COPYCAT_BROKER__URL")
     os.execve(sys.executable, args, env)
 
@@ -436,8 +442,9 @@ def status(as_json: bool) -> None:
     from db.models import QueryJob
     from tasks.app import queue_lengths
 
-    cfg = _settings()
-    with _session() as session:
+    res = _resources()
+    cfg = res.settings
+    with res.session() as session:
         video_states = videos.count_by_status(session)
         job_states = dict(session.execute(select(QueryJob.status, func.count()).group_by(QueryJob.status)).all())
         last = fsck_db.latest_run(session)
@@ -446,9 +453,7 @@ def status(as_json: bool) -> None:
     workers: dict[str, list[str]] = {}
     queues: dict[str, int | None] = {}
     if cfg.broker.url:
-        from service import resources
-
-        replies = resources.current().app.control.inspect(timeout=1.0).active_queues() or {}
+        replies = res.app.control.inspect(timeout=1.0).active_queues() or {}
         workers = {name: sorted(q["name"] for q in qs) for name, qs in replies.items()}
         queues = queue_lengths(cfg)
     data = {"mode": "embedded" if cfg.embedded else "queue", "queues": queues, "workers": workers,
@@ -471,14 +476,14 @@ def status(as_json: bool) -> None:
 @click.option("--repair", is_flag=True, help="Delete orphans, queue again what is missing, then check again.")
 @click.option("--json", "as_json", is_flag=True, help="Print the full report as JSON.")
 def fsck(repair: bool, as_json: bool) -> None:
-    """Compare database rows, Milvus vectors, matrices, DnS objects and the uploads bucket.
+    """Compare database rows, Milvus vectors, every signal's objects and the uploads bucket.
 
     Exit code 0 when consistent, 1 when not (after --repair: whether the second check found anything).
     """
     from service.fsck import check
     from workers.consistency import KINDS
 
-    result = check(repair=repair)
+    result = check(_resources(), repair=repair)
     if as_json:
         click.echo(json.dumps(result.as_json(), indent=2))
     else:
@@ -495,9 +500,7 @@ def fsck(repair: bool, as_json: bool) -> None:
 @cli.command()
 def migrate() -> None:
     """Create or upgrade the database schema."""
-    from service import resources
-
-    resources.current().engine  # noqa: B018  (building the engine migrates the schema)
+    _resources().engine  # noqa: B018  (building the engine migrates the schema)
     click.echo("database schema is up to date")
 
 

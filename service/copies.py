@@ -21,7 +21,6 @@ from db import copies, videos
 from db.models import VideoStatus
 from service import events, resources
 from service.references import StoredReferences
-from service.resources import session
 from service.video_rows import records_of
 from workers.errors import ObjectMissing
 from workers.query import answer_query
@@ -33,7 +32,7 @@ log = logging.getLogger(__name__)
 def detect_copies(res: resources.Resources, video_id: str) -> dict[str, Any]:
     """Find what the indexed video shares with the library; store and announce it."""
     cfg = res.settings
-    with session() as s:
+    with res.session() as s:
         video = videos.get_video(s, video_id)
         usable = (video is not None and video.status == VideoStatus.INDEXED and video.matrix_key is not None
                   and video.model == res.embedder.name and video.fps is not None
@@ -41,7 +40,7 @@ def detect_copies(res: resources.Resources, video_id: str) -> dict[str, Any]:
         if not usable:
             log.info("video %s is gone, not indexed, or of another model or fps; no copy detection", video_id)
             return {"video_id": video_id, "skipped": True}
-        key, records = video.matrix_key, records_of(video)
+        key, records = video.matrix_key, records_of(res, video)
     started = time.perf_counter()
     evidence = {}
     for signal in res.signals:
@@ -52,7 +51,7 @@ def detect_copies(res: resources.Resources, video_id: str) -> dict[str, Any]:
                 log.info("video %s: no %s evidence for copy detection (%s)", video_id, signal.name, exc)
     result = answer_query(evidence, res.signals, stores=res.stores, references=StoredReferences(res, without=video_id),
                           params=cfg.copy_params(), exclude={video_id})
-    with session() as s:
+    with res.session() as s:
         row = videos.lock_video(s, video_id)
         if row is None or row.status != VideoStatus.INDEXED or row.matrix_key != key:
             log.info("video %s was removed or re-ingested during its copy detection; result dropped", video_id)
@@ -65,7 +64,7 @@ def detect_copies(res: resources.Resources, video_id: str) -> dict[str, Any]:
     log.info("video %s (%s): %d videos share footage with it, %d segments (%.2f s: %s)", video_id, name, len(kept),
              len(relations), time.perf_counter() - started, result.timings)
     if relations:
-        events.emit("copy.detected", {"video_id": video_id, "name": name, "copies": relations})
+        events.emit(res, "copy.detected", {"video_id": video_id, "name": name, "copies": relations})
     return {"video_id": video_id, "copies": len(kept), "segments": len(relations)}
 
 

@@ -29,7 +29,7 @@ from typing import Any, Literal, get_args
 
 from db import webhooks
 from db.session import session_scope
-from service import resources
+from service.resources import Resources
 from workers import webhooks as wire
 
 log = logging.getLogger(__name__)
@@ -39,11 +39,11 @@ EVENTS: tuple[Event, ...] = get_args(Event)
 DELIVER = "copycat.ops.webhook"
 
 
-def emit(event: str, data: dict[str, Any], *, callback_url: str | None = None) -> str | None:
-    """Record ``event`` and send it to its targets; returns its id (None: no target, or not recorded)."""
+def emit(res: Resources, event: str, data: dict[str, Any], *, callback_url: str | None = None) -> str | None:
+    """Record ``event`` with the process's resources ``res`` and send it to its targets; returns its id (None:
+    no target, or not recorded)."""
     if event not in EVENTS:
         raise ValueError(f"unknown webhook event {event!r}")
-    res = resources.current()
     cfg = res.settings.webhooks
     targets = list(dict.fromkeys([*cfg.endpoints, *([callback_url] if callback_url else [])]))
     if not targets:
@@ -70,9 +70,8 @@ class Outcome:
     retry_in: float | None
 
 
-def attempt(event_id: str, url: str, number: int, res: resources.Resources | None = None) -> Outcome:
+def attempt(res: Resources, event_id: str, url: str, number: int) -> Outcome:
     """Send the stored event to ``url`` once (attempt ``number``, from 1), record the attempt, say what next."""
-    res = res or resources.current()
     cfg = res.settings.webhooks
     with session_scope(res.engine) as s:
         event = webhooks.get_event(s, event_id)
@@ -110,7 +109,7 @@ class InProcessDeliveries:
     command's exit (registered with ``atexit``), so ``copycat ingest`` delivers what it announced.
     """
 
-    def __init__(self, res: resources.Resources) -> None:
+    def __init__(self, res: Resources) -> None:
         self._res = res
         self._planned: list[tuple[float, int, str, str, int]] = []  # heap of (due, order, event id, url, number)
         self._order = itertools.count()
@@ -153,7 +152,7 @@ class InProcessDeliveries:
         while (planned := self._next()) is not None:
             _, _, event_id, url, number = planned
             try:
-                outcome = attempt(event_id, url, number, self._res)
+                outcome = attempt(self._res, event_id, url, number)
             except Exception:  # noqa: BLE001 - one event's fault (its database gone) must not end the thread
                 log.exception("webhook event %s to %s: attempt %d failed; not retried", event_id, url, number)
                 continue
@@ -191,7 +190,7 @@ _deliveries: dict[int, InProcessDeliveries] = {}  # by id() of the resources the
 _deliveries_lock = threading.Lock()
 
 
-def in_process_deliveries(res: resources.Resources) -> InProcessDeliveries:
+def in_process_deliveries(res: Resources) -> InProcessDeliveries:
     """The deliveries thread of ``res`` (started on first use, stopped when ``res`` closes)."""
     with _deliveries_lock:
         deliveries = _deliveries.get(id(res))
@@ -201,7 +200,7 @@ def in_process_deliveries(res: resources.Resources) -> InProcessDeliveries:
     return deliveries
 
 
-def stop_in_process_deliveries(res: resources.Resources) -> None:
+def stop_in_process_deliveries(res: Resources) -> None:
     """Stop the deliveries thread of ``res`` after its attempt in flight, if it has one (logs what is left)."""
     with _deliveries_lock:
         deliveries = _deliveries.pop(id(res), None)

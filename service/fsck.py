@@ -20,7 +20,6 @@ from db.models import VideoStatus, utcnow
 from service import resources
 from service.operations import register_upload
 from service.queue import enqueue_remove
-from service.resources import session
 from workers.consistency import KINDS, Findings, Inventory, find_inconsistencies
 from workers.signals.registry import PRIMARY, SIGNALS
 
@@ -66,7 +65,7 @@ def take_inventory(res: resources.Resources) -> Inventory:
             matrices.add(obj.key)
     frame_vectors = res.signals[0].indexed_videos(res.stores)
     signal_vectors = {s.name: set(s.indexed_videos(res.stores)) for s in others}
-    with session() as s:
+    with res.session() as s:
         rows = fsck_db.row_states(s)
         job_ids = fsck_db.job_ids(s)
     return Inventory(rows=rows, model=res.embedder.name, frame_vectors=frame_vectors, signal_vectors=signal_vectors,
@@ -75,15 +74,14 @@ def take_inventory(res: resources.Resources) -> Inventory:
                      enabled_signals={s.name for s in res.signals})
 
 
-def check(repair: bool = False) -> FsckResult:
+def check(res: resources.Resources, repair: bool = False) -> FsckResult:
     """Compare every store; with ``repair``, fix what is found and check once more."""
-    res = resources.current()
     tick, started = time.perf_counter(), utcnow()
     findings = find_inconsistencies(take_inventory(res))
     repaired = repair_findings(res, findings) if repair and not findings.consistent else {}
     after = find_inconsistencies(take_inventory(res)) if repaired else None
     result = FsckResult(findings, repaired, time.perf_counter() - tick, after)
-    with session() as s:
+    with res.session() as s:
         fsck_db.record_run(s, started_at=started, seconds=result.seconds, repaired=bool(repaired),
                            counts=findings.counts())
     if findings.consistent:
@@ -100,27 +98,27 @@ def repair_findings(res: resources.Resources, findings: Findings) -> dict[str, i
     cfg, items = res.settings, findings.items
     done = {kind: 0 for kind in KINDS}
     for vid in items["orphan_vectors"]:
-        with session() as s:
+        with res.session() as s:
             row = videos.lock_video(s, vid)
             if row is None or row.status == VideoStatus.FAILED:
                 res.signals[0].forget(res.stores, vid)
                 done["orphan_vectors"] += 1
     for kind in ("vector_count_mismatch", "missing_matrix", "missing_signal_vectors"):
         for item in items[kind]:
-            done[kind] += _reingest(item.rpartition(":")[2])
+            done[kind] += _reingest(res, item.rpartition(":")[2])
     for kind in ("orphan_matrices", "orphan_signal_objects"):
         for key in items[kind]:
-            if _still_unreferenced(key):
+            if _still_unreferenced(res, key):
                 res.objects.remove(cfg.s3.matrices_bucket, key)
                 done[kind] += 1
     for item in items["orphan_signal_vectors"]:
         signal, _, vid = item.partition(":")
-        with session() as s:
+        with res.session() as s:
             if videos.lock_video(s, vid) is None or signal not in signal_rows.records_of(s, vid):
                 res.signal(signal).forget(res.stores, vid)
                 done["orphan_signal_vectors"] += 1
     for key in items["orphan_query_objects"]:
-        with session() as s:
+        with res.session() as s:
             gone = jobs.get_job(s, key.rsplit("/", 1)[-1].split(".", 1)[0]) is None
         if gone:
             res.objects.remove(cfg.s3.matrices_bucket, key)
@@ -128,33 +126,33 @@ def repair_findings(res: resources.Resources, findings: Findings) -> dict[str, i
     for path in items["unregistered_uploads"]:
         bucket, key = path.split("/", 1)
         info = res.objects.stat(bucket, key)
-        if info is not None and register_upload(bucket, key, info.size, info.etag):
+        if info is not None and register_upload(res, bucket, key, info.size, info.etag):
             done["unregistered_uploads"] += 1
     for vid in items["rows_without_upload"]:
-        with session() as s:
+        with res.session() as s:
             row = videos.get_video(s, vid)
             name = row.name if row is not None else None
         if name is not None:
-            enqueue_remove(vid, name)  # the removal itself checks that the object is really gone
+            enqueue_remove(res, vid, name)  # the removal itself checks that the object is really gone
             done["rows_without_upload"] += 1
     return {kind: n for kind, n in done.items() if n}
 
 
-def _reingest(video_id: str) -> int:
-    with session() as s:
+def _reingest(res: resources.Resources, video_id: str) -> int:
+    with res.session() as s:
         row = videos.get_video(s, video_id)
         if row is None or row.status != VideoStatus.INDEXED:
             return 0
         bucket, key, size, etag = row.bucket, row.key, row.size, row.etag
-    return int(register_upload(bucket, key, size, etag, force=True))
+    return int(register_upload(res, bucket, key, size, etag, force=True))
 
 
-def _still_unreferenced(key: str) -> bool:
+def _still_unreferenced(res: resources.Resources, key: str) -> bool:
     """A per-video object (``videos/<model>/<video_id>/<sha>.npy``) that its video's row, read under the
     video's lock, neither refers to nor may be writing now."""
     parts = key.split("/")
     video_id = parts[2] if len(parts) >= 4 else None
-    with session() as s:
+    with res.session() as s:
         row = videos.lock_video(s, video_id) if video_id else None
         if row is None:
             return True

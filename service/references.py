@@ -8,7 +8,7 @@ from collections.abc import Collection, Mapping
 from db import signals as signal_rows
 from db import videos
 from db.models import Video
-from service.resources import Resources, session
+from service.resources import Resources
 from workers.signals.base import Record
 from workers.signals.registry import PRIMARY
 
@@ -24,7 +24,7 @@ class StoredReferences:
         self.without = without
 
     def searchable(self, video_ids: list[str]) -> Collection[str]:
-        with session() as s:
+        with self.res.session() as s:
             allowed = videos.searchable_ids(s, video_ids, model=self.res.frame_index.model, fps=self.fps)
         allowed.discard(self.without)
         if len(allowed) < len(video_ids):
@@ -34,7 +34,7 @@ class StoredReferences:
         return allowed
 
     def records(self, signal: str, video_ids: list[str]) -> Mapping[str, Record]:
-        with session() as s:
+        with self.res.session() as s:
             if signal == PRIMARY:
                 return {v.id: primary_record(v) for v in videos.videos_by_ids(s, video_ids).values() if v.matrix_key}
             return {vid: Record(row.object_key, row.data)

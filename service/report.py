@@ -1,6 +1,6 @@
 """A query job's HTML report: reads what ``workers.report`` draws (frames, matrices) from storage.
 
-``render_job_report(job_id)`` returns the page as bytes (``copycat report`` writes it; the API serves it).
+``render_job_report(res, job_id)`` returns the page as bytes (``copycat report`` writes it; the API serves it).
 Thumbnails come from the query object and each reference's upload, downloaded into scratch and opened only
 after ``probe`` has admitted them, exactly as ingest opens uploads (``workers.admission``). Whatever is
 gone (a deleted reference, a query object removed from its bucket, a file that no longer decodes) leaves a
@@ -17,8 +17,7 @@ from typing import Any
 import numpy as np
 
 from db import jobs, videos
-from service import resources
-from service.resources import session
+from service.resources import Resources
 from workers.decode import frames_at, probe
 from workers.errors import CopycatError
 from workers.localise import similarity
@@ -34,12 +33,11 @@ class JobNotFound(LookupError):
     """No query job has this id."""
 
 
-def render_job_report(job_id: str) -> bytes:
+def render_job_report(res: Resources, job_id: str) -> bytes:
     """The report of one query job as UTF-8 HTML (any state: a running or failed job says so)."""
-    res = resources.current()
     cfg = res.settings
     fps = cfg.decode.fps
-    with session() as s:
+    with res.session() as s:
         job = jobs.get_job(s, job_id)
         if job is None:
             raise JobNotFound(f"no query job {job_id}")
@@ -82,7 +80,7 @@ def render_job_report(job_id: str) -> bytes:
 class _Source:
     """One video object, downloaded and probed on first use; a failure becomes one note and no frames."""
 
-    def __init__(self, res: resources.Resources, folder: Path, bucket: str, key: str, name: str) -> None:
+    def __init__(self, res: Resources, folder: Path, bucket: str, key: str, name: str) -> None:
         self.res, self.folder, self.bucket, self.key, self.name = res, folder, bucket, key, name
         self.path = folder / f"input{Path(name).suffix[:16]}"
         self.info: VideoInfo | None = None
@@ -91,7 +89,7 @@ class _Source:
     def frames(self, times: tuple[float, ...], height: int, notes: list[str]) -> list[np.ndarray | None]:
         if self.failed:
             return [None] * len(times)
-        options = self.res.settings.decode_options()
+        options = self.res.decode_options
         try:
             if self.info is None:
                 self.folder.mkdir(parents=True, exist_ok=True)
@@ -105,7 +103,7 @@ class _Source:
             return [None] * len(times)
 
 
-def _matrix(res: resources.Resources, bucket: str | None, key: str | None, notes: list[str],
+def _matrix(res: Resources, bucket: str | None, key: str | None, notes: list[str],
             what: str) -> np.ndarray | None:
     if not bucket or not key:
         notes.append(f"{what} are not stored (the job did not get that far)")

@@ -12,6 +12,8 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from contextlib import AbstractContextManager
+from dataclasses import replace
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +23,7 @@ from db.migrate import upgrade
 from db.session import create_db_engine, session_scope
 from service.settings import Settings, load_settings
 from tasks.app import create_app
+from workers.decode import CoreShare, DecodeOptions
 from workers.embed import create_embedder
 from workers.errors import DatabaseUnavailable
 from workers.localise import TemporalNetwork
@@ -41,7 +44,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-_RESOURCES = ("engine", "objects", "embedder", "frame_index", "stores", "signals", "localiser")
+_RESOURCES = ("engine", "objects", "embedder", "frame_index", "stores", "signals", "localiser", "decode_options")
 
 
 class shared_property(cached_property):  # noqa: N801 - a decorator, named like the one it extends
@@ -156,8 +159,18 @@ class Resources:
 
     @shared_property
     def localiser(self) -> TemporalNetwork:
-        """The temporal network with the settings' options (``LocaliseSettings`` mirrors its fields)."""
-        return TemporalNetwork(**self.settings.localise.model_dump())
+        """The temporal network with the settings' parameters (``Settings.tn_params``)."""
+        return TemporalNetwork(self.settings.tn_params())
+
+    @shared_property
+    def decode_options(self) -> DecodeOptions:
+        """How this process decodes (``Settings.decode_options``), with one share of its cores for every video
+        it decodes at once (parallel ingest, a thread pool worker)."""
+        return replace(self.settings.decode_options(), cores=CoreShare())
+
+    def session(self) -> AbstractContextManager[Session]:
+        """A transaction on this process's database."""
+        return session_scope(self.engine)  # type: ignore[return-value]
 
     def warm_up(self) -> None:
         """Build everything an ingest uses, now (``start_warm_up`` does it beside the first video; the ingest
@@ -223,7 +236,8 @@ _current: Resources | None = None
 
 
 def current() -> Resources:
-    """This process's resources, built from the environment on first use."""
+    """This process's resources, built from the environment on first use: for the process's entry points
+    only (the Celery worker, the ``copycat`` command, the API factory), which pass them on explicitly."""
     global _current
     if _current is None:
         _current = Resources(load_settings())
@@ -248,5 +262,6 @@ def use(settings: Settings) -> Resources:
 
 
 def session() -> Session:
-    """A transaction on this process's database (a context manager)."""
+    """A transaction on this process's database (a context manager), for the task modules; code that is
+    handed its ``Resources`` uses ``res.session()``."""
     return session_scope(current().engine)  # type: ignore[return-value]

@@ -12,6 +12,7 @@ Postgres, Redis, an S3 server and a Milvus server for production.
 from __future__ import annotations
 
 import os
+from dataclasses import fields
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -24,12 +25,16 @@ from workers.admission import InputLimits
 from workers.decode import DecodeOptions
 from workers.errors import ConfigError
 from workers.informative import FrameFilter
+from workers.localise import TNParams
 from workers.signals.registry import settings_groups
 from workers.stores.milvus import IndexSpec
 from workers.types import QueryParams
 
 _LIMITS = InputLimits()
 _INDEX = IndexSpec()
+_TN = TNParams()
+_DECODE = DecodeOptions()
+_QUERY = QueryParams()  # the type of each field's default: what query_params makes a value
 
 
 class DatabaseSettings(BaseModel):
@@ -93,38 +98,45 @@ class MilvusSettings(BaseModel):
 
 
 class DecodeSettings(BaseModel):
-    fps: float = Field(1.0, gt=0, le=30, description="frames sampled per second of video")
-    timeout_s: float = Field(1800.0, gt=0, description="limit of ffmpeg's time decoding one video (seconds; the"
-                             " least any video gets, see TIMEOUT_PER_S)")
-    timeout_per_s: float = Field(0.5, ge=0, description="decode time allowed per second of probed video, when that"
-                                 " is more than TIMEOUT_S (a 6-hour upload gets 3 hours); 0 = TIMEOUT_S for all")
-    threads: int = Field(0, ge=0, le=64, description="ffmpeg decoder threads per ffmpeg process; 0 lets ffmpeg"
-                         " decide (one per core), or 1 for each of a video's parallel range decoders (DECODERS)")
-    decoders: int = Field(0, ge=0, le=64, description="ffmpeg processes decoding one long video at once, each a"
-                          " time range of about SEGMENT_S (1.24x faster than one multi-threaded decoder on 2 cores,"
-                          " 1.83x with non-reference skipping against a full decode); 0 = this process's cores over"
-                          " the videos it decodes at the moment; 1 = one"
-                          " decoder per video")
-    segment_s: float = Field(120.0, gt=0, description="length of one range of a video decoded in parallel"
-                             " (DECODERS); shorter videos than twice this are decoded by one process. Ranges"
+    """How videos are decoded: ``workers.decode.DecodeOptions``'s fields with its defaults (the limits are
+    ``InputLimits``'s), built by ``Settings.decode_options``."""
+
+    fps: float = Field(_DECODE.fps, gt=0, le=30, description="frames sampled per second of video")
+    timeout_s: float = Field(_DECODE.timeout_s, gt=0, description="limit of ffmpeg's time decoding one video"
+                             " (seconds; the least any video gets, see TIMEOUT_PER_S)")
+    timeout_per_s: float = Field(_DECODE.timeout_per_s, ge=0, description="decode time allowed per second of probed"
+                                 " video, when that is more than TIMEOUT_S (a 6-hour upload gets 3 hours); 0 ="
+                                 " TIMEOUT_S for all")
+    threads: int = Field(_DECODE.threads, ge=0, le=64, description="ffmpeg decoder threads per ffmpeg process; 0"
+                         " lets ffmpeg decide (one per core), or 1 for each of a video's parallel range decoders"
+                         " (DECODERS)")
+    decoders: int = Field(_DECODE.decoders, ge=0, le=64, description="ffmpeg processes decoding one long video at"
+                          " once, each a time range of about SEGMENT_S (1.24x faster than one multi-threaded decoder"
+                          " on 2 cores, 1.83x with non-reference skipping against a full decode); 0 = this process's"
+                          " cores over the videos it decodes at the moment; 1 = one decoder per video")
+    segment_s: float = Field(_DECODE.segment_s, gt=0, description="length of one range of a video decoded in"
+                             " parallel (DECODERS); shorter videos than twice this are decoded by one process. Ranges"
                              " decoded ahead wait in memory: at most DECODERS ranges of sampled frames")
-    keyframe_max_gap_s: float = Field(0.0, ge=0, description="decode key frames only for streams whose key frames"
-                                      " (in their first 30 s) are at most this far apart; a sample may then come"
-                                      " up to that much early; 0 = never (measuring the spacing costs one more"
-                                      " ffprobe per video)")
-    hwaccel: Literal["auto", "cuda", "none"] = Field("auto", description="auto: decode on an NVIDIA GPU (NVDEC +"
-                                                     " scale_cuda) when ffmpeg and the driver offer it; cuda: the"
-                                                     " same, logging why not when they do not; none: never. A"
-                                                     " failed GPU decode falls back to the CPU")
-    chunk_frames: int = Field(64, ge=1, description="frames read from ffmpeg at a time (bounds memory)")
-    max_errors: int = Field(0, ge=0, description="decoder errors tolerated before a video counts as corrupt")
+    keyframe_max_gap_s: float = Field(_DECODE.keyframe_max_gap_s, ge=0, description="decode key frames only for"
+                                      " streams whose key frames (in their first 30 s) are at most this far apart; a"
+                                      " sample may then come up to that much early; 0 = never (measuring the spacing"
+                                      " costs one more ffprobe per video)")
+    hwaccel: Literal["auto", "cuda", "none"] = Field(_DECODE.hwaccel, description="auto: decode on an NVIDIA GPU"
+                                                     " (NVDEC + scale_cuda) when ffmpeg and the driver offer it;"
+                                                     " cuda: the same, logging why not when they do not; none:"
+                                                     " never. A failed GPU decode falls back to the CPU")
+    chunk_frames: int = Field(_DECODE.chunk_frames, ge=1, description="frames read from ffmpeg at a time (bounds"
+                              " memory)")
+    max_errors: int = Field(_DECODE.max_errors, ge=0, description="decoder errors tolerated before a video counts"
+                            " as corrupt")
     max_duration_s: float = Field(_LIMITS.max_duration_s, gt=0, description="longer videos are refused")
     max_pixels: int = Field(_LIMITS.max_pixels, ge=1, description="videos whose frames have more pixels (width x"
                             " height) are refused; the default is 8K UHD, 7680x4320")
     max_file_mib: int = Field(_LIMITS.max_file_bytes // 2**20, ge=1, description="larger files are refused (MiB)")
     max_fps: float = Field(_LIMITS.max_fps, gt=0, description="videos with a higher frame rate are refused")
-    skip_nonref: bool = Field(True, description="H.264/HEVC: skip non-reference frames while decoding (faster"
-                              " on streams with B-frames; a sample may come up to 2 source frames early)")
+    skip_nonref: bool = Field(_DECODE.skip_nonref, description="H.264/HEVC: skip non-reference frames while"
+                              " decoding (faster on streams with B-frames; a sample may come up to 2 source frames"
+                              " early)")
 
     def limits(self) -> InputLimits:
         """The limits ``workers.decode.probe`` checks before any frame is decoded."""
@@ -164,56 +176,60 @@ class FramesSettings(BaseModel):
 
 
 class SelectSettings(BaseModel):
-    search_limit: int = Field(64, ge=1, le=16384, description="Milvus hits per query frame")
-    top_k: int = Field(10, ge=1, description="candidate videos localised per query")
+    search_limit: int = Field(_QUERY.search_limit, ge=1, le=16384, description="Milvus hits per query frame")
+    top_k: int = Field(_QUERY.top_k, ge=1, description="candidate videos localised per query")
     reduce: Literal["sum", "mean", "max", "min", "count", "row_max"] = Field(
-        "row_max", description="hit aggregation per video (row_max: sum over query rows of the best hit)")
-    per_video: bool = Field(True, description="each query vector counts a video once, by its best frame (a"
+        _QUERY.reduce, description="hit aggregation per video (row_max: sum over query rows of the best hit)")
+    per_video: bool = Field(_QUERY.per_video, description="each query vector counts a video once, by its best frame (a"
                             " grouping search), instead of every one of its frames among the hits (fixture F1"
                             " 0.934 against 0.927, video recall 1.0; bench/tune.py)")
 
 
 class LocaliseSettings(BaseModel):
-    """Temporal-network defaults chosen on the fixture benchmark (bench/tune.py; VCSL's are 10/5/10/0.2/5/0.3).
+    """The temporal network's parameters: ``workers.localise.TNParams``'s fields, with its defaults (chosen on
+    the fixture benchmark, bench/tune.py; VCSL's are 10/5/10/0.2/5/0.3). ``Settings.tn_params`` builds the
+    localiser's parameters from them. A variable cannot say None: END_FLOOR 0 and QUERY_OVERLAP 1 turn those
+    options off."""
 
-    The field names are ``workers.localise.TemporalNetwork``'s: the localiser is built from them directly."""
-
-    tn_max_step: int = Field(10, ge=2, description="largest temporal jump between matched frames")
-    tn_top_k: int = Field(10, ge=1, description="reference frames kept per query frame")
-    max_path: int = Field(10, ge=0, description="segments tried per pair is max_path + 1")
-    min_sim: float = Field(0.2, description="minimum frame similarity on a path and per segment")
-    min_length: int = Field(1, ge=0, description="segments must span more than this many frames on both axes")
-    max_iou: float = Field(0.3, ge=0, le=1, description="overlap above which a later segment is dropped")
-    trim: bool = Field(True, description="drop path ends whose similarity is below min_sim")
-    merge_gap: int = Field(2, ge=0, description="join segments on one diagonal separated by at most this")
-    split_jump: int = Field(3, ge=0, description="cut a path where its time offset jumps by more than this"
-                            " many frames (footage inserted into a copy)")
-    end_floor: float = Field(0.5, ge=0, le=1, description="trim path ends whose similarity is below this times"
-                             " the path's median (0: off)")
-    query_overlap: float = Field(0.5, ge=0, le=1, description="drop a segment lying more than this share inside"
-                                 " a stronger one's query span (1: off)")
-    snap_ends: bool = Field(True, description="put path ends back on the copy's diagonal: drop an end reached"
-                            " by an offset jump, extend each end along its diagonal while similarity stays above"
-                            " the end floor")
-    prefer_stronger: bool = Field(True, description="a path overlapping an accepted segment replaces it when its"
-                                  " mean similarity is higher and it spans 80% of its query frames")
-    min_segment_score: float = Field(0.2, ge=0, le=1, description="drop segments whose score is below this (on"
-                                     " the score's scale; fixture F1 is the same from 0.2 to 0.35)")
-    min_informative: float = Field(0.5, ge=0, le=1, description="segments need at least this share of"
-                                   " informative frames on both sides")
-    score: Literal["bounded", "tn"] = Field("bounded", description="segment score: bounded (mean similarity x"
+    tn_max_step: int = Field(_TN.tn_max_step, ge=2, description="largest temporal jump between matched frames")
+    tn_top_k: int = Field(_TN.tn_top_k, ge=1, description="reference frames kept per query frame")
+    max_path: int = Field(_TN.max_path, ge=0, description="segments tried per pair is max_path + 1")
+    min_sim: float = Field(_TN.min_sim, description="minimum frame similarity on a path and per segment")
+    min_length: int = Field(_TN.min_length, ge=0, description="segments must span more than this many frames on"
+                            " both axes")
+    max_iou: float = Field(_TN.max_iou, ge=0, le=1, description="overlap above which a later segment is dropped")
+    trim: bool = Field(_TN.trim, description="drop path ends whose similarity is below min_sim")
+    merge_gap: int = Field(_TN.merge_gap, ge=0, description="join segments on one diagonal separated by at most"
+                           " this")
+    split_jump: int = Field(_TN.split_jump, ge=0, description="cut a path where its time offset jumps by more"
+                            " than this many frames (footage inserted into a copy)")
+    end_floor: float = Field(_TN.end_floor, ge=0, le=1, description="trim path ends whose similarity is below"
+                             " this times the path's median (0: off)")
+    query_overlap: float = Field(_TN.query_overlap, ge=0, le=1, description="drop a segment lying more than this"
+                                 " share inside a stronger one's query span (1: off)")
+    snap_ends: bool = Field(_TN.snap_ends, description="put path ends back on the copy's diagonal: drop an end"
+                            " reached by an offset jump, extend each end along its diagonal while similarity stays"
+                            " above the end floor")
+    prefer_stronger: bool = Field(_TN.prefer_stronger, description="a path overlapping an accepted segment"
+                                  " replaces it when its mean similarity is higher and it spans 80% of its query"
+                                  " frames")
+    min_segment_score: float = Field(_TN.min_segment_score, ge=0, le=1, description="drop segments whose score is"
+                                     " below this (on the score's scale; fixture F1 is the same from 0.2 to 0.35)")
+    min_informative: float = Field(_TN.min_informative, ge=0, le=1, description="segments need at least this"
+                                   " share of informative frames on both sides")
+    score: Literal["bounded", "tn"] = Field(_TN.score, description="segment score: bounded (mean similarity x"
                                             " evidence of length, in [0, 1]) or tn (the temporal network's)")
-    device: str = Field("auto", description="device for the similarity matmul")
+    device: str = Field(_TN.device, description="device for the similarity matmul")
 
 
 class QuerySettings(BaseModel):
-    min_score: float = Field(0.35, ge=0, le=1, description="matches whose video score (best segment score, in"
+    min_score: float = Field(_QUERY.min_score, ge=0, le=1, description="matches whose video score (best segment score, in"
                              " [0, 1]) is below this are not reported; measured in bench/tune.py")
-    exclude_self: bool = Field(False, description="drop candidates with the query's own content")
-    crop_grid: int = Field(2, ge=1, le=4, description="also search the NxN tiles of each query frame (finds"
+    exclude_self: bool = Field(_QUERY.exclude_self, description="drop candidates with the query's own content")
+    crop_grid: int = Field(_QUERY.crop_grid, ge=1, le=4, description="also search the NxN tiles of each query frame (finds"
                            " picture-in-picture copies; N²+1 embeddings and searches per frame); 1 = whole frames")
     extra_views: list[Literal["flip", "halves", "unborder"]] = Field(
-        ["flip", "unborder"], description="more query views, one embedding and search each per frame: flip"
+        list(_QUERY.extra_views), description="more query views, one embedding and search each per frame: flip"
         " (mirror), halves (left, right, top, bottom: 4), unborder (the picture inside a border, where one is found)")
 
 
@@ -373,15 +389,18 @@ class CoreSettings(BaseSettings):
         return int(self.broker.task_time_limit_s + self.decode_options().timeout_for(self.decode.max_duration_s))
 
     def decode_options(self) -> DecodeOptions:
-        d = self.decode
-        return DecodeOptions(fps=d.fps, chunk_frames=d.chunk_frames, timeout_s=d.timeout_s, max_errors=d.max_errors,
-                             limits=d.limits(), skip_nonref=d.skip_nonref, timeout_per_s=d.timeout_per_s,
-                             threads=d.threads, keyframe_max_gap_s=d.keyframe_max_gap_s, hwaccel=d.hwaccel,
-                             decoders=d.decoders, segment_s=d.segment_s)
+        """How videos are decoded: each ``DecodeOptions`` field from its ``COPYCAT_DECODE__`` setting. The share
+        of the process's cores is the process's own (``Resources.decode_options``), none here."""
+        names = {f.name for f in fields(DecodeOptions)} - {"limits", "cores"}
+        return DecodeOptions(**self.decode.model_dump(include=names), limits=self.decode.limits())
 
     def index_spec(self) -> IndexSpec:
         """How the Milvus collections are indexed and searched."""
         return IndexSpec(**self.milvus.model_dump(include=set(IndexSpec.__dataclass_fields__)))
+
+    def tn_params(self) -> TNParams:
+        """The localiser's parameters (``TemporalNetwork(settings.tn_params())`` is the product's localiser)."""
+        return TNParams(**self.localise.model_dump())
 
     def frame_filter(self) -> FrameFilter:
         f = self.frames
@@ -389,18 +408,12 @@ class CoreSettings(BaseSettings):
                            max_pattern_similarity=f.max_pattern_similarity)
 
     def query_params(self, overrides: dict[str, Any] | None = None) -> QueryParams:
-        """A job's parameters: the settings' defaults with the job's own values on top."""
-        defaults = {"top_k": self.select.top_k, "search_limit": self.select.search_limit,
-                    "reduce": self.select.reduce, "per_video": self.select.per_video,
-                    "min_score": self.query.min_score,
-                    "exclude_self": self.query.exclude_self, "crop_grid": self.query.crop_grid,
-                    "extra_views": self.query.extra_views}
-        merged = {**defaults, **{k: v for k, v in (overrides or {}).items() if k in defaults and v is not None}}
-        return QueryParams(top_k=int(merged["top_k"]), search_limit=int(merged["search_limit"]),
-                           reduce=str(merged["reduce"]), per_video=bool(merged["per_video"]),
-                           min_score=float(merged["min_score"]),
-                           exclude_self=bool(merged["exclude_self"]), crop_grid=int(merged["crop_grid"]),
-                           extra_views=tuple(merged["extra_views"]))
+        """A job's parameters: each ``QueryParams`` field from its ``COPYCAT_SELECT__`` or ``COPYCAT_QUERY__``
+        setting, with the job's own values (not None) on top, each made the field's type."""
+        settings = {**self.select.model_dump(), **self.query.model_dump()}
+        values = {f.name: settings[f.name] for f in fields(QueryParams)}
+        values |= {k: v for k, v in (overrides or {}).items() if k in values and v is not None}
+        return QueryParams(**{k: type(getattr(_QUERY, k))(v) for k, v in values.items()})
 
     def copy_params(self) -> QueryParams:
         """Parameters of copy detection: whole frames only (a reference's stored matrix has no tiles)."""

@@ -20,7 +20,7 @@ from db.models import Video, VideoStatus
 from service import events
 from service.queue import enqueue_copy_detection
 from service.references import primary_record
-from service.resources import Resources, session
+from service.resources import Resources
 from workers.extract import ExtractedObject
 from workers.ingest import forget
 from workers.signals.base import Record
@@ -37,10 +37,10 @@ def video_event(video: Video) -> dict[str, Any]:
             "vectors": video.vector_count, "model": video.model, "sha256": video.sha256}
 
 
-def records_of(video: Video) -> dict[str, Record]:
+def records_of(res: Resources, video: Video) -> dict[str, Record]:
     """Every record a video's rows hold, by signal."""
     found = {PRIMARY: primary_record(video)} if video.matrix_key else {}
-    with session() as s:
+    with res.session() as s:
         found |= {name: Record(row.object_key, row.data) for name, row in signal_rows.records_of(s, video.id).items()}
     return found
 
@@ -67,7 +67,7 @@ class VideoRows:
                timings: Mapping[str, float]) -> list[str] | None:
         video, primary = stored.video, records[PRIMARY]
         stale: list[str] = []
-        with session() as s:
+        with self.res.session() as s:
             row = videos.lock_video(s, video_id)
             if row is None or row.etag != stored.source.etag:
                 log.info("video %s was replaced or deleted while it was embedded; result dropped", video_id)
@@ -93,7 +93,7 @@ class VideoRows:
     @contextmanager
     def indexing(self, video_id: str, key: str) -> Iterator[_Target | None]:
         outcome: dict[str, Any] = {}
-        with session() as s:
+        with self.res.session() as s:
             row = videos.lock_video(s, video_id)
             if row is None or row.matrix_key != key:
                 log.info("video %s was removed or re-ingested before its vectors were written; nothing to index",
@@ -110,13 +110,13 @@ class VideoRows:
             name, data = row.name, video_event(indexed)
         log.info("video %s (%s): %d of %d frames informative, indexed with %s (signals: %s)", video_id, name, count,
                  frames, self.res.embedder.name, ", ".join(outcome["vectors"]))
-        events.emit("video.indexed", data)
+        events.emit(self.res, "video.indexed", data)
         if self.res.settings.copies.on_ingest:
-            enqueue_copy_detection(video_id, name)
+            enqueue_copy_detection(self.res, video_id, name)
 
     @contextmanager
     def add_signal(self, video_id: str, sha256: str, signal: str, record: Record) -> Iterator[bool]:
-        with session() as s:
+        with self.res.session() as s:
             row = videos.lock_video(s, video_id)
             if row is None or row.status != VideoStatus.INDEXED or row.sha256 != sha256:
                 log.info("video %s was replaced, deleted or is not indexed; its %s evidence dropped", video_id, signal)
@@ -130,11 +130,11 @@ class VideoRows:
     def remove(self, video_id: str) -> bool:
         """Forget a video whose upload is gone: every signal's vectors and objects, its relations, then its row,
         all under the video's lock (the row goes last, so a retry after a store failure finishes the job)."""
-        with session() as s:
+        with self.res.session() as s:
             video = videos.lock_video(s, video_id)
             if video is None:
                 return False
-            records = records_of(video)
+            records = records_of(self.res, video)
             forget(video_id, records, signals=[self.res.signal(name) for name in {PRIMARY, *records}],
                    stores=self.res.stores)
             copies.forget_video(s, video_id)

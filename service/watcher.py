@@ -12,24 +12,24 @@ import logging
 import threading
 import time
 
-from service import resources
 from service.operations import handle_event, sweep
+from service.resources import Resources
 from workers.errors import ConfigError
 from workers.stores.events import NotificationsUnsupported
 
 log = logging.getLogger(__name__)
 
 
-def run_watcher(stop: threading.Event) -> None:
-    """Watch until ``stop`` is set."""
-    cfg = resources.current().settings
-    _sweep_safely()
+def run_watcher(res: Resources, stop: threading.Event) -> None:
+    """Watch the buckets of ``res`` until ``stop`` is set."""
+    cfg = res.settings
+    _sweep_safely(res)
     if cfg.watch.mode != "poll":
         buckets = (cfg.s3.uploads_bucket, cfg.s3.queries_bucket)
         unsupported: list[str] = []
 
         def listener(bucket: str) -> threading.Thread:
-            thread = threading.Thread(target=_listen_forever, args=(bucket, stop, unsupported),
+            thread = threading.Thread(target=_listen_forever, args=(res, bucket, stop, unsupported),
                                       name=f"listen-{bucket}", daemon=True)
             thread.start()
             return thread
@@ -44,7 +44,7 @@ def run_watcher(stop: threading.Event) -> None:
                 for bucket, thread in threads.items():
                     if not thread.is_alive() and not stop.is_set():
                         log.error("listener of %s stopped; restarting it after a sweep", bucket)
-                        _sweep_safely()
+                        _sweep_safely(res)
                         threads[bucket] = listener(bucket)
             return
         if cfg.watch.mode == "listen":
@@ -52,18 +52,18 @@ def run_watcher(stop: threading.Event) -> None:
                               "(only MinIO does); use poll or auto")
         log.info("the S3 server sends no notifications; sweeping every %.0f s", cfg.watch.poll_interval_s)
     while not stop.wait(cfg.watch.poll_interval_s):
-        _sweep_safely()
+        _sweep_safely(res)
 
 
-def _listen_forever(bucket: str, stop: threading.Event, unsupported: list[str]) -> None:
+def _listen_forever(res: Resources, bucket: str, stop: threading.Event, unsupported: list[str]) -> None:
     delay = 1.0
-    limit = resources.current().settings.watch.reconnect_max_s
+    limit = res.settings.watch.reconnect_max_s
     while not stop.is_set():
         try:
-            for event in resources.current().objects.listen(bucket):
+            for event in res.objects.listen(bucket):
                 delay = 1.0
                 try:
-                    handle_event(event)
+                    handle_event(res, event)
                 except Exception as exc:  # one bad event (or a broker hiccup) must not end the listener
                     log.warning("event for s3://%s/%s not handled (%s: %s); the next sweep will catch it",
                                 event.bucket, event.key, type(exc).__name__, exc)
@@ -76,11 +76,11 @@ def _listen_forever(bucket: str, stop: threading.Event, unsupported: list[str]) 
         if stop.wait(delay):
             return
         delay = min(delay * 2, limit)
-        _sweep_safely()  # events sent while disconnected are gone
+        _sweep_safely(res)  # events sent while disconnected are gone
 
 
-def _sweep_safely() -> None:
+def _sweep_safely(res: Resources) -> None:
     try:
-        sweep()
+        sweep(res)
     except Exception as exc:  # the next interval tries again; the watcher itself must keep running
         log.warning("sweep failed (%s: %s); retrying at the next interval", type(exc).__name__, exc)

@@ -34,6 +34,6 @@ def backfill_signal(self: EnrichmentTask, signal: str, video_id: str) -> dict[st
         return {"video_id": video_id, "signal": signal, "skipped": True}
     bucket, key, name, sha256 = source
     result = backfill(video_id, found, sha256=sha256, fetch=lambda dest: res.objects.get_file(bucket, key, dest),
-                      label=name, stores=res.stores, rows=VideoRows(res), options=res.settings.decode_options(),
+                      label=name, stores=res.stores, rows=VideoRows(res), options=res.decode_options,
                       scratch_dir=res.settings.scratch_dir)
     return {"video_id": video_id, "signal": signal, **({"superseded": True} if result.superseded else result.vectors)}

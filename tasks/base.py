@@ -216,7 +216,7 @@ class VideoTask(RecordedTask):
             video = videos.get_video(s, object_id)
             data = video_event(video) if video is not None else None
         if data is not None:
-            events.emit("video.failed", data)
+            events.emit(resources.current(), "video.failed", data)
 
 
 class EnrichmentTask(CopycatTask):
@@ -272,4 +272,4 @@ def announce_job(job_id: str) -> None:
         job = jobs.get_job(s, job_id)
         found = (jobs.result_json(job), job.callback_url) if job is not None else None
     if found is not None:
-        events.emit("query.done", found[0], callback_url=found[1])
+        events.emit(resources.current(), "query.done", found[0], callback_url=found[1])

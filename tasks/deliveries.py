@@ -6,6 +6,7 @@ from typing import Any
 
 from celery import Task, shared_task
 
+from service import resources
 from service.events import DELIVER, attempt
 
 
@@ -13,7 +14,7 @@ from service.events import DELIVER, attempt
 def deliver_webhook(self: Task, event_id: str, url: str) -> dict[str, Any]:
     """One attempt; a failed one is retried by Celery after the backoff (the countdown keeps the worker free)."""
     number = self.request.retries + 1
-    outcome = attempt(event_id, url, number)
+    outcome = attempt(resources.current(), event_id, url, number)
     if outcome.retry_in is not None:
         raise self.retry(countdown=outcome.retry_in)
     return {"event_id": event_id, "url": url, "attempts": number, "delivered": outcome.delivered}

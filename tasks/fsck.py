@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from celery import shared_task
 
+from service import resources
 from service.fsck import check
 from tasks.base import TASK_OPTIONS, CopycatTask
 
@@ -11,4 +12,4 @@ from tasks.base import TASK_OPTIONS, CopycatTask
 @shared_task(name="copycat.ops.fsck", base=CopycatTask, **TASK_OPTIONS)
 def scheduled_check(self: CopycatTask) -> dict[str, int]:
     """Beat's consistency check, in report mode (counts recorded and logged; nothing changed)."""
-    return check(repair=False).findings.counts()
+    return check(resources.current(), repair=False).findings.counts()

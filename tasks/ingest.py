@@ -35,14 +35,14 @@ def embed_video(self: VideoTask, video_id: str) -> dict[str, Any]:
     result = IngestResult(superseded=True)  # unless the block below gets further
     with self.leased(video_id), self.dropped_if_superseded(video_id, video.etag):
         if video.status == VideoStatus.INDEXING:  # a retry after the objects were stored: only vectors are left
-            result = resume(video_id, records_of(video), **plan)
+            result = resume(video_id, records_of(res, video), **plan)
         else:
             result = ingest(video_id, lambda: res.objects.read(video.bucket, video.key), label=video.name,
-                            size=video.size, options=cfg.decode_options(), scratch_dir=cfg.scratch_dir, **plan,
+                            size=video.size, options=res.decode_options, scratch_dir=cfg.scratch_dir, **plan,
                             progress=self.reporter(lambda: self.embedding(video_id),
                                                    forward=res.progress_listeners.get(video_id)))
     for signal in result.missing:
-        enqueue_backfill(signal, video_id, video.name)
+        enqueue_backfill(res, signal, video_id, video.name)
     return {"video_id": video_id, **result.summary()}
 
 

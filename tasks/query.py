@@ -36,13 +36,13 @@ def embed_query(self: JobTask, job_id: str) -> dict[str, Any]:
     with self.leased(job_id):
         done = extract_query(job_id, lambda: res.objects.read(job.bucket, job.key), label=job.name,
                              signals=res.signals, stores=res.stores, params=cfg.query_params(job.params),
-                             options=cfg.decode_options(), scratch_dir=cfg.scratch_dir, progress=self.reporter())
+                             options=res.decode_options, scratch_dir=cfg.scratch_dir, progress=self.reporter())
     frames = int(done.video.evidence[primary.name].features.shape[0])
     with session() as s:
         jobs.update_job(s, job_id, sha256=done.sha256, frame_count=frames, matrix_key=primary.query_key(job_id),
                         duration=done.video.info.duration, timings=dict(done.video.timings))
         jobs.release_lease(s, job_id)
-    enqueue_match(job_id, job.name)
+    enqueue_match(res, job_id, job.name)
     return {"job_id": job_id, "frames": frames}
 
 

@@ -24,8 +24,9 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Literal
 
 import ffmpeg
 import numpy as np
@@ -140,29 +141,80 @@ def expected_frames(duration: float, fps: float) -> int:
     return max(1, int(np.floor(duration * fps + 0.5)))
 
 
+class CoreShare:
+    """The CPU cores a video may decode on: ``cores`` (by default this process's usable cores) over the videos
+    decoding with this share at the moment (``sample_views`` holds a share while it runs), at least one. One
+    long video alone gets every core; a batch decoding ``embed.parallel_videos`` at once gets its share each.
+    A process builds one and passes it in every ``DecodeOptions`` (``DecodeOptions.cores``)."""
+
+    def __init__(self, cores: int | None = None) -> None:
+        self.cores = cores or len(os.sched_getaffinity(0))
+        self._videos = 0
+        self._lock = threading.Lock()
+
+    @contextlib.contextmanager
+    def share(self) -> Iterator[int]:
+        with self._lock:
+            self._videos += 1
+            cores = max(1, self.cores // self._videos)
+        try:
+            yield cores
+        finally:
+            with self._lock:
+                self._videos -= 1
+
+
 @dataclass(frozen=True)
 class DecodeOptions:
-    """How a worker decodes: sampling rate, chunking, and the limits that protect it (``Settings.decode_options``).
+    """How a worker decodes: sampling rate, chunking, and the limits that protect it.
 
-    ``limits`` are checked by ``probe``, before any frame is decoded."""
+    The defaults are what the product runs: ``COPYCAT_DECODE__<FIELD>`` sets each one (``DecodeSettings``
+    takes its defaults from here; ``Settings.decode_options`` builds these from it). ``limits`` are checked
+    by ``probe``, before any frame is decoded. A decode that must give the same pixels on every machine
+    (tests comparing them) says ``hwaccel="none"``; ``FULL_DECODE`` also decodes every frame."""
 
     fps: float = 1.0
+    """Frames sampled per second of video."""
     chunk_frames: int = 64
+    """Frames read from ffmpeg at a time (bounds memory)."""
     timeout_s: float = 1800.0
+    """Limit of ffmpeg's time decoding one video, the least any video gets (``timeout_for``)."""
     max_errors: int = 0
+    """Decoder errors tolerated before a video counts as corrupt."""
     limits: InputLimits = InputLimits()
-    skip_nonref: bool = False
-    timeout_per_s: float = 0.0
+    skip_nonref: bool = True
+    """H.264/HEVC: skip non-reference frames (a sample may come up to 2 source frames early; ``plan_decode``)."""
+    timeout_per_s: float = 0.5
+    """Decode time allowed per second of probed video, when that is more than ``timeout_s``; 0 = ``timeout_s``."""
     threads: int = 0
+    """ffmpeg decoder threads per ffmpeg process; 0 lets ffmpeg decide."""
     keyframe_max_gap_s: float = 0.0
-    hwaccel: str = "none"
-    decoders: int = 1
+    """Decode key frames only for streams whose key frames are at most this far apart; 0 = never."""
+    hwaccel: Literal["auto", "cuda", "none"] = "auto"
+    """NVDEC when offered (auto), NVDEC logging why not (cuda), or never (none); see ``plan_decode``."""
+    decoders: int = 0
+    """ffmpeg processes decoding one long video at once, each a time range (``plan_ranges``); 0 = the cores
+    this video's share gives it."""
     segment_s: float = 120.0
+    """Length of one time range decoded in parallel."""
+    cores: CoreShare | None = field(default=None, compare=False)
+    """The cores this decode shares with the other videos its process decodes at once: a process decoding
+    several videos in parallel passes each the same share (``Resources.decode_options``); None gives the
+    decode a share of its own, all of this process's usable cores."""
+
+    def core_share(self) -> CoreShare:
+        """``cores``, or a share of its own when there is none."""
+        return self.cores or CoreShare()
 
     def timeout_for(self, duration: float) -> float:
         """The decode time limit of a video of ``duration`` seconds: ``timeout_s``, or ``timeout_per_s`` per
         second of video when that is more (a 2-hour upload gets a longer limit than a 30-second one)."""
         return max(self.timeout_s, self.timeout_per_s * duration)
+
+
+FULL_DECODE = DecodeOptions(skip_nonref=False, timeout_per_s=0.0, hwaccel="none", decoders=1)
+"""Every frame decoded, on the CPU, by one ffmpeg per video: the benchmarks measured this way keep measuring
+it. Not what the product runs (``DecodeOptions()``)."""
 
 
 def sample_frames(path: Path, info: VideoInfo, geometry: FrameGeometry, options: DecodeOptions = DecodeOptions(),
@@ -205,7 +257,7 @@ def sample_views(
     plan = plan_decode(info, geometries, options, keyframe_gap=_keyframe_gap(path, info, options),
                        hardware=hardware_decoders() if options.hwaccel != "none" else None)
     name = label or path.name
-    with CORES.share() as cores:
+    with options.core_share().share() as cores:
         ranges = plan_ranges(info, options, cores) if feed is None and plan.hwaccel is None else [WHOLE]
         decoders = min(len(ranges), options.decoders or cores)
         if len(ranges) > 1:
@@ -391,29 +443,6 @@ class TimeRange:
 WHOLE = TimeRange()
 
 
-class CoreShare:
-    """The CPU cores a video may decode on: this process's usable cores over the videos it decodes at the
-    moment (``sample_views`` holds a share while it runs), at least one. One long video alone gets every
-    core; a batch decoding ``embed.parallel_videos`` at once gets its share each."""
-
-    def __init__(self, cores: int | None = None) -> None:
-        self.cores = cores or len(os.sched_getaffinity(0))
-        self._videos = 0
-        self._lock = threading.Lock()
-
-    @contextlib.contextmanager
-    def share(self) -> Iterator[int]:
-        with self._lock:
-            self._videos += 1
-            cores = max(1, self.cores // self._videos)
-        try:
-            yield cores
-        finally:
-            with self._lock:
-                self._videos -= 1
-
-
-CORES = CoreShare()
 
 
 def plan_ranges(info: VideoInfo, options: DecodeOptions, cores: int) -> list[TimeRange]:
@@ -442,7 +471,7 @@ def plan_ranges(info: VideoInfo, options: DecodeOptions, cores: int) -> list[Tim
 
 def decodes_in_ranges(info: VideoInfo, options: DecodeOptions) -> bool:
     """Whether ``sample_views`` would cut this video into parallel time ranges, given the whole file."""
-    return len(plan_ranges(info, options, CORES.cores)) > 1
+    return len(plan_ranges(info, options, options.core_share().cores)) > 1
 
 
 class _RangeReader:

@@ -1,10 +1,11 @@
 """Localisation: which stretch of the query copies which stretch of a reference.
 
 The first (and default) method is the Temporal Network (TN) of Tan et al. (ACM MM 2009) as modified in VCSL
-(CVPR 2022). ``tn_boxes`` reproduces the VCSL reference ``vcsl/vta.py::tn`` exactly, quirks included (spec
-``specs/temporal-network.md`` §2); the improvements measured in that spec's appendix are keyword options
-that are off unless asked for. ``TemporalNetwork`` wraps it behind the one-method
-``Localiser`` interface: features in, ``Segment``s in seconds out.
+(CVPR 2022). ``TNParams`` holds its parameters, defaulting to the product's. With ``VCSL_TN``, ``tn_boxes``
+reproduces the VCSL reference ``vcsl/vta.py::tn`` exactly, quirks included (spec ``specs/temporal-network.md``
+§2); the product's defaults switch on the improvements measured in that spec's appendix and on the fixture
+benchmark. ``TemporalNetwork`` wraps it behind the one-method ``Localiser`` interface: features in,
+``Segment``s in seconds out.
 
 Boxes are ``[q_start, r_start, q_end, r_end]`` of *inclusive* frame indices; ``boxes_to_segments`` turns
 them into seconds, with frame ``i`` standing for ``[i / fps, (i + 1) / fps)``.
@@ -215,112 +216,142 @@ def _inclusive_iou(box: Box, others: Sequence[Box]) -> float:
     return best
 
 
-def tn_boxes(
-    sim: np.ndarray,
-    tn_max_step: int = 10,
-    tn_top_k: int = 5,
-    max_path: int = 10,
-    min_sim: float = 0.2,
-    min_length: int = 5,
-    max_iou: float = 0.3,
-    *,
-    trim: bool = False,
-    merge_gap: int | None = None,
-    split_jump: int | None = None,
-    end_floor: float | None = None,
-    query_overlap: float | None = None,
-    snap_ends: bool = False,
-    prefer_stronger: bool = False,
-) -> list[ScoredBox]:
+@dataclass(frozen=True)
+class TNParams:
+    """The temporal network's parameters; the defaults are what the product runs.
+
+    They were chosen on the fixture benchmark (``bench/tune.py``); ``COPYCAT_LOCALISE__<FIELD>`` sets each
+    one (``service.settings.LocaliseSettings`` takes its fields and defaults from here). ``VCSL_TN`` is the
+    configuration of VCSL's reference, which ``tn_boxes`` reproduces exactly. ``tn_boxes`` reads the first
+    thirteen fields, ``TemporalNetwork`` the rest.
+    """
+
+    tn_max_step: int = 10
+    """Consecutive path nodes differ by 1 .. tn_max_step - 1 frames on both axes."""
+    tn_top_k: int = 10
+    """Candidate reference frames kept per query frame."""
+    max_path: int = 10
+    """Paths extracted = max_path + 1."""
+    min_sim: float = 0.2
+    """An edge's destination needs this similarity; a box needs score / ave_len above it."""
+    min_length: int = 1
+    """A box needs both spans (end - start) above it."""
+    max_iou: float = 0.3
+    """A box is dropped if its inclusive IoU with an accepted box is at least this."""
+    trim: bool = True
+    """Drop leading and trailing path nodes with similarity < min_sim before scoring the path (TN never
+    checks a path's first node, so boxes otherwise start up to tn_max_step - 1 early). The spec's appendix
+    measured it raising precision from ~0.81 to ~0.97 at equal recall on real copies."""
+    merge_gap: int | None = 2
+    """If set, merge accepted boxes on nearly the same diagonal separated by at most this many frames
+    (``merge_diagonal``); the result is then sorted by query start."""
+    split_jump: int | None = 3
+    """If set, cut a path where its diagonal offset ``q - r`` jumps by more than this many frames between
+    consecutive nodes of an accepted path, and keep the pieces that pass TN's tests on their own. TN lets a
+    path step over up to tn_max_step - 1 frames, so without it footage inserted into a copy (query frames
+    4-11 from elsewhere between copied frames 0-3 and 12-17) is swallowed by one box."""
+    end_floor: float | None = 0.5
+    """If set (with ``trim``), also drop leading and trailing path nodes whose similarity is below
+    ``end_floor`` times the median similarity of the path's nodes (``refine_ends``); 0 drops none. TN adds
+    every node above ``min_sim`` to a path, so a path through a copy of similarity 0.8 runs on through
+    unrelated frames at 0.2-0.3 next to it, often by a jump of several frames."""
+    query_overlap: float | None = 0.5
+    """If set, drop a box when more than this share of its query span lies inside the span of a box with a
+    higher mean path similarity (``suppress_query_overlap``); 1 drops none. A moment of the query copies
+    one moment of a reference, and static footage offers TN several near-equal paths at other offsets,
+    which ``merge_gap`` would otherwise fold into one over-long box."""
+    snap_ends: bool = True
+    """With ``trim`` and ``end_floor``, put each path's ends back on the copy's diagonal
+    (``snap_ends_to_diagonal``): TN often reaches a copy's first frames by a jump from an unrelated node
+    (``(1, 5) -> (6, 6)``), so the box starts off the diagonal and misses the copy's first frames, which lie
+    on it (``(5, 5)``)."""
+    prefer_stronger: bool = True
+    """A later path that TN's IoU test rejects replaces the accepted box it overlaps most when its mean
+    similarity is higher and it spans at least ``MIN_REPLACEMENT_COVER`` of that box's query frames
+    (``_replace_if_stronger``; paths cut by ``split_jump`` never replace). TN extracts paths by total
+    similarity, so on static footage a path of many 0.9 nodes at a wrong offset comes before the copy's own
+    diagonal at 0.99."""
+    min_segment_score: float = 0.2
+    """``TemporalNetwork`` drops segments scoring below this (on the ``score`` scale): each reported segment
+    is evidence on its own, not a few frames of unrelated footage at similarity 0.2-0.3 that TN found next
+    to a real copy."""
+    min_informative: float = 0.5
+    """When masks are given, ``TemporalNetwork`` drops segments with a smaller share of informative frames
+    on either side (``drop_uninformative``)."""
+    score: Literal["bounded", "tn"] = "bounded"
+    """The segment score ``TemporalNetwork`` reports: ``bounded_score`` (in [0, 1]) or TN's path score."""
+    device: str = "auto"
+    """Torch device of the similarity matmul; "auto" picks CUDA when available."""
+
+
+VCSL_TN = TNParams(tn_top_k=5, min_length=5, trim=False, merge_gap=None, split_jump=None, end_floor=None,
+                   query_overlap=None, snap_ends=False, prefer_stronger=False, min_segment_score=0.0, score="tn")
+"""VCSL's reference TN (``vcsl/vta.py::tn``: 10/5/10/0.2/5/0.3) with none of the options beyond it: what
+``tn_boxes`` reproduces exactly, quirks included. Not what the product runs (``TNParams()``)."""
+
+
+def tn_boxes(sim: np.ndarray, params: TNParams = TNParams()) -> list[ScoredBox]:
     """Copied segment boxes in a similarity matrix, by the Temporal Network.
 
-    With ``trim=False`` and ``merge_gap=None`` this is exactly VCSL's ``tn`` (boxes in extraction order),
-    with towhee's per-box score ``Σ_path S[q, r] / ave_len`` where ``ave_len`` is the mean of the two
-    spans (so an exact copy of n frames scores n / (n - 1)). Path lengths are accumulated in float64.
+    With ``VCSL_TN`` this is exactly VCSL's ``tn`` (boxes in extraction order), with towhee's per-box score
+    ``Σ_path S[q, r] / ave_len`` where ``ave_len`` is the mean of the two spans (so an exact copy of n
+    frames scores n / (n - 1)). Path lengths are accumulated in float64. ``params`` (``TNParams``, the
+    product's by default) says which of the options beyond VCSL's are on.
 
     Args:
         sim: float [T_q, T_r] frame similarities (cosine; raw values, may be negative).
-        tn_max_step: consecutive path nodes differ by 1 .. tn_max_step - 1 frames on both axes.
-        tn_top_k: candidate reference frames kept per query frame.
-        max_path: paths extracted = max_path + 1.
-        min_sim: an edge's destination needs this similarity; a box needs score / ave_len above it.
-        min_length: a box needs both spans (end - start) above it.
-        max_iou: a box is dropped if its inclusive IoU with an accepted box is at least this.
-        trim: drop leading and trailing path nodes with similarity < min_sim before scoring the path
-            (TN never checks a path's first node, so boxes otherwise start up to tn_max_step - 1 early).
-        merge_gap: if set, merge accepted boxes on nearly the same diagonal separated by at most this
-            many frames (``merge_diagonal``); the result is then sorted by query start.
-        split_jump: if set, cut a path where its diagonal offset ``q - r`` jumps by more than this many
-            frames between consecutive nodes of an accepted path, and keep the pieces that pass TN's
-            tests on their own. TN lets a path
-            step over up to tn_max_step - 1 frames, so without it footage inserted into a copy (query
-            frames 4-11 from elsewhere between copied frames 0-3 and 12-17) is swallowed by one box.
-        end_floor: if set (with ``trim``), also drop leading and trailing path nodes whose similarity is
-            below ``end_floor`` times the median similarity of the path's nodes (``refine_ends``). TN adds
-            every node above ``min_sim`` to a path, so a path through a copy of similarity 0.8 runs on
-            through unrelated frames at 0.2-0.3 next to it, often by a jump of several frames.
-        query_overlap: if set, drop a box when more than this share of its query span lies inside the
-            span of a box with a higher mean path similarity (``suppress_query_overlap``): a moment of the
-            query copies one moment of a reference, and static footage offers TN several near-equal paths
-            at other offsets, which ``merge_gap`` would otherwise fold into one over-long box.
-        snap_ends: if set (with ``trim``), put each path's ends back on the copy's diagonal
-            (``snap_ends_to_diagonal``): TN often reaches a copy's first frames by a jump from an
-            unrelated node (``(1, 5) -> (6, 6)``), so the box starts off the diagonal and misses the
-            copy's first frames, which lie on it (``(5, 5)``).
-        prefer_stronger: if set, a later path that TN's IoU test rejects replaces the accepted box it
-            overlaps most when its mean similarity is higher and it spans at least ``MIN_REPLACEMENT_COVER``
-            of that box's query frames (``_replace_if_stronger``; paths cut by ``split_jump`` never
-            replace). TN extracts paths by total similarity, so on static footage a path of many 0.9
-            nodes at a wrong offset comes before the copy's own diagonal at 0.99.
+        params: the TN parameters (their fields from ``tn_max_step`` to ``prefer_stronger``).
 
     Returns:
         ``(box, score)`` pairs, box = ``[q_start, r_start, q_end, r_end]`` inclusive frame indices.
     """
+    p = params
     sim = np.asarray(sim, dtype=np.float64)
     if sim.ndim != 2:
         raise ValueError(f"sim must be a 2-D [T_q, T_r] matrix, got shape {sim.shape}")
-    if tn_max_step < 1 or tn_top_k < 1 or max_path < 0:
+    if p.tn_max_step < 1 or p.tn_top_k < 1 or p.max_path < 0:
         raise ValueError(
-            f"need tn_max_step >= 1, tn_top_k >= 1, max_path >= 0; got {tn_max_step}, {tn_top_k}, {max_path}"
+            f"need tn_max_step >= 1, tn_top_k >= 1, max_path >= 0; got {p.tn_max_step}, {p.tn_top_k}, {p.max_path}"
         )
     if sim.shape[0] == 0 or sim.shape[1] == 0:
         return []
-    graph = _TemporalGraph(sim, tn_max_step, tn_top_k, min_sim)
+    graph = _TemporalGraph(sim, p.tn_max_step, p.tn_top_k, p.min_sim)
     accepted: list[ScoredBox] = []
     strength: list[float] = []  # mean path similarity of each accepted box
-    for _ in range(max_path + 1):
+    for _ in range(p.max_path + 1):
         path = graph.longest_path()
         graph.zero_path(path)
         nodes = [v for v in path if v not in (0, graph.sink)]
         if not nodes:
             break
         q, r = graph.pairs(nodes)
-        judged = _judge_path(sim, q, r, min_sim, min_length, trim, end_floor, snap_ends)
+        judged = _judge_path(sim, q, r, p.min_sim, p.min_length, p.trim, p.end_floor, p.snap_ends)
         if judged is None:
             continue
-        if _inclusive_iou(judged[0][0], [b for b, _ in accepted]) >= max_iou:
-            unbroken = split_jump is None or not np.any(np.abs(np.diff(q - r)) > split_jump)
-            if prefer_stronger and unbroken:
+        if _inclusive_iou(judged[0][0], [b for b, _ in accepted]) >= p.max_iou:
+            unbroken = p.split_jump is None or not np.any(np.abs(np.diff(q - r)) > p.split_jump)
+            if p.prefer_stronger and unbroken:
                 _replace_if_stronger(accepted, strength, judged)
             continue
-        if split_jump is None:
+        if p.split_jump is None:
             accepted.append(judged[0])
             strength.append(judged[1])
             continue
         # Only an accepted path is cut: its pieces refine it, they never add a box TN rejected.
-        cuts = np.flatnonzero(np.abs(np.diff(q - r)) > split_jump) + 1
+        cuts = np.flatnonzero(np.abs(np.diff(q - r)) > p.split_jump) + 1
         others = [b for b, _ in accepted]
         pieces = list(zip(np.split(q, cuts), np.split(r, cuts), strict=True))
         for i, (q_piece, r_piece) in enumerate(pieces):
             claimed = _claimed_frames(pieces, i)
-            piece = _judge_path(sim, q_piece, r_piece, min_sim, min_length, trim, end_floor, snap_ends, claimed)
-            if piece is not None and _inclusive_iou(piece[0][0], others) < max_iou:
+            piece = _judge_path(sim, q_piece, r_piece, p.min_sim, p.min_length, p.trim, p.end_floor, p.snap_ends,
+                                claimed)
+            if piece is not None and _inclusive_iou(piece[0][0], others) < p.max_iou:
                 accepted.append(piece[0])
                 strength.append(piece[1])
-    if query_overlap is not None:
-        accepted = suppress_query_overlap(accepted, strength, query_overlap)
-    if merge_gap is not None:
-        accepted = merge_diagonal(accepted, merge_gap)
+    if p.query_overlap is not None:
+        accepted = suppress_query_overlap(accepted, strength, p.query_overlap)
+    if p.merge_gap is not None:
+        accepted = merge_diagonal(accepted, p.merge_gap)
     return accepted
 
 
@@ -702,65 +733,31 @@ class Localiser(ABC):
         """
 
 
-@dataclass
+@dataclass(frozen=True)
 class TemporalNetwork(Localiser):
-    """TN localisation (``tn_boxes``) on the cosine similarity of the two feature matrices.
+    """TN localisation (``tn_boxes``) on the cosine similarity of the two feature matrices, with ``params``
+    (the product's by default).
 
-    The six TN parameters default to VCSL's. ``trim`` defaults to on: the spec's appendix measured it
-    raising precision from ~0.81 to ~0.97 at equal recall on real copies. ``merge_gap`` and
-    ``split_jump`` (frames) are off here; the product's settings choose them (``service/settings.py``).
     When masks are given, uninformative frames are masked in the similarity matrix (``mask_similarity``)
-    and segments with less than ``min_informative`` informative frames are dropped (``drop_uninformative``).
-    ``score`` "bounded" reports each segment's ``bounded_score`` (in [0, 1]) instead of TN's path score.
-    Segments scoring below ``min_segment_score`` are dropped: each reported segment is evidence on its own,
-    not a few frames of unrelated footage at similarity 0.2-0.3 that TN found next to a real copy.
+    and segments with less than ``params.min_informative`` informative frames are dropped
+    (``drop_uninformative``). ``params.score`` "bounded" reports each segment's ``bounded_score`` (in
+    [0, 1]) instead of TN's path score. Segments scoring below ``params.min_segment_score`` are dropped.
     """
 
-    tn_max_step: int = 10
-    tn_top_k: int = 5
-    max_path: int = 10
-    min_sim: float = 0.2
-    min_length: int = 5
-    max_iou: float = 0.3
-    trim: bool = True
-    merge_gap: int | None = None
-    split_jump: int | None = None
-    end_floor: float | None = None
-    query_overlap: float | None = None
-    snap_ends: bool = False
-    prefer_stronger: bool = False
-    min_informative: float = 0.5
-    min_segment_score: float = 0.0
-    score: Literal["tn", "bounded"] = "tn"
-    device: str = "auto"
+    params: TNParams = TNParams()
 
     def localise(self, query: np.ndarray, reference: np.ndarray, fps: float, *,
                  query_informative: np.ndarray | None = None,
                  reference_informative: np.ndarray | None = None) -> list[Segment]:
-        sim = similarity(query, reference, self.device, query_informative=query_informative,
+        p = self.params
+        sim = similarity(query, reference, p.device, query_informative=query_informative,
                          reference_informative=reference_informative)
-        boxes = tn_boxes(
-            sim,
-            tn_max_step=self.tn_max_step,
-            tn_top_k=self.tn_top_k,
-            max_path=self.max_path,
-            min_sim=self.min_sim,
-            min_length=self.min_length,
-            max_iou=self.max_iou,
-            trim=self.trim,
-            merge_gap=self.merge_gap,
-            split_jump=self.split_jump,
-            end_floor=self.end_floor,
-            query_overlap=self.query_overlap,
-            snap_ends=self.snap_ends,
-            prefer_stronger=self.prefer_stronger,
-        )
-        segments = boxes_to_segments(boxes, fps)
+        segments = boxes_to_segments(tn_boxes(sim, p), fps)
         if query_informative is not None or reference_informative is not None:
             n_query, n_reference = sim.shape
             query_mask = np.ones(n_query, bool) if query_informative is None else query_informative
             reference_mask = np.ones(n_reference, bool) if reference_informative is None else reference_informative
-            segments = drop_uninformative(segments, query_mask, reference_mask, fps, self.min_informative)
-        if self.score == "bounded":
+            segments = drop_uninformative(segments, query_mask, reference_mask, fps, p.min_informative)
+        if p.score == "bounded":
             segments = [replace(s, score=bounded_score(s, fps)) for s in segments]
-        return [s for s in segments if s.score >= self.min_segment_score]
+        return [s for s in segments if s.score >= p.min_segment_score]

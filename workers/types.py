@@ -131,16 +131,17 @@ class Match:
 
 @dataclass(frozen=True)
 class QueryParams:
-    """What one query job may set; defaults come from the settings (``Settings.query_params``)."""
+    """What one query job may set, with the product's defaults (``QuerySettings`` and ``SelectSettings`` take
+    theirs from here; ``Settings.query_params`` puts the job's own values on top)."""
 
-    top_k: int = 5
+    top_k: int = 10
     search_limit: int = 64
-    reduce: str = "sum"
-    per_video: bool = False  # each query vector counts a video once, by its best frame (grouping search)
-    min_score: float = 0.0
+    reduce: str = "row_max"
+    per_video: bool = True  # each query vector counts a video once, by its best frame (grouping search)
+    min_score: float = 0.35
     exclude_self: bool = False
-    crop_grid: int = 1
-    extra_views: tuple[str, ...] = ()  # workers.views.EXTRA_VIEWS
+    crop_grid: int = 2
+    extra_views: tuple[str, ...] = ("flip", "unborder")  # workers.views.EXTRA_VIEWS
 
 
 @dataclass(frozen=True)

@@ -131,7 +131,8 @@ def test_upload_index_query_result_and_delete_through_the_api(api: httpx.Client,
     assert refused.status_code == 202
     resources.current().objects.put_bytes(cfg.s3.uploads_bucket, "dropped/notes.mp4", junk)
     info = resources.current().objects.stat(cfg.s3.uploads_bucket, "dropped/notes.mp4")
-    register_upload(cfg.s3.uploads_bucket, "dropped/notes.mp4", info.size, info.etag)  # what the watcher does
+    # what the watcher does:
+    register_upload(resources.current(), cfg.s3.uploads_bucket, "dropped/notes.mp4", info.size, info.etag)
     from db.videos import video_id_for
 
     dropped = video_id_for(cfg.s3.uploads_bucket, "dropped/notes.mp4")

@@ -36,7 +36,8 @@ def full_fixtures(clips_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> 
 def test_quick_set_end_to_end(services_env: dict[str, str], quick_fixtures: Path, crop_grid: int) -> None:
     """With tiles (the default) every copy is found; with whole frames only, all but picture-in-picture.
     No hard negative (black, title cards) matches anything; every score lies in [0, 1]."""
-    report = run_evaluation(quick_fixtures, resources.current().settings.query_params({"crop_grid": crop_grid}))
+    res = resources.current()
+    report = run_evaluation(res, quick_fixtures, res.settings.query_params({"crop_grid": crop_grid}))
     # bench.tune on this set (v3, default views): F1 0.993 with tiles, 0.953 without (video precision 1.0)
     assert report.segment["f1"] >= (0.97 if crop_grid > 1 else 0.93), report.segment
     assert report.video["precision"] == 1.0, report.video
@@ -75,7 +76,8 @@ def test_quick_set_end_to_end(services_env: dict[str, str], quick_fixtures: Path
 def test_full_benchmark_keeps_its_accuracy(services_env: dict[str, str], full_fixtures: Path) -> None:
     """bench.tune on this set (v3, 82 queries): F1 0.955, video precision 0.988 (one short copy of static
     footage also matched at another time of the same scene), recall 1.000."""
-    report = run_evaluation(full_fixtures, resources.current().settings.query_params())
+    res = resources.current()
+    report = run_evaluation(res, full_fixtures, res.settings.query_params())
     assert report.segment["f1"] >= 0.93, report.segment
     assert report.video["precision"] >= 0.96 and report.video["recall"] >= 0.98, report.video
     gt = json.loads(full_fixtures.read_text())

@@ -110,7 +110,7 @@ def test_flower_shows_workers_and_tasks(celery_worker, clips_dir: Path, tmp_path
                    COPYCAT_FLOWER__BASIC_AUTH="ops:s3cret")
     try:
         wait_until(lambda: port_open("127.0.0.1", port), timeout=60, what="flower listening")
-        video_id = ingest_file(clips_dir / "clip08_flower.webm", "clip08_flower.webm")
+        video_id = ingest_file(resources.current(), clips_dir / "clip08_flower.webm", "clip08_flower.webm")
         auth = {"Authorization": "Basic " + base64.b64encode(b"ops:s3cret").decode()}
 
         def get(path: str) -> dict:

@@ -56,16 +56,17 @@ def test_copies_found_replaced_and_removed(receiver: Receiver, celery_worker: ob
                                            tmp_path: Path) -> None:
     source, host, other = clips_dir / "clip03_bigbuckbunny.webm", clips_dir / "clip05_bikes.mp4", \
         clips_dir / "clip07_parkinglot.mp4"
-    library = [client.ingest_file(source, "bunny.webm"), client.ingest_file(other, "parking.mp4")]
-    client.wait_for_videos(library, timeout=300)
+    res = resources.current()
+    library = [client.ingest_file(res, source, "bunny.webm"), client.ingest_file(res, other, "parking.mp4")]
+    client.wait_for_videos(res, library, timeout=300)
     wait_until(lambda: all(detected(v) for v in library), 120, what="detection of the library")
     assert relations() == [], "two unrelated clips share nothing"
 
     # host[0, 4) + cropped, brightened bunny[3, 11) + host[4, 10): copy [4, 12) ~ bunny [3, 11).
     forged = tmp_path / "forged.mp4"
     forge_query(source, host, forged)
-    copy_id = client.ingest_file(forged, "copy.mp4")
-    client.wait_for_videos([copy_id], timeout=300)
+    copy_id = client.ingest_file(res, forged, "copy.mp4")
+    client.wait_for_videos(res, [copy_id], timeout=300)
     wait_until(lambda: detected(copy_id), 120, what="detection of the copy")
     found = relations(copy_id)
     assert found and {r["other_id"] for r in found} == {library[0]}, found
@@ -91,13 +92,13 @@ def test_copies_found_replaced_and_removed(receiver: Receiver, celery_worker: ob
     store = resources.current().objects
     cfg = resources.current().settings
     store.put_file(cfg.s3.uploads_bucket, "copy.mp4", tmp_path / "replacement.mp4")
-    sweep()
+    sweep(resources.current())
     wait_until(lambda: {r["other_id"] for r in relations(copy_id)} == {library[1]}, 180,
                what="relations replaced after re-index")
     assert all(r["other_id"] != library[0] for r in relations(library[0])), "no stale bunny relation"
 
     # Delete the parking-lot original: every relation it was part of goes with it.
     store.remove(cfg.s3.uploads_bucket, "parking.mp4")
-    sweep()
+    sweep(resources.current())
     wait_until(lambda: relations(copy_id) == [] and relations(library[1]) == [], 120, what="relations removed")
     assert relations() == []

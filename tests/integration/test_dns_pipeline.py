@@ -45,7 +45,7 @@ def dns_signal() -> DnsSignal:
 
 def ingest_with_dns(clips_dir: Path, names: list[str]) -> dict[str, str]:
     """Upload + index each clip: with DnS on, one ingest run stores the DnS outputs too; name -> video id."""
-    return {name: client.ingest_file(clips_dir / name, name) for name in names}
+    return {name: client.ingest_file(resources.current(), clips_dir / name, name) for name in names}
 
 
 @pytest.mark.slow
@@ -101,7 +101,7 @@ def test_query_with_dns_reports_video_similarity(dns_env: dict[str, str], clips_
 
     ids = ingest_with_dns(clips_dir, [BIKES, EARTH])
     res = resources.current()
-    result = client.wait_for_job(client.submit_query(str(clips_dir / BIKES), res.settings.query_params()))
+    result = client.wait_for_job(res, client.submit_query(res, str(clips_dir / BIKES), res.settings.query_params()))
     assert result["status"] == "done", result["error"]
     assert result["matches"][0]["name"] == BIKES and result["matches"][0]["segments"]
     for match in result["matches"]:

@@ -31,8 +31,9 @@ def test_embedded_mode_delivers_in_process_and_detects_copies(copycat_env: Path,
         use_fresh_resources()
         assert resources.current().settings.embedded
         clip = clips_dir / "clip12_armwrestle.mp4"
-        first = client.ingest_file(clip, "original.mp4")
-        second = client.ingest_file(clip, "reupload.mp4")  # the same bytes under another name: a full copy
+        res = resources.current()
+        first = client.ingest_file(res, clip, "original.mp4")
+        second = client.ingest_file(res, clip, "reupload.mp4")  # the same bytes under another name: a full copy
         wait_until(lambda: len(receiver.got("video.indexed")) == 4 and len(receiver.got("copy.detected")) >= 2,
                    timeout=30, interval=0.1, what="every event delivered, each on its second attempt")
         indexed = sorted(receiver.got("video.indexed"), key=lambda r: (r.body["data"]["name"], r.at))
@@ -69,7 +70,7 @@ def test_a_receiver_that_is_down_holds_up_no_ingest_and_no_stop(copycat_env: Pat
         use_fresh_resources()
         started = time.monotonic()
         for name in ("a.mp4", "b.mp4"):
-            client.ingest_file(clips_dir / "clip05_bikes.mp4", name)
+            client.ingest_file(resources.current(), clips_dir / "clip05_bikes.mp4", name)
         wait_until(lambda: len(receiver.got("video.indexed")) == 2, timeout=30, interval=0.1,
                    what="each event's first attempt")
         assert time.monotonic() - started < 60, "an ingest waited for a webhook's backoff"

@@ -20,7 +20,7 @@ def test_references_with_one_file_name_in_two_folders(copycat_env: Path, clips_d
     }
     gt_path = tmp_path / "gt.json"
     gt_path.write_text(json.dumps(gt))
-    report = run_evaluation(gt_path, resources.current().settings.query_params())
+    report = run_evaluation(resources.current(), gt_path, resources.current().settings.query_params())
     assert report.video == {"precision": 1.0, "recall": 1.0}
     assert report.segment["recall"] > 0.7, report.segment
     assert [m["name"] for m in report.queries[0]["matches"]] == ["x.mp4"]

@@ -33,7 +33,7 @@ def test_unreachable_milvus_is_retried_then_recorded(copycat_env: Path, monkeypa
     monkeypatch.setenv("COPYCAT_MILVUS__URI", f"http://127.0.0.1:{free_port()}")  # nothing listens there
     monkeypatch.setenv("COPYCAT_BROKER__MAX_RETRIES", "2")
     resources.reset()
-    video_id = ingest_file(clips_dir / "clip08_flower.webm", "clip08_flower.webm")
+    video_id = ingest_file(resources.current(), clips_dir / "clip08_flower.webm", "clip08_flower.webm")
     with session_scope(resources.current().engine) as session:
         video = videos.get_video(session, video_id)
     assert video.status == "failed"

@@ -74,10 +74,11 @@ def test_hostile_uploads_fail_with_their_codes(services_env: dict[str, str], cop
                                                tmp_path: Path) -> None:
     from service.operations import sweep
 
+    res = resources.current()
     keys = upload_corpus(DEFAULT_LIMITS, clips_dir, tmp_path)
-    assert sweep()["queued"] == len(keys)
+    assert sweep(res)["queued"] == len(keys)
     check_outcomes(keys, [tmp_path, copycat_env])
-    assert sweep() == {"queued": 0, "removed": 0, "queries": 0}  # failed rows are not retried forever
+    assert sweep(res) == {"queued": 0, "removed": 0, "queries": 0}  # failed rows are not retried forever
 
 
 PLAYLISTS_AND_LIES = [case for case in DEFAULT_LIMITS if case.key in {

@@ -57,7 +57,7 @@ def test_sweep_indexes_good_clips_and_fails_broken_ones(services_env: dict[str, 
     from service.operations import sweep
 
     upload([clips_dir / name for name in GOOD] + sorted(broken_dir.iterdir()), prefix="batch/")
-    counts = sweep()
+    counts = sweep(resources.current())
     assert counts["queued"] == len(GOOD) + 2
     rows = rows_by_name()
     for name in GOOD:
@@ -69,7 +69,7 @@ def test_sweep_indexes_good_clips_and_fails_broken_ones(services_env: dict[str, 
     assert total == sum(rows[name].vector_count for name in GOOD)
 
     # A second sweep finds nothing new: indexed rows stay, failed ones are not retried forever.
-    assert sweep() == {"queued": 0, "removed": 0, "queries": 0}
+    assert sweep(resources.current()) == {"queued": 0, "removed": 0, "queries": 0}
 
     # Re-ingesting a clip never duplicates vectors; a duplicate message for an indexed video is a no-op.
     from tasks.ingest import embed_video
@@ -93,14 +93,14 @@ def test_overwrite_with_shorter_video_drops_stale_frames(services_env: dict[str,
     from service.operations import sweep
 
     upload([clips_dir / "clip06_bottles.mp4"])
-    sweep()
+    sweep(resources.current())
     long_row = rows_by_name()["clip06_bottles.mp4"]
     assert_indexed(long_row)
     short = tmp_path / "clip06_bottles.mp4"
     subprocess.run(["ffmpeg", "-v", "error", "-i", str(clips_dir / "clip06_bottles.mp4"), "-t", "12",
                     "-c:v", "libx264", "-preset", "ultrafast", str(short)], check=True)
     upload([short])  # same key, new ETag
-    assert sweep()["queued"] == 1
+    assert sweep(resources.current())["queued"] == 1
     short_row = rows_by_name()["clip06_bottles.mp4"]
     assert short_row.id == long_row.id
     assert_indexed(short_row)
@@ -112,11 +112,11 @@ def test_deleted_object_is_forgotten(services_env: dict[str, str], clips_dir: Pa
     from service.operations import sweep
 
     upload([clips_dir / "clip01_chaplin.mp4", clips_dir / "clip05_bikes.mp4"])
-    sweep()
+    sweep(resources.current())
     cfg = resources.current().settings
     gone = rows_by_name()["clip05_bikes.mp4"]
     resources.current().objects.remove(cfg.s3.uploads_bucket, "clip05_bikes.mp4")
-    assert sweep()["removed"] == 1
+    assert sweep(resources.current())["removed"] == 1
     assert set(rows_by_name()) == {"clip01_chaplin.mp4"}
     assert resources.current().frame_index.count(gone.id) == 0
     assert resources.current().objects.stat(gone.matrix_bucket, gone.matrix_key) is None

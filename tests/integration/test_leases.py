@@ -94,7 +94,7 @@ def test_the_heartbeat_renews_the_lease_while_the_run_works(copycat_env: Path,
 def test_an_ingested_video_ends_without_a_lease(copycat_env: Path, clips_dir: Path) -> None:
     from cli.client import ingest_file
 
-    video_id = ingest_file(clips_dir / "clip08_flower.webm", "flower.webm")
+    video_id = ingest_file(resources.current(), clips_dir / "clip08_flower.webm", "flower.webm")
     with session_scope(resources.current().engine) as s:
         video = videos.get_video(s, video_id)
         assert video.status == "indexed" and video.lease_owner is None and video.lease_until is None
@@ -116,14 +116,14 @@ def test_the_recovery_check_queues_only_videos_whose_lease_expired(copycat_env: 
             videos.claim_for_ingest(s, ids[key], model="m", dim=4, retrying=False, run_id=f"run-{key}", lease=LEASE)
         videos.get_video(s, ids["dead.mp4"]).lease_until = utcnow() - timedelta(seconds=1)
         videos.set_status(s, ids["done.mp4"], videos.VideoStatus.INDEXED)
-    assert ops.recover_dead_runs() == 1
+    assert ops.recover_dead_runs(resources.current()) == 1
     with session_scope(engine) as s:
         rows = {key: videos.get_video(s, vid) for key, vid in ids.items()}
         states = {key: row.status for key, row in rows.items()}
         dead = rows["dead.mp4"]
         assert (dead.failure_code, dead.attempts) == ("object_missing", 2)
     assert states == {"dead.mp4": "failed", "alive.mp4": "decoding", "waiting.mp4": "pending", "done.mp4": "indexed"}
-    assert ops.recover_dead_runs() == 0
+    assert ops.recover_dead_runs(resources.current()) == 0
 
 
 def test_a_query_job_holds_a_lease_while_a_step_runs_and_a_dead_one_is_queued_again(copycat_env: Path) -> None:
@@ -143,10 +143,10 @@ def test_a_query_job_holds_a_lease_while_a_step_runs_and_a_dead_one_is_queued_ag
         jobs.release_lease(s, job_id)  # embedded, queued for matching: no run holds it
     with session_scope(engine) as s:
         assert jobs.claim_match(s, job_id, run_id="run-c", lease=LEASE) is not None
-    assert ops.recover_dead_runs() == 0
+    assert ops.recover_dead_runs(resources.current()) == 0
     with session_scope(engine) as s:  # run c's worker dies
         jobs.get_job(s, job_id).lease_until = utcnow() - timedelta(seconds=1)
-    assert ops.recover_dead_runs() == 1
+    assert ops.recover_dead_runs(resources.current()) == 1
     with session_scope(engine) as s:
         job = jobs.get_job(s, job_id)
         assert (job.status, job.failure_code, job.lease_owner) == ("failed", "object_missing", None)

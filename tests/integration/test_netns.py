@@ -12,7 +12,7 @@ import pytest
 from stack.services import ManagedProcess, free_port, private_network_works
 from tests.conftest import require
 
-NETNS = Path(__file__).resolve().parents[2] / "tasks" / "netns.py"
+NETNS = Path(__file__).resolve().parents[2] / "stack" / "netns.py"
 
 
 def host_listeners() -> set[tuple[str, int]]:

@@ -29,7 +29,7 @@ def put(clips_dir: Path, name: str, key: str, *, queue: bool = True) -> str:
     cfg = resources.current().settings
     info = resources.current().objects.put_file(cfg.s3.uploads_bucket, key, clips_dir / name)
     if queue:
-        register_upload(cfg.s3.uploads_bucket, key, info.size, info.etag)
+        register_upload(resources.current(), cfg.s3.uploads_bucket, key, info.size, info.etag)
         return videos.video_id_for(cfg.s3.uploads_bucket, key)
     with session_scope(resources.current().engine) as session:
         video, _ = videos.register_upload(session, cfg.s3.uploads_bucket, key, size=info.size, etag=info.etag)
@@ -90,7 +90,9 @@ def test_a_broken_reupload_takes_the_old_footage_out_of_results(services_env: di
     assert row(video_id).status == "indexed"
     info = resources.current().objects.put_file(cfg.s3.uploads_bucket, "news.mp4",
                                                 broken_dir / "broken01_decord_corrupted.mp4")
-    assert register_upload(cfg.s3.uploads_bucket, "news.mp4", info.size, info.etag)
+    assert register_upload(resources.current(), cfg.s3.uploads_bucket, "news.mp4", info.size, info.etag)
     assert row(video_id).status == "failed" and resources.current().frame_index.count(video_id) == 0
-    result = wait_for_job(submit_query(str(clips_dir / "clip04_cockatoo.mp4"), cfg.query_params({"crop_grid": 1})))
+    res = resources.current()
+    result = wait_for_job(res, submit_query(res, str(clips_dir / "clip04_cockatoo.mp4"),
+                                            cfg.query_params({"crop_grid": 1})))
     assert result["status"] == "done" and result["matches"] == []

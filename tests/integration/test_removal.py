@@ -42,7 +42,7 @@ def test_a_removal_that_meets_a_milvus_outage_is_finished_by_its_retry(copycat_e
         server.wait_for_port(port, timeout=120)
         use_fresh_resources()
         res = resources.current()
-        video_id = ingest_file(clips_dir / "clip05_bikes.mp4", "bikes.mp4")
+        video_id = ingest_file(res, clips_dir / "clip05_bikes.mp4", "bikes.mp4")
         assert res.frame_index.count(video_id) == 10
         res.objects.remove(res.settings.s3.uploads_bucket, "bikes.mp4")
 
@@ -72,12 +72,13 @@ def test_a_reference_indexed_at_another_rate_is_skipped_not_fatal(copycat_env: P
     left out (and logged), and the query still answers with the references that do."""
     from cli.client import ingest_file, submit_query, wait_for_job
 
-    ingest_file(clips_dir / "clip05_bikes.mp4", "bikes_1fps.mp4")
+    ingest_file(resources.current(), clips_dir / "clip05_bikes.mp4", "bikes_1fps.mp4")
     monkeypatch.setenv("COPYCAT_DECODE__FPS", "2")
     use_fresh_resources()
-    ingest_file(clips_dir / "clip05_bikes.mp4", "bikes_2fps.mp4")
-    cfg = resources.current().settings
-    result = wait_for_job(submit_query(str(clips_dir / "clip05_bikes.mp4"), cfg.query_params({"crop_grid": 1})))
+    res = resources.current()
+    ingest_file(res, clips_dir / "clip05_bikes.mp4", "bikes_2fps.mp4")
+    result = wait_for_job(res, submit_query(res, str(clips_dir / "clip05_bikes.mp4"),
+                                            res.settings.query_params({"crop_grid": 1})))
     assert result["status"] == "done", result["error"]
     assert [m["name"] for m in result["matches"]] == ["bikes_2fps.mp4"]
 
@@ -92,7 +93,7 @@ def test_an_upload_over_the_size_limit_is_refused_before_it_is_downloaded(copyca
     use_fresh_resources()
     downloads: list[str] = []
     monkeypatch.setattr(LocalObjectStore, "get_file", lambda self, bucket, key, dest: downloads.append(key))
-    video_id = ingest_file(clips_dir / "clip07_parkinglot.mp4", "big.mp4")  # 2.7 MiB
+    video_id = ingest_file(resources.current(), clips_dir / "clip07_parkinglot.mp4", "big.mp4")  # 2.7 MiB
     with session_scope(resources.current().engine) as session:
         row = videos.get_video(session, video_id)
     assert (row.status, row.failure_code) == ("failed", "file_too_large")

@@ -62,11 +62,11 @@ def screenshot_pixels(path: Path) -> np.ndarray:
 @pytest.mark.parametrize("milvus_uri", ["lite"], indirect=True)
 def test_report_renders_in_chromium(services_env: dict[str, str], clips_dir: Path, tmp_path: Path) -> None:
     source, host = clips_dir / "clip03_bigbuckbunny.webm", clips_dir / "clip05_bikes.mp4"
-    video_id = client.ingest_file(source, "bunny.webm")
+    video_id = client.ingest_file(resources.current(), source, "bunny.webm")
     forged = tmp_path / "suspect.mp4"
     forge_query(source, host, forged)
-    job_id = client.submit_query(str(forged), resources.current().settings.query_params())
-    result = client.wait_for_job(job_id, timeout=300)
+    job_id = client.submit_query(resources.current(), str(forged), resources.current().settings.query_params())
+    result = client.wait_for_job(resources.current(), job_id, timeout=300)
     assert result["matches"] and result["matches"][0]["video_id"] == video_id
     segments = result["matches"][0]["segments"]
 

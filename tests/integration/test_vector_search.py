@@ -8,7 +8,7 @@ import uuid
 import numpy as np
 import pytest
 
-from workers.localise import TemporalNetwork
+from workers.localise import TemporalNetwork, TNParams
 from workers.matching import match_query
 from workers.stores.vectors import VectorIndex
 from workers.types import QueryParams
@@ -47,7 +47,7 @@ def test_refused_videos_are_searched_around_not_filtered_after(library) -> None:
     assert len(hits) == 20 * 4 and set(hits.video_id) == {"reindexing"}  # batched: 7 + 7 + 6 rows
     assert sorted(set(hits.query_frame.tolist())) == list(range(20))
     assert "reindexing" not in set(index.search(source, 4, exclude={"reindexing"}).video_id)
-    kwargs = {"fps": 1.0, "search": index.search, "localiser": TemporalNetwork(device="cpu", min_length=3),
+    kwargs = {"fps": 1.0, "search": index.search, "localiser": TemporalNetwork(TNParams(device="cpu")),
               "load_references": lambda ids: {v: references[v] for v in ids},
               "params": QueryParams(top_k=1, search_limit=4, min_score=0.35)}
     [match] = match_query(source, searchable=lambda ids: set(ids) - {"reindexing"}, **kwargs)

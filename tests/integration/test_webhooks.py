@@ -40,9 +40,10 @@ def attempts(event_id: str) -> list[tuple[str, int, int | None, str]]:
 @pytest.mark.parametrize("milvus_uri", ["server"], indirect=True)
 def test_events_are_signed_retried_and_recorded(receiver: Receiver, celery_worker: object, clips_dir: Path,
                                                 tmp_path: Path) -> None:
+    res = resources.current()
     clip = clips_dir / "clip05_bikes.mp4"
-    video_id = client.ingest_file(clip, "bikes.mp4")
-    client.wait_for_videos([video_id], timeout=300)
+    video_id = client.ingest_file(res, clip, "bikes.mp4")
+    client.wait_for_videos(res, [video_id], timeout=300)
     wait_until(lambda: any(r.answered == 200 for r in receiver.got("video.indexed")), 60, what="video.indexed")
 
     indexed = receiver.got("video.indexed")
@@ -58,9 +59,8 @@ def test_events_are_signed_retried_and_recorded(receiver: Receiver, celery_worke
     assert attempts(indexed[0].event_id) == [("fail-once", 1, 500, "retrying"), ("fail-once", 2, 200, "delivered")]
 
     # A query with its own callback: query.done goes to the endpoint and the callback, with the result JSON.
-    job_id = client.submit_query(str(clip), resources.current().settings.query_params(),
-                                 callback_url=f"{receiver.url}/callback")
-    result = client.wait_for_job(job_id, timeout=300)
+    job_id = client.submit_query(res, str(clip), res.settings.query_params(), callback_url=f"{receiver.url}/callback")
+    result = client.wait_for_job(res, job_id, timeout=300)
     wait_until(lambda: receiver.got("query.done", "/callback") and any(
         r.answered == 200 for r in receiver.got("query.done", "/fail-once")), 60, what="query.done")
     done = receiver.got("query.done", "/callback")
@@ -68,9 +68,9 @@ def test_events_are_signed_retried_and_recorded(receiver: Receiver, celery_worke
     assert done[0].body["data"] == result and result["matches"][0]["video_id"] == video_id
 
     # A callback that always fails is given up after max_attempts (3), each attempt recorded.
-    failing = client.submit_query(str(clip), resources.current().settings.query_params(),
+    failing = client.submit_query(res, str(clip), res.settings.query_params(),
                                   callback_url=f"{receiver.url}/always-fail")
-    client.wait_for_job(failing, timeout=300)
+    client.wait_for_job(res, failing, timeout=300)
     wait_until(lambda: len(receiver.got("query.done", "/always-fail")) == 3, 60, what="three attempts")
     event_id = receiver.got("query.done", "/always-fail")[0].event_id
     wait_until(lambda: ("always-fail", 3, 500, "given_up") in attempts(event_id), 30, what="given up")
@@ -80,8 +80,8 @@ def test_events_are_signed_retried_and_recorded(receiver: Receiver, celery_worke
     # A broken upload ends failed and says so.
     junk = tmp_path / "junk.mp4"
     junk.write_bytes(b"this is not a video\n" * 200)
-    bad_id = client.ingest_file(junk, "junk.mp4")
-    client.wait_for_videos([bad_id], timeout=120)
+    bad_id = client.ingest_file(res, junk, "junk.mp4")
+    client.wait_for_videos(res, [bad_id], timeout=120)
     wait_until(lambda: any(r.answered == 200 for r in receiver.got("video.failed")), 60, what="video.failed")
     failed = receiver.got("video.failed")[-1].body["data"]
     assert failed["video_id"] == bad_id and failed["status"] == "failed"

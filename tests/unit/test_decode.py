@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +22,9 @@ from workers.errors import (
     VideoTooLong,
 )
 from workers.types import FrameGeometry, VideoInfo
+
+CPU = DecodeOptions(hwaccel="none")
+"""The product's options on the CPU: the same pixels on every machine."""
 
 
 def ffmpeg(*args: str) -> None:
@@ -157,11 +161,11 @@ def test_one_decode_yields_every_geometry_pixel_identical_to_its_own_decode(clip
     """The split + stack graph gives each view exactly what a decode of that geometry alone gives."""
     path = clips_dir / "clip19_pillow.mp4"  # portrait: squash and crop differ
     geometries = (FrameGeometry(64), FrameGeometry(128), FrameGeometry(48, "crop", short_side=56))
-    chunks = list(sample_views(path, probe(path), geometries, DecodeOptions(chunk_frames=3)))
+    chunks = list(sample_views(path, probe(path), geometries, replace(CPU, chunk_frames=3)))
     for index, geometry in enumerate(geometries):
         together = np.concatenate([chunk[index] for chunk in chunks])
         assert together.shape[1:] == (geometry.size, geometry.size, 3)
-        assert np.array_equal(together, decode_all(path, geometry))
+        assert np.array_equal(together, decode_all(path, geometry, CPU))
 
 
 def test_length_limit(clips_dir: Path) -> None:
@@ -172,8 +176,6 @@ def test_length_limit(clips_dir: Path) -> None:
 
 def test_container_length_alone_never_claims_truncation(clips_dir: Path) -> None:
     """Audio may outlast the picture: when only the container's length is known, fewer frames are fine."""
-    from dataclasses import replace
-
     path = clips_dir / "clip05_bikes.mp4"  # 10 s
     padded = replace(probe(path), duration=60.0)
     with pytest.raises(TruncatedVideo, match="promises 60"):
@@ -196,15 +198,13 @@ def test_skipping_non_reference_frames_keeps_every_sample(clips_dir: Path, tmp_p
     path = tmp_path / "bframes.mp4"
     ffmpeg("-i", str(clips_dir / "clip16_highway.mp4"), "-t", "8", "-an", "-c:v", "libx264", "-preset", "veryfast",
            "-bf", "3", str(path))
-    full = decode_all(path, FrameGeometry(64))
-    fast = decode_all(path, FrameGeometry(64), DecodeOptions(skip_nonref=True))
+    full = decode_all(path, FrameGeometry(64), replace(CPU, skip_nonref=False))
+    fast = decode_all(path, FrameGeometry(64), replace(CPU, skip_nonref=True))
     assert fast.shape == full.shape == (8, 64, 64, 3)
     assert np.abs(fast.astype(np.int16) - full.astype(np.int16)).mean() < 12  # a few source frames apart at most
 
 
 def test_only_h264_and_hevc_skip_frames(clips_dir: Path) -> None:
-    from dataclasses import replace
-
     from workers.decode import _decoder_command, plan_decode
 
     path, geometry = clips_dir / "clip16_highway.mp4", [FrameGeometry(64)]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +24,8 @@ from workers.types import FrameGeometry, VideoInfo
 
 H264 = VideoInfo(duration=60.0, width=1280, height=720, fps=25.0, codec="h264", stream_index=0, demuxer="mov")
 WHOLE = (FrameGeometry(224),)
+CPU = DecodeOptions(hwaccel="none")
+"""The product's options on the CPU: the same pixels on every machine."""
 GPU = HardwareDecoders(frozenset({"cuda", "vaapi"}), frozenset({"scale_cuda", "hwdownload", "fps"}), device=True)
 
 
@@ -47,7 +50,8 @@ def test_key_frames_only_when_they_are_dense_enough() -> None:
     assert plan_decode(H264, WHOLE, options, keyframe_gap=0.4).skip_frame == "nokey"
     assert plan_decode(H264, WHOLE, options, keyframe_gap=10.0).skip_frame == "noref"
     assert plan_decode(H264, WHOLE, options, keyframe_gap=None).skip_frame == "noref"  # not measurable
-    assert plan_decode(H264, WHOLE, DecodeOptions(), keyframe_gap=0.1).skip_frame is None  # mode off
+    assert plan_decode(H264, WHOLE, DecodeOptions(keyframe_max_gap_s=0.0), keyframe_gap=0.1).skip_frame == "noref"
+    assert plan_decode(H264, WHOLE, DecodeOptions(skip_nonref=False), keyframe_gap=0.1).skip_frame is None
 
 
 def test_keyframe_gap_is_read_from_packet_flags(dense_keys: Path, clips_dir: Path) -> None:
@@ -59,8 +63,8 @@ def test_keyframe_gap_is_read_from_packet_flags(dense_keys: Path, clips_dir: Pat
 def test_key_frame_decode_keeps_the_sampling_slots(dense_keys: Path) -> None:
     """Key frames only: the same number of samples, each at most one key-frame gap (0.2 s) from full decode's."""
     info = probe(dense_keys)
-    full = np.concatenate([v[0] for v in sample_views(dense_keys, info, WHOLE, DecodeOptions())])
-    keys = np.concatenate([v[0] for v in sample_views(dense_keys, info, WHOLE, DecodeOptions(keyframe_max_gap_s=0.5))])
+    full = np.concatenate([v[0] for v in sample_views(dense_keys, info, WHOLE, replace(CPU, skip_nonref=False))])
+    keys = np.concatenate([v[0] for v in sample_views(dense_keys, info, WHOLE, replace(CPU, keyframe_max_gap_s=0.5))])
     assert keys.shape == full.shape == (8, 224, 224, 3)
     # testsrc2 moves continuously: each key-frame sample is close to its slot's frame, not to another slot's.
     diffs = np.abs(keys.astype(int)[:, None] - full.astype(int)[None]).mean(axis=(2, 3, 4))
@@ -82,7 +86,7 @@ def test_nvdec_chosen_only_when_ffmpeg_and_a_device_offer_it() -> None:
 
 
 def test_nvdec_command_scales_on_the_gpu_and_downloads_model_sized_frames() -> None:
-    plan = plan_decode(H264, (FrameGeometry(224), FrameGeometry(448)), DecodeOptions(skip_nonref=True), hardware=GPU)
+    plan = plan_decode(H264, (FrameGeometry(224), FrameGeometry(448)), CPU, hardware=GPU)
     cmd = " ".join(_decoder_command(Path("/tmp/in.mp4"), H264, (FrameGeometry(224), FrameGeometry(448)), 1.0,
                                     DecodePlan("noref", 2, "cuda")))
     assert plan.hwaccel is None  # the options did not ask for a GPU
@@ -99,7 +103,7 @@ def test_failed_gpu_decode_falls_back_to_the_cpu(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setattr(workers.decode, "hardware_decoders", lambda: GPU)
     path = clips_dir / "clip16_highway.mp4"
     info = probe(path)
-    cpu = np.concatenate([v[0] for v in sample_views(path, info, WHOLE, DecodeOptions(hwaccel="none"))])
+    cpu = np.concatenate([v[0] for v in sample_views(path, info, WHOLE, CPU)])
     with caplog.at_level("WARNING", logger="workers.decode"):
         fallback = np.concatenate([v[0] for v in sample_views(path, info, WHOLE, DecodeOptions(hwaccel="auto"))])
     assert np.array_equal(cpu, fallback)
@@ -110,4 +114,5 @@ def test_decode_limit_scales_with_the_probed_duration() -> None:
     options = DecodeOptions(timeout_s=1800, timeout_per_s=0.5)
     assert options.timeout_for(30.0) == 1800
     assert options.timeout_for(7200.0) == 3600
-    assert DecodeOptions(timeout_s=1800).timeout_for(7200.0) == 1800
+    assert DecodeOptions(timeout_s=1800, timeout_per_s=0).timeout_for(7200.0) == 1800
+    assert DecodeOptions().timeout_for(7200.0) == 3600  # the product's

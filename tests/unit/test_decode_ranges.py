@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import threading
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +27,8 @@ from workers.decode import (
 from workers.types import FrameGeometry, VideoInfo
 
 SMALL = FrameGeometry(64)
+CPU = DecodeOptions(hwaccel="none", decoders=1)
+"""One decoder per video on the CPU (NVDEC decodes a video whole): the same pixels on every machine."""
 
 
 def video(duration: float, exact: bool = True) -> VideoInfo:
@@ -78,8 +81,8 @@ def test_cores_are_shared_by_the_videos_decoding_at_once() -> None:
 
 @pytest.mark.parametrize("skip_nonref", [False, True])
 def test_parallel_ranges_give_the_whole_decodes_samples(upload_like: Path, skip_nonref: bool) -> None:
-    whole = decode_all(upload_like, SMALL, DecodeOptions(skip_nonref=skip_nonref))
-    options = DecodeOptions(skip_nonref=skip_nonref, decoders=2, segment_s=6.0, chunk_frames=4)
+    whole = decode_all(upload_like, SMALL, replace(CPU, skip_nonref=skip_nonref))
+    options = replace(CPU, skip_nonref=skip_nonref, decoders=2, segment_s=6.0, chunk_frames=4)
     assert len(plan_ranges(probe(upload_like), options, cores=2)) == 6
     ranged = decode_all(upload_like, SMALL, options)
     assert ranged.shape == whole.shape == (30, 64, 64, 3)
@@ -95,16 +98,16 @@ def test_a_failing_range_hands_the_rest_to_one_decoder(upload_like: Path, monkey
                                                        failing: int) -> None:
     """A range that yields fewer samples than it should (a bad seek, a stream ending early) costs time, not
     frames: the whole decode takes over and its samples (or its error) are the answer."""
-    whole = decode_all(upload_like, SMALL)
+    whole = decode_all(upload_like, SMALL, CPU)
     monkeypatch.setattr(decode, "plan_ranges", lambda *_: broken)
-    ranged = decode_all(upload_like, SMALL, DecodeOptions(decoders=2, chunk_frames=4))
+    ranged = decode_all(upload_like, SMALL, replace(CPU, decoders=2, chunk_frames=4))
     assert np.array_equal(ranged, whole)
     assert f"the range from {failing} s failed" in caplog.text
 
 
 def test_stopping_early_stops_every_range_decoder(upload_like: Path) -> None:
-    stream = sample_frames(upload_like, probe(upload_like), SMALL, DecodeOptions(decoders=3, segment_s=5.0,
-                                                                                 chunk_frames=2))
+    stream = sample_frames(upload_like, probe(upload_like), SMALL, replace(CPU, decoders=3, segment_s=5.0,
+                                                                           chunk_frames=2))
     next(stream)
     stream.close()
     leftovers = subprocess.run(["pgrep", "-P", str(os.getpid()), "ffmpeg"], capture_output=True, text=True)
@@ -123,3 +126,11 @@ def test_large_buffers_get_mappings_of_their_own() -> None:
     from workers.heap import release_large_buffers
 
     assert release_large_buffers()
+
+
+def test_the_cores_come_from_the_options_share() -> None:
+    """No global: a decode plans its ranges with the cores of the share its options carry."""
+    info = video(600.0)
+    assert not decodes_in_ranges(info, DecodeOptions(decoders=0, cores=CoreShare(cores=1)))
+    assert decodes_in_ranges(info, DecodeOptions(decoders=0, cores=CoreShare(cores=2)))
+    assert DecodeOptions(cores=CoreShare(cores=2)) == DecodeOptions()  # the share is no option to compare

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
 from workers.localise import (
     MASKED_SIMILARITY,
+    VCSL_TN,
     Localiser,
     TemporalNetwork,
+    TNParams,
     _stable_top_k,
     bounded_score,
     bounded_video_score,
@@ -26,6 +30,11 @@ from workers.localise import (
     video_score,
 )
 from workers.types import Segment
+
+
+def vcsl(**changes: object) -> TNParams:
+    """VCSL's TN (``VCSL_TN``) with ``changes``: these tests turn on each option beyond it by name."""
+    return replace(VCSL_TN, **changes)  # type: ignore[arg-type]
 
 
 def reference_tn(
@@ -173,12 +182,12 @@ def random_case(rng: np.random.Generator) -> tuple[np.ndarray, dict]:
 
 def test_identity_is_one_diagonal_box() -> None:
     """Self-similarity of 20 distinct frames: one box over everything, towhee score 20/19."""
-    assert tn_boxes(np.eye(20)) == [([0, 0, 19, 19], 20 / 19)]
+    assert tn_boxes(np.eye(20), VCSL_TN) == [([0, 0, 19, 19], 20 / 19)]
 
 
 def test_offset_copy() -> None:
     """Query 0-19 copies reference 7-26."""
-    boxes = tn_boxes(plant(noise(20, 40), 0, 7, 20))
+    boxes = tn_boxes(plant(noise(20, 40), 0, 7, 20), VCSL_TN)
     assert [b for b, _ in boxes] == [[0, 7, 19, 26]]
     assert boxes[0][1] == pytest.approx(0.9 * 20 / 19)
 
@@ -186,33 +195,33 @@ def test_offset_copy() -> None:
 def test_two_separated_copies_in_extraction_order() -> None:
     """The longer copy is extracted first; each copy's first node has no possible predecessor."""
     sim = plant(plant(noise(60, 60), 0, 30, 25), 30, 0, 20)
-    assert [b for b, _ in tn_boxes(sim)] == [[0, 30, 24, 54], [30, 0, 49, 19]]
+    assert [b for b, _ in tn_boxes(sim, VCSL_TN)] == [[0, 30, 24, 54], [30, 0, 49, 19]]
 
 
 def test_no_copy_gives_nothing() -> None:
-    assert tn_boxes(noise(30, 40)) == []
+    assert tn_boxes(noise(30, 40), VCSL_TN) == []
 
 
 def test_single_query_frame_gives_nothing() -> None:
     sim = np.ones((1, 10))
-    assert tn_boxes(sim) == [] == reference_tn(sim)
+    assert tn_boxes(sim, VCSL_TN) == [] == reference_tn(sim)
 
 
 def test_empty_matrix_gives_nothing() -> None:
-    assert tn_boxes(np.zeros((0, 5))) == [] == tn_boxes(np.zeros((5, 0)))
+    assert tn_boxes(np.zeros((0, 5)), VCSL_TN) == [] == tn_boxes(np.zeros((5, 0)), VCSL_TN)
 
 
 def test_fewer_reference_frames_than_top_k() -> None:
-    assert tn_boxes(np.eye(3), min_length=1) == [([0, 0, 2, 2], 3 / 2)]
+    assert tn_boxes(np.eye(3), vcsl(min_length=1)) == [([0, 0, 2, 2], 3 / 2)]
     sim = plant(noise(12, 3), 0, 0, 3)
-    assert tn_boxes(sim, min_length=0) == reference_tn(sim, min_length=0)
+    assert tn_boxes(sim, vcsl(min_length=0)) == reference_tn(sim, min_length=0)
 
 
 def test_negative_similarities_are_used_raw() -> None:
     """Strongly negative background changes nothing; only C4 and acceptance threshold similarities."""
-    assert tn_boxes(noise(30, 30, -1.0, -0.5)) == []
+    assert tn_boxes(noise(30, 30, -1.0, -0.5), VCSL_TN) == []
     sim = plant(noise(30, 30, -1.0, -0.5), 0, 3, 20)
-    assert [b for b, _ in tn_boxes(sim)] == [[0, 3, 19, 22]]
+    assert [b for b, _ in tn_boxes(sim, VCSL_TN)] == [[0, 3, 19, 22]]
 
 
 def test_nan_similarities_rank_last_within_their_own_row() -> None:
@@ -225,14 +234,14 @@ def test_nan_similarities_rank_last_within_their_own_row() -> None:
     copy = plant(noise(30, 40), 5, 12, 20)
     broken = copy.copy()
     broken[29] = np.nan
-    assert tn_boxes(broken) == tn_boxes(np.where(np.isnan(broken), -np.inf, broken)) != []
+    assert tn_boxes(broken, VCSL_TN) == tn_boxes(np.where(np.isnan(broken), -np.inf, broken), VCSL_TN) != []
 
 
 def test_not_a_matrix_is_rejected() -> None:
     with pytest.raises(ValueError, match="2-D"):
-        tn_boxes(np.ones(5))
+        tn_boxes(np.ones(5), VCSL_TN)
     with pytest.raises(ValueError, match="tn_max_step"):
-        tn_boxes(np.eye(5), tn_max_step=0)
+        tn_boxes(np.eye(5), vcsl(tn_max_step=0))
 
 
 # Published behaviour of the reference.
@@ -246,14 +255,14 @@ def test_self_match_of_53_random_vectors() -> None:
     and float32 default_rng data gives [6, 9, 24, 24] second: the second box depends on the random data.
     """
     x = unit_rows(53)
-    assert [b for b, _ in tn_boxes(x @ x.T)] == [[0, 0, 52, 52], [5, 2, 24, 24]]
+    assert [b for b, _ in tn_boxes(x @ x.T, VCSL_TN)] == [[0, 0, 52, 52], [5, 2, 24, 24]]
 
 
 @pytest.mark.parametrize("n", [53, 168, 84])
 def test_towhee_scores_of_self_matches(n: int) -> None:
     """towhee published 53/52, 168/167 and 84/83 for self-matches of these lengths (spec §3)."""
     x = unit_rows(n)
-    box, score = tn_boxes(x @ x.T)[0]
+    box, score = tn_boxes(x @ x.T, VCSL_TN)[0]
     assert box == [0, 0, n - 1, n - 1]
     assert score == pytest.approx(n / (n - 1), rel=1e-7)
 
@@ -264,7 +273,7 @@ def test_matches_obvious_reference_on_random_cases() -> None:
     for _ in range(200):
         sim, params = random_case(rng)
         expected = reference_tn(sim, **params)
-        assert tn_boxes(sim, **params) == expected, (sim.shape, params)
+        assert tn_boxes(sim, vcsl(**params)) == expected, (sim.shape, params)
         found += bool(expected)
     assert found > 50  # the cases do exercise accepted boxes
 
@@ -274,7 +283,7 @@ def test_a_long_copy_is_one_box() -> None:
     ``bench/query_speed.py``, not asserted here."""
     x = unit_rows(600, dim=64)
     sim = (x @ x.T).astype(np.float32)
-    boxes = tn_boxes(sim, tn_top_k=10)
+    boxes = tn_boxes(sim, vcsl(tn_top_k=10))
     assert boxes[0][0] == [0, 0, 599, 599]
 
 
@@ -288,16 +297,16 @@ def late_copy() -> np.ndarray:
 
 def test_path_starts_before_the_copy_unless_trimmed() -> None:
     """TN never thresholds a path's first node: (0, 3) -> (5, 12) is a valid first edge."""
-    assert [b for b, _ in tn_boxes(late_copy())] == [[0, 3, 19, 26]]
-    assert tn_boxes(late_copy(), trim=True) == [([5, 12, 19, 26], pytest.approx(0.9 * 15 / 14))]
+    assert [b for b, _ in tn_boxes(late_copy(), VCSL_TN)] == [[0, 3, 19, 26]]
+    assert tn_boxes(late_copy(), vcsl(trim=True)) == [([5, 12, 19, 26], pytest.approx(0.9 * 15 / 14))]
 
 
 def test_merge_gap_joins_fragments_of_one_diagonal() -> None:
     """Two 20-frame copies on the same diagonal with 12 frames between: too far apart for one TN path."""
     sim = plant(plant(np.zeros((60, 60)), 0, 0, 20), 32, 32, 20)
-    assert [b for b, _ in tn_boxes(sim)] == [[0, 0, 19, 19], [32, 32, 51, 51]]
-    assert [b for b, _ in tn_boxes(sim, merge_gap=11)] == [[0, 0, 19, 19], [32, 32, 51, 51]]
-    assert tn_boxes(sim, merge_gap=12) == [([0, 0, 51, 51], pytest.approx(0.9 * 20 / 19))]
+    assert [b for b, _ in tn_boxes(sim, VCSL_TN)] == [[0, 0, 19, 19], [32, 32, 51, 51]]
+    assert [b for b, _ in tn_boxes(sim, vcsl(merge_gap=11))] == [[0, 0, 19, 19], [32, 32, 51, 51]]
+    assert tn_boxes(sim, vcsl(merge_gap=12)) == [([0, 0, 51, 51], pytest.approx(0.9 * 20 / 19))]
 
 
 def test_merge_diagonal_weights_scores_by_query_length() -> None:
@@ -352,7 +361,7 @@ def test_temporal_network_localises_a_copy_in_seconds() -> None:
     TN also returns a weaker box inside the copy (a second path reusing the first one's nodes).
     """
     reference = unit_rows(60).astype(np.float32)
-    localiser = TemporalNetwork(device="cpu")
+    localiser = TemporalNetwork(vcsl(trim=True, device="cpu"))
     assert isinstance(localiser, Localiser)
     segments = localiser.localise(reference[10:40], reference, fps=2.0)
     assert segments[0] == Segment(0.0, 15.0, 5.0, 20.0, pytest.approx(30 / 29, rel=1e-6))
@@ -362,21 +371,34 @@ def test_temporal_network_localises_a_copy_in_seconds() -> None:
 
 def test_temporal_network_merge_gap_reads_one_copy_as_one_segment() -> None:
     reference = unit_rows(60).astype(np.float32)
-    segments = TemporalNetwork(merge_gap=0, device="cpu").localise(reference[10:40], reference, fps=2.0)
+    tn = TemporalNetwork(vcsl(trim=True, merge_gap=0, device="cpu"))
+    segments = tn.localise(reference[10:40], reference, fps=2.0)
     assert [(s.query_start, s.query_end, s.ref_start, s.ref_end) for s in segments] == [(0, 15, 5, 20)]
 
 
 def test_temporal_network_accepts_float16_on_the_auto_device() -> None:
     reference = unit_rows(60)
-    full = TemporalNetwork().localise(reference[10:40], reference, 1.0)
-    half = TemporalNetwork().localise(reference[10:40].astype(np.float16), reference.astype(np.float16), 1.0)
+    tn = TemporalNetwork(vcsl(trim=True))
+    full = tn.localise(reference[10:40], reference, 1.0)
+    half = tn.localise(reference[10:40].astype(np.float16), reference.astype(np.float16), 1.0)
     assert (half[0].query_start, half[0].query_end, half[0].ref_start, half[0].ref_end) == (0, 30, 10, 40)
     assert half[0].score == pytest.approx(full[0].score, rel=1e-3)
 
 
 def test_temporal_network_rejects_mismatched_features() -> None:
     with pytest.raises(ValueError, match="T_q, D"):
-        TemporalNetwork(device="cpu").localise(np.ones((5, 8)), np.ones((5, 16)), 1.0)
+        TemporalNetwork(TNParams(device="cpu")).localise(np.ones((5, 8)), np.ones((5, 16)), 1.0)
+
+
+def test_the_product_localiser_differs_from_vcsl_only_by_named_options() -> None:
+    """``TemporalNetwork()`` runs the product's parameters; VCSL's six TN parameters are 10/5/10/0.2/5/0.3."""
+    assert TemporalNetwork().params == TNParams()
+    assert (VCSL_TN.tn_max_step, VCSL_TN.tn_top_k, VCSL_TN.max_path, VCSL_TN.min_sim, VCSL_TN.min_length,
+            VCSL_TN.max_iou) == (10, 5, 10, 0.2, 5, 0.3)
+    reference = unit_rows(60, seed=12).astype(np.float32)
+    [segment] = TemporalNetwork(TNParams(device="cpu")).localise(reference[10:40], reference, fps=1.0)
+    assert (segment.query_start, segment.query_end, segment.ref_start, segment.ref_end) == (0, 30, 10, 40)
+    assert 0 < segment.score <= 1  # bounded
 
 
 def test_split_jump_separates_footage_inserted_into_a_copy() -> None:
@@ -389,9 +411,9 @@ def test_split_jump_separates_footage_inserted_into_a_copy() -> None:
     elsewhere = unit_rows(8, seed=2)
     query = np.concatenate([reference[:4], elsewhere, reference[4:]])
     sim = query @ reference.T
-    whole = tn_boxes(sim, min_length=2, trim=True)
+    whole = tn_boxes(sim, vcsl(min_length=2, trim=True))
     assert [box for box, _ in whole][0] == [0, 0, 19, 11]
-    split = tn_boxes(sim, min_length=2, trim=True, split_jump=3)
+    split = tn_boxes(sim, vcsl(min_length=2, trim=True, split_jump=3))
     assert sorted(box for box, _ in split) == [[0, 0, 3, 3], [12, 4, 19, 11]]
 
 
@@ -444,7 +466,7 @@ def test_black_on_black_is_no_copy_once_masked() -> None:
     black = unit_rows(1, seed=4)[0]
     nothing = np.zeros((0, black.shape[0]))
     query, reference = blank_and_content(8, nothing, black), blank_and_content(20, nothing, black)
-    tn = TemporalNetwork(min_length=3, merge_gap=2, device="cpu")
+    tn = TemporalNetwork(vcsl(trim=True, min_length=3, merge_gap=2, device="cpu"))
 
     assert tn.localise(query, reference, 1.0)[0].score > 1
     assert tn.localise(query, reference, 1.0, query_informative=np.zeros(8, bool),
@@ -462,7 +484,7 @@ def test_a_black_intro_is_left_out_of_the_copied_segment() -> None:
     query = blank_and_content(6, content[5:15], black)
     reference = blank_and_content(3, content, black)
     query_mask, reference_mask = np.arange(16) >= 6, np.arange(23) >= 3
-    tn = TemporalNetwork(min_length=3, merge_gap=2, split_jump=3, device="cpu")
+    tn = TemporalNetwork(vcsl(trim=True, min_length=3, merge_gap=2, split_jump=3, device="cpu"))
 
     unmasked = tn.localise(query, reference, 1.0)
     masked = tn.localise(query, reference, 1.0, query_informative=query_mask, reference_informative=reference_mask)
@@ -479,7 +501,7 @@ def test_a_fade_through_black_inside_a_copy_keeps_the_copy() -> None:
     query[8:11] = black
     mask = np.ones(20, bool)
     mask[8:11] = False
-    tn = TemporalNetwork(min_length=3, merge_gap=2, device="cpu")
+    tn = TemporalNetwork(vcsl(trim=True, min_length=3, merge_gap=2, device="cpu"))
 
     [segment] = tn.localise(query, reference, 1.0, query_informative=mask, reference_informative=np.ones(20, bool))
 
@@ -488,7 +510,7 @@ def test_a_fade_through_black_inside_a_copy_keeps_the_copy() -> None:
 
 def test_masks_that_keep_everything_change_nothing() -> None:
     reference = unit_rows(40, seed=9).astype(np.float32)
-    tn = TemporalNetwork(merge_gap=2, device="cpu")
+    tn = TemporalNetwork(vcsl(trim=True, merge_gap=2, device="cpu"))
     plain = tn.localise(reference[5:30], reference, 1.0)
     masked = tn.localise(reference[5:30], reference, 1.0, query_informative=np.ones(25, bool),
                          reference_informative=np.ones(40, bool))
@@ -517,7 +539,7 @@ def test_bounded_score_of_an_exact_copy_depends_only_on_its_length() -> None:
     """TN scores an exact n-frame copy n / (n - 1); bounded, it is 1 - exp(-seconds / 3)."""
     reference = unit_rows(60, seed=10).astype(np.float32)
     for n, fps in ((4, 1.0), (10, 1.0), (20, 2.0)):
-        tn = TemporalNetwork(min_length=1, merge_gap=0, device="cpu")
+        tn = TemporalNetwork(vcsl(trim=True, min_length=1, merge_gap=0, device="cpu"))
         [segment] = tn.localise(reference[5 : 5 + n], reference, fps)
         assert segment.score == pytest.approx(n / (n - 1))
         assert bounded_score(segment, fps) == pytest.approx(1 - np.exp(-n / fps / 3))
@@ -545,7 +567,7 @@ def test_bounded_score_treats_a_faster_copy_like_any_other() -> None:
     sim = np.full((10, 40), -0.2)
     for q in range(10):
         sim[q, 5 + (q * 3) // 2] = 1.0
-    [(box, score)] = [b for b in tn_boxes(sim, min_length=3, trim=True, max_path=0)]
+    [(box, score)] = [b for b in tn_boxes(sim, vcsl(min_length=3, trim=True, max_path=0))]
     [segment] = boxes_to_segments([(box, score)], 1.0)
     assert bounded_score(segment, 1.0) == pytest.approx(1 - np.exp(-10 / 3), abs=1e-6)
 
@@ -563,9 +585,9 @@ def test_end_floor_trims_weak_path_ends_next_to_a_copy() -> None:
     sim[np.arange(5, 10), np.arange(0, 5) % 3] = 0.25
     sim = plant(sim, 10, 3, 6, 0.8)
     sim[16, 9], sim[18, 11] = 0.25, 0.25
-    loose = tn_boxes(sim, trim=True, min_length=1)
+    loose = tn_boxes(sim, vcsl(trim=True, min_length=1))
     assert loose[0][0][0] < 10 or loose[0][0][2] > 15
-    assert [b for b, _ in tn_boxes(sim, trim=True, min_length=1, end_floor=0.5)][0] == [10, 3, 15, 8]
+    assert [b for b, _ in tn_boxes(sim, vcsl(trim=True, min_length=1, end_floor=0.5))][0] == [10, 3, 15, 8]
 
 
 def test_refine_ends_keeps_the_inside_of_a_path() -> None:
@@ -591,8 +613,8 @@ def test_query_overlap_stops_merge_from_stretching_a_static_copy() -> None:
                   [0.49, 0.70, 0.79, 0.75, 0.62, 0.67, 0.64, 0.28, 0.04, 0.04],
                   [0.48, 0.67, 0.74, 0.79, 0.60, 0.64, 0.62, 0.22, 0.09, 0.08]]
     options = {"tn_top_k": 10, "min_length": 1, "trim": True, "merge_gap": 2, "split_jump": 3}
-    assert [b for b, _ in tn_boxes(sim, **options)] == [[14, 1, 16, 7]]
-    assert [b for b, _ in tn_boxes(sim, **options, query_overlap=0.5)] == [[14, 1, 16, 3]]
+    assert [b for b, _ in tn_boxes(sim, vcsl(**options))] == [[14, 1, 16, 7]]
+    assert [b for b, _ in tn_boxes(sim, vcsl(**options, query_overlap=0.5))] == [[14, 1, 16, 3]]
 
 
 def test_snap_ends_moves_a_copys_start_back_onto_its_diagonal() -> None:
@@ -607,8 +629,8 @@ def test_snap_ends_moves_a_copys_start_back_onto_its_diagonal() -> None:
     sim[0:5, 5] = [0.77, 0.78, 0.75, 0.83, 0.83]
     options = {"tn_top_k": 10, "min_length": 1, "trim": True, "merge_gap": 2, "split_jump": 3,
                "end_floor": 0.5, "query_overlap": 0.5}
-    assert [b for b, _ in tn_boxes(sim, **options)] == [[3, 5, 19, 19]]
-    assert [b for b, _ in tn_boxes(sim, **options, snap_ends=True)] == [[5, 5, 19, 19]]
+    assert [b for b, _ in tn_boxes(sim, vcsl(**options))] == [[3, 5, 19, 19]]
+    assert [b for b, _ in tn_boxes(sim, vcsl(**options, snap_ends=True))] == [[5, 5, 19, 19]]
 
 
 def test_snap_ends_to_diagonal_drops_jumps_and_extends_inside_the_claimed_frames() -> None:
@@ -641,8 +663,8 @@ def test_snap_ends_never_admits_a_path_that_tn_rejects() -> None:
     for q, r, value in [(3, 3, 0.21), (8, 4, 0.21), (13, 5, 0.21), (16, 7, 0.2), (19, 8, 0.6), (20, 9, 0.43)]:
         sim[q, r] = value
     options = {"tn_top_k": 10, "min_length": 1, "trim": True, "split_jump": 3, "end_floor": 0.5}
-    assert tn_boxes(sim, **options) == []
-    assert tn_boxes(sim, **options, snap_ends=True) == []
+    assert tn_boxes(sim, vcsl(**options)) == []
+    assert tn_boxes(sim, vcsl(**options, snap_ends=True)) == []
 
 
 def test_snap_ends_reaches_past_a_lone_node_that_split_jump_cut_off() -> None:
@@ -655,8 +677,8 @@ def test_snap_ends_reaches_past_a_lone_node_that_split_jump_cut_off() -> None:
     sim[6, 19] = 0.91
     options = {"tn_top_k": 10, "min_length": 1, "trim": True, "merge_gap": 2, "split_jump": 3,
                "end_floor": 0.5, "query_overlap": 0.5}
-    assert [b for b, _ in tn_boxes(sim, **options)] == [[0, 5, 5, 10]]
-    assert [b for b, _ in tn_boxes(sim, **options, snap_ends=True)] == [[0, 5, 6, 11]]
+    assert [b for b, _ in tn_boxes(sim, vcsl(**options))] == [[0, 5, 5, 10]]
+    assert [b for b, _ in tn_boxes(sim, vcsl(**options, snap_ends=True))] == [[0, 5, 6, 11]]
 
 
 def test_min_segment_score_drops_weak_segments_next_to_a_copy() -> None:
@@ -669,9 +691,9 @@ def test_min_segment_score_drops_weak_segments_next_to_a_copy() -> None:
     query[30:35] = 0.95 * reference[2:7] + np.sqrt(1 - 0.95**2) * query[30:35]
     query[10:14] = 0.25 * reference[12:16] + np.sqrt(1 - 0.25**2) * query[10:14]
     options = {"tn_top_k": 10, "min_length": 1, "score": "bounded", "device": "cpu"}
-    loose = TemporalNetwork(**options).localise(query, reference, 1.0)
+    loose = TemporalNetwork(vcsl(trim=True, **options)).localise(query, reference, 1.0)
     assert any(s.query_start == 10 and s.score < 0.2 for s in loose)
-    strict = TemporalNetwork(**options, min_segment_score=0.2).localise(query, reference, 1.0)
+    strict = TemporalNetwork(vcsl(trim=True, **options, min_segment_score=0.2)).localise(query, reference, 1.0)
     assert [(s.query_start, s.ref_start) for s in strict] == [(30, 2)]
 
 
@@ -686,8 +708,8 @@ def test_prefer_stronger_puts_a_static_copy_on_its_own_diagonal() -> None:
     sim[np.arange(4, 10), np.arange(5, 11)] = 0.99
     options = {"tn_top_k": 10, "min_length": 1, "trim": True, "merge_gap": 2, "split_jump": 3,
                "end_floor": 0.5, "query_overlap": 0.5, "snap_ends": True}
-    assert [b for b, _ in tn_boxes(sim, **options)] == [[2, 6, 9, 13]]
-    assert [b for b, _ in tn_boxes(sim, **options, prefer_stronger=True)] == [[4, 5, 9, 10]]
+    assert [b for b, _ in tn_boxes(sim, vcsl(**options))] == [[2, 6, 9, 13]]
+    assert [b for b, _ in tn_boxes(sim, vcsl(**options, prefer_stronger=True))] == [[4, 5, 9, 10]]
 
 
 def test_prefer_stronger_never_swaps_a_copy_for_a_short_fragment() -> None:
@@ -698,4 +720,4 @@ def test_prefer_stronger_never_swaps_a_copy_for_a_short_fragment() -> None:
     sim[np.arange(3, 6), np.arange(3, 6)] = 0.99
     sim[np.arange(3, 6), np.arange(4, 7)] = 0.98
     options = {"tn_top_k": 10, "min_length": 1, "trim": True, "end_floor": 0.5, "prefer_stronger": True}
-    assert [b for b, _ in tn_boxes(sim, **options)][0] == [0, 0, 9, 9]
+    assert [b for b, _ in tn_boxes(sim, vcsl(**options))][0] == [0, 0, 9, 9]

@@ -9,7 +9,7 @@ import pytest
 
 from workers.decode import decode_all
 from workers.embed import create_embedder
-from workers.localise import TemporalNetwork, similarity
+from workers.localise import TemporalNetwork, TNParams, similarity
 from workers.matching import match_query
 from workers.signals.frames import embed_video
 from workers.stores.memory import MemoryLibrary
@@ -26,7 +26,7 @@ def test_an_excerpt_is_found_with_one_batched_search() -> None:
     library = MemoryLibrary(references)
     query = np.concatenate([unit(5, 9), references["b"][10:22], unit(4, 10)])  # b's 10-21 at query second 5
     matches = match_query(query, fps=1.0, search=library.search, load_references=library.load,
-                          localiser=TemporalNetwork(device="cpu", min_length=3),
+                          localiser=TemporalNetwork(TNParams(device="cpu")),
                           params=QueryParams(top_k=2, min_score=0.35))
     assert library.searches == 1
     [match] = matches
@@ -42,7 +42,7 @@ def test_views_find_a_copy_that_only_a_tile_shows() -> None:
     tiles = np.stack([unit(20, 8), references["a"][5:25], unit(20, 9), unit(20, 11)])
     library = MemoryLibrary(references)
     kwargs = {"fps": 1.0, "search": library.search, "load_references": library.load,
-              "params": QueryParams(min_score=0.35), "localiser": TemporalNetwork(device="cpu", min_length=3)}
+              "params": QueryParams(min_score=0.35), "localiser": TemporalNetwork(TNParams(device="cpu"))}
     assert match_query(whole, **kwargs) == []
     views = np.concatenate([whole[None], tiles])
     [match] = match_query(views, **kwargs)
@@ -56,7 +56,7 @@ def test_videos_that_may_not_be_reported_never_take_a_candidate_slot() -> None:
     library = MemoryLibrary(references)
     params = QueryParams(top_k=1, min_score=0.35)
     kwargs = {"fps": 1.0, "search": library.search, "load_references": library.load, "params": params,
-              "localiser": TemporalNetwork(device="cpu", min_length=3)}
+              "localiser": TemporalNetwork(TNParams(device="cpu"))}
     [first] = match_query(copy, **kwargs)
     assert first.video_id == "gone-1"  # ties broken by id: without the check the orphan takes the only slot
     [match] = match_query(copy, searchable=lambda ids: {"kept"} & set(ids), **kwargs)

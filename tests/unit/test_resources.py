@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
-from service.resources import shared_property
+from service.resources import Resources, shared_property
 from service.settings import Settings
 from tasks.app import transport_options
 
@@ -40,3 +41,14 @@ def test_an_ingest_call_has_room_for_the_longest_admitted_decode(tmp_path: Path)
     assert settings.ingest_time_limit_s == 3600 + 3 * 3600
     assert transport_options(settings)["visibility_timeout"] == settings.ingest_time_limit_s + 600
     assert Settings(home=tmp_path, decode={"timeout_per_s": 0, "timeout_s": 1800}).ingest_time_limit_s == 3600 + 1800
+
+
+def test_a_process_decodes_every_video_with_one_share_of_its_cores(tmp_path: Path) -> None:
+    """Parallel videos of one process divide its cores (``DecodeOptions.cores``); after a fork the child
+    gets a share of its own, never the parent's count of videos decoding."""
+    res = Resources(Settings(home=tmp_path, decode={"hwaccel": "none"}))
+    options = res.decode_options
+    assert options is res.decode_options and options.cores is not None
+    assert replace(options, cores=None) == res.settings.decode_options()
+    res.after_fork()
+    assert res.decode_options.cores is not options.cores

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from workers.localise import TemporalNetwork
+from workers.localise import TemporalNetwork, TNParams
 from workers.matching import MAX_SEARCH_ROUNDS, match_query, search_reportable
 from workers.stores.memory import MemoryLibrary
 from workers.stores.milvus import SEARCH_MAX_BYTES, SEARCH_MAX_NQ
@@ -77,7 +77,7 @@ def test_unreportable_videos_give_their_hit_slots_to_real_candidates() -> None:
     library = MemoryLibrary(references)
     params = QueryParams(top_k=1, search_limit=4, min_score=0.35)
     kwargs = {"fps": 1.0, "search": library.search, "load_references": library.load, "params": params,
-              "localiser": TemporalNetwork(device="cpu", min_length=3)}
+              "localiser": TemporalNetwork(TNParams(device="cpu"))}
     assert "copy" not in set(library.search(source, 4).video_id)  # the 4 slots of every frame are taken
     asked: list[list[str]] = []
 
@@ -109,7 +109,7 @@ def test_per_video_selection_counts_query_frames_not_static_frames() -> None:
     copy = near(query, 10, 0.6)  # every query frame, less alike
     library = MemoryLibrary({"static": static, "copy": copy})
     kwargs = {"fps": 1.0, "search": library.search, "load_references": library.load,
-              "localiser": TemporalNetwork(device="cpu", min_length=3)}
+              "localiser": TemporalNetwork(TNParams(device="cpu"))}
     from workers.selection import select_candidates
 
     plain = library.search(query, 64)

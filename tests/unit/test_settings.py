@@ -3,15 +3,27 @@
 from __future__ import annotations
 
 import re
+from dataclasses import fields, replace
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
 from cli.main import cli
-from service.settings import MilvusSettings, Settings, load_settings
+from service.settings import (
+    DecodeSettings,
+    LocaliseSettings,
+    MilvusSettings,
+    QuerySettings,
+    SelectSettings,
+    Settings,
+    load_settings,
+)
+from workers.decode import DecodeOptions
 from workers.errors import ConfigError
+from workers.localise import TNParams
 from workers.stores.milvus import IndexSpec
+from workers.types import QueryParams
 
 CONFIGURATION_PAGE = Path(__file__).resolve().parents[2] / "docs" / "configuration.md"
 
@@ -67,3 +79,39 @@ def test_every_index_setting_reaches_the_collections(monkeypatch: pytest.MonkeyP
     monkeypatch.setenv("COPYCAT_MILVUS__INDEX_TYPE", "DISKANN")
     with pytest.raises(ConfigError, match="COPYCAT_MILVUS__INDEX_TYPE"):
         load_settings()
+
+
+def test_the_localiser_settings_are_its_parameters(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``COPYCAT_LOCALISE__*`` are ``TNParams``'s fields with its defaults: the localiser a bare
+    ``TemporalNetwork()`` builds is the one the product runs."""
+    assert list(LocaliseSettings.model_fields) == [f.name for f in fields(TNParams)]
+    assert Settings().tn_params() == TNParams()
+    monkeypatch.setenv("COPYCAT_LOCALISE__TN_TOP_K", "5")
+    monkeypatch.setenv("COPYCAT_LOCALISE__SCORE", "tn")
+    assert load_settings().tn_params() == replace(TNParams(), tn_top_k=5, score="tn")
+    monkeypatch.setenv("COPYCAT_LOCALISE__TN_MAX_STEP", "1")
+    with pytest.raises(ConfigError, match="COPYCAT_LOCALISE__TN_MAX_STEP"):
+        load_settings()
+
+
+def test_decode_and_query_settings_reach_their_dataclasses(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``COPYCAT_DECODE__*`` defaults are ``DecodeOptions``'s; every ``DecodeOptions`` and ``QueryParams`` field
+    has its setting, and a set variable arrives."""
+    decode_fields = {f.name for f in fields(DecodeOptions)}
+    assert decode_fields - {"limits", "cores"} <= set(DecodeSettings.model_fields)  # cores: Resources.decode_options
+    assert Settings().decode_options() == DecodeOptions()
+    assert {f.name for f in fields(QueryParams)} <= set(SelectSettings.model_fields) | set(QuerySettings.model_fields)
+    monkeypatch.setenv("COPYCAT_DECODE__HWACCEL", "none")
+    monkeypatch.setenv("COPYCAT_QUERY__EXTRA_VIEWS", '["flip"]')
+    monkeypatch.setenv("COPYCAT_SELECT__REDUCE", "sum")
+    cfg = load_settings()
+    assert cfg.decode_options() == replace(DecodeOptions(), hwaccel="none")
+    params = cfg.query_params({"top_k": "3", "crop_grid": None})
+    assert (params.top_k, params.reduce, params.crop_grid, params.extra_views) == (3, "sum", 2, ("flip",))
+
+
+def test_the_query_parameters_have_one_home() -> None:
+    """The settings' query defaults are ``QueryParams``'s own: a bare ``QueryParams()`` is what the product runs."""
+    from workers.types import QueryParams
+
+    assert Settings().query_params() == QueryParams()

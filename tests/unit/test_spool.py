@@ -75,11 +75,11 @@ def test_streamed_decode_equals_the_file_decode(name: str, clips_dir: Path, tmp_
     spool = Spool(iter([data[i : i + 65536] for i in range(0, len(data), 65536)]), tmp_path / f"in{path.suffix}")
     spool.start().wait_for(need)
     head_probe = probe(spool.path)
-    streamed = np.concatenate([v[0] for v in sample_views(spool.path, head_probe, (FrameGeometry(224),),
-                                                          DecodeOptions(skip_nonref=True), feed=spool.tail)])
+    options = DecodeOptions(skip_nonref=True, hwaccel="none")
+    streamed = np.concatenate([v[0] for v in sample_views(spool.path, head_probe, (FrameGeometry(224),), options,
+                                                          feed=spool.tail)])
     spool.finish()
-    full = np.concatenate([v[0] for v in sample_views(path, probe(path), (FrameGeometry(224),),
-                                                      DecodeOptions(skip_nonref=True))])
+    full = np.concatenate([v[0] for v in sample_views(path, probe(path), (FrameGeometry(224),), options)])
     assert head_probe == probe(path) and np.array_equal(streamed, full)
 
 
@@ -100,7 +100,7 @@ def test_streamed_object_embeds_like_a_downloaded_one(faststart: bool, clips_dir
     store.ensure_bucket("up")
     put = store.put_file("up", "v.mp4", source)
     embedder = create_embedder("sscd_distilled", device="cpu")
-    options = DecodeOptions(skip_nonref=True)
+    options = DecodeOptions(skip_nonref=True, hwaccel="none")
     frames = {"frames": lambda: FrameExtraction(embedder)}
     streamed = extract_object(frames, options, scratch_dir=tmp_path / "s1", label="v.mp4",
                               stream=lambda: store.read("up", "v.mp4"))

@@ -4,14 +4,17 @@
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 
 from celery import Celery
 from celery._state import task_join_will_block
 
 from cli.client import _task_threads
+from service.resources import Resources
+from service.settings import Settings
 
 
-def test_overlapping_eager_tasks_leave_results_waitable() -> None:
+def test_overlapping_eager_tasks_leave_results_waitable(tmp_path: Path) -> None:
     app = Celery("threads-test", set_as_current=False)
     app.conf.task_always_eager = True
     first_started, second_started, first_done = threading.Event(), threading.Event(), threading.Event()
@@ -32,7 +35,7 @@ def test_overlapping_eager_tasks_leave_results_waitable() -> None:
 
     # first enters (flag set, saved unset), second enters (saved set), first leaves (restores unset), second
     # leaves last and restores "set": Celery's own bookkeeping leaves the flag set after both are done.
-    with _task_threads(2):
+    with _task_threads(Resources(Settings(home=tmp_path)), 2):
         threads = [threading.Thread(target=first.delay), threading.Thread(target=later)]
         for thread in threads:
             thread.start()
