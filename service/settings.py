@@ -223,11 +223,12 @@ class LocaliseSettings(BaseModel):
 
 
 class QuerySettings(BaseModel):
-    min_score: float = Field(_QUERY.min_score, ge=0, le=1, description="matches whose video score (best segment score, in"
-                             " [0, 1]) is below this are not reported; measured in bench/tune.py")
+    min_score: float = Field(_QUERY.min_score, ge=0, le=1, description="matches whose video score (best segment"
+                             " score, in [0, 1]) is below this are not reported; measured in bench/tune.py")
     exclude_self: bool = Field(_QUERY.exclude_self, description="drop candidates with the query's own content")
-    crop_grid: int = Field(_QUERY.crop_grid, ge=1, le=4, description="also search the NxN tiles of each query frame (finds"
-                           " picture-in-picture copies; N²+1 embeddings and searches per frame); 1 = whole frames")
+    crop_grid: int = Field(_QUERY.crop_grid, ge=1, le=4, description="also search the NxN tiles of each query frame"
+                           " (finds picture-in-picture copies; N²+1 embeddings and searches per frame); 1 = whole"
+                           " frames")
     extra_views: list[Literal["flip", "halves", "unborder"]] = Field(
         list(_QUERY.extra_views), description="more query views, one embedding and search each per frame: flip"
         " (mirror), halves (left, right, top, bottom: 4), unborder (the picture inside a border, where one is found)")
