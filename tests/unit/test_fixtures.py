@@ -24,7 +24,7 @@ from bench.fixtures import (
     plan_library,
     references_for,
 )
-from bench.tune import ADDED_IN_V3, query_subset
+from bench.sets import ADDED_IN_V3, query_subset
 
 CLIPS = Path(os.environ.get("BENCH_CLIPS_DIR", "/work/shared/data/clips"))
 TOLERANCE = 0.15
@@ -157,7 +157,7 @@ def test_ground_truth_follows_footage_into_generated_references() -> None:
 
 def test_stills_come_from_the_holdout() -> None:
     """A still of a reference would be a copy that the ground truth leaves out, so it is refused."""
-    planner = fixtures._Planner(fake_infos(), None, references_for(False))
+    planner = fixtures.Planner(fake_infos(), None, references_for(False))
     with pytest.raises(ValueError, match="holdout"):
         planner.still("clip01", 2, 3)
 
