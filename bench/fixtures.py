@@ -71,6 +71,12 @@ second 3.
 Text overlays use ffmpeg ``drawtext`` with a DejaVu (or other sans) TrueType font when one is installed;
 without a font they fall back to ``drawbox`` bands and blocks, and ``text_overlay`` in the JSON says which.
 Logos are a small generated badge (``color`` + ``drawbox``), so they need no font.
+
+Other sets. ``Planner`` (the recipes, with ``STANDARD_EDITS`` for the single-clip edits every set applies
+alike), ``ClipSet`` (which clips a set indexes, holds out and strings into long hosts) and ``write_set``
+serve any folder of clips: ``bench/footage_fixtures.py`` builds the footage sets with them, adding the
+recipes v3 does not use (``reaction``, ``vertical``, ``camcord``, ``speed`` below 1 for slow motion, and
+``duplicate``, a reference indexed twice) and the transforms reaction, vertical, camcord and slowmo.
 """
 
 from __future__ import annotations
@@ -302,25 +308,25 @@ def plan_fixtures(infos: Mapping[str, ClipInfo], *, quick: bool = False, font: P
     p = _v3_planner(infos, font, quick)
     specs = [
         # Re-encode at ~100 kbit/s.
-        p.edit("lowbitrate", "clip01", "null", codec=X264_LOW, quick=True),
-        p.edit("lowbitrate", "clip06", "null", codec=X264_LOW),
-        p.edit("lowbitrate", "clip16", "null", codec=X264_LOW),
+        p.standard("lowbitrate", "clip01", quick=True),
+        p.standard("lowbitrate", "clip06"),
+        p.standard("lowbitrate", "clip16"),
         # Half the width and height.
-        p.edit("resize50", "clip03", "scale=w=trunc(iw/4)*2:h=trunc(ih/4)*2", transform="resize"),
-        p.edit("resize50", "clip12", "scale=w=trunc(iw/4)*2:h=trunc(ih/4)*2", transform="resize"),
-        p.edit("resize50", "clip20", "scale=w=trunc(iw/4)*2:h=trunc(ih/4)*2", transform="resize"),
+        p.standard("resize50", "clip03"),
+        p.standard("resize50", "clip12"),
+        p.standard("resize50", "clip20"),
         # Crop 10-20 % of each side length, centred or anchored to a corner.
-        p.edit("crop15", "clip02", crop_graph(0.85, "center"), transform="crop"),
-        p.edit("crop20", "clip11", crop_graph(0.80, "top-left"), transform="crop"),
-        p.edit("crop10", "clip14", crop_graph(0.90, "bottom-right"), transform="crop", quick=True),
+        p.standard("crop15", "clip02"),
+        p.standard("crop20", "clip11"),
+        p.standard("crop10", "clip14", quick=True),
         # Mirror.
-        p.edit("flip", "clip05", "hflip", quick=True),
-        p.edit("flip", "clip07", "hflip"),
-        p.edit("flip", "clip10", "hflip"),
+        p.standard("flip", "clip05", quick=True),
+        p.standard("flip", "clip07"),
+        p.standard("flip", "clip10"),
         # Photometric changes.
-        p.edit("bright", "clip04", "eq=brightness=0.15:contrast=1.3", transform="brightness"),
-        p.edit("dark", "clip18", "eq=brightness=-0.1:contrast=0.85:saturation=0.6", transform="brightness", quick=True),
-        p.edit("gamma", "clip20", "eq=gamma=1.6:contrast=1.15:saturation=1.4", transform="brightness"),
+        p.standard("bright", "clip04"),
+        p.standard("dark", "clip18", quick=True),
+        p.standard("gamma", "clip20"),
         # Burnt-in text.
         p.edit("text", "clip12", p.text("clip12", "BREAKING NEWS", "lower-third"), quick=True),
         p.edit("text", "clip03", p.text("clip03", "SAMPLE", "watermark")),
@@ -340,9 +346,9 @@ def plan_fixtures(infos: Mapping[str, ClipInfo], *, quick: bool = False, font: P
         p.insert("clip16", 3, 11, "clip17", 2),
         p.insert("clip11", 4, 12, "clip08", 1),
         # The first 5 s cut off.
-        p.edit("trim5", "clip18", "null", start=5, transform="trim", quick=True),
-        p.edit("trim5", "clip03", "null", start=5, transform="trim"),
-        p.edit("trim5", "clip11", "null", start=5, transform="trim"),
+        p.standard("trim5", "clip18", quick=True),
+        p.standard("trim5", "clip03"),
+        p.standard("trim5", "clip11"),
         # Two references back to back.
         p.concat(("clip01", 1, 8), ("clip12", 2, 9), quick=True),
         p.concat(("clip10", 2, 9), ("clip20", 4, 12)),
@@ -350,16 +356,16 @@ def plan_fixtures(infos: Mapping[str, ClipInfo], *, quick: bool = False, font: P
         p.copy("clip18"),
         p.copy("clip20"),
         # Other codecs and containers.
-        p.edit("mpeg4", "clip14", "null", codec=MPEG4, ext="avi", transform="codec"),
-        p.edit("vp8", "clip10", "null", codec=VP8, ext="webm", transform="codec"),
+        p.standard("mpeg4", "clip14"),
+        p.standard("vp8", "clip10"),
         # Unrelated: holdout footage only, edited like the positives.
         # clip15 has a variable frame rate; resample it so the mp4 gets clean timestamps.
         p.edit("flip", "clip15", "fps=25,hflip", quick=True),
-        p.edit("lowbitrate", "clip09", "null", codec=X264_LOW, quick=True),
-        p.edit("crop15", "clip08", crop_graph(0.85, "center"), transform="crop"),
+        p.standard("lowbitrate", "clip09", quick=True),
+        p.standard("crop15", "clip08"),
         p.edit("text", "clip13", p.text("clip13", "LIVE", "lower-third")),
         p.edit("bright", "clip17", "eq=brightness=0.12:contrast=1.25", transform="brightness"),
-        p.edit("resize50", "clip19", "scale=w=trunc(iw/4)*2:h=trunc(ih/4)*2", transform="resize"),
+        p.standard("resize50", "clip19"),
         p.concat(("clip13", 0, None), ("clip17", 0, None)),
         p.copy("clip15"),
         # Short copies (3-6 s) hidden in about 72 s of unrelated footage.
@@ -367,58 +373,21 @@ def plan_fixtures(infos: Mapping[str, ClipInfo], *, quick: bool = False, font: P
         p.short_copy("clip04", 2, 5, after=3, rotate=2),
         p.short_copy("clip14", 3, 8, after=8, rotate=4, quick=True),
         # Compilations of short copies: with unrelated footage between them, and back to back.
-        p.splice(
-            "q_clip01_clip05_clip12_clip16_clip02_compilation.mp4",
-            "compilation",
-            [
-                p.part("clip09", 0, 2),
-                p.part("clip01", 2, 6),
-                p.part("clip13", 1, 3),
-                p.part("clip05", 3, 7),
-                p.part("clip17", 0, 2),
-                p.part("clip12", 1, 4),
-                p.part("clip19", 2, 4),
-                p.part("clip16", 10, 15),
-                p.part("clip15", 0, 2),
-                p.part("clip02", 5, 9),
-                p.part("clip08", 0, 2),
-            ],
-            (640, 360),
-        ),
-        p.splice(
-            "q_clip03_clip10_clip20_clip06_clip14_back_to_back.mp4",
-            "compilation",
-            [
-                p.part("clip03", 10, 14),
-                p.part("clip10", 2, 5),
-                p.part("clip20", 6, 10),
-                p.part("clip06", 25, 29),
-                p.part("clip14", 4, 7),
-            ],
-            (640, 360),
-        ),
+        p.compilation([("clip09", 0, 2), ("clip01", 2, 6), ("clip13", 1, 3), ("clip05", 3, 7), ("clip17", 0, 2),
+                       ("clip12", 1, 4), ("clip19", 2, 4), ("clip16", 10, 15), ("clip15", 0, 2), ("clip02", 5, 9),
+                       ("clip08", 0, 2)]),
+        p.compilation([("clip03", 10, 14), ("clip10", 2, 5), ("clip20", 6, 10), ("clip06", 25, 29), ("clip14", 4, 7)]),
         # Four videos in a 2x2 grid, one of them unrelated (hard for whole-frame descriptors).
         p.grid([("clip07", 5, 12), ("clip18", 2, 9), ("clip11", 6, 13), ("clip19", 0, 7)]),
         # Turned 90 degrees into a portrait frame; played 1.5x as fast.
         p.edit(
             "rot90_portrait", "clip02", "transpose=clock,pad=w=400:h=720:x=(ow-iw)/2:y=(oh-ih)/2", transform="rotate"
         ),
-        p.splice("q_clip03_3-18_speed1.5.mp4", "speed", [replace(p.part("clip03", 3, 18), speed=1.5)]),
+        p.speed("clip03", 3, 18, 1.5),
         # Combined edits.
-        p.edit(
-            "watermark_letterbox_fps15",
-            "clip16",
-            f"fps=15,scale=640:360,setsar=1,pad=w=640:h=480:x=0:y=60,{p.caption('COPYCAT TV', 5, 0.45)}",
-            transform="combined",
-        ),
-        p.edit(
-            "mirror_grid_border",
-            "clip05",
-            "hflip,drawgrid=w=iw/6:h=ih/4:t=2:c=white@0.6,pad=w=iw+48:h=ih+48:x=24:y=24:color=0xc03020",
-            transform="combined",
-            quick=True,
-        ),
-        p.edit("blocky160", "clip04", "scale=w=-2:h=160", codec=MPEG4_BLOCKY, ext="avi", transform="blocky"),
+        p.watermark_letterbox("clip16"),
+        p.standard("mirror_grid_border", "clip05", quick=True),
+        p.standard("blocky160", "clip04"),
         # A second variant of the layouts and combined edits (v3): two videos side by side or one above the
         # other, mirrors inside borders, pillarbox and a coloured frame, another short copy.
         p.grid([("clip04", 2, 8), ("clip13", 0, 6)], layout="side"),
@@ -457,22 +426,10 @@ def plan_fixtures(infos: Mapping[str, ClipInfo], *, quick: bool = False, font: P
         ),
         p.edit("fades", "clip14", "fade=t=in:d=1,fade=t=out:st=9:d=1", transform="fade"),
         # Hard negatives: blank, generated or look-alike footage that copies nothing indexed.
-        p.splice("q_unrelated_black8.mp4", "blank", [p.solid("black", 8)], (640, 360), hard_negative=True, quick=True),
-        p.splice("q_unrelated_white8.mp4", "blank", [p.solid("white", 8)], (640, 360), hard_negative=True),
-        p.splice(
-            "q_unrelated_darknoise8.mp4",
-            "blank",
-            [p.pattern("color=c=0x181818", 8, "noise=alls=10:allf=t")],
-            (640, 360),
-            hard_negative=True,
-        ),
-        p.splice(
-            "q_unrelated_black_to_white6.mp4",
-            "fade",
-            [p.pattern("color=c=black", 6, "fade=t=out:d=6:color=white")],
-            (640, 360),
-            hard_negative=True,
-        ),
+        p.generated_negative("black8", quick=True),
+        p.generated_negative("white8"),
+        p.generated_negative("darknoise8"),
+        p.generated_negative("black_to_white6"),
         p.splice(
             "q_unrelated_black6_then_clip09.mp4",
             "intro",
@@ -504,31 +461,10 @@ def plan_fixtures(infos: Mapping[str, ClipInfo], *, quick: bool = False, font: P
             [p.card("A DIFFERENT STORY", 4), p.tail("clip19", 0)],
             hard_negative=True,
         ),
-        p.splice(
-            "q_unrelated_titlecards.mp4",
-            "title",
-            [p.card("CHAPTER ONE", 4), p.card("THE JOURNEY", 4, "black"), p.card("CREDITS", 4, "0x303030")],
-            (640, 360),
-            hard_negative=True,
-        ),
-        p.splice(
-            "q_unrelated_slideshow.mp4",
-            "slideshow",
-            [
-                p.still("clip08", 2, 3),
-                p.still("clip09", 3, 3),
-                p.still("clip13", 4, 3),
-                p.still("clip15", 2, 3),
-                p.still("clip17", 3, 3),
-                p.still("clip19", 5, 3),
-            ],
-            (640, 360),
-            hard_negative=True,
-        ),
-        p.splice("q_unrelated_testsrc10.mp4", "pattern", [p.pattern("testsrc", 10)], (640, 360), hard_negative=True),
-        p.splice(
-            "q_unrelated_smptehdbars8.mp4", "pattern", [p.pattern("smptehdbars", 8)], (640, 360), hard_negative=True
-        ),
+        p.generated_negative("titlecards"),
+        p.slideshow([("clip08", 2), ("clip09", 3), ("clip13", 4), ("clip15", 2), ("clip17", 3), ("clip19", 5)]),
+        p.generated_negative("testsrc10"),
+        p.generated_negative("smptehdbars8"),
         p.splice(
             "q_unrelated_clip15_fades.mp4",
             "fade",
@@ -591,6 +527,29 @@ def crop_graph(keep: float, anchor: str) -> str:
     """A crop filter keeping ``keep`` of each side (even sizes), anchored at the centre or a corner."""
     x, y = {"center": ("(iw-ow)/2", "(ih-oh)/2"), "top-left": ("0", "0"), "bottom-right": ("iw-ow", "ih-oh")}[anchor]
     return f"crop=w=trunc(iw*{keep}/2)*2:h=trunc(ih*{keep}/2)*2:x={x}:y={y}"
+
+
+HALF_SIZE = "scale=w=trunc(iw/4)*2:h=trunc(ih/4)*2"
+STANDARD_EDITS: dict[str, dict[str, object]] = {
+    "lowbitrate": {"filters": "null", "codec": X264_LOW},  # ~100 kbit/s
+    "resize50": {"filters": HALF_SIZE, "transform": "resize"},
+    "crop15": {"filters": crop_graph(0.85, "center"), "transform": "crop"},
+    "crop20": {"filters": crop_graph(0.80, "top-left"), "transform": "crop"},
+    "crop10": {"filters": crop_graph(0.90, "bottom-right"), "transform": "crop"},
+    "flip": {"filters": "hflip"},
+    "bright": {"filters": "eq=brightness=0.15:contrast=1.3", "transform": "brightness"},
+    "dark": {"filters": "eq=brightness=-0.1:contrast=0.85:saturation=0.6", "transform": "brightness"},
+    "gamma": {"filters": "eq=gamma=1.6:contrast=1.15:saturation=1.4", "transform": "brightness"},
+    "trim5": {"filters": "null", "start": 5, "transform": "trim"},  # the first 5 s cut off
+    "mpeg4": {"filters": "null", "codec": MPEG4, "ext": "avi", "transform": "codec"},
+    "vp8": {"filters": "null", "codec": VP8, "ext": "webm", "transform": "codec"},
+    "mirror_grid_border": {
+        "filters": "hflip,drawgrid=w=iw/6:h=ih/4:t=2:c=white@0.6,pad=w=iw+48:h=ih+48:x=24:y=24:color=0xc03020",
+        "transform": "combined",
+    },
+    "blocky160": {"filters": "scale=w=-2:h=160", "codec": MPEG4_BLOCKY, "ext": "avi", "transform": "blocky"},
+}
+"""Single-clip edits that every fixture set applies alike (``Planner.standard``): ``Planner.edit`` options."""
 
 
 def _even(value: float) -> int:
@@ -722,6 +681,11 @@ class Planner:
         if clip in self.clips.references:
             raise ValueError(f"{clip}: stills are made of holdout footage only")
         return Part(clip, float(at), float(at + length), kind="still")
+
+    def slideshow(self, stills: Sequence[tuple[str, float]]) -> QuerySpec:
+        """A hard negative: the holdout clips' frames at the given seconds, 3 s each, on a 640x360 canvas."""
+        parts = [self.still(short, at, 3) for short, at in stills]
+        return self.splice("q_unrelated_slideshow.mp4", "slideshow", parts, (640, 360), hard_negative=True)
 
     def long_host(self, rotate: int) -> list[Part]:
         """About 72 s of unrelated footage: the start of every holdout clip, then all of them mirrored."""
@@ -899,15 +863,55 @@ class Planner:
             quick=quick,
         )
 
-    def slowmo(self, short: str, a1: float, a2: float, *, speed: float = 0.5, quick: bool = False) -> QuerySpec:
-        """Seconds ``[a1, a2)`` played ``speed`` times as fast (frames repeated at 25 fps): the box is
-        ``1 / speed`` times longer on the query axis than on the reference's."""
+    def standard(self, label: str, short: str, *, quick: bool = False) -> QuerySpec:
+        """The ``STANDARD_EDITS`` edit ``label`` of a whole clip."""
+        return self.edit(label, short, quick=quick, **STANDARD_EDITS[label])  # type: ignore[arg-type]
+
+    def watermark_letterbox(self, short: str) -> QuerySpec:
+        """Combined: 15 fps, squashed to 640x360, letterboxed to 4:3 and a translucent caption."""
+        graph = f"fps=15,scale=640:360,setsar=1,pad=w=640:h=480:x=0:y=60,{self.caption('COPYCAT TV', 5, 0.45)}"
+        return self.edit("watermark_letterbox_fps15", short, graph, transform="combined")
+
+    def speed(self, short: str, a1: float, a2: float, speed: float, *, quick: bool = False) -> QuerySpec:
+        """Seconds ``[a1, a2)`` played ``speed`` times as fast (``speed``; below 1 ``slowmo``, frames repeated
+        at 25 fps): the box is ``1 / speed`` times as long on the query axis as on the reference's."""
+        kind = "speed" if speed > 1 else "slowmo"
         return self.splice(
-            f"{self.prefix(self.clip(short))}{short}_{_num(a1)}-{_num(a2)}_slowmo{_num(speed)}.mp4",
-            "slowmo",
+            f"{self.prefix(self.clip(short))}{short}_{_num(a1)}-{_num(a2)}_{kind}{_num(speed)}.mp4",
+            kind,
             [replace(self.part(short, a1, a2), speed=speed)],
             quick=quick,
         )
+
+    def compilation(self, cells: Sequence[tuple[str, float, float]], *, quick: bool = False) -> QuerySpec:
+        """Short parts back to back on a 640x360 canvas, named after the references they copy, in order:
+        ``_compilation`` when holdout footage lies between them, ``_back_to_back`` when none does."""
+        copied = [short for short, _, _ in cells if self.clip(short) in self.clips.references]
+        kind = "back_to_back" if len(copied) == len(cells) else "compilation"
+        parts = [self.part(*cell) for cell in cells]
+        return self.splice(f"q_{'_'.join(copied)}_{kind}.mp4", "compilation", parts, (640, 360), quick=quick)
+
+    def generated_negative(self, kind: str, *, quick: bool = False) -> QuerySpec:
+        """A hard negative of generated frames only, 640x360, named ``q_unrelated_<kind>.mp4``: black, white
+        or dark noise for 8 s, a 6 s fade from black to white, three title cards, or a test pattern."""
+        match kind:
+            case "black8" | "white8":
+                transform, parts = "blank", [self.solid(kind.removesuffix("8"), 8)]
+            case "darknoise8":
+                transform, parts = "blank", [self.pattern("color=c=0x181818", 8, "noise=alls=10:allf=t")]
+            case "black_to_white6":
+                transform, parts = "fade", [self.pattern("color=c=black", 6, "fade=t=out:d=6:color=white")]
+            case "titlecards":
+                transform = "title"
+                parts = [self.card("CHAPTER ONE", 4), self.card("THE JOURNEY", 4, "black"),
+                         self.card("CREDITS", 4, "0x303030")]
+            case "testsrc10":
+                transform, parts = "pattern", [self.pattern("testsrc", 10)]
+            case "smptehdbars8":
+                transform, parts = "pattern", [self.pattern("smptehdbars", 8)]
+            case _:
+                raise ValueError(f"generated_negative: unknown kind {kind!r}")
+        return self.splice(f"q_unrelated_{kind}.mp4", transform, parts, (640, 360), hard_negative=True, quick=quick)
 
     def vertical(self, short: str, *, hard_negative: bool = False, quick: bool = False) -> QuerySpec:
         """A 9:16 re-upload: the whole clip fitted to the width of a 360x640 frame, over a blurred, darker

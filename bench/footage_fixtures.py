@@ -60,15 +60,10 @@ from pathlib import Path
 
 from bench.fixtures import (
     GROUND_TRUTH,
-    MPEG4,
-    MPEG4_BLOCKY,
-    VP8,
-    X264_LOW,
     ClipInfo,
     ClipSet,
     Planner,
     QuerySpec,
-    crop_graph,
     find_font,
     is_complete,
     print_set,
@@ -168,24 +163,10 @@ def _tune_library(p: Planner) -> list[QuerySpec]:
 
 
 def _tune_queries(p: Planner) -> list[QuerySpec]:
-    half = "scale=w=trunc(iw/4)*2:h=trunc(ih/4)*2"
     return [
         # Re-encodes, sizes, crops, mirrors, photometric changes.
-        p.edit("lowbitrate", "f20", "null", codec=X264_LOW),
-        p.edit("lowbitrate", "f38", "null", codec=X264_LOW),
-        p.edit("lowbitrate", "f50", "null", codec=X264_LOW),
-        p.edit("resize50", "f02", half, transform="resize"),
-        p.edit("resize50", "f26", half, transform="resize"),
-        p.edit("resize50", "f44", half, transform="resize"),
-        p.edit("crop15", "f16", crop_graph(0.85, "center"), transform="crop"),
-        p.edit("crop20", "f50", crop_graph(0.80, "top-left"), transform="crop"),
-        p.edit("crop10", "f34", crop_graph(0.90, "bottom-right"), transform="crop"),
-        p.edit("flip", "f14", "hflip"),
-        p.edit("flip", "f34", "hflip"),
-        p.edit("flip", "f10", "hflip"),
-        p.edit("bright", "f10", "eq=brightness=0.15:contrast=1.3", transform="brightness"),
-        p.edit("dark", "f26", "eq=brightness=-0.1:contrast=0.85:saturation=0.6", transform="brightness"),
-        p.edit("gamma", "f02", "eq=gamma=1.6:contrast=1.15:saturation=1.4", transform="brightness"),
+        *_standard(p, "lowbitrate f20 f38 f50; resize50 f02 f26 f44; crop15 f16; crop20 f50; crop10 f34; "
+                      "flip f14 f34 f10; bright f10; dark f26; gamma f02"),
         # Overlays.
         p.edit("text", "f20", p.text("f20", "BREAKING NEWS", "lower-third")),
         p.edit("text", "f38", p.text("f38", "SAMPLE", "watermark")),
@@ -201,43 +182,18 @@ def _tune_queries(p: Planner) -> list[QuerySpec]:
         p.insert("f26", 10, 18, "f40", 3),
         p.insert("f38", 20, 28, "f32", 4),
         p.insert("f44", 3, 9, "f52", 2),
-        p.edit("trim5", "f20", "null", start=5, transform="trim"),
-        p.edit("trim5", "f38", "null", start=5, transform="trim"),
-        p.edit("trim5", "f26", "null", start=5, transform="trim"),
+        *_standard(p, "trim5 f20 f38 f26"),
         p.concat(("f10", 1, 8), ("f16", 2, 9)),
         p.concat(("f50", 3, 10), ("f34", 0, 6)),
         p.copy("f34"),
         p.copy("f26"),
-        p.edit("mpeg4", "f14", "null", codec=MPEG4, ext="avi", transform="codec"),
-        p.edit("vp8", "f02", "null", codec=VP8, ext="webm", transform="codec"),
+        *_standard(p, "mpeg4 f14; vp8 f02"),
         p.short_copy("f20", 4, 8, after=5, rotate=0),
         p.short_copy("f44", 6, 10, after=9, rotate=3),
         p.short_copy("f16", 2, 6, after=12, rotate=5),
-        p.splice(
-            "q_f02_f14_f26_f38_f50_compilation.mp4",
-            "compilation",
-            [
-                p.part("f08", 0, 2),
-                p.part("f02", 2, 6),
-                p.part("f32", 1, 3),
-                p.part("f14", 3, 7),
-                p.part("f28", 0, 2),
-                p.part("f26", 12, 15),
-                p.part("f40", 2, 4),
-                p.part("f38", 10, 15),
-                p.part("f52", 0, 2),
-                p.part("f50", 5, 9),
-                p.part("f46", 0, 2),
-            ],
-            (640, 360),
-        ),
-        p.splice(
-            "q_f10_f16_f20_f34_f44_back_to_back.mp4",
-            "compilation",
-            [p.part(short, a, b) for short, a, b in (("f10", 2, 6), ("f16", 4, 7), ("f20", 15, 19), ("f34", 1, 5),
-                                                     ("f44", 8, 11))],
-            (640, 360),
-        ),
+        p.compilation([("f08", 0, 2), ("f02", 2, 6), ("f32", 1, 3), ("f14", 3, 7), ("f28", 0, 2), ("f26", 12, 15),
+                       ("f40", 2, 4), ("f38", 10, 15), ("f52", 0, 2), ("f50", 5, 9), ("f46", 0, 2)]),
+        p.compilation([("f10", 2, 6), ("f16", 4, 7), ("f20", 15, 19), ("f34", 1, 5), ("f44", 8, 11)]),
         # Layouts: 2x2, side by side, stacked, reaction halves.
         p.grid([("f50", 2, 8), ("f20", 10, 16), ("f38", 5, 11), ("f40", 0, 6)]),
         p.grid([("f14", 1, 7), ("f08", 0, 6)], layout="side"),
@@ -246,12 +202,10 @@ def _tune_queries(p: Planner) -> list[QuerySpec]:
         p.reaction("f38", 2, 9, "f32", 1, copy_side="right"),
         p.reaction("f44", 2, 8, "f04", 1),
         # Geometry, speed and combined edits.
-        p.edit("rot90_portrait", "f20", PORTRAIT,
-               transform="rotate"),
-        p.splice("q_f38_3-18_speed1.5.mp4", "speed",
-                 [replace(p.part("f38", 3, 18), speed=1.5)]),
-        p.slowmo("f14", 2, 7, quick=True),
-        p.slowmo("f38", 8, 14),
+        p.edit("rot90_portrait", "f20", PORTRAIT, transform="rotate"),
+        p.speed("f38", 3, 18, 1.5),
+        p.speed("f14", 2, 7, 0.5, quick=True),
+        p.speed("f38", 8, 14, 0.5),
         p.insert("f10", 3, 7, "f08", 2, speed=0.5),
         p.vertical("f02"),
         p.vertical("f50"),
@@ -261,19 +215,8 @@ def _tune_queries(p: Planner) -> list[QuerySpec]:
         p.camcord("f26", variant=1),
         p.camcord("f14", quick=True),
         p.camcord("f50", variant=1),
-        p.edit(
-            "watermark_letterbox_fps15",
-            "f50",
-            f"fps=15,scale=640:360,setsar=1,pad=w=640:h=480:x=0:y=60,{p.caption('COPYCAT TV', 5, 0.45)}",
-            transform="combined",
-        ),
-        p.edit(
-            "mirror_grid_border",
-            "f16",
-            "hflip,drawgrid=w=iw/6:h=ih/4:t=2:c=white@0.6,pad=w=iw+48:h=ih+48:x=24:y=24:color=0xc03020",
-            transform="combined",
-        ),
-        p.edit("blocky160", "f26", "scale=w=-2:h=160", codec=MPEG4_BLOCKY, ext="avi", transform="blocky"),
+        p.watermark_letterbox("f50"),
+        *_standard(p, "mirror_grid_border f16; blocky160 f26"),
         # Copies between black, title cards and fades.
         p.splice(
             "q_f14_2-8_between_black_title_white.mp4",
@@ -287,23 +230,15 @@ def _tune_queries(p: Planner) -> list[QuerySpec]:
         ),
         p.edit("fades", "f20", _fades(p, "f20"), transform="fade"),
         # Unrelated: holdout footage edited like the positives.
-        p.edit("flip", "f08", "hflip"),
-        p.edit("lowbitrate", "f52", "null", codec=X264_LOW),
-        p.edit("crop15", "f46", crop_graph(0.85, "center"), transform="crop"),
+        *_standard(p, "flip f08; lowbitrate f52; crop15 f46"),
         p.edit("text", "f40", p.text("f40", "LIVE", "lower-third")),
         p.edit("bright", "f32", "eq=brightness=0.12:contrast=1.25", transform="brightness"),
-        p.edit("resize50", "f28", half, transform="resize"),
+        *_standard(p, "resize50 f28"),
         p.concat(("f04", 0, None), ("f08", 0, None)),
         p.copy("f46"),
         # Hard negatives: blank and generated frames, cards, stills.
-        p.splice("q_unrelated_black8.mp4", "blank", [p.solid("black", 8)], (640, 360), hard_negative=True),
-        p.splice(
-            "q_unrelated_darknoise8.mp4",
-            "blank",
-            [p.pattern("color=c=0x181818", 8, "noise=alls=10:allf=t")],
-            (640, 360),
-            hard_negative=True,
-        ),
+        p.generated_negative("black8"),
+        p.generated_negative("darknoise8"),
         p.splice(
             "q_unrelated_black6_then_f08.mp4", "intro", [p.solid("black", 6), p.tail("f08", 0)], hard_negative=True
         ),
@@ -316,15 +251,8 @@ def _tune_queries(p: Planner) -> list[QuerySpec]:
             [p.card("A DIFFERENT STORY", 4), p.tail("f52", 0)],
             hard_negative=True,
         ),
-        p.splice(
-            "q_unrelated_slideshow.mp4",
-            "slideshow",
-            [p.still(short, at, 3) for short, at in (("f04", 2), ("f08", 3), ("f28", 1), ("f32", 4), ("f40", 2),
-                                                    ("f52", 5))],
-            (640, 360),
-            hard_negative=True,
-        ),
-        p.splice("q_unrelated_testsrc10.mp4", "pattern", [p.pattern("testsrc", 10)], (640, 360), hard_negative=True),
+        p.slideshow([("f04", 2), ("f08", 3), ("f28", 1), ("f32", 4), ("f40", 2), ("f52", 5)]),
+        p.generated_negative("testsrc10"),
         p.edit("fades", "f32", _fades(p, "f32"), transform="fade", hard_negative=True),
         # Look-alikes: holdout clips of scenes like a reference's, plain and edited like the positives.
         p.edit("lookalike", "f04", "null", transform="scene", hard_negative=True),
@@ -336,7 +264,7 @@ def _tune_queries(p: Planner) -> list[QuerySpec]:
         p.edit("lookalike", "f46", "null", transform="scene", hard_negative=True),
         p.vertical("f04", hard_negative=True),
         p.camcord("f08", hard_negative=True),
-        _hard(p.slowmo("f08", 1, 5)),
+        _hard(p.speed("f08", 1, 5, 0.5)),
     ]
 
 
@@ -345,18 +273,9 @@ def _check_library(p: Planner) -> list[QuerySpec]:
 
 
 def _check_queries(p: Planner) -> list[QuerySpec]:
-    half = "scale=w=trunc(iw/4)*2:h=trunc(ih/4)*2"
     return [
-        p.edit("lowbitrate", "f06", "null", codec=X264_LOW),
-        p.edit("lowbitrate", "f48", "null", codec=X264_LOW),
-        p.edit("resize50", "f30", half, transform="resize"),
-        p.edit("resize50", "f42", half, transform="resize"),
-        p.edit("crop15", "f06", crop_graph(0.85, "center"), transform="crop"),
-        p.edit("crop20", "f48", crop_graph(0.80, "top-left"), transform="crop"),
-        p.edit("flip", "f24", "hflip"),
-        p.edit("flip", "f30", "hflip"),
-        p.edit("bright", "f48", "eq=brightness=0.15:contrast=1.3", transform="brightness"),
-        p.edit("gamma", "f24", "eq=gamma=1.6:contrast=1.15:saturation=1.4", transform="brightness"),
+        *_standard(p, "lowbitrate f06 f48; resize50 f30 f42; crop15 f06; crop20 f48; flip f24 f30; bright f48; "
+                      "gamma f24"),
         p.edit("text", "f06", p.text("f06", "BIRTHDAY LIVE", "lower-third")),
         p.edit("text", "f24", p.text("f24", "what a shot", "subtitle")),
         p.edit("logo", "f30", p.logo("f30", "top-right")),
@@ -365,43 +284,24 @@ def _check_queries(p: Planner) -> list[QuerySpec]:
         p.pip("f06", 4, 9, "f18"),
         p.insert("f06", 3, 10, "f18", 2),
         p.insert("f42", 40, 50, "f22", 3),
-        p.edit("trim5", "f48", "null", start=5, transform="trim"),
-        p.edit("trim5", "f30", "null", start=5, transform="trim"),
+        *_standard(p, "trim5 f48 f30"),
         p.concat(("f30", 1, 7), ("f24", 2, 8)),
         p.copy("f30"),
         p.copy("f48"),
-        p.edit("mpeg4", "f24", "null", codec=MPEG4, ext="avi", transform="codec"),
-        p.edit("vp8", "f06", "null", codec=VP8, ext="webm", transform="codec"),
+        *_standard(p, "mpeg4 f24; vp8 f06"),
         p.short_copy("f06", 4, 8, after=3, rotate=0),
         p.short_copy("f42", 30, 35, after=5, rotate=2),
         p.short_copy("f48", 20, 24, after=6, rotate=1),
-        p.splice(
-            "q_f06_f24_f30_f42_f48_compilation.mp4",
-            "compilation",
-            [
-                p.part("f12", 0, 2),
-                p.part("f06", 2, 6),
-                p.part("f18", 1, 3),
-                p.part("f24", 3, 7),
-                p.part("f22", 0, 2),
-                p.part("f30", 4, 8),
-                p.part("f36", 0, 2),
-                p.part("f42", 60, 64),
-                p.part("f12", 2, 4),
-                p.part("f48", 30, 34),
-            ],
-            (640, 360),
-        ),
+        p.compilation([("f12", 0, 2), ("f06", 2, 6), ("f18", 1, 3), ("f24", 3, 7), ("f22", 0, 2), ("f30", 4, 8),
+                       ("f36", 0, 2), ("f42", 60, 64), ("f12", 2, 4), ("f48", 30, 34)]),
         p.grid([("f06", 2, 8), ("f24", 1, 7), ("f48", 10, 16), ("f18", 0, 6)]),
         p.grid([("f30", 2, 7), ("f36", 0, 5)], layout="stacked"),
         p.reaction("f06", 2, 10, "f18", 1, copy_side="right"),
         p.reaction("f30", 1, 6, "f36", 0, quick=True),
-        p.edit("rot90_portrait", "f06", PORTRAIT,
-               transform="rotate"),
-        p.splice("q_f48_3-18_speed1.5.mp4", "speed",
-                 [replace(p.part("f48", 3, 18), speed=1.5)]),
-        p.slowmo("f24", 2, 7),
-        p.slowmo("f48", 10, 16),
+        p.edit("rot90_portrait", "f06", PORTRAIT, transform="rotate"),
+        p.speed("f48", 3, 18, 1.5),
+        p.speed("f24", 2, 7, 0.5),
+        p.speed("f48", 10, 16, 0.5),
         p.insert("f30", 4, 7, "f22", 2, speed=0.5),
         p.vertical("f48"),
         p.vertical("f24"),
@@ -409,19 +309,9 @@ def _check_queries(p: Planner) -> list[QuerySpec]:
         p.camcord("f06"),
         p.camcord("f30", variant=1),
         p.camcord("f48"),
-        p.edit(
-            "mirror_grid_border",
-            "f24",
-            "hflip,drawgrid=w=iw/6:h=ih/4:t=2:c=white@0.6,pad=w=iw+48:h=ih+48:x=24:y=24:color=0xc03020",
-            transform="combined",
-        ),
-        p.edit(
-            "watermark_letterbox_fps15",
-            "f30",
-            f"fps=15,scale=640:360,setsar=1,pad=w=640:h=480:x=0:y=60,{p.caption('COPYCAT TV', 5, 0.45)}",
-            transform="combined",
-        ),
-        p.edit("blocky160", "f06", "scale=w=-2:h=160", codec=MPEG4_BLOCKY, ext="avi", transform="blocky"),
+        p.standard("mirror_grid_border", "f24"),
+        p.watermark_letterbox("f30"),
+        p.standard("blocky160", "f06"),
         p.splice(
             "q_f24_2-8_between_black_title_white.mp4",
             "intro",
@@ -429,27 +319,18 @@ def _check_queries(p: Planner) -> list[QuerySpec]:
         ),
         p.edit("fades", "f30", _fades(p, "f30"), transform="fade"),
         # Unrelated.
-        p.edit("flip", "f12", "hflip"),
-        p.edit("lowbitrate", "f22", "null", codec=X264_LOW),
+        *_standard(p, "flip f12; lowbitrate f22"),
         p.edit("text", "f36", p.text("f36", "LIVE", "lower-third")),
-        p.edit("crop15", "f18", crop_graph(0.85, "center"), transform="crop"),
-        p.splice("q_unrelated_white8.mp4", "blank", [p.solid("white", 8)], (640, 360), hard_negative=True),
-        p.splice(
-            "q_unrelated_smptehdbars8.mp4", "pattern", [p.pattern("smptehdbars", 8)], (640, 360), hard_negative=True
-        ),
+        p.standard("crop15", "f18"),
+        p.generated_negative("white8"),
+        p.generated_negative("smptehdbars8"),
         p.splice(
             "q_unrelated_f18_then_white4.mp4", "intro", [p.tail("f18", 0), p.solid("white", 4)], hard_negative=True
         ),
         p.splice(
             "q_unrelated_title_then_f22.mp4", "title", [p.card("THE BIG DAY", 4), p.tail("f22", 0)], hard_negative=True
         ),
-        p.splice(
-            "q_unrelated_slideshow.mp4",
-            "slideshow",
-            [p.still(short, at, 3) for short, at in (("f12", 2), ("f18", 3), ("f22", 1), ("f36", 2))],
-            (640, 360),
-            hard_negative=True,
-        ),
+        p.slideshow([("f12", 2), ("f18", 3), ("f22", 1), ("f36", 2)]),
         p.edit("fades", "f18", _fades(p, "f18"), transform="fade", hard_negative=True),
         p.edit("lookalike", "f18", "null", transform="scene", hard_negative=True),
         p.edit("lookalike", "f36", "null", transform="scene", hard_negative=True, quick=True),
@@ -458,6 +339,12 @@ def _check_queries(p: Planner) -> list[QuerySpec]:
         p.vertical("f18", hard_negative=True),
         p.camcord("f36", hard_negative=True),
     ]
+
+
+def _standard(p: Planner, table: str) -> list[QuerySpec]:
+    """``Planner.standard`` edits from ``"label short short; label short"``, in that order."""
+    return [p.standard(label, short) for row in table.split(";") for label, *shorts in [row.split()]
+            for short in shorts]
 
 
 def _hard(spec: QuerySpec) -> QuerySpec:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import re as regex
 import shutil
-import subprocess
 from collections import defaultdict
 from pathlib import Path
 
@@ -14,6 +13,7 @@ import pytest
 from bench import fixtures, footage_fixtures
 from bench.fixtures import ClipInfo, QuerySpec
 from bench.footage_fixtures import CHECK, FOOTAGE, PARTS, QUICK_REFERENCES, TUNE, build_footage, plan_part
+from tests.unit.test_fixtures import decode_errors
 from workers.evaluate import load_ground_truth
 
 TOLERANCE = 0.15
@@ -180,17 +180,6 @@ def test_unknown_part_and_short_clips_are_refused() -> None:
 
 
 # ------------------------------------------------------------------------------------------ built media
-
-
-def decode_errors(path: Path) -> list[str]:
-    proc = subprocess.run(
-        ["ffmpeg", "-nostdin", "-v", "error", "-i", str(path), "-map", "0:v:0", "-f", "null", "-"],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    lines = [line for line in proc.stderr.splitlines() if "non monotonically increasing dts" not in line]
-    return lines if proc.returncode == 0 else [f"exit {proc.returncode}", *lines]
 
 
 @needs_footage
