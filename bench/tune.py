@@ -229,22 +229,21 @@ def ablation(sets: Sequence[FixtureSet], feats: dict[Path, dict[str, np.ndarray]
     false matches per set, the score gap over the tuning sets and the verdict against the defaults."""
     threshold = defaults.query.min_score
     names = [s.name for s in sets]
-    columns = 4 + len(names) + (1 if any(s.tuning for s in sets) else 0)
-    lines = [f"| setting | {f1_header(sets)} | false matches ({'/'.join(names)}) | lowest true | highest false "
-             "| adopt (vs defaults) |", "|---" * columns + "|"]
+    header = (f"| setting | {f1_header(sets)} | false matches ({'/'.join(names)}) | lowest true | highest false "
+              "| adopt (vs defaults) |")
+    lines = [header, "|---" * (header.count("|") - 1) + "|"]
     baseline = f1_by_set(sets, predict_sets(sets, feats, *configure(defaults, {})), threshold)
     for label, options in ABLATION:
         raw = predict_sets(sets, feats, *configure(defaults, options))
         f1 = f1_by_set(sets, raw, threshold)
         false = []
-        low_true, high_false = float("inf"), float("-inf")
+        gaps = [separation(fixture.gt, raw[fixture.name]) for fixture in sets if fixture.tuning]
+        low_true = min((low for low, _ in gaps if low == low), default=float("nan"))
+        high_false = max((high for _, high in gaps if high == high), default=float("nan"))
         for fixture in sets:
             truth = {q["name"]: {m["reference"] for m in q["matches"]} for q in fixture.gt["queries"]}
             false.append(sum(1 for q in truth for ref, value, _ in raw[fixture.name][q]
                              if value >= threshold and ref not in truth[q]))
-            if fixture.tuning:
-                low, high = separation(fixture.gt, raw[fixture.name])
-                low_true, high_false = min(low_true, low), max(high_false, high)
         lines.append(f"| {label} | {f1_cells(sets, f1)} | {'/'.join(map(str, false))} | {low_true:.2f} | "
                      f"{high_false:.2f} | {verdict(f1, baseline)} |")
         print(lines[-1], flush=True)
