@@ -71,6 +71,12 @@ second 3.
 Text overlays use ffmpeg ``drawtext`` with a DejaVu (or other sans) TrueType font when one is installed;
 without a font they fall back to ``drawbox`` bands and blocks, and ``text_overlay`` in the JSON says which.
 Logos are a small generated badge (``color`` + ``drawbox``), so they need no font.
+
+Other sets. ``Planner`` (the recipes, with ``STANDARD_EDITS`` for the single-clip edits every set applies
+alike), ``ClipSet`` (which clips a set indexes, holds out and strings into long hosts) and ``write_set``
+serve any folder of clips: ``bench/footage_fixtures.py`` builds the footage sets with them, adding the
+recipes v3 does not use (``reaction``, ``vertical``, ``camcord``, ``speed`` below 1 for slow motion, and
+``duplicate``, a reference indexed twice) and the transforms reaction, vertical, camcord and slowmo.
 """
 
 from __future__ import annotations
@@ -264,6 +270,29 @@ class QuerySpec:
         return tuple(dict.fromkeys(part.clip for part in self.parts if part.footage))
 
 
+@dataclass(frozen=True)
+class ClipSet:
+    """The clips of one fixture set: ``references`` are indexed, ``holdout`` never is (hosts, unrelated
+    queries); ``host_cuts`` are the holdout openings (clip short name, end second) that ``long_host``
+    strings together; ``resample`` names clips of variable frame rate (short name, rate) whose edits are
+    resampled to that constant rate first, so that the mp4 gets clean timestamps (the mp4 muxer times
+    such a clip's last frames short). Short names are the file names up to the first ``_`` and must be
+    unique."""
+
+    references: tuple[str, ...]
+    holdout: tuple[str, ...]
+    host_cuts: tuple[tuple[str, float], ...]
+    resample: tuple[tuple[str, int], ...] = ()
+
+    @property
+    def clips(self) -> tuple[str, ...]:
+        return self.references + self.holdout
+
+
+V3_CLIPS = ClipSet(REFERENCES, HOLDOUT, HOST_CUTS)
+"""The clips of fixture versions 2 and 3 (``/work/shared/data/clips``)."""
+
+
 # ---------------------------------------------------------------------------------------------- planning
 
 
@@ -276,28 +305,28 @@ def plan_fixtures(infos: Mapping[str, ClipInfo], *, quick: bool = False, font: P
     missing = sorted(set(REFERENCES + HOLDOUT) - set(infos))
     if missing:
         raise ValueError(f"plan_fixtures: no ClipInfo for {', '.join(missing)}")
-    p = _Planner(infos, font, references_for(quick))
+    p = _v3_planner(infos, font, quick)
     specs = [
         # Re-encode at ~100 kbit/s.
-        p.edit("lowbitrate", "clip01", "null", codec=X264_LOW, quick=True),
-        p.edit("lowbitrate", "clip06", "null", codec=X264_LOW),
-        p.edit("lowbitrate", "clip16", "null", codec=X264_LOW),
+        p.standard("lowbitrate", "clip01", quick=True),
+        p.standard("lowbitrate", "clip06"),
+        p.standard("lowbitrate", "clip16"),
         # Half the width and height.
-        p.edit("resize50", "clip03", "scale=w=trunc(iw/4)*2:h=trunc(ih/4)*2", transform="resize"),
-        p.edit("resize50", "clip12", "scale=w=trunc(iw/4)*2:h=trunc(ih/4)*2", transform="resize"),
-        p.edit("resize50", "clip20", "scale=w=trunc(iw/4)*2:h=trunc(ih/4)*2", transform="resize"),
+        p.standard("resize50", "clip03"),
+        p.standard("resize50", "clip12"),
+        p.standard("resize50", "clip20"),
         # Crop 10-20 % of each side length, centred or anchored to a corner.
-        p.edit("crop15", "clip02", _crop(0.85, "center"), transform="crop"),
-        p.edit("crop20", "clip11", _crop(0.80, "top-left"), transform="crop"),
-        p.edit("crop10", "clip14", _crop(0.90, "bottom-right"), transform="crop", quick=True),
+        p.standard("crop15", "clip02"),
+        p.standard("crop20", "clip11"),
+        p.standard("crop10", "clip14", quick=True),
         # Mirror.
-        p.edit("flip", "clip05", "hflip", quick=True),
-        p.edit("flip", "clip07", "hflip"),
-        p.edit("flip", "clip10", "hflip"),
+        p.standard("flip", "clip05", quick=True),
+        p.standard("flip", "clip07"),
+        p.standard("flip", "clip10"),
         # Photometric changes.
-        p.edit("bright", "clip04", "eq=brightness=0.15:contrast=1.3", transform="brightness"),
-        p.edit("dark", "clip18", "eq=brightness=-0.1:contrast=0.85:saturation=0.6", transform="brightness", quick=True),
-        p.edit("gamma", "clip20", "eq=gamma=1.6:contrast=1.15:saturation=1.4", transform="brightness"),
+        p.standard("bright", "clip04"),
+        p.standard("dark", "clip18", quick=True),
+        p.standard("gamma", "clip20"),
         # Burnt-in text.
         p.edit("text", "clip12", p.text("clip12", "BREAKING NEWS", "lower-third"), quick=True),
         p.edit("text", "clip03", p.text("clip03", "SAMPLE", "watermark")),
@@ -317,9 +346,9 @@ def plan_fixtures(infos: Mapping[str, ClipInfo], *, quick: bool = False, font: P
         p.insert("clip16", 3, 11, "clip17", 2),
         p.insert("clip11", 4, 12, "clip08", 1),
         # The first 5 s cut off.
-        p.edit("trim5", "clip18", "null", start=5, transform="trim", quick=True),
-        p.edit("trim5", "clip03", "null", start=5, transform="trim"),
-        p.edit("trim5", "clip11", "null", start=5, transform="trim"),
+        p.standard("trim5", "clip18", quick=True),
+        p.standard("trim5", "clip03"),
+        p.standard("trim5", "clip11"),
         # Two references back to back.
         p.concat(("clip01", 1, 8), ("clip12", 2, 9), quick=True),
         p.concat(("clip10", 2, 9), ("clip20", 4, 12)),
@@ -327,16 +356,16 @@ def plan_fixtures(infos: Mapping[str, ClipInfo], *, quick: bool = False, font: P
         p.copy("clip18"),
         p.copy("clip20"),
         # Other codecs and containers.
-        p.edit("mpeg4", "clip14", "null", codec=MPEG4, ext="avi", transform="codec"),
-        p.edit("vp8", "clip10", "null", codec=VP8, ext="webm", transform="codec"),
+        p.standard("mpeg4", "clip14"),
+        p.standard("vp8", "clip10"),
         # Unrelated: holdout footage only, edited like the positives.
         # clip15 has a variable frame rate; resample it so the mp4 gets clean timestamps.
         p.edit("flip", "clip15", "fps=25,hflip", quick=True),
-        p.edit("lowbitrate", "clip09", "null", codec=X264_LOW, quick=True),
-        p.edit("crop15", "clip08", _crop(0.85, "center"), transform="crop"),
+        p.standard("lowbitrate", "clip09", quick=True),
+        p.standard("crop15", "clip08"),
         p.edit("text", "clip13", p.text("clip13", "LIVE", "lower-third")),
         p.edit("bright", "clip17", "eq=brightness=0.12:contrast=1.25", transform="brightness"),
-        p.edit("resize50", "clip19", "scale=w=trunc(iw/4)*2:h=trunc(ih/4)*2", transform="resize"),
+        p.standard("resize50", "clip19"),
         p.concat(("clip13", 0, None), ("clip17", 0, None)),
         p.copy("clip15"),
         # Short copies (3-6 s) hidden in about 72 s of unrelated footage.
@@ -344,58 +373,21 @@ def plan_fixtures(infos: Mapping[str, ClipInfo], *, quick: bool = False, font: P
         p.short_copy("clip04", 2, 5, after=3, rotate=2),
         p.short_copy("clip14", 3, 8, after=8, rotate=4, quick=True),
         # Compilations of short copies: with unrelated footage between them, and back to back.
-        p.splice(
-            "q_clip01_clip05_clip12_clip16_clip02_compilation.mp4",
-            "compilation",
-            [
-                p.part("clip09", 0, 2),
-                p.part("clip01", 2, 6),
-                p.part("clip13", 1, 3),
-                p.part("clip05", 3, 7),
-                p.part("clip17", 0, 2),
-                p.part("clip12", 1, 4),
-                p.part("clip19", 2, 4),
-                p.part("clip16", 10, 15),
-                p.part("clip15", 0, 2),
-                p.part("clip02", 5, 9),
-                p.part("clip08", 0, 2),
-            ],
-            (640, 360),
-        ),
-        p.splice(
-            "q_clip03_clip10_clip20_clip06_clip14_back_to_back.mp4",
-            "compilation",
-            [
-                p.part("clip03", 10, 14),
-                p.part("clip10", 2, 5),
-                p.part("clip20", 6, 10),
-                p.part("clip06", 25, 29),
-                p.part("clip14", 4, 7),
-            ],
-            (640, 360),
-        ),
+        p.compilation([("clip09", 0, 2), ("clip01", 2, 6), ("clip13", 1, 3), ("clip05", 3, 7), ("clip17", 0, 2),
+                       ("clip12", 1, 4), ("clip19", 2, 4), ("clip16", 10, 15), ("clip15", 0, 2), ("clip02", 5, 9),
+                       ("clip08", 0, 2)]),
+        p.compilation([("clip03", 10, 14), ("clip10", 2, 5), ("clip20", 6, 10), ("clip06", 25, 29), ("clip14", 4, 7)]),
         # Four videos in a 2x2 grid, one of them unrelated (hard for whole-frame descriptors).
         p.grid([("clip07", 5, 12), ("clip18", 2, 9), ("clip11", 6, 13), ("clip19", 0, 7)]),
         # Turned 90 degrees into a portrait frame; played 1.5x as fast.
         p.edit(
             "rot90_portrait", "clip02", "transpose=clock,pad=w=400:h=720:x=(ow-iw)/2:y=(oh-ih)/2", transform="rotate"
         ),
-        p.splice("q_clip03_3-18_speed1.5.mp4", "speed", [replace(p.part("clip03", 3, 18), speed=1.5)]),
+        p.speed("clip03", 3, 18, 1.5),
         # Combined edits.
-        p.edit(
-            "watermark_letterbox_fps15",
-            "clip16",
-            f"fps=15,scale=640:360,setsar=1,pad=w=640:h=480:x=0:y=60,{p.caption('COPYCAT TV', 5, 0.45)}",
-            transform="combined",
-        ),
-        p.edit(
-            "mirror_grid_border",
-            "clip05",
-            "hflip,drawgrid=w=iw/6:h=ih/4:t=2:c=white@0.6,pad=w=iw+48:h=ih+48:x=24:y=24:color=0xc03020",
-            transform="combined",
-            quick=True,
-        ),
-        p.edit("blocky160", "clip04", "scale=w=-2:h=160", codec=MPEG4_BLOCKY, ext="avi", transform="blocky"),
+        p.watermark_letterbox("clip16"),
+        p.standard("mirror_grid_border", "clip05", quick=True),
+        p.standard("blocky160", "clip04"),
         # A second variant of the layouts and combined edits (v3): two videos side by side or one above the
         # other, mirrors inside borders, pillarbox and a coloured frame, another short copy.
         p.grid([("clip04", 2, 8), ("clip13", 0, 6)], layout="side"),
@@ -434,22 +426,10 @@ def plan_fixtures(infos: Mapping[str, ClipInfo], *, quick: bool = False, font: P
         ),
         p.edit("fades", "clip14", "fade=t=in:d=1,fade=t=out:st=9:d=1", transform="fade"),
         # Hard negatives: blank, generated or look-alike footage that copies nothing indexed.
-        p.splice("q_unrelated_black8.mp4", "blank", [p.solid("black", 8)], (640, 360), hard_negative=True, quick=True),
-        p.splice("q_unrelated_white8.mp4", "blank", [p.solid("white", 8)], (640, 360), hard_negative=True),
-        p.splice(
-            "q_unrelated_darknoise8.mp4",
-            "blank",
-            [p.pattern("color=c=0x181818", 8, "noise=alls=10:allf=t")],
-            (640, 360),
-            hard_negative=True,
-        ),
-        p.splice(
-            "q_unrelated_black_to_white6.mp4",
-            "fade",
-            [p.pattern("color=c=black", 6, "fade=t=out:d=6:color=white")],
-            (640, 360),
-            hard_negative=True,
-        ),
+        p.generated_negative("black8", quick=True),
+        p.generated_negative("white8"),
+        p.generated_negative("darknoise8"),
+        p.generated_negative("black_to_white6"),
         p.splice(
             "q_unrelated_black6_then_clip09.mp4",
             "intro",
@@ -481,31 +461,10 @@ def plan_fixtures(infos: Mapping[str, ClipInfo], *, quick: bool = False, font: P
             [p.card("A DIFFERENT STORY", 4), p.tail("clip19", 0)],
             hard_negative=True,
         ),
-        p.splice(
-            "q_unrelated_titlecards.mp4",
-            "title",
-            [p.card("CHAPTER ONE", 4), p.card("THE JOURNEY", 4, "black"), p.card("CREDITS", 4, "0x303030")],
-            (640, 360),
-            hard_negative=True,
-        ),
-        p.splice(
-            "q_unrelated_slideshow.mp4",
-            "slideshow",
-            [
-                p.still("clip08", 2, 3),
-                p.still("clip09", 3, 3),
-                p.still("clip13", 4, 3),
-                p.still("clip15", 2, 3),
-                p.still("clip17", 3, 3),
-                p.still("clip19", 5, 3),
-            ],
-            (640, 360),
-            hard_negative=True,
-        ),
-        p.splice("q_unrelated_testsrc10.mp4", "pattern", [p.pattern("testsrc", 10)], (640, 360), hard_negative=True),
-        p.splice(
-            "q_unrelated_smptehdbars8.mp4", "pattern", [p.pattern("smptehdbars", 8)], (640, 360), hard_negative=True
-        ),
+        p.generated_negative("titlecards"),
+        p.slideshow([("clip08", 2), ("clip09", 3), ("clip13", 4), ("clip15", 2), ("clip17", 3), ("clip19", 5)]),
+        p.generated_negative("testsrc10"),
+        p.generated_negative("smptehdbars8"),
         p.splice(
             "q_unrelated_clip15_fades.mp4",
             "fade",
@@ -531,13 +490,66 @@ def references_for(quick: bool) -> tuple[str, ...]:
 
 def plan_library(infos: Mapping[str, ClipInfo], *, quick: bool = False, font: Path | None = None) -> list[QuerySpec]:
     """The generated references a run indexes (built like queries, into the output folder)."""
-    return _Planner(infos, font, references_for(quick)).generated
+    return _v3_planner(infos, font, quick).generated
 
 
-def _crop(keep: float, anchor: str) -> str:
+def _v3_planner(infos: Mapping[str, ClipInfo], font: Path | None, quick: bool) -> Planner:
+    """A planner for the v3 clips with the generated references of the run indexed."""
+    library = references_for(quick)
+    p = Planner(infos, font, library)
+    p.index([spec for spec in _v3_generated(p) if spec.name in library])
+    return p
+
+
+def _v3_generated(p: Planner) -> list[QuerySpec]:
+    """Indexed videos that are mostly black, blank, bars or title cards (``GENERATED_REFERENCES``)."""
+    intro = p.part("clip07", 10, 25)
+    intro = replace(intro, filters=f"fade=t=in:d=1,fade=t=out:st={_num(intro.length - 1)}:d=1")
+    parts = {
+        "r_black20.mp4": [p.solid("black", 20)],
+        "r_intro_clip07_10-25.mp4": [
+            p.solid("black", 3),
+            p.card("PARKING STUDY", 3),
+            intro,
+            p.solid("black", 2),
+        ],
+        "r_bars_clip16_5-20_end.mp4": [
+            p.pattern("smptebars", 4),
+            p.solid("white", 1),
+            p.part("clip16", 5, 20),
+            p.card("THE END", 3, "black"),
+        ],
+    }
+    return [p.splice(name, "reference", chain, (640, 360), reference=True) for name, chain in parts.items()]
+
+
+def crop_graph(keep: float, anchor: str) -> str:
     """A crop filter keeping ``keep`` of each side (even sizes), anchored at the centre or a corner."""
     x, y = {"center": ("(iw-ow)/2", "(ih-oh)/2"), "top-left": ("0", "0"), "bottom-right": ("iw-ow", "ih-oh")}[anchor]
     return f"crop=w=trunc(iw*{keep}/2)*2:h=trunc(ih*{keep}/2)*2:x={x}:y={y}"
+
+
+HALF_SIZE = "scale=w=trunc(iw/4)*2:h=trunc(ih/4)*2"
+STANDARD_EDITS: dict[str, dict[str, object]] = {
+    "lowbitrate": {"filters": "null", "codec": X264_LOW},  # ~100 kbit/s
+    "resize50": {"filters": HALF_SIZE, "transform": "resize"},
+    "crop15": {"filters": crop_graph(0.85, "center"), "transform": "crop"},
+    "crop20": {"filters": crop_graph(0.80, "top-left"), "transform": "crop"},
+    "crop10": {"filters": crop_graph(0.90, "bottom-right"), "transform": "crop"},
+    "flip": {"filters": "hflip"},
+    "bright": {"filters": "eq=brightness=0.15:contrast=1.3", "transform": "brightness"},
+    "dark": {"filters": "eq=brightness=-0.1:contrast=0.85:saturation=0.6", "transform": "brightness"},
+    "gamma": {"filters": "eq=gamma=1.6:contrast=1.15:saturation=1.4", "transform": "brightness"},
+    "trim5": {"filters": "null", "start": 5, "transform": "trim"},  # the first 5 s cut off
+    "mpeg4": {"filters": "null", "codec": MPEG4, "ext": "avi", "transform": "codec"},
+    "vp8": {"filters": "null", "codec": VP8, "ext": "webm", "transform": "codec"},
+    "mirror_grid_border": {
+        "filters": "hflip,drawgrid=w=iw/6:h=ih/4:t=2:c=white@0.6,pad=w=iw+48:h=ih+48:x=24:y=24:color=0xc03020",
+        "transform": "combined",
+    },
+    "blocky160": {"filters": "scale=w=-2:h=160", "codec": MPEG4_BLOCKY, "ext": "avi", "transform": "blocky"},
+}
+"""Single-clip edits that every fixture set applies alike (``Planner.standard``): ``Planner.edit`` options."""
 
 
 def _even(value: float) -> int:
@@ -559,42 +571,34 @@ def _box(qs: float, rs: float, qe: float, re: float) -> tuple[float, float, floa
     return (round(qs, 2), round(rs, 2), round(qe, 2), round(re, 2))
 
 
-class _Planner:
-    """Turns short recipe calls into ``QuerySpec``s, resolving clip names, durations and ground truth."""
+class Planner:
+    """Turns short recipe calls into ``QuerySpec``s, resolving clip names, durations and ground truth.
 
-    def __init__(self, infos: Mapping[str, ClipInfo], font: Path | None, library: Sequence[str]) -> None:
+    ``library`` names the videos a run indexes: the ``clips.references`` among them from the start, and
+    generated references (built into the output folder) once ``index`` has been given their plans.
+    """
+
+    def __init__(
+        self, infos: Mapping[str, ClipInfo], font: Path | None, library: Sequence[str], clips: ClipSet = V3_CLIPS
+    ) -> None:
         self.infos = infos
         self.font = font
-        self.by_short = {name.split("_")[0]: name for name in REFERENCES + HOLDOUT}
+        self.clips = clips
+        self.by_short = {name.split("_")[0]: name for name in clips.clips}
+        if len(self.by_short) != len(clips.clips):
+            raise ValueError("Planner: clip short names (up to the first '_') must be unique")
         # Where each indexed video shows which clip footage: (offset in the reference, part).
         self.layouts: dict[str, list[tuple[float, Part]]] = {
-            name: [(0.0, Part(name, 0.0, infos[name].duration))] for name in REFERENCES if name in library
+            name: [(0.0, Part(name, 0.0, infos[name].duration))] for name in clips.references if name in library
         }
-        self.generated = [spec for spec in self._generated_references() if spec.name in library]
-        for spec in self.generated:
+        self.generated: list[QuerySpec] = []
+
+    def index(self, specs: Iterable[QuerySpec]) -> None:
+        """Index generated references: ground truth planned afterwards follows their footage too."""
+        for spec in specs:
             offsets = itertools.accumulate((part.length for part in spec.parts), initial=0.0)
             self.layouts[spec.name] = list(zip(offsets, spec.parts, strict=False))
-
-    def _generated_references(self) -> list[QuerySpec]:
-        """Indexed videos that are mostly black, blank, bars or title cards (``GENERATED_REFERENCES``)."""
-        intro = self.part("clip07", 10, 25)
-        intro = replace(intro, filters=f"fade=t=in:d=1,fade=t=out:st={_num(intro.length - 1)}:d=1")
-        parts = {
-            "r_black20.mp4": [self.solid("black", 20)],
-            "r_intro_clip07_10-25.mp4": [
-                self.solid("black", 3),
-                self.card("PARKING STUDY", 3),
-                intro,
-                self.solid("black", 2),
-            ],
-            "r_bars_clip16_5-20_end.mp4": [
-                self.pattern("smptebars", 4),
-                self.solid("white", 1),
-                self.part("clip16", 5, 20),
-                self.card("THE END", 3, "black"),
-            ],
-        }
-        return [self.splice(name, "reference", chain, (640, 360), reference=True) for name, chain in parts.items()]
+            self.generated.append(spec)
 
     def clip(self, short: str) -> str:
         return self.by_short[short]
@@ -674,13 +678,19 @@ class _Planner:
     def still(self, short: str, at: float, length: float) -> Part:
         """The holdout clip's frame at ``at`` s, held for ``length`` s (one slide of a slideshow)."""
         clip = self.clip(short)
-        if clip in REFERENCES:
+        if clip in self.clips.references:
             raise ValueError(f"{clip}: stills are made of holdout footage only")
         return Part(clip, float(at), float(at + length), kind="still")
 
+    def slideshow(self, stills: Sequence[tuple[str, float]]) -> QuerySpec:
+        """A hard negative: the holdout clips' frames at the given seconds, 3 s each, on a 640x360 canvas."""
+        parts = [self.still(short, at, 3) for short, at in stills]
+        return self.splice("q_unrelated_slideshow.mp4", "slideshow", parts, (640, 360), hard_negative=True)
+
     def long_host(self, rotate: int) -> list[Part]:
         """About 72 s of unrelated footage: the start of every holdout clip, then all of them mirrored."""
-        order = HOST_CUTS[rotate:] + HOST_CUTS[:rotate]
+        cuts = self.clips.host_cuts
+        order = cuts[rotate:] + cuts[:rotate]
         plain = [self.part(short, 0, end) for short, end in order]
         return plain + [replace(part, filters="hflip") for part in plain]
 
@@ -731,8 +741,8 @@ class _Planner:
         parts = tuple(self.part(short, a, b) for short, a, b in cells)
         if len(parts) != (4 if layout == "2x2" else 2) or len({part.length for part in parts}) != 1:
             raise ValueError(f"grid: layout {layout} needs {4 if layout == '2x2' else 2} parts of one length")
-        copied = "_".join(short for short, _, _ in cells if self.clip(short) in REFERENCES)
-        others = "_".join(short for short, _, _ in cells if self.clip(short) not in REFERENCES)
+        copied = "_".join(short for short, _, _ in cells if self.clip(short) in self.clips.references)
+        others = "_".join(short for short, _, _ in cells if self.clip(short) not in self.clips.references)
         kind = {"2x2": "grid", "side": "side_by_side", "stacked": "top_bottom"}[layout]
         return QuerySpec(
             name=f"q_{copied}_{kind}" + (f"_with_{others}" if others else "") + ".mp4",
@@ -748,7 +758,7 @@ class _Planner:
         )
 
     def prefix(self, clip: str) -> str:
-        return "q_" if clip in REFERENCES else "q_unrelated_"
+        return "q_" if clip in self.clips.references else "q_unrelated_"
 
     def edit(
         self,
@@ -765,6 +775,9 @@ class _Planner:
     ) -> QuerySpec:
         part = self.part(short, start, None)
         graph = filters if "[src]" in filters else f"[src]{filters}[dst]"
+        rate = dict(self.clips.resample).get(short)
+        if rate:
+            graph = f"[src]fps={rate}[cfr];" + graph.replace("[src]", "[cfr]", 1)
         return QuerySpec(
             name=f"{self.prefix(part.clip)}{short}_{label}.{ext}",
             transform=transform or label,
@@ -790,12 +803,17 @@ class _Planner:
             duration=round(part.length, 2),
         )
 
-    def insert(self, short: str, a1: float, a2: float, host: str, at: float, *, quick: bool = False) -> QuerySpec:
-        inner = self.part(short, a1, a2)
+    def insert(
+        self, short: str, a1: float, a2: float, host: str, at: float, *, speed: float = 1.0, quick: bool = False
+    ) -> QuerySpec:
+        """Seconds ``[a1, a2)`` of a clip inside a holdout clip from its second ``at``; at another ``speed``
+        (0.5: a slow-motion replay) the copy lasts ``(a2 - a1) / speed`` query seconds."""
+        inner = replace(self.part(short, a1, a2), speed=speed)
         head, tail = self.part(host, 0, at), self.tail(host, at)
+        slowed = f"_slowmo{_num(speed)}" if speed != 1 else ""
         return QuerySpec(
-            name=f"q_{short}_{_num(a1)}-{_num(a2)}_in_{host}_at{_num(at)}.mp4",
-            transform="insert",
+            name=f"q_{short}_{_num(a1)}-{_num(a2)}{slowed}_in_{host}_at{_num(at)}.mp4",
+            transform="insert" if speed == 1 else "slowmo",
             recipe="splice",
             parts=(head, inner, tail),
             matches=self.matches([(at, inner)]),
@@ -808,7 +826,7 @@ class _Planner:
         self, first: tuple[str, float, float | None], second: tuple[str, float, float | None], *, quick: bool = False
     ) -> QuerySpec:
         a, b = (self.part(*ab) if ab[2] is not None else self.tail(ab[0], ab[1]) for ab in (first, second))
-        related = a.clip in REFERENCES or b.clip in REFERENCES
+        related = a.clip in self.clips.references or b.clip in self.clips.references
         if related:
             name = f"q_{first[0]}_{_num(a.start)}-{_num(a.end)}_then_{second[0]}_{_num(b.start)}-{_num(b.end)}.mp4"
         else:
@@ -842,6 +860,135 @@ class _Planner:
             canvas=(width, height),
             inset=(_even(inset_w), _even(inset_w / aspect)),
             hard=True,
+            quick=quick,
+        )
+
+    def standard(self, label: str, short: str, *, quick: bool = False) -> QuerySpec:
+        """The ``STANDARD_EDITS`` edit ``label`` of a whole clip."""
+        return self.edit(label, short, quick=quick, **STANDARD_EDITS[label])  # type: ignore[arg-type]
+
+    def watermark_letterbox(self, short: str) -> QuerySpec:
+        """Combined: 15 fps, squashed to 640x360, letterboxed to 4:3 and a translucent caption."""
+        graph = f"fps=15,scale=640:360,setsar=1,pad=w=640:h=480:x=0:y=60,{self.caption('COPYCAT TV', 5, 0.45)}"
+        return self.edit("watermark_letterbox_fps15", short, graph, transform="combined")
+
+    def speed(self, short: str, a1: float, a2: float, speed: float, *, quick: bool = False) -> QuerySpec:
+        """Seconds ``[a1, a2)`` played ``speed`` times as fast (``speed``; below 1 ``slowmo``, frames repeated
+        at 25 fps): the box is ``1 / speed`` times as long on the query axis as on the reference's."""
+        kind = "speed" if speed > 1 else "slowmo"
+        return self.splice(
+            f"{self.prefix(self.clip(short))}{short}_{_num(a1)}-{_num(a2)}_{kind}{_num(speed)}.mp4",
+            kind,
+            [replace(self.part(short, a1, a2), speed=speed)],
+            quick=quick,
+        )
+
+    def compilation(self, cells: Sequence[tuple[str, float, float]], *, quick: bool = False) -> QuerySpec:
+        """Short parts back to back on a 640x360 canvas, named after the references they copy, in order:
+        ``_compilation`` when holdout footage lies between them, ``_back_to_back`` when none does."""
+        copied = [short for short, _, _ in cells if self.clip(short) in self.clips.references]
+        kind = "back_to_back" if len(copied) == len(cells) else "compilation"
+        parts = [self.part(*cell) for cell in cells]
+        return self.splice(f"q_{'_'.join(copied)}_{kind}.mp4", "compilation", parts, (640, 360), quick=quick)
+
+    def generated_negative(self, kind: str, *, quick: bool = False) -> QuerySpec:
+        """A hard negative of generated frames only, 640x360, named ``q_unrelated_<kind>.mp4``: black, white
+        or dark noise for 8 s, a 6 s fade from black to white, three title cards, or a test pattern."""
+        match kind:
+            case "black8" | "white8":
+                transform, parts = "blank", [self.solid(kind.removesuffix("8"), 8)]
+            case "darknoise8":
+                transform, parts = "blank", [self.pattern("color=c=0x181818", 8, "noise=alls=10:allf=t")]
+            case "black_to_white6":
+                transform, parts = "fade", [self.pattern("color=c=black", 6, "fade=t=out:d=6:color=white")]
+            case "titlecards":
+                transform = "title"
+                parts = [self.card("CHAPTER ONE", 4), self.card("THE JOURNEY", 4, "black"),
+                         self.card("CREDITS", 4, "0x303030")]
+            case "testsrc10":
+                transform, parts = "pattern", [self.pattern("testsrc", 10)]
+            case "smptehdbars8":
+                transform, parts = "pattern", [self.pattern("smptehdbars", 8)]
+            case _:
+                raise ValueError(f"generated_negative: unknown kind {kind!r}")
+        return self.splice(f"q_unrelated_{kind}.mp4", transform, parts, (640, 360), hard_negative=True, quick=quick)
+
+    def vertical(self, short: str, *, hard_negative: bool = False, quick: bool = False) -> QuerySpec:
+        """A 9:16 re-upload: the whole clip fitted to the width of a 360x640 frame, over a blurred, darker
+        copy of itself that fills the rest (what phone apps do with landscape video)."""
+        graph = (
+            "[src]split[a][b];[a]scale=360:640:force_original_aspect_ratio=increase,crop=360:640,"
+            "boxblur=20:2,eq=brightness=-0.08[bg];[b]scale=360:-2,setsar=1[fg];"
+            "[bg][fg]overlay=x=(W-w)/2:y=(H-h)/2[dst]"
+        )
+        return self.edit("vertical_blurfill", short, graph, transform="vertical", hard_negative=hard_negative,
+                         quick=quick)
+
+    def camcord(
+        self, short: str, *, variant: int = 0, hard_negative: bool = False, quick: bool = False
+    ) -> QuerySpec:
+        """A screen filmed with a camera: the picture warped into a quadrilateral on a dark surround
+        (perspective), softened, duller, with sensor noise and a vignette; ``variant`` 1 tilts the other
+        way, filmed at 24 fps."""
+        corners = [
+            "x0=W*0.08:y0=H*0.07:x1=W*0.95:y1=H*0.02:x2=W*0.05:y2=H*0.96:x3=W*0.98:y3=H*0.90",
+            "x0=W*0.03:y0=H*0.02:x1=W*0.90:y1=H*0.08:x2=W*0.06:y2=H*0.93:x3=W*0.96:y3=H*0.97",
+        ][variant]
+        rate = "fps=24," if variant == 1 else ""
+        graph = (
+            f"{rate}perspective={corners}:sense=destination:interpolation=linear,gblur=sigma=1.2,"
+            "eq=gamma=1.1:saturation=0.8:contrast=0.9,noise=alls=14:allf=t,vignette=angle=PI/4"
+        )
+        return self.edit(f"camcord{variant}" if variant else "camcord", short, graph, transform="camcord",
+                         hard_negative=hard_negative, quick=quick)
+
+    def reaction(
+        self,
+        short: str,
+        a1: float,
+        a2: float,
+        reactor: str,
+        r1: float,
+        *,
+        copy_side: Literal["left", "right"] = "left",
+        quick: bool = False,
+    ) -> QuerySpec:
+        """A reaction video: seconds ``[a1, a2)`` of a clip letterboxed into one half of a 640x360 frame, the
+        holdout ``reactor`` from ``r1`` cropped to fill the other half (a person watching, say)."""
+        copied = self.part(short, a1, a2)
+        info = self.infos[self.clip(reactor)]
+        # Crop the reactor to the half's 8:9 shape so that it fills it, as reaction channels frame a face.
+        width, height = min(info.width, _even(info.height * 8 / 9)), min(info.height, _even(info.width * 9 / 8))
+        watcher = replace(self.part(reactor, r1, r1 + copied.length), filters=f"crop={width}:{height}")
+        parts = (copied, watcher) if copy_side == "left" else (watcher, copied)
+        return QuerySpec(
+            name=f"{self.prefix(copied.clip)}{short}_{_num(a1)}-{_num(a2)}_reaction_{reactor}_{copy_side}.mp4",
+            transform="reaction",
+            recipe="grid",
+            parts=parts,
+            matches=self.matches((0.0, part) for part in parts),
+            duration=round(copied.length, 2),
+            canvas=(640, 360),
+            layout="side",
+            hard=True,
+            quick=quick,
+        )
+
+    def duplicate(self, short: str, *, reencode: bool = False, quick: bool = False) -> QuerySpec:
+        """A second indexed copy of a reference clip (planned like a query, built into the output folder):
+        its bytes under another name, or re-encoded at 480 px wide (another upload of the same video).
+        ``index`` it, and every copy of the clip planned afterwards matches both."""
+        part = self.part(short, 0, None)
+        if reencode:
+            return replace(self.edit("reupload", short, "scale=w=480:h=-2"), name=f"r_reupload_{short}.mp4",
+                           transform="reference", matches=(), quick=quick)
+        return QuerySpec(
+            name=f"r_dup_{part.clip}",
+            transform="reference",
+            recipe="copy",
+            parts=(part,),
+            matches=(),
+            duration=round(part.length, 2),
             quick=quick,
         )
 
@@ -935,20 +1082,48 @@ def build_fixtures(clips_dir: Path, out_dir: Path, *, quick: bool = False) -> Pa
     gt_path = out_dir / GROUND_TRUTH
     if is_complete(gt_path, quick=quick):
         return gt_path
-    out_dir.mkdir(parents=True, exist_ok=True)
     infos = probe_clips(clips_dir)
     font = find_font()
-    library = plan_library(infos, quick=quick, font=font)
-    specs = plan_fixtures(infos, quick=quick, font=font)
+    header = {"version": VERSION, "quick": quick, "clips_dir": str(clips_dir), "holdout": list(HOLDOUT)}
+    return write_set(
+        clips_dir,
+        out_dir,
+        header,
+        infos=infos,
+        library=plan_library(infos, quick=quick, font=font),
+        specs=plan_fixtures(infos, quick=quick, font=font),
+        references=references_for(quick),
+        font=font,
+    )
+
+
+def write_set(
+    clips_dir: Path,
+    out_dir: Path,
+    header: Mapping[str, object],
+    *,
+    infos: Mapping[str, ClipInfo],
+    library: Sequence[QuerySpec],
+    specs: Sequence[QuerySpec],
+    references: Sequence[str],
+    font: Path | None,
+) -> Path:
+    """Build planned generated references and queries into ``out_dir`` and write ``ground_truth.json``.
+
+    ``references`` lists the indexed videos in order: clips (named by their path in ``clips_dir``) and the
+    names of ``library`` entries (built into ``out_dir``). ``header`` opens the JSON (version, quick, ...).
+    """
+    out_dir.mkdir(parents=True, exist_ok=True)
+    gt_path = out_dir / GROUND_TRUTH
     with ThreadPoolExecutor(_jobs()) as pool:
-        built = list(pool.map(lambda spec: _build_query(spec, clips_dir, out_dir), library + specs))
+        built = list(pool.map(lambda spec: _build_query(spec, clips_dir, out_dir), [*library, *specs]))
     generated = {spec.name: (spec, duration) for spec, duration in zip(library, built, strict=False)}
     durations = built[len(library) :]
-    references = []
-    for name in references_for(quick):
+    entries = []
+    for name in references:
         if name in generated:
             spec, duration = generated[name]
-            references.append(
+            entries.append(
                 {
                     "name": name,
                     "path": name,
@@ -958,7 +1133,7 @@ def build_fixtures(clips_dir: Path, out_dir: Path, *, quick: bool = False) -> Pa
                 }
             )
         else:
-            references.append(
+            entries.append(
                 {
                     "name": name,
                     "path": str(clips_dir / name),
@@ -967,12 +1142,9 @@ def build_fixtures(clips_dir: Path, out_dir: Path, *, quick: bool = False) -> Pa
                 }
             )
     document = {
-        "version": VERSION,
-        "quick": quick,
-        "clips_dir": str(clips_dir),
-        "holdout": list(HOLDOUT),
+        **header,
         "text_overlay": f"drawtext {font}" if font else "drawbox fallback (no font found)",
-        "references": references,
+        "references": entries,
         "queries": [_query_json(spec, duration) for spec, duration in zip(specs, durations, strict=True)],
     }
     tmp = gt_path.with_suffix(".json.tmp")
@@ -981,13 +1153,13 @@ def build_fixtures(clips_dir: Path, out_dir: Path, *, quick: bool = False) -> Pa
     return gt_path
 
 
-def is_complete(gt_path: Path, *, quick: bool) -> bool:
-    """Whether ``gt_path`` is a finished build of this ``VERSION`` whose media files all exist."""
+def is_complete(gt_path: Path, *, quick: bool, version: int = VERSION) -> bool:
+    """Whether ``gt_path`` is a finished build of ``version`` whose media files all exist."""
     try:
         document = json.loads(gt_path.read_text())
     except (OSError, ValueError):
         return False
-    if document.get("version") != VERSION or document.get("quick") != quick:
+    if document.get("version") != version or document.get("quick") != quick:
         return False
     entries = document.get("references", []) + document.get("queries", [])
     return bool(entries) and all(resolve(gt_path, entry["path"]).is_file() for entry in entries)
@@ -1140,7 +1312,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     started = time.monotonic()
     gt_path = build_fixtures(args.clips, args.out_dir, quick=args.quick)
-    elapsed = time.monotonic() - started
+    print_set(gt_path, time.monotonic() - started)
+    return 0
+
+
+def print_set(gt_path: Path, elapsed: float) -> None:
+    """Every query of a built set with its ground truth, then the counts (for people)."""
     document = json.loads(gt_path.read_text())
     print(f"{'query':<44} {'transform':<11} {'dur':>6}  ground truth")
     for query in document["queries"]:
@@ -1157,7 +1334,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"\n{len(document['references'])} references, {len(queries)} queries, {positives} query/reference "
         f"pairs, {unrelated} unrelated; {elapsed:.1f} s; {gt_path}"
     )
-    return 0
 
 
 def _short(name: str) -> str:

@@ -22,7 +22,8 @@ import time
 from pathlib import Path
 
 from bench.fixtures import build_fixtures
-from bench.tune import CLIPS, embed_set
+from bench.sets import CLIPS
+from bench.tune import embed_set
 from service.settings import Settings
 from workers.embed import create_embedder
 from workers.evaluate import load_ground_truth

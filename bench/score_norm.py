@@ -20,7 +20,8 @@ from pathlib import Path
 import numpy as np
 
 from bench.fixtures import build_fixtures
-from bench.tune import CLIPS, embed_set, evaluate, predict, separation
+from bench.sets import CLIPS
+from bench.tune import embed_set, evaluate, predict, separation
 from service.settings import Settings
 from workers.evaluate import load_ground_truth
 from workers.localise import TemporalNetwork

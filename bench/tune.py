@@ -10,7 +10,12 @@ precision/recall and, per setting, the score gap between true and false matches;
 worst (query, reference) pairs with their boxes, ``--calibration`` what each score band holds, and
 ``--ablation`` each change of ``ABLATION`` in turn as a table.
 
-    python -m bench.tune [--fixtures DIR] [--models sscd_distilled,sscd] [--quick] [--masks on,off]
+Every setting is scored on each fixture set of ``--sets`` (``bench/sets.py``: v2, v3, the footage's tuning
+part ``tune`` and its ``check`` part): a per-set table for the defaults, and for every setting of a grid
+or ablation its F1 per set, the minimum over the tuning sets (v2, v3, tune) that defaults are chosen on,
+the check set's F1 beside it (never part of the minimum), and ``bench.sets.verdict`` against the defaults.
+
+    python -m bench.tune [--sets v2,v3,tune,check] [--models sscd_distilled,sscd] [--quick] [--masks on,off]
     python -m bench.tune --grid '{"end_floor": [0, 0.5], "extra_views": [[], ["flip"]]}'
     python -m bench.tune --ablation
 """
@@ -28,10 +33,10 @@ from typing import Any
 
 import numpy as np
 
-from bench.fixtures import build_fixtures
+from bench.sets import FixtureSet, load_sets, minimum, parse_sets, set_table, verdict
 from service.settings import Settings
 from workers.embed import create_embedder
-from workers.evaluate import load_ground_truth, precision_recall, score
+from workers.evaluate import precision_recall, score
 from workers.localise import TemporalNetwork
 from workers.matching import match_query
 from workers.signals.frames import embed_video
@@ -39,30 +44,17 @@ from workers.stores.memory import MemoryLibrary
 from workers.types import QueryParams
 from workers.views import EXTRA_VIEWS, VIEW_COUNTS
 
-CLIPS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "clips"
 MAX_GRID = 2
 """Queries are embedded with tiles of this grid; ``crop_grid`` 1 uses their whole-frame view only."""
 QUERY_OPTIONS = ("crop_grid", "top_k", "reduce", "per_video", "extra_views")
 """Grid keys that set the query's ``QueryParams``; every other key is a localiser option (``TNParams``)."""
-ADDED_IN_V3 = (
-    "q_clip04_side_by_side_with_clip13.mp4",
-    "q_clip06_top_bottom_with_clip17.mp4",
-    "q_clip10_clip14_side_by_side.mp4",
-    "q_clip11_mirror_grid_blueborder.mp4",
-    "q_clip12_mirror_pillarbox.mp4",
-    "q_clip18_greenframe.mp4",
-    "q_clip07_3-7_in_long_at61.4.mp4",
-)
-"""The queries fixture version 3 added; ``--set v2`` leaves them out, so a change is checked on both sets
-(version 2's queries are built byte for byte as before)."""
-
-
 def embed_set(gt: dict[str, Any], model: str, cache: Path, mask: bool, extra: bool = False) -> dict[str, np.ndarray]:
     """Features keyed by name: references [T, D], queries [1 + MAX_GRID², T, D] (with ``extra``, every extra
     view of ``workers.views`` after those: ``view_rows``), uninformative views zeroed when ``mask`` (the
     product's ``FrameFilter``); cached per fixture version, model, views and mask."""
     options = Settings().decode_options()
-    path = cache / (f"features_v{gt['version']}_{model}_views{MAX_GRID}{'_extra' if extra else ''}"
+    named = f"{gt['set']}_" if "set" in gt else ""  # the footage parts; v2/v3 keep their old file names
+    path = cache / (f"features_{named}v{gt['version']}_{model}_views{MAX_GRID}{'_extra' if extra else ''}"
                     f"{'_masked' if mask else ''}{'_skipnonref' if options.skip_nonref else ''}.npz")
     if path.exists():
         with np.load(path) as data:
@@ -102,15 +94,6 @@ def predict(gt: dict[str, Any], feats: dict[str, np.ndarray], tn: TemporalNetwor
         out[query["name"]] = [(m.video_id, m.score, [[s.query_start, s.ref_start, s.query_end, s.ref_end]
                                                      for s in m.segments]) for m in matches]
     return out
-
-
-def query_subset(gt: dict[str, Any], name: str) -> dict[str, Any]:
-    """The ground truth with the queries of one fixture set: ``v3`` all of them, ``v2`` without ``ADDED_IN_V3``."""
-    if name not in ("v2", "v3"):
-        raise ValueError(f"unknown fixture set {name!r}; expected v2 or v3")
-    if name == "v3":
-        return gt
-    return gt | {"queries": [q for q in gt["queries"] if q["name"] not in ADDED_IN_V3]}
 
 
 def per_transform(gt: dict[str, Any], raw: dict[str, list], threshold: float) -> list[str]:
@@ -194,30 +177,87 @@ ABLATION: tuple[tuple[str, dict[str, Any]], ...] = (
 """``--ablation``: each change added in turn from the previous defaults, then each left out of the defaults."""
 
 
-def ablation(gt: dict[str, Any], feats: dict[str, np.ndarray], defaults: Settings) -> list[str]:
-    """Markdown rows (setting, segment P/R/F1, video P/R, false matches, score gap) of every ``ABLATION`` row."""
-    lines = ["| setting | seg P | seg R | seg F1 | video P | video R | false matches | lowest true | highest false |",
-             "|---|---|---|---|---|---|---|---|---|"]
-    truth = {q["name"]: {m["reference"] for m in q["matches"]} for q in gt["queries"]}
+def features(sets: Sequence[FixtureSet], model: str, mask: bool) -> dict[Path, dict[str, np.ndarray]]:
+    """Each set's folder's features (``embed_set`` with every extra view), by the folder's cache path."""
+    out: dict[Path, dict[str, np.ndarray]] = {}
+    for fixture in sets:
+        if fixture.cache not in out:
+            out[fixture.cache] = embed_set(fixture.folder, model, fixture.cache, mask, extra=True)
+    return out
+
+
+def predict_sets(sets: Sequence[FixtureSet], feats: dict[Path, dict[str, np.ndarray]], tn: TemporalNetwork,
+                 params: QueryParams) -> dict[str, dict[str, list]]:
+    """``predict`` per set, keyed by set name, each holding its own queries (predicted once per folder: v2's
+    queries are v3's)."""
+    by_folder = {cache: predict(next(f.folder for f in sets if f.cache == cache), folder_feats, tn, params)
+                 for cache, folder_feats in feats.items()}
+    return {fixture.name: {q["name"]: by_folder[fixture.cache][q["name"]] for q in fixture.gt["queries"]}
+            for fixture in sets}
+
+
+def configure(defaults: Settings, options: dict[str, Any]) -> tuple[TemporalNetwork, QueryParams]:
+    """The localiser and query parameters of the defaults with ``options`` (``QUERY_OPTIONS`` keys set the
+    query, every other key the localiser's ``TNParams``; lists become tuples)."""
+    options = {k: tuple(v) if isinstance(v, list) else v for k, v in options.items()}
+    params = replace(defaults.query_params(), **{k: v for k, v in options.items() if k in QUERY_OPTIONS})
+    tn = TemporalNetwork(replace(defaults.tn_params(), device="cpu",
+                                 **{k: v for k, v in options.items() if k not in QUERY_OPTIONS}))
+    return tn, params
+
+
+def f1_by_set(sets: Sequence[FixtureSet], raw: dict[str, dict[str, list]], threshold: float) -> dict[str, float]:
+    return {fixture.name: evaluate(fixture.gt, raw[fixture.name], threshold)["f1"] for fixture in sets}
+
+
+def f1_cells(sets: Sequence[FixtureSet], f1: dict[str, float]) -> str:
+    """Markdown cells: the tuning sets' F1, their minimum, then the check set's F1."""
+    tuning = [f"{f1[s.name]:.4f}" for s in sets if s.tuning]
+    check = [f"{f1[s.name]:.4f}" for s in sets if not s.tuning]
+    low = minimum(f1)[0]
+    return " | ".join([*tuning, f"**{low:.4f}**" if tuning else "-", *check])
+
+
+def f1_header(sets: Sequence[FixtureSet]) -> str:
+    tuning = [s.name for s in sets if s.tuning]
+    check = [f"{s.name} F1 (never chosen on)" for s in sets if not s.tuning]
+    return " | ".join([*(f"{name} F1" for name in tuning), f"min F1 ({', '.join(tuning)})", *check])
+
+
+def ablation(sets: Sequence[FixtureSet], feats: dict[Path, dict[str, np.ndarray]], defaults: Settings) -> list[str]:
+    """Markdown rows of every ``ABLATION`` row: F1 per set, the minimum over the tuning sets, the check set,
+    false matches per set, the score gap over the tuning sets and the verdict against the defaults."""
+    threshold = defaults.query.min_score
+    names = [s.name for s in sets]
+    header = (f"| setting | {f1_header(sets)} | false matches ({'/'.join(names)}) | lowest true | highest false "
+              "| adopt (vs defaults) |")
+    lines = [header, "|---" * (header.count("|") - 1) + "|"]
+    baseline = f1_by_set(sets, predict_sets(sets, feats, *configure(defaults, {})), threshold)
     for label, options in ABLATION:
-        query_options = {k: v for k, v in options.items() if k in QUERY_OPTIONS}
-        params = replace(defaults.query_params(), **query_options)
-        tn = TemporalNetwork(replace(defaults.tn_params(), device="cpu",
-                                     **{k: v for k, v in options.items() if k not in QUERY_OPTIONS}))
-        raw = predict(gt, feats, tn, params)
-        result = evaluate(gt, raw, defaults.query.min_score)
-        false = sum(1 for q, items in raw.items() for ref, value, _ in items
-                    if value >= defaults.query.min_score and ref not in truth[q])
-        low_true, high_false = separation(gt, raw)
-        lines.append(f"| {label} | {result['seg_p']:.3f} | {result['seg_r']:.3f} | {result['f1']:.4f} | "
-                     f"{result['vid_p']:.3f} | {result['vid_r']:.3f} | {false} | {low_true:.2f} | {high_false:.2f} |")
+        raw = predict_sets(sets, feats, *configure(defaults, options))
+        f1 = f1_by_set(sets, raw, threshold)
+        false = []
+        gaps = [separation(fixture.gt, raw[fixture.name]) for fixture in sets if fixture.tuning]
+        low_true = min((low for low, _ in gaps if low == low), default=float("nan"))
+        high_false = max((high for _, high in gaps if high == high), default=float("nan"))
+        for fixture in sets:
+            truth = {q["name"]: {m["reference"] for m in q["matches"]} for q in fixture.gt["queries"]}
+            false.append(sum(1 for q in truth for ref, value, _ in raw[fixture.name][q]
+                             if value >= threshold and ref not in truth[q]))
+        lines.append(f"| {label} | {f1_cells(sets, f1)} | {'/'.join(map(str, false))} | {low_true:.2f} | "
+                     f"{high_false:.2f} | {verdict(f1, baseline)} |")
         print(lines[-1], flush=True)
     return lines
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--fixtures", type=Path, default=Path(".cache/fixtures"))
+    parser.add_argument("--fixtures", type=Path, default=Path(".cache/fixtures"), help="v2/v3 fixture folder")
+    parser.add_argument("--footage", type=Path, default=Path(".cache/footage"),
+                        help="folder of the footage sets (tune/ and check/ in it)")
+    parser.add_argument("--sets", "--set", type=parse_sets, default=parse_sets("v2,v3,tune,check"),
+                        help="fixture sets to score, of v2, v3, tune (the tuning sets: defaults are chosen on "
+                             "their minimum F1) and check (reported, never chosen on); default all four")
     parser.add_argument("--models", default="sscd_distilled,sscd")
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--out", type=Path, default=None, help="write every row as JSON lines")
@@ -230,54 +270,70 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--ablation", action="store_true", help="each change in turn (ABLATION), as a table")
     parser.add_argument("--calibration", action="store_true", help="print what each video score band holds")
     parser.add_argument("--masks", default="on,off", help="frame mask settings to run: on, off or both")
-    parser.add_argument("--set", default="v3", choices=("v2", "v3"),
-                        help="score all queries (v3) or only those of fixture version 2 (v2)")
     parser.add_argument("--per-transform", action="store_true",
-                        help="print each setting's precision and recall per transformation")
+                        help="print each setting's precision and recall per transformation, per set")
     args = parser.parse_args(argv)
-    gt_path = build_fixtures(CLIPS, args.fixtures, quick=args.quick)
-    every_query = load_ground_truth(gt_path)  # features are embedded (and cached) for the whole set
-    gt = query_subset(every_query, args.set)
+    sets = load_sets(args.sets, fixtures=args.fixtures, footage=args.footage, quick=args.quick)
     grid = {"crop_grid": [1, MAX_GRID], "trim": [True, False], "merge_gap": [None, 2], "split_jump": [None, 3],
             "min_length": [1, 3], "min_sim": [0.2, 0.3], "tn_top_k": [5, 10]}
     defaults = Settings()
+    threshold = defaults.query.min_score
     if args.defaults_only or args.grid:
         grid = {"crop_grid": [defaults.query.crop_grid]} | (args.grid or {})
     if args.ablation:
-        feats = embed_set(every_query, args.models.split(",")[0], args.fixtures / "cache", True, extra=True)
-        print("\n".join(ablation(gt, feats, defaults)))
+        feats = features(sets, args.models.split(",")[0], True)
+        print("\n".join(ablation(sets, feats, defaults)))
         return
     rows = []
     for model, mask in itertools.product(args.models.split(","), [m == "on" for m in args.masks.split(",")]):
         started = time.perf_counter()
-        feats = embed_set(every_query, model, args.fixtures / "cache", mask, extra=True)
+        feats = features(sets, model, mask)
         print(f"{model} (mask {mask}): features ready in {time.perf_counter() - started:.1f} s")
+        default_config = configure(defaults, {})
+        base_raw = predict_sets(sets, feats, *default_config)
+        base = {s.name: evaluate(s.gt, base_raw[s.name], threshold) for s in sets}
+        print(f"\ndefaults ({model}, mask {mask}, threshold {threshold}):")
+        print("\n".join(set_table(base, sets)))
+        summary = [f"| setting | {f1_header(sets)} | adopt (vs defaults) |"]
         for values in itertools.product(*grid.values()):
             setting = dict(zip(grid, values, strict=True))
-            query_options = {k: setting.pop(k) for k in QUERY_OPTIONS if k in setting}
-            params = replace(defaults.query_params(), **{k: tuple(v) if isinstance(v, list) else v
-                                                          for k, v in query_options.items()})
-            tn = TemporalNetwork(replace(defaults.tn_params(), device="cpu", **setting))
-            raw = predict(gt, feats, tn, params)
-            low_true, high_false = separation(gt, raw)
-            if args.calibration:
-                print(f"score calibration of {model} mask {mask} {params} {setting}:")
-                print("\n".join("  " + line for line in calibration(gt, raw)))
-            if args.per_transform:
-                print(f"per transformation of {model} mask {mask} {params} {setting}:")
-                print("\n".join(per_transform(gt, raw, defaults.query.min_score)))
-            if args.per_query:
-                print(f"worst pairs of {model} mask {mask} {params} {setting}:")
-                for row in per_query(gt, raw, defaults.query.min_score)[: args.per_query]:
-                    print("  " + json.dumps(row))
-            for threshold in sorted({0.0, 0.25, defaults.query.min_score, 0.5}):
-                rows.append({"model": model, "mask": mask, **query_options, "crop_grid": params.crop_grid,
-                             "extra_views": ",".join(params.extra_views), **setting, "threshold": threshold,
-                             "min_true": round(low_true, 3), "max_false": round(high_false, 3),
-                             **{k: round(v, 4) for k, v in evaluate(gt, raw, threshold).items()}})
+            tn, params = configure(defaults, setting)
+            raw = base_raw if (tn, params) == default_config else predict_sets(sets, feats, tn, params)
+            label = f"{model} mask {mask} {json.dumps(setting)}"
+            for fixture in sets:
+                gt, set_raw = fixture.gt, raw[fixture.name]
+                if args.calibration:
+                    print(f"score calibration of {fixture.name}, {label}:")
+                    print("\n".join("  " + line for line in calibration(gt, set_raw)))
+                if args.per_transform:
+                    print(f"\nper transformation of {fixture.name}, {label}:")
+                    print("| transformation | pairs | P | R |\n|---|---|---|---|")
+                    print("\n".join(per_transform(gt, set_raw, threshold)))
+                if args.per_query:
+                    print(f"worst pairs of {fixture.name}, {label}:")
+                    for row in per_query(gt, set_raw, threshold)[: args.per_query]:
+                        print("  " + json.dumps(row))
+            f1 = f1_by_set(sets, raw, threshold)
+            judged = "(the defaults)" if raw is base_raw else verdict(f1, {name: r["f1"] for name, r in base.items()})
+            summary.append(f"| {json.dumps(setting)} | {f1_cells(sets, f1)} | {judged} |")
+            for cut in sorted({0.0, 0.25, threshold, 0.5}):
+                row = {"model": model, "mask": mask, "crop_grid": params.crop_grid,
+                       "extra_views": ",".join(params.extra_views), **setting, "threshold": cut}
+                results = {s.name: evaluate(s.gt, raw[s.name], cut) for s in sets}
+                low, row["min_set"] = minimum({name: r["f1"] for name, r in results.items()})
+                row["min_f1"] = round(low, 4)
+                for fixture in sets:
+                    low_true, high_false = separation(fixture.gt, raw[fixture.name])
+                    row |= {f"{fixture.name}_{k}": round(v, 4) for k, v in results[fixture.name].items()}
+                    row |= {f"{fixture.name}_min_true": round(low_true, 3),
+                            f"{fixture.name}_max_false": round(high_false, 3)}
+                rows.append(row)
+        print(f"\nsettings at threshold {threshold} ({model}, mask {mask}):")
+        print("\n".join([summary[0], "|---" * (summary[0].count("|") - 1) + "|", *summary[1:]]))
     if args.out:
         args.out.write_text("".join(json.dumps(row) + "\n" for row in rows))
-    rows.sort(key=lambda r: -r["f1"])
+    rows.sort(key=lambda r: -r["min_f1"] if r["min_f1"] == r["min_f1"] else 0.0)
+    print("\nbest rows by the minimum F1 over the tuning sets:")
     for row in rows[:15]:
         print(json.dumps(row))
 

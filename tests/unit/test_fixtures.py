@@ -24,7 +24,7 @@ from bench.fixtures import (
     plan_library,
     references_for,
 )
-from bench.tune import ADDED_IN_V3, query_subset
+from bench.sets import ADDED_IN_V3, FixtureSet, minimum, parse_sets, query_subset, set_table, verdict
 
 CLIPS = Path(os.environ.get("BENCH_CLIPS_DIR", "/work/shared/data/clips"))
 TOLERANCE = 0.15
@@ -157,7 +157,7 @@ def test_ground_truth_follows_footage_into_generated_references() -> None:
 
 def test_stills_come_from_the_holdout() -> None:
     """A still of a reference would be a copy that the ground truth leaves out, so it is refused."""
-    planner = fixtures._Planner(fake_infos(), None, references_for(False))
+    planner = fixtures.Planner(fake_infos(), None, references_for(False))
     with pytest.raises(ValueError, match="holdout"):
         planner.still("clip01", 2, 3)
 
@@ -379,3 +379,48 @@ def test_the_v2_subset_leaves_out_exactly_what_version_3_added() -> None:
     assert query_subset(gt, "v3") == gt
     with pytest.raises(ValueError, match="v1"):
         query_subset(gt, "v1")
+
+
+def test_sets_parse_in_order_and_refuse_unknown_names() -> None:
+    assert parse_sets("check,v2,tune") == ("v2", "tune", "check")
+    assert parse_sets("v3") == ("v3",)
+    with pytest.raises(ValueError, match="v4"):
+        parse_sets("v3,v4")
+
+
+def test_the_minimum_is_over_the_tuning_sets_only() -> None:
+    """The check set is reported, never part of the minimum a default is chosen on."""
+    assert minimum({"v2": 0.97, "v3": 0.95, "tune": 0.90, "check": 0.50}) == (0.90, "tune")
+    assert minimum({"v3": 0.95}) == (0.95, "v3")
+    low, worst = minimum({"check": 0.5})
+    assert low != low and worst == ""
+
+
+def test_a_change_is_adopted_only_if_it_raises_the_minimum_and_drops_no_set_by_more_than_0005() -> None:
+    base = {"v2": 0.97, "v3": 0.95, "tune": 0.90, "check": 0.80}
+
+    assert verdict(base | {"tune": 0.91}, base) == "yes: min +0.0100"
+    # Raises the worst set but lowers v2 by 0.006: not adopted, however good the mean.
+    assert verdict(base | {"tune": 0.93, "v2": 0.964}, base).startswith("no: lowers v2 -0.0060")
+    # A drop within 0.005 elsewhere is allowed when the minimum rises.
+    assert verdict(base | {"tune": 0.92, "v3": 0.946}, base).startswith("yes")
+    # Raising a set that is not the worst leaves the minimum where it was.
+    assert verdict(base | {"v3": 0.99}, base) == "no: min unchanged"
+    # The check set is never consulted, either way.
+    assert verdict(base | {"tune": 0.91, "check": 0.10}, base).startswith("yes")
+    assert verdict(base | {"check": 0.99}, base) == "no: min unchanged"
+
+
+def test_set_table_lists_the_minimum_and_the_check_set_apart() -> None:
+    def fixture_set(name: str, queries: int) -> FixtureSet:
+        gt = {"queries": [{"name": f"q{i}", "matches": [{"reference": "r", "segments": []}]} for i in range(queries)]}
+        return FixtureSet(name, gt, gt, Path("/nonexistent") / name)
+
+    sets = [fixture_set("v3", 3), fixture_set("tune", 2), fixture_set("check", 1)]
+    result = {"f1": 0.9, "seg_p": 0.9, "seg_r": 0.9, "vid_p": 1.0, "vid_r": 1.0}
+    lines = set_table({"v3": result, "tune": result | {"f1": 0.8}, "check": result | {"f1": 0.1}}, sets)
+
+    assert [line.split(" | ")[0] for line in lines[2:]] == [
+        "| v3", "| tune", "| **min over v3, tune**", "| check (never chosen on)"
+    ]
+    assert "**0.8000** (tune)" in lines[4]
