@@ -13,7 +13,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import pytest
@@ -40,6 +40,24 @@ TEST_S3_VOLUMES = 32
 """SeaweedFS volumes of the tests' S3, whatever the free disk: one per live bucket, and each test removes its
 buckets when it ends (``services_env``), so a test that keeps buckets shows up as 500s long before a disk fills."""
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+REAPER = Path(__file__).with_name("reaper.py")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Start the session's reaper (``tests/reaper.py``) before anything else: whatever this session starts
+    (servers, workers, ``copycat up``) carries its token, and is stopped when pytest ends, even by SIGKILL."""
+    from tests.reaper import REAPER_VARIABLE
+
+    token = uuid.uuid4().hex
+    os.environ[REAPER_VARIABLE] = token  # every process started from now on inherits it
+    capture = config.pluginmanager.getplugin("capturemanager")
+    with capture.global_and_fixture_disabled() if capture else nullcontext():  # its report goes to the real stderr
+        config.stash[_reaper_key] = subprocess.Popen(
+            [sys.executable, str(REAPER), "--pid", str(os.getpid()), "--token", token],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, start_new_session=True)
+
+
+_reaper_key = pytest.StashKey[subprocess.Popen]()
 
 
 def require(condition: bool, what: str) -> None:
