@@ -80,6 +80,45 @@ def broken_dir() -> Path:
     return BROKEN
 
 
+FIXTURE_CACHE = Path(__file__).resolve().parents[1] / ".cache" / "fixtures"
+
+
+def cached_fixtures(clips: Path, *, quick: bool) -> Path:
+    """The fixture benchmark (``bench.fixtures``), built with ffmpeg once and kept in ``.cache/fixtures/`` for
+    later sessions; returns its ground-truth JSON. The folder is named after the build's ``VERSION`` and a hash
+    of ``bench/fixtures.py`` (a changed plan rebuilds even without a new version); builds of other keys are
+    removed. ``build_fixtures`` itself returns a complete build as it is; the lock keeps two sessions on one
+    checkout from building into the same folder at once."""
+    import fcntl
+    import hashlib
+
+    from bench import fixtures
+
+    source = hashlib.sha256(Path(fixtures.__file__).read_bytes()).hexdigest()[:12]
+    key = f"v{fixtures.VERSION}-{source}"
+    FIXTURE_CACHE.mkdir(parents=True, exist_ok=True)
+    with (FIXTURE_CACHE / "build.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        for stale in FIXTURE_CACHE.iterdir():
+            if stale.is_dir() and stale.name != key:
+                shutil.rmtree(stale, ignore_errors=True)
+        return fixtures.build_fixtures(clips, FIXTURE_CACHE / key / ("quick" if quick else "full"), quick=quick)
+
+
+@pytest.fixture(scope="session")
+def quick_fixtures(clips_dir: Path) -> Path:
+    """The quick fixture set's ground-truth JSON (built once, see ``cached_fixtures``); read-only for tests."""
+    require(shutil.which("ffmpeg") is not None, "ffmpeg")
+    return cached_fixtures(clips_dir, quick=True)
+
+
+@pytest.fixture(scope="session")
+def full_fixtures(clips_dir: Path) -> Path:
+    """The full fixture set's ground-truth JSON (built once, see ``cached_fixtures``); read-only for tests."""
+    require(shutil.which("ffmpeg") is not None, "ffmpeg")
+    return cached_fixtures(clips_dir, quick=False)
+
+
 @contextmanager
 def new_database() -> Iterator[str]:
     """A freshly created, empty PostgreSQL database, dropped afterwards."""
