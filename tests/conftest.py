@@ -232,14 +232,53 @@ def milvus_standalone_server(tmp_path_factory: pytest.TempPathFactory) -> Iterat
         server.stop()
 
 
-@pytest.fixture(params=["lite", "server", "standalone"])
+MILVUS_BACKENDS = ("lite", "server", "standalone")
+"""Every way Copycat talks to Milvus: an embedded Milvus Lite file, the Milvus Lite server (several
+processes), and a real Milvus standalone server (2.3.5: the oldest version Copycat supports)."""
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Which Milvus a test that uses ``milvus_uri`` runs on, unless it names its backends itself
+    (``@pytest.mark.parametrize("milvus_uri", [...], indirect=True)``):
+
+    - marked ``every_milvus`` (it checks vector-store behaviour): on each of ``MILVUS_BACKENDS``;
+    - with a Celery worker (several processes share the store): on the Milvus Lite server;
+    - else on a Milvus Lite file, the cheapest (and ``copycat``'s default).
+
+    The real standalone server still serves the store contract tests, a worker ingest
+    (``test_ingest.py``), the quick benchmark end to end (``e2e/test_query.py``) and the fault suite.
+    """
+    if "milvus_uri" not in metafunc.fixturenames or _parametrizes(metafunc.definition, "milvus_uri"):
+        return
+    if metafunc.definition.get_closest_marker("every_milvus"):
+        backends: tuple[str, ...] = MILVUS_BACKENDS
+    elif "celery_worker" in metafunc.fixturenames:
+        backends = ("server",)
+    else:
+        backends = ("lite",)
+    metafunc.parametrize("milvus_uri", backends, indirect=True)
+
+
+def _parametrizes(item: pytest.Function, name: str) -> bool:
+    for mark in item.iter_markers("parametrize"):
+        names = mark.args[0] if mark.args else mark.kwargs["argnames"]
+        if isinstance(names, str):
+            names = [n.strip() for n in names.split(",")]
+        if name in names:
+            return True
+    return False
+
+
+@pytest.fixture
 def milvus_uri(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """Every way Copycat talks to Milvus: an embedded Milvus Lite file, the Milvus Lite server (several
-    processes), and a real Milvus standalone server (2.3.5: the oldest version Copycat supports)."""
-    if request.param == "lite":
+    """The test's Milvus (``pytest_generate_tests`` picks it): a Milvus Lite file of its own, the session's
+    Milvus Lite server or the session's Milvus standalone server."""
+    backend = request.param
+    if backend == "lite":
         return str(tmp_path / "milvus.db")
-    if request.param == "server":
+    if backend == "server":
         return request.getfixturevalue("milvus_server")
+    assert backend == "standalone", backend
     return request.getfixturevalue("milvus_standalone_server")
 
 
