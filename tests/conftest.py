@@ -285,6 +285,28 @@ def milvus_uri(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return request.getfixturevalue("milvus_standalone_server")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _one_embedder_per_setting() -> Iterator[None]:
+    """Resources rebuilt from the environment (``use_fresh_resources``, about 30 times a session) take the
+    frame embedder built for the same embed settings earlier in this process, loaded model and all, instead
+    of loading the model again. An embedder holds nothing but its model (an inference session), so no test
+    sees another's state; other settings (model, path, batch size, device, threads, ...) get their own."""
+    from service import resources
+
+    build = resources.create_embedder
+    built: dict[tuple, object] = {}
+
+    def create_embedder(model: str, **options: object) -> object:
+        key = (model, tuple(sorted(options.items())))
+        if key not in built:
+            built[key] = build(model, **options)
+        return built[key]
+
+    resources.create_embedder = create_embedder
+    yield
+    resources.create_embedder = build
+
+
 def use_fresh_resources() -> None:
     """Rebuild this process's resources from the environment, with their Celery app as the current one
     (tests call tasks directly, which run on the current app)."""
