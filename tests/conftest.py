@@ -6,14 +6,17 @@ so a green CI run always means the services were really exercised.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
+import socket
 import subprocess
 import sys
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import pytest
@@ -40,6 +43,24 @@ TEST_S3_VOLUMES = 32
 """SeaweedFS volumes of the tests' S3, whatever the free disk: one per live bucket, and each test removes its
 buckets when it ends (``services_env``), so a test that keeps buckets shows up as 500s long before a disk fills."""
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+REAPER = Path(__file__).with_name("reaper.py")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Start the session's reaper (``tests/reaper.py``) before anything else: whatever this session starts
+    (servers, workers, ``copycat up``) carries its token, and is stopped when pytest ends, even by SIGKILL."""
+    from tests.reaper import REAPER_VARIABLE
+
+    token = uuid.uuid4().hex
+    os.environ[REAPER_VARIABLE] = token  # every process started from now on inherits it
+    capture = config.pluginmanager.getplugin("capturemanager")
+    with capture.global_and_fixture_disabled() if capture else nullcontext():  # its report goes to the real stderr
+        config.stash[_reaper_key] = subprocess.Popen(
+            [sys.executable, str(REAPER), "--pid", str(os.getpid()), "--token", token],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, start_new_session=True)
+
+
+_reaper_key = pytest.StashKey[subprocess.Popen]()
 
 
 def require(condition: bool, what: str) -> None:
@@ -60,6 +81,45 @@ def clips_dir() -> Path:
 def broken_dir() -> Path:
     require(BROKEN.is_dir(), f"shared broken files at {BROKEN}")
     return BROKEN
+
+
+FIXTURE_CACHE = Path(__file__).resolve().parents[1] / ".cache" / "fixtures"
+
+
+def cached_fixtures(clips: Path, *, quick: bool) -> Path:
+    """The fixture benchmark (``bench.fixtures``), built with ffmpeg once and kept in ``.cache/fixtures/`` for
+    later sessions; returns its ground-truth JSON. The folder is named after the build's ``VERSION`` and a hash
+    of ``bench/fixtures.py`` (a changed plan rebuilds even without a new version); builds of other keys are
+    removed. ``build_fixtures`` itself returns a complete build as it is; the lock keeps two sessions on one
+    checkout from building into the same folder at once."""
+    import fcntl
+    import hashlib
+
+    from bench import fixtures
+
+    source = hashlib.sha256(Path(fixtures.__file__).read_bytes()).hexdigest()[:12]
+    key = f"v{fixtures.VERSION}-{source}"
+    FIXTURE_CACHE.mkdir(parents=True, exist_ok=True)
+    with (FIXTURE_CACHE / "build.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        for stale in FIXTURE_CACHE.iterdir():
+            if stale.is_dir() and stale.name != key:
+                shutil.rmtree(stale, ignore_errors=True)
+        return fixtures.build_fixtures(clips, FIXTURE_CACHE / key / ("quick" if quick else "full"), quick=quick)
+
+
+@pytest.fixture(scope="session")
+def quick_fixtures(clips_dir: Path) -> Path:
+    """The quick fixture set's ground-truth JSON (built once, see ``cached_fixtures``); read-only for tests."""
+    require(shutil.which("ffmpeg") is not None, "ffmpeg")
+    return cached_fixtures(clips_dir, quick=True)
+
+
+@pytest.fixture(scope="session")
+def full_fixtures(clips_dir: Path) -> Path:
+    """The full fixture set's ground-truth JSON (built once, see ``cached_fixtures``); read-only for tests."""
+    require(shutil.which("ffmpeg") is not None, "ffmpeg")
+    return cached_fixtures(clips_dir, quick=False)
 
 
 @contextmanager
@@ -175,15 +235,76 @@ def milvus_standalone_server(tmp_path_factory: pytest.TempPathFactory) -> Iterat
         server.stop()
 
 
-@pytest.fixture(params=["lite", "server", "standalone"])
+MILVUS_BACKENDS = ("lite", "server", "standalone")
+"""Every way Copycat talks to Milvus: an embedded Milvus Lite file, the Milvus Lite server (several
+processes), and a real Milvus standalone server (2.3.5: the oldest version Copycat supports)."""
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Which Milvus a test that uses ``milvus_uri`` runs on, unless it names its backends itself
+    (``@pytest.mark.parametrize("milvus_uri", [...], indirect=True)``):
+
+    - marked ``every_milvus`` (it checks vector-store behaviour): on each of ``MILVUS_BACKENDS``;
+    - with a Celery worker (several processes share the store): on the Milvus Lite server;
+    - else on a Milvus Lite file, the cheapest (and ``copycat``'s default).
+
+    The real standalone server still serves the store contract tests, a worker ingest
+    (``test_ingest.py``), the quick benchmark end to end (``e2e/test_query.py``) and the fault suite.
+    """
+    if "milvus_uri" not in metafunc.fixturenames or _parametrizes(metafunc.definition, "milvus_uri"):
+        return
+    if metafunc.definition.get_closest_marker("every_milvus"):
+        backends: tuple[str, ...] = MILVUS_BACKENDS
+    elif "celery_worker" in metafunc.fixturenames:
+        backends = ("server",)
+    else:
+        backends = ("lite",)
+    metafunc.parametrize("milvus_uri", backends, indirect=True)
+
+
+def _parametrizes(item: pytest.Function, name: str) -> bool:
+    for mark in item.iter_markers("parametrize"):
+        names = mark.args[0] if mark.args else mark.kwargs["argnames"]
+        if isinstance(names, str):
+            names = [n.strip() for n in names.split(",")]
+        if name in names:
+            return True
+    return False
+
+
+@pytest.fixture
 def milvus_uri(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """Every way Copycat talks to Milvus: an embedded Milvus Lite file, the Milvus Lite server (several
-    processes), and a real Milvus standalone server (2.3.5: the oldest version Copycat supports)."""
-    if request.param == "lite":
+    """The test's Milvus (``pytest_generate_tests`` picks it): a Milvus Lite file of its own, the session's
+    Milvus Lite server or the session's Milvus standalone server."""
+    backend = request.param
+    if backend == "lite":
         return str(tmp_path / "milvus.db")
-    if request.param == "server":
+    if backend == "server":
         return request.getfixturevalue("milvus_server")
+    assert backend == "standalone", backend
     return request.getfixturevalue("milvus_standalone_server")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _one_embedder_per_setting() -> Iterator[None]:
+    """Resources rebuilt from the environment (``use_fresh_resources``, about 30 times a session) take the
+    frame embedder built for the same embed settings earlier in this process, loaded model and all, instead
+    of loading the model again. An embedder holds nothing but its model (an inference session), so no test
+    sees another's state; other settings (model, path, batch size, device, threads, ...) get their own."""
+    from service import resources
+
+    build = resources.create_embedder
+    built: dict[tuple, object] = {}
+
+    def create_embedder(model: str, **options: object) -> object:
+        key = (model, tuple(sorted(options.items())))
+        if key not in built:
+            built[key] = build(model, **options)
+        return built[key]
+
+    resources.create_embedder = create_embedder
+    yield
+    resources.create_embedder = build
 
 
 def use_fresh_resources() -> None:
@@ -276,18 +397,20 @@ def celery_worker(services_env: dict[str, str], redis_url: str, monkeypatch: pyt
         env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
     )
     try:
-        _wait_for_worker(worker, tmp_path / "worker.log")
+        _wait_for_worker(worker, tmp_path / "worker.log", f"test-{queue_tag}@{socket.gethostname()}")
         yield worker
     finally:
-        worker.terminate()
-        try:
-            worker.wait(30)
-        except subprocess.TimeoutExpired:
-            worker.kill()
+        # The test is over: no need for Celery's warm or cold shutdown (~2 s either way, measured); the whole
+        # group (main process and pool children) goes at once.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(worker.pid, signal.SIGKILL)
+        worker.wait(30)
         log.close()
 
 
-def _wait_for_worker(worker: subprocess.Popen, log_path: Path, timeout: float = 60.0) -> None:
+def _wait_for_worker(worker: subprocess.Popen, log_path: Path, name: str, timeout: float = 60.0) -> None:
+    """Until the worker called ``name`` answers a ping. A ping to a named worker returns as soon as it answers
+    (a ping to all waits its whole timeout), and no other worker on this Redis can answer in its place."""
     from service import resources
 
     app = resources.current().app
@@ -295,7 +418,7 @@ def _wait_for_worker(worker: subprocess.Popen, log_path: Path, timeout: float = 
     while time.monotonic() < deadline:
         if worker.poll() is not None:
             raise RuntimeError(f"celery worker exited:\n{log_path.read_text()[-3000:]}")
-        if app.control.ping(timeout=1.0):
+        if app.control.ping(destination=[name], timeout=1.0):
             return
     raise TimeoutError(f"celery worker did not answer a ping:\n{log_path.read_text()[-3000:]}")
 

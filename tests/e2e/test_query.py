@@ -12,23 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from bench.fixtures import build_fixtures
 from cli.evaluate import run_evaluation
 from db import jobs
 from db.session import session_scope
 from service import resources
 
 pytestmark = [pytest.mark.services, pytest.mark.slow]
-
-
-@pytest.fixture(scope="session")
-def quick_fixtures(clips_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_fixtures(clips_dir, tmp_path_factory.mktemp("fixtures-quick"), quick=True)
-
-
-@pytest.fixture(scope="session")
-def full_fixtures(clips_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_fixtures(clips_dir, tmp_path_factory.mktemp("fixtures-full"))
+# quick_fixtures and full_fixtures: tests/conftest.py (built once, cached in .cache/fixtures/).
 
 
 @pytest.mark.parametrize(("milvus_uri", "crop_grid"), [("lite", 2), ("lite", 1), ("standalone", 2)],

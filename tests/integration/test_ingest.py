@@ -122,6 +122,7 @@ def test_deleted_object_is_forgotten(services_env: dict[str, str], clips_dir: Pa
     assert resources.current().objects.stat(gone.matrix_bucket, gone.matrix_key) is None
 
 
+@pytest.mark.every_milvus
 def test_the_collection_gets_the_indexes_its_server_offers(services_env: dict[str, str],
                                                            request: pytest.FixtureRequest) -> None:
     """Milvus 2.3 (standalone) has no INVERTED scalar index, so video ids get a Trie; Milvus Lite has INVERTED."""
@@ -164,6 +165,7 @@ def test_workers_creating_the_collection_at_once_can_all_use_it(services_env: di
         index.close()
 
 
+@pytest.mark.every_milvus
 def test_model_mismatch_is_refused(services_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
     """A collection built by one model refuses another model's vectors, with a message saying why."""
     from workers.errors import ModelMismatch

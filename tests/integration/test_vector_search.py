@@ -13,6 +13,7 @@ from workers.matching import match_query
 from workers.stores.vectors import VectorIndex
 from workers.types import QueryParams
 
+pytestmark = pytest.mark.every_milvus  # the store contract: on each backend (tests/conftest.py)
 DIM = 64
 
 

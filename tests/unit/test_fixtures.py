@@ -282,8 +282,9 @@ def test_probe_reads_the_video_stream_not_the_container() -> None:
 
 
 @pytest.fixture(scope="module")
-def quick_build(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return fixtures.build_fixtures(CLIPS, tmp_path_factory.mktemp("fixtures"), quick=True)
+def quick_build(quick_fixtures: Path) -> Path:
+    """The session's quick build (tests/conftest.py: built once, cached in .cache/fixtures/)."""
+    return quick_fixtures
 
 
 def decode_errors(path: Path) -> list[str]:

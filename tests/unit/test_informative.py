@@ -194,10 +194,9 @@ def test_frame_labels_follow_the_plan() -> None:
 
 @needs_clips
 @pytest.mark.slow
-def test_mask_is_accurate_on_the_quick_fixtures(tmp_path_factory: pytest.TempPathFactory) -> None:
+def test_mask_is_accurate_on_the_quick_fixtures(quick_fixtures: Path) -> None:
     """Every black or card frame of the quick benchmark is dropped, and at least 99 % of the footage kept."""
-    gt_path = fixtures.build_fixtures(CLIPS, tmp_path_factory.mktemp("fixtures"), quick=True)
-    results = collect(gt_path, quick=True)
+    results = collect(quick_fixtures, quick=True)
     labels = np.concatenate([labels for labels, _, _ in results.values()])
     kept = np.concatenate([mask for _, mask, _ in results.values()])
 
