@@ -12,7 +12,6 @@ from celery import shared_task
 from db import videos
 from db.models import VideoStatus
 from service import queue, resources
-from service.resources import session
 from service.video_rows import VideoRows
 from tasks.base import TASK_OPTIONS, EnrichmentTask
 from workers.ingest import backfill
@@ -25,7 +24,7 @@ def backfill_signal(self: EnrichmentTask, signal: str, video_id: str) -> dict[st
     """Decode the video once for ``signal`` (enabled) and store and index what it finds."""
     res = resources.current()
     found = next((s for s in res.signals if s.name == signal), None)
-    with session() as s:
+    with res.session() as s:
         video = videos.get_video(s, video_id)
         ready = video is not None and video.status == VideoStatus.INDEXED and video.sha256 is not None
         source = (video.bucket, video.key, video.name, video.sha256) if ready and video else None

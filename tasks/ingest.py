@@ -16,12 +16,12 @@ from db import videos
 from db.models import VideoStatus
 from service import queue, resources
 from service.queue import enqueue_backfill
-from service.resources import session
 from service.video_rows import VideoRows, records_of
 from tasks.base import TASK_OPTIONS, VideoTask
 from workers.ingest import IngestResult, ingest, resume
 
 log = logging.getLogger(__name__)
+
 
 @shared_task(name=queue.INGEST, base=VideoTask, **TASK_OPTIONS)
 def embed_video(self: VideoTask, video_id: str) -> dict[str, Any]:
@@ -51,7 +51,7 @@ def remove_video(self: VideoTask, video_id: str) -> dict[str, Any]:
     """Forget a deleted upload. Nothing is removed when the object is back in the bucket (deleted and uploaded
     again, or listed by a sweep just before it was uploaded): the upload's registration handles it."""
     res = resources.current()
-    with session() as s:
+    with res.session() as s:
         video = videos.get_video(s, video_id)
         found = (video.bucket, video.key) if video is not None else None
     if found is None:

@@ -17,7 +17,6 @@ from db import jobs, videos
 from service import queue, resources
 from service.queue import enqueue_match
 from service.references import StoredReferences
-from service.resources import session
 from tasks.base import TASK_OPTIONS, JobTask, announce_job
 from workers.errors import ModelMismatch, ObjectMissing
 from workers.query import answer_query, extract_query
@@ -38,7 +37,7 @@ def embed_query(self: JobTask, job_id: str) -> dict[str, Any]:
                              signals=res.signals, stores=res.stores, params=cfg.query_params(job.params),
                              options=res.decode_options, scratch_dir=cfg.scratch_dir, progress=self.reporter())
     frames = int(done.video.evidence[primary.name].features.shape[0])
-    with session() as s:
+    with res.session() as s:
         jobs.update_job(s, job_id, sha256=done.sha256, frame_count=frames, matrix_key=primary.query_key(job_id),
                         duration=done.video.info.duration, timings=dict(done.video.timings))
         jobs.release_lease(s, job_id)
@@ -57,7 +56,7 @@ def match_job(self: JobTask, job_id: str) -> dict[str, Any]:
 
 
 def _match(res: resources.Resources, job_id: str) -> dict[str, Any]:
-    with session() as s:
+    with res.session() as s:
         job = jobs.get_job(s, job_id)
         if job is None or job.matrix_key is None:
             raise ObjectMissing(f"query job {job_id} has no embedded query (was it deleted?)")
@@ -68,7 +67,7 @@ def _match(res: resources.Resources, job_id: str) -> dict[str, Any]:
     evidence = load_evidence(res, job_id)
     result = answer_query(evidence, res.signals, stores=res.stores, references=StoredReferences(res), params=params,
                           exclude=exclude)
-    with session() as s:
+    with res.session() as s:
         names = {vid: v.name for vid, v in videos.videos_by_ids(s, [m.video_id for m in result.matches]).items()}
         jobs.update_job(s, job_id, timings={**timings, **result.timings})
         jobs.finish_job(s, job_id, result.matches, names)
