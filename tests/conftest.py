@@ -388,8 +388,11 @@ def celery_worker(services_env: dict[str, str], redis_url: str, monkeypatch: pyt
 
     queue_tag = uuid.uuid4().hex[:6]
     monkeypatch.setenv("COPYCAT_BROKER__URL", redis_url)
+    # Queues of their own: a worker of another test session on this machine (CI beside a developer's run)
+    # never takes this test's messages, nor this worker theirs.
+    monkeypatch.setenv("COPYCAT_BROKER__NAMESPACE", f"test-{queue_tag}:")
     use_fresh_resources()
-    env = {**os.environ, "COPYCAT_BROKER__URL": redis_url, "COPYCAT_HOME": str(tmp_path / "worker-home")}
+    env = {**os.environ, "COPYCAT_HOME": str(tmp_path / "worker-home")}
     log = (tmp_path / "worker.log").open("wb")
     worker = subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", "tasks.worker", "worker", "-Q", "embed,index,query,ops", "-c", "2",
