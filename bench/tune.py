@@ -51,10 +51,12 @@ QUERY_OPTIONS = ("crop_grid", "top_k", "reduce", "per_video", "extra_views")
 def embed_set(gt: dict[str, Any], model: str, cache: Path, mask: bool, extra: bool = False) -> dict[str, np.ndarray]:
     """Features keyed by name: references [T, D], queries [1 + MAX_GRID², T, D] (with ``extra``, every extra
     view of ``workers.views`` after those: ``view_rows``), uninformative views zeroed when ``mask`` (the
-    product's ``FrameFilter``); cached per fixture version, model, views and mask."""
+    product's ``FrameFilter``); cached per fixture version, model, views and mask (the file name lists the
+    extra views, so a cache made before a view was added is not read as if it had it)."""
     options = Settings().decode_options()
     named = f"{gt['set']}_" if "set" in gt else ""  # the footage parts; v2/v3 keep their old file names
-    path = cache / (f"features_{named}v{gt['version']}_{model}_views{MAX_GRID}{'_extra' if extra else ''}"
+    views = f"_extra-{'-'.join(EXTRA_VIEWS)}" if extra else ""
+    path = cache / (f"features_{named}v{gt['version']}_{model}_views{MAX_GRID}{views}"
                     f"{'_masked' if mask else ''}{'_skipnonref' if options.skip_nonref else ''}.npz")
     if path.exists():
         with np.load(path) as data:
