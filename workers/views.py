@@ -39,16 +39,16 @@ MAX_BORDER = 0.35
 
 FILL_DETAIL = 0.3
 """A row (column) is blurred fill where its fine detail is below this share of the picture's (``sharp_box``)."""
-MIN_DETAIL = 1.0
+MIN_DETAIL = 0.5
 """... and the picture has at least this fine detail (mean absolute second difference, 0-255 grey levels)."""
 MIN_FILL = 0.06
 """Each blurred fill covers at least this share of the side (a soft edge is not a fill)."""
 MAX_FILL = 0.42
 """... and at most this share, so the picture keeps at least 16 % of the side."""
-MAX_OFF_CENTRE = 0.02
-"""The two fills of an axis differ by at most this share of the side: the picture is centred."""
 MIN_FILL_SPREAD = 4.0
 """A fill's lines vary by at least this much (standard deviation, grey levels): a flat one is a border."""
+MIN_EDGE_STEP = 12.0
+"""... and the grey levels jump by at least this much (mean over a line) where fill and picture meet."""
 
 
 def mirrored(frames: np.ndarray) -> np.ndarray:
@@ -133,46 +133,52 @@ def sharp_box(frames: np.ndarray) -> tuple[int, int, int, int] | None:
     """The sharp picture inside a blurred fill shared by ``frames`` uint8 [N, H, W, 3]: (top, bottom, left,
     right) as slice bounds, or None when there is no such fill.
 
-    A 9:16 re-upload shows a landscape picture in the middle band over a blurred, enlarged copy of itself;
-    a portrait clip on a landscape screen gets blurred sides. The fill has shading but almost no fine
-    detail, so each row (for fills above and below) is scored by the mean absolute second difference of its
-    grey levels along the row, averaged over the frames, and each column likewise down the column
-    (differences along the line, so the step where fill meets picture does not count). The picture's level
-    is the median of the middle tenth of the lines; the fill is the run of lines from each end whose level is
-    below ``FILL_DETAIL`` of it. A fill is taken only as a centred pair (above and below, or left and right,
-    within ``MAX_OFF_CENTRE`` of each other, each ``MIN_FILL`` to ``MAX_FILL`` of the side) that is not flat
-    (``MIN_FILL_SPREAD``: a flat one is a border, ``border_box``'s), around a picture with ``MIN_DETAIL``.
-    That leaves out a shot whose own edges are soft (a close-up, a vignette) unless they are soft alike at
-    both ends. Statistics use at most 16 frames.
+    A 9:16 re-upload shows a landscape picture in the middle band over a blurred, enlarged, often darkened
+    copy of itself; a portrait clip on a landscape screen gets blurred sides. The fill has shading but
+    almost no fine detail, so each row (for fills above and below) is scored by the mean absolute second
+    difference of its grey levels along the row, averaged over the frames, and each column likewise down
+    the column (differences along the line, so the step where fill meets picture does not count). The
+    picture's level is the median of the middle tenth of the lines, the fill's the median of the outermost
+    lines, which must be below ``FILL_DETAIL`` of the picture's. The picture is centred, so the fill is cut
+    as a pair: the lines from the ends inward, line k and its mirror line together, while both stay below
+    a cut between the two levels (a picture whose own top is plain sky keeps its sky), ``MIN_FILL`` to
+    ``MAX_FILL`` of the side at each end. The fill must not be flat (``MIN_FILL_SPREAD``: a flat one is a
+    border, ``border_box``'s) and must end at an edge: the grey levels jump by ``MIN_EDGE_STEP`` across the
+    picture's first or last line, where a shot whose own ends are soft (a close-up, a vignette, a dark
+    scene) fades out gradually. Statistics use at most 16 frames.
     """
     if frames.ndim != 4 or frames.shape[0] == 0:
         return None
     step = max(1, frames.shape[0] // 16)
     grey = frames[::step][:16].astype(np.float32).mean(axis=-1)  # [n, H, W]
 
-    def picture(detail: np.ndarray, spread: np.ndarray) -> tuple[int, int]:
-        """Slice bounds of the picture between two fills of line profiles [L] (fine detail, spread), or (0, L)."""
-        length = len(detail)
+    def picture(lines: np.ndarray) -> int:
+        """How many lines of fill each end of ``lines`` [n, L, P] has (0: no fill)."""
+        length = lines.shape[1]
+        detail = np.abs(2 * lines[:, :, 1:-1] - lines[:, :, :-2] - lines[:, :, 2:]).mean(axis=(0, 2))  # [L]
         low, high = int(length * 0.45), max(int(length * 0.55), int(length * 0.45) + 1)
         middle = float(np.median(detail[low:high]))
         outer = max(1, int(length * MIN_FILL / 2))
         edge = float(np.median(np.concatenate([detail[:outer], detail[length - outer :]])))
         if middle < MIN_DETAIL or edge >= FILL_DETAIL * middle:
-            return 0, length
-        fill = detail < max(FILL_DETAIL * middle, np.sqrt(edge * middle))
-        first, last = int(np.argmin(fill)), int(np.argmin(fill[::-1]))  # the middle is never all fill
-        if (not MIN_FILL * length <= min(first, last) <= max(first, last) <= MAX_FILL * length
-                or abs(first - last) > MAX_OFF_CENTRE * length
-                or np.concatenate([spread[:first], spread[length - last :]]).mean() < MIN_FILL_SPREAD):
-            return 0, length
-        return first, length - last
+            return 0
+        pairs = np.maximum(detail, detail[::-1])[: length // 2]  # line k and line L-1-k: fill only if both are
+        fill = int(np.argmin(pairs < max(FILL_DETAIL * middle, np.sqrt(edge * middle))))  # the middle is no fill
+        if not MIN_FILL * length <= fill <= MAX_FILL * length:
+            return 0
+        ends = np.r_[0:fill, length - fill : length]
+        if lines[:, ends].std(axis=2).mean() < MIN_FILL_SPREAD:
+            return 0
 
-    # rows: detail along each row, [H]; columns: detail down each column, [W]
-    top, bottom = picture(np.abs(2 * grey[:, :, 1:-1] - grey[:, :, :-2] - grey[:, :, 2:]).mean(axis=(0, 2)),
-                          grey.std(axis=2).mean(axis=0))
-    left, right = picture(np.abs(2 * grey[:, 1:-1] - grey[:, :-2] - grey[:, 2:]).mean(axis=(0, 1)),
-                          grey.std(axis=1).mean(axis=0))
-    height, width = grey.shape[1:]
-    if (top, bottom, left, right) == (0, height, 0, width):
+        def jump(first: int) -> float:
+            """Largest mean step in grey level across 3 lines around the picture's ``first`` line."""
+            return max(float(np.abs(lines[:, k + 1] - lines[:, k - 2]).mean())
+                       for k in range(max(first - 2, 2), min(first + 3, length - 1)))
+
+        return fill if max(jump(fill), jump(length - fill)) >= MIN_EDGE_STEP else 0
+
+    rows, columns = picture(grey), picture(grey.transpose(0, 2, 1))
+    if not rows and not columns:
         return None
-    return top, bottom, left, right
+    height, width = grey.shape[1:]
+    return rows, height - rows, columns, width - columns

@@ -76,8 +76,9 @@ def _fill(n: int, height: int, width: int, seed: int = 0) -> np.ndarray:
 
 
 @pytest.mark.parametrize(("pad", "box"), [((70, 70, 0, 0), (70, 154, 0, 224)),  # a 9:16 re-upload's band
-                                          ((0, 0, 60, 62), (0, 224, 60, 162)),  # a portrait clip, blurred sides
-                                          ((30, 31, 40, 40), (30, 193, 40, 184))])
+                                          ((0, 0, 60, 60), (0, 224, 60, 164)),  # a portrait clip, blurred sides
+                                          ((30, 30, 40, 40), (30, 194, 40, 184)),
+                                          ((40, 74, 0, 0), (40, 184, 0, 224))])  # off centre: the thinner fill
 def test_sharp_box_finds_the_picture_inside_a_blurred_fill(pad: tuple[int, int, int, int],
                                                            box: tuple[int, int, int, int]) -> None:
     top, bottom, left, right = pad
@@ -88,7 +89,7 @@ def test_sharp_box_finds_the_picture_inside_a_blurred_fill(pad: tuple[int, int, 
     assert out.shape == (3, 112, 112, 3) and out.dtype == np.uint8
 
 
-def test_no_fill_on_plain_footage_borders_blank_frames_or_one_soft_edge() -> None:
+def test_no_fill_on_plain_footage_borders_blank_frames_or_one_soft_end() -> None:
     assert sharp_box(_picture(4, 224, 224)) is None
     assert sharp_box(np.zeros((0, 224, 224, 3), np.uint8)) is None
     assert sharp_box(np.full((2, 224, 224, 3), 128, np.uint8)) is None  # no picture: no detail anywhere
@@ -99,9 +100,23 @@ def test_no_fill_on_plain_footage_borders_blank_frames_or_one_soft_edge() -> Non
     sky = _picture(2, 224, 224)
     sky[:, :80] = _fill(2, 80, 224)  # a soft sky above a sharp street: one soft end, not a centred picture
     assert sharp_box(sky) is None
-    off_centre = _fill(2, 224, 224)
-    off_centre[:, 40:150] = _picture(2, 110, 224)  # fills of 40 and 74 rows: not a centred picture
-    assert sharp_box(off_centre) is None
+
+
+def test_a_shot_fading_out_softly_at_both_ends_has_no_fill() -> None:
+    """A vignette or shallow focus: detail fades towards the top and bottom with no edge where a fill would
+    meet the picture (vertical stripes, so lines differ only by the fade)."""
+    stripes = np.random.default_rng(2).integers(30, 225, size=(1, 1, 224, 1)).astype(np.float64)
+    fade = np.clip(np.abs(np.arange(224) - 111.5) * -1 / 45 + 111.5 / 45 - 0.2, 0, 1)[None, :, None, None]
+    frames = np.clip(_fill(2, 224, 224) + (stripes - 128) * fade, 0, 255).astype(np.uint8)
+    assert sharp_box(frames) is None
+
+
+def test_a_plain_sky_in_the_picture_stays_in_the_view() -> None:
+    """The picture's own top rows are plain (sky): the fill is cut as a pair, as thick as the bottom one."""
+    frames = _fill(2, 224, 224)
+    frames[:, 70:154] = _picture(2, 84, 224)
+    frames[:, 70:90] = 200  # the picture's sky, no detail
+    assert sharp_box(frames) == (70, 154, 0, 224)
 
 
 def test_embed_video_stacks_extra_views_in_one_decode(clips_dir: Path, tmp_path: Path) -> None:
