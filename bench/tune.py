@@ -156,6 +156,8 @@ def separation(gt: dict[str, Any], raw: dict[str, list]) -> tuple[float, float]:
 
 PREVIOUS_ROUND = {"snap_ends": False, "min_segment_score": 0.0, "prefer_stronger": False}
 """The localiser options this round added, off: the earlier ``ABLATION`` rows are measured without them."""
+BEFORE_UNFILL = {"extra_views": ("flip", "unborder")}
+"""The query views before ``unfill`` (docs/measurements/2026-12-07-blurred-fill-view.md)."""
 ABLATION: tuple[tuple[str, dict[str, Any]], ...] = (
     ("before (v2 defaults)", {"end_floor": 0.0, "query_overlap": 1.0, "reduce": "sum", "extra_views": (),
                               **PREVIOUS_ROUND}),
@@ -163,11 +165,12 @@ ABLATION: tuple[tuple[str, dict[str, Any]], ...] = (
     ("+ query_overlap 0.5", {"reduce": "sum", "extra_views": (), **PREVIOUS_ROUND}),
     ("+ reduce row_max", {"extra_views": (), **PREVIOUS_ROUND}),
     ("+ flip view", {"extra_views": ("flip",), **PREVIOUS_ROUND}),
-    ("+ unborder view", PREVIOUS_ROUND),
-    ("+ snap_ends", {"min_segment_score": 0.0, "prefer_stronger": False}),
-    ("+ min_segment_score 0.2", {"prefer_stronger": False}),
-    ("+ prefer_stronger", {}),
-    ("+ halves views", {"extra_views": ("flip", "unborder", "halves")}),
+    ("+ unborder view", {**BEFORE_UNFILL, **PREVIOUS_ROUND}),
+    ("+ snap_ends", {"min_segment_score": 0.0, "prefer_stronger": False, **BEFORE_UNFILL}),
+    ("+ min_segment_score 0.2", {"prefer_stronger": False, **BEFORE_UNFILL}),
+    ("+ prefer_stronger", BEFORE_UNFILL),
+    ("+ unfill view", {}),
+    ("+ halves views", {"extra_views": ("flip", "unborder", "unfill", "halves")}),
     ("defaults without end_floor", {"end_floor": 0.0}),
     ("defaults without query_overlap", {"query_overlap": 1.0}),
     ("defaults without row_max (sum)", {"reduce": "sum"}),
