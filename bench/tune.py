@@ -51,10 +51,12 @@ QUERY_OPTIONS = ("crop_grid", "top_k", "reduce", "per_video", "extra_views")
 def embed_set(gt: dict[str, Any], model: str, cache: Path, mask: bool, extra: bool = False) -> dict[str, np.ndarray]:
     """Features keyed by name: references [T, D], queries [1 + MAX_GRID², T, D] (with ``extra``, every extra
     view of ``workers.views`` after those: ``view_rows``), uninformative views zeroed when ``mask`` (the
-    product's ``FrameFilter``); cached per fixture version, model, views and mask."""
+    product's ``FrameFilter``); cached per fixture version, model, views and mask (the file name lists the
+    extra views, so a cache made before a view was added is not read as if it had it)."""
     options = Settings().decode_options()
     named = f"{gt['set']}_" if "set" in gt else ""  # the footage parts; v2/v3 keep their old file names
-    path = cache / (f"features_{named}v{gt['version']}_{model}_views{MAX_GRID}{'_extra' if extra else ''}"
+    views = f"_extra-{'-'.join(EXTRA_VIEWS)}" if extra else ""
+    path = cache / (f"features_{named}v{gt['version']}_{model}_views{MAX_GRID}{views}"
                     f"{'_masked' if mask else ''}{'_skipnonref' if options.skip_nonref else ''}.npz")
     if path.exists():
         with np.load(path) as data:
@@ -154,6 +156,8 @@ def separation(gt: dict[str, Any], raw: dict[str, list]) -> tuple[float, float]:
 
 PREVIOUS_ROUND = {"snap_ends": False, "min_segment_score": 0.0, "prefer_stronger": False}
 """The localiser options this round added, off: the earlier ``ABLATION`` rows are measured without them."""
+BEFORE_UNFILL = {"extra_views": ("flip", "unborder")}
+"""The query views before ``unfill`` (docs/measurements/2026-12-07-blurred-fill-view.md)."""
 ABLATION: tuple[tuple[str, dict[str, Any]], ...] = (
     ("before (v2 defaults)", {"end_floor": 0.0, "query_overlap": 1.0, "reduce": "sum", "extra_views": (),
                               **PREVIOUS_ROUND}),
@@ -161,11 +165,12 @@ ABLATION: tuple[tuple[str, dict[str, Any]], ...] = (
     ("+ query_overlap 0.5", {"reduce": "sum", "extra_views": (), **PREVIOUS_ROUND}),
     ("+ reduce row_max", {"extra_views": (), **PREVIOUS_ROUND}),
     ("+ flip view", {"extra_views": ("flip",), **PREVIOUS_ROUND}),
-    ("+ unborder view", PREVIOUS_ROUND),
-    ("+ snap_ends", {"min_segment_score": 0.0, "prefer_stronger": False}),
-    ("+ min_segment_score 0.2", {"prefer_stronger": False}),
-    ("+ prefer_stronger", {}),
-    ("+ halves views", {"extra_views": ("flip", "unborder", "halves")}),
+    ("+ unborder view", {**BEFORE_UNFILL, **PREVIOUS_ROUND}),
+    ("+ snap_ends", {"min_segment_score": 0.0, "prefer_stronger": False, **BEFORE_UNFILL}),
+    ("+ min_segment_score 0.2", {"prefer_stronger": False, **BEFORE_UNFILL}),
+    ("+ prefer_stronger", BEFORE_UNFILL),
+    ("+ unfill view", {}),
+    ("+ halves views", {"extra_views": ("flip", "unborder", "unfill", "halves")}),
     ("defaults without end_floor", {"end_floor": 0.0}),
     ("defaults without query_overlap", {"query_overlap": 1.0}),
     ("defaults without row_max (sum)", {"reduce": "sum"}),

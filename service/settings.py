@@ -29,6 +29,7 @@ from workers.localise import TNParams
 from workers.signals.registry import settings_groups
 from workers.stores.milvus import IndexSpec
 from workers.types import QueryParams
+from workers.views import ExtraView
 
 _LIMITS = InputLimits()
 _INDEX = IndexSpec()
@@ -229,9 +230,10 @@ class QuerySettings(BaseModel):
     crop_grid: int = Field(_QUERY.crop_grid, ge=1, le=4, description="also search the NxN tiles of each query frame"
                            " (finds picture-in-picture copies; N²+1 embeddings and searches per frame); 1 = whole"
                            " frames")
-    extra_views: list[Literal["flip", "halves", "unborder"]] = Field(
+    extra_views: list[ExtraView] = Field(
         list(_QUERY.extra_views), description="more query views, one embedding and search each per frame: flip"
-        " (mirror), halves (left, right, top, bottom: 4), unborder (the picture inside a border, where one is found)")
+        " (mirror), halves (left, right, top, bottom: 4), unborder (the picture inside a border, where one is found),"
+        " unfill (the sharp picture inside a blurred fill, as in 9:16 re-uploads, where one is found)")
 
 
 class WatchSettings(BaseModel):

@@ -141,7 +141,7 @@ class QueryParams:
     min_score: float = 0.35
     exclude_self: bool = False
     crop_grid: int = 2
-    extra_views: tuple[str, ...] = ("flip", "unborder")  # workers.views.EXTRA_VIEWS
+    extra_views: tuple[str, ...] = ("flip", "unborder", "unfill")  # workers.views.EXTRA_VIEWS
 
 
 @dataclass(frozen=True)

@@ -64,7 +64,7 @@ def test_quick_set_end_to_end(services_env: dict[str, str], quick_fixtures: Path
 
 @pytest.mark.parametrize("milvus_uri", ["lite"], indirect=True)
 def test_full_benchmark_keeps_its_accuracy(services_env: dict[str, str], full_fixtures: Path) -> None:
-    """bench.tune on this set (v3, 82 queries): F1 0.955, video precision 0.988 (one short copy of static
+    """bench.tune on this set (v3, 82 queries): F1 0.954, video precision 0.988 (one short copy of static
     footage also matched at another time of the same scene), recall 1.000."""
     res = resources.current()
     report = run_evaluation(res, full_fixtures, res.settings.query_params())

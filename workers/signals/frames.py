@@ -35,7 +35,7 @@ from workers.signals.base import (
     Views,
 )
 from workers.types import EmbeddedVideo, FrameGeometry, Match, QueryParams, VideoInfo
-from workers.views import EXTRA_VIEWS, VIEW_COUNTS, border_box, halves, mirrored, unbordered
+from workers.views import EXTRA_VIEWS, VIEW_COUNTS, border_box, halves, mirrored, sharp_box, unbordered
 
 LABEL = "video"
 
@@ -64,8 +64,9 @@ class FrameExtraction(Extraction[FrameViews]):
     decoded at ``crop_grid`` times the model's size so each tile has the model's size (a copy shown as an
     inset fills a small part of the frame, where whole-frame descriptors barely see it); the extra views
     (``workers.views``, in ``EXTRA_VIEWS`` order): ``flip`` the mirrored frame, ``halves`` its left, right,
-    top and bottom halves, ``unborder`` the picture inside a border found in the chunk (a zero descriptor,
-    never searched, where there is none).
+    top and bottom halves, ``unborder`` the picture inside a border found in the chunk, ``unfill`` the sharp
+    picture inside a blurred fill found in the chunk (9:16 re-uploads; each a zero descriptor, never
+    searched, where there is none).
 
     Views that ``frame_filter`` finds uninformative (black, blank, title cards, test patterns: no evidence of
     copying) get a zero descriptor, which is their mask from here on: they are never indexed nor searched,
@@ -81,7 +82,7 @@ class FrameExtraction(Extraction[FrameViews]):
         self.extras = [view for view in EXTRA_VIEWS if view in views.extra]
         self._patterns = patterns or (lambda: pattern_features(embedder))
         size = embedder.geometry.size
-        big_size = size * max(self.crop_grid, 2 if {"halves", "unborder"} & set(self.extras) else 1)
+        big_size = size * max(self.crop_grid, 2 if {"halves", "unborder", "unfill"} & set(self.extras) else 1)
         self.geometries = [embedder.geometry] + ([FrameGeometry(big_size, "squash")] if big_size > size else [])
         n_crops = (self.crop_grid ** 2 if self.crop_grid > 1 else 0) + sum(VIEW_COUNTS[v] for v in self.extras)
         self.whole: list[np.ndarray] = []
@@ -106,6 +107,9 @@ class FrameExtraction(Extraction[FrameViews]):
             views.extend(halves(frames[1] if self.crop_grid == 2 else _resized(frames[1], 2 * size), size))
         if "unborder" in self.extras:
             box = border_box(frames[1])
+            views.append(None if box is None else unbordered(frames[1], box, size))
+        if "unfill" in self.extras:
+            box = sharp_box(frames[1])
             views.append(None if box is None else unbordered(frames[1], box, size))
         for index, view in enumerate(views):
             self.tiles[index].append(self._embed_masked(view) if view is not None
