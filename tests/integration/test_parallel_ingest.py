@@ -28,7 +28,7 @@ def test_parallel_ingest_matches_serial_and_uses_threads(copycat_env: Path, clip
     files = [clips_dir / name for name in CLIPS]
     monkeypatch.setenv("COPYCAT_EMBED__PARALLEL_VIDEOS", "3")
     use_fresh_resources()
-    with caplog.at_level(logging.INFO, logger="tasks.ingest"):
+    with caplog.at_level(logging.INFO, logger="service.video_rows"):
         parallel = ingest(files)
     threads = {r.threadName for r in caplog.records if "frames informative" in r.getMessage()}
     loads = [r for r in caplog.records if r.getMessage().startswith("loaded model")]
