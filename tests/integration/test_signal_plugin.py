@@ -35,7 +35,7 @@ def test_a_test_only_signal_indexes_searches_localises_and_is_cleaned_up(
     assert [s.name for s in res.signals] == ["frames", "colour"]
     colour = res.signals[1]
 
-    ids = {name: client.ingest_file(clips_dir / name, name) for name in (REFERENCE, OTHER)}
+    ids = {name: client.ingest_file(res, clips_dir / name, name) for name in (REFERENCE, OTHER)}
     with session_scope(res.engine) as s:
         rows = {name: signal_rows.records_of(s, vid) for name, vid in ids.items()}
     assert {name: set(r) for name, r in rows.items()} == {REFERENCE: {"colour"}, OTHER: {"colour"}}
@@ -44,7 +44,7 @@ def test_a_test_only_signal_indexes_searches_localises_and_is_cleaned_up(
     query = tmp_path / "cut.mp4"  # seconds 2-8 of the reference, re-encoded
     subprocess.run(["ffmpeg", "-v", "error", "-ss", "2", "-i", str(clips_dir / REFERENCE), "-t", "6", "-an",
                     "-c:v", "libx264", "-preset", "veryfast", str(query)], check=True)
-    result = client.wait_for_job(client.submit_query(str(query), res.settings.query_params()))
+    result = client.wait_for_job(res, client.submit_query(res, str(query), res.settings.query_params()))
     assert result["status"] == "done", result["error"]
     best = result["matches"][0]
     assert best["name"] == REFERENCE and "colour" in best["signals"] and "video" in best["signals"]
